@@ -1,0 +1,1 @@
+"""The pipeline core: configuration, run-folder layout, manifests and the stage runner."""

@@ -1,0 +1,250 @@
+"""Load a YAML config and ``--opts`` overrides onto the defaults, check every key, and resolve paths and IDs.
+
+All problems are collected and reported together (one line each) before any work starts; the CLI exits with
+code 2 when there are any. YAML is read with ``yaml.safe_load`` (no object construction).
+"""
+import difflib
+import os
+from pathlib import Path
+
+import yaml
+from yacs.config import CfgNode as CN
+
+from pipeline.defaults import NAME_OR_PATH_KEYS, PATH_KEYS, get_default_config
+from pipeline.errors import ConfigError
+
+# Lists whose default is empty, so that the element type cannot be read off the default.
+_EMPTY_LIST_ELEMENT_TYPES = {
+    "DATASET.HUGGINGFACE_DATASETS": list,
+    "DATASET.CUSTOMIZED_DATASETS": str,
+    "FINETUNE.MULTIPROCESS_GPU_LIST": list,
+}
+
+
+def _all_keys(node, prefix=""):
+    for key, value in node.items():
+        full = f"{prefix}{key}"
+        if isinstance(value, CN):
+            yield from _all_keys(value, full + ".")
+        else:
+            yield full
+
+
+def get_key(cfg, dotted: str):
+    node = cfg
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def _set_key(cfg, dotted: str, value) -> None:
+    *parents, last = dotted.split(".")
+    node = cfg
+    for part in parents:
+        node = node[part]
+    node[last] = value
+
+
+def _type_name(t) -> str:
+    return {bool: "true/false", int: "an integer", float: "a number", str: "a string", list: "a list"}.get(t, t.__name__)
+
+
+def _coerce(value, expected_type, key: str, problems: list):
+    """``value`` converted to ``expected_type`` where that is lossless, else a problem is recorded.
+
+    PyYAML reads ``1e-3`` as a string (YAML 1.1), so numeric strings are accepted for numeric keys.
+    """
+    if expected_type is bool:
+        if isinstance(value, bool):
+            return value
+    elif expected_type is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif expected_type is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif expected_type is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+    elif expected_type in (list, tuple):
+        if isinstance(value, (list, tuple)):
+            return list(value)
+    problems.append(f"{key}: expected {_type_name(expected_type)}, got {value!r}")
+    return None
+
+
+def _coerce_list(value, default: list, key: str, problems: list):
+    value = _coerce(value, list, key, problems)
+    if value is None:
+        return None
+    element_type = type(default[0]) if default else _EMPTY_LIST_ELEMENT_TYPES.get(key)
+    if element_type is None:
+        return value
+    if element_type is float and all(isinstance(v, int) and not isinstance(v, bool) for v in default):
+        element_type = int
+    out = []
+    for i, item in enumerate(value):
+        coerced = _coerce(item, element_type, f"{key}[{i}]", problems)
+        if coerced is None:
+            return None
+        out.append(coerced)
+    return out
+
+
+def _merge_mapping(cfg, defaults, mapping: dict, prefix: str, problems: list) -> None:
+    for raw_key, value in mapping.items():
+        key = str(raw_key)
+        full = f"{prefix}{key}"
+        if key not in defaults:
+            choices = [f"{prefix}{k}" for k in defaults.keys()]
+            match = difflib.get_close_matches(full, choices, n=1, cutoff=0.6)
+            if not match:
+                all_keys = list(_all_keys(get_default_config()))
+                match = difflib.get_close_matches(full, all_keys, n=1, cutoff=0.6)
+            hint = f" (did you mean {match[0]}?)" if match else ""
+            problems.append(f"unknown config key {full}{hint}")
+            continue
+        default = defaults[key]
+        if isinstance(default, CN):
+            if not isinstance(value, dict):
+                problems.append(f"{full}: expected a section of keys, got {value!r}")
+                continue
+            _merge_mapping(cfg[key], default, value, full + ".", problems)
+        elif isinstance(default, list):
+            coerced = _coerce_list(value, default, full, problems)
+            if coerced is not None:
+                cfg[key] = coerced
+        else:
+            coerced = _coerce(value, type(default), full, problems)
+            if coerced is not None:
+                cfg[key] = coerced
+
+
+def _parse_opt_value(text: str):
+    """A ``--opts`` value, read as a YAML scalar or flow list (``100``, ``False``, ``[1, 2]``, ``runs/x``)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def opts_to_mapping(opts, problems: list) -> dict:
+    """``["A.B", "1", "C.D", "x"]`` as the nested mapping ``{"A": {"B": 1}, "C": {"D": "x"}}``."""
+    if len(opts) % 2:
+        problems.append(f"--opts takes KEY VALUE pairs; {opts[-1]!r} has no value")
+        opts = opts[:-1]
+    mapping: dict = {}
+    for key, text in zip(opts[0::2], opts[1::2]):
+        node = mapping
+        *parents, last = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                problems.append(f"--opts: {key} conflicts with an earlier override")
+                break
+        else:
+            node[last] = _parse_opt_value(text)
+    return mapping
+
+
+def load_yaml_file(path, problems: list) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        problems.append(f"config file not found: {path} (give a path to a YAML file, e.g. configs/quickstart.yaml)")
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problems.append(f"malformed YAML in {path}{where}: {getattr(e, 'problem', None) or e}")
+        return {}
+    except UnicodeDecodeError:
+        problems.append(f"config file {path} is not UTF-8 text")
+        return {}
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        problems.append(f"{path}: the top level of a config must be a mapping of sections, got {type(data).__name__}")
+        return {}
+    return data
+
+
+def build_config(config_path=None, opts=(), base_dir=None):
+    """Defaults, then the YAML file, then ``opts``; checked and resolved. Raises ConfigError listing every problem.
+
+    Relative paths resolve against ``base_dir`` (default: the current directory).
+    """
+    problems: list = []
+    cfg = get_default_config()
+    if config_path is not None:
+        _merge_mapping(cfg, cfg, load_yaml_file(config_path, problems), "", problems)
+    _merge_mapping(cfg, cfg, opts_to_mapping(list(opts), problems), "", problems)
+    if problems:
+        raise ConfigError(problems)
+    resolve_paths(cfg, base_dir)
+    from pipeline.validation import validate
+
+    problems = validate(cfg)
+    if problems:
+        raise ConfigError(problems)
+    resolve_auto_values(cfg)
+    cfg.freeze()
+    return cfg
+
+
+def _looks_like_path(value: str, base: Path) -> bool:
+    return value.startswith(("/", "./", "../", "~")) or (base / value).exists()
+
+
+def _absolute(value: str, base: Path) -> str:
+    return str((base / os.path.expanduser(value)).resolve()) if value else value
+
+
+def resolve_paths(cfg, base_dir=None) -> None:
+    """Make every path key absolute, relative paths resolving against ``base_dir`` (default: the current dir)."""
+    base = Path(base_dir or os.getcwd())
+    for key in PATH_KEYS:
+        value = get_key(cfg, key)
+        if isinstance(value, list):
+            _set_key(cfg, key, [_absolute(v, base) for v in value])
+        else:
+            _set_key(cfg, key, _absolute(value, base))
+    for key in NAME_OR_PATH_KEYS:
+        value = get_key(cfg, key)
+        if value and _looks_like_path(value, base):
+            _set_key(cfg, key, _absolute(value, base))
+
+
+def resolve_auto_values(cfg) -> None:
+    """Fill the "auto" values: worker count, dataset and run IDs. GPU count stays -1 (= all visible) here;
+    stages resolve it where they launch work, so that reading a config never initialises CUDA."""
+    from pipeline.run_ids import derive_dataset_id, derive_pretrain_id
+
+    if cfg.SYSTEM.NUM_WORKERS == 0:
+        cfg.SYSTEM.NUM_WORKERS = os.cpu_count() or 1
+    if not cfg.DATASET.ID:
+        cfg.DATASET.ID = derive_dataset_id(cfg)
+    if not cfg.PRETRAIN.ID:
+        cfg.PRETRAIN.ID = derive_pretrain_id(cfg)
+
+
+def load_resolved_config(path):
+    """Read back a config that ``build_config`` resolved and a stage wrote (no re-resolution, IDs kept)."""
+    cfg = get_default_config()
+    problems: list = []
+    _merge_mapping(cfg, cfg, load_yaml_file(path, problems), "", problems)
+    if problems:
+        raise ConfigError(problems)
+    cfg.freeze()
+    return cfg

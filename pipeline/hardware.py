@@ -1,0 +1,22 @@
+"""What hardware a run will use, decided in one place."""
+import os
+
+
+def visible_gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def resolve_num_gpus(cfg) -> int:
+    """GPUs this node will use: SYSTEM.NUM_GPUS, with -1 meaning all visible ones (0 on a machine without GPUs)."""
+    return visible_gpu_count() if cfg.SYSTEM.NUM_GPUS < 0 else cfg.SYSTEM.NUM_GPUS
+
+
+def data_parallel_processes(cfg) -> int:
+    """Processes that share one global batch on this node: one per GPU, or one on CPU."""
+    return max(1, resolve_num_gpus(cfg))
+
+
+def num_workers(cfg) -> int:
+    return cfg.SYSTEM.NUM_WORKERS or os.cpu_count() or 1

@@ -1,0 +1,72 @@
+"""Where each stage writes, in one place. Every path below is derived from a resolved config.
+
+    OUTPUT_ROOT/
+      datasets/<DATASET.ID>/          dataset stage (shared by every run that uses the same data and settings)
+        text_shards/                  train_*.txt / test_*.txt, one line per paragraph, blank line between articles
+        samples/                      train_*.hdf5 / test_*.hdf5
+        tokenizer/                    the Hugging Face tokenizer the samples were made with
+        manifest.json
+      runs/<PRETRAIN.ID>/             one pipeline run
+        config.yaml                   the fully resolved config of the last invocation
+        logs/<stage>.log              everything each stage printed
+        pretrain/                     checkpoints/, final_model/, metrics.jsonl, training_curves.png, manifest.json
+        finetune/                     <task>/<job>/ with eval_results.json, test predictions and a log per job
+        report.md, results.json, glue_submission.zip, results/   result collection
+"""
+from pathlib import Path
+
+STAGES = ("install", "dataset", "pretrain", "finetune", "result_collection")
+
+
+def output_root(cfg) -> Path:
+    return Path(cfg.SYSTEM.OUTPUT_ROOT)
+
+
+def dataset_dir(cfg) -> Path:
+    return output_root(cfg) / "datasets" / cfg.DATASET.ID
+
+
+def text_shards_dir(cfg) -> Path:
+    return dataset_dir(cfg) / "text_shards"
+
+
+def samples_dir(cfg) -> Path:
+    return dataset_dir(cfg) / "samples"
+
+
+def dataset_tokenizer_dir(cfg) -> Path:
+    return dataset_dir(cfg) / "tokenizer"
+
+
+def run_dir(cfg) -> Path:
+    return output_root(cfg) / "runs" / cfg.PRETRAIN.ID
+
+
+def logs_dir(cfg) -> Path:
+    return run_dir(cfg) / "logs"
+
+
+def log_path(cfg, stage: str) -> Path:
+    return logs_dir(cfg) / f"{stage}.log"
+
+
+def pretrain_dir(cfg) -> Path:
+    return run_dir(cfg) / "pretrain"
+
+
+def final_model_dir(cfg) -> Path:
+    return pretrain_dir(cfg) / "final_model"
+
+
+def finetune_dir(cfg) -> Path:
+    return run_dir(cfg) / "finetune"
+
+
+def results_dir(cfg) -> Path:
+    """Result collection writes report.md, results.json and glue_submission.zip at the run folder's top."""
+    return run_dir(cfg)
+
+
+def finetune_model_path(cfg) -> str:
+    """The model the finetune stage starts from: FINETUNE.MODEL_NAME_OR_PATH, or this run's final_model."""
+    return cfg.FINETUNE.MODEL_NAME_OR_PATH or str(final_model_dir(cfg))

@@ -1,0 +1,53 @@
+"""Stage manifests: the small JSON record a stage writes when (and only when) it has completed.
+
+"Complete" means the manifest exists and its ``settings`` equal the settings the current config asks for; a stage
+may also check the outputs the manifest lists. Manifests are written atomically (temporary name, then rename) so an
+interrupted run never leaves a manifest that a later run would trust.
+"""
+import json
+import os
+import time
+from pathlib import Path
+
+MANIFEST_NAME = "manifest.json"
+
+
+def write_json_atomic(path, payload) -> None:
+    """Write ``payload`` as JSON to ``path`` via a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(payload, f, indent=2, sort_keys=True, default=str)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_json(path):
+    """The parsed JSON at ``path``, or None when it is missing or unreadable (a torn write counts as missing)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def write_manifest(stage_dir, stage: str, settings: dict, **outputs) -> dict:
+    """Record that ``stage`` completed in ``stage_dir`` with ``settings``; ``outputs`` are stage-specific facts."""
+    manifest = {"stage": stage, "settings": settings, "completed_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **outputs}
+    write_json_atomic(Path(stage_dir) / MANIFEST_NAME, manifest)
+    return manifest
+
+
+def read_manifest(stage_dir):
+    return read_json(Path(stage_dir) / MANIFEST_NAME)
+
+
+def manifest_matches(stage_dir, settings: dict) -> bool:
+    """True when ``stage_dir`` holds a manifest whose settings equal ``settings`` (compared as JSON)."""
+    manifest = read_manifest(stage_dir)
+    if manifest is None:
+        return False
+    return json.loads(json.dumps(manifest.get("settings"), default=str)) == json.loads(json.dumps(settings, default=str))

@@ -1,0 +1,64 @@
+"""Automatic dataset and run IDs, and the settings that define each stage's output.
+
+An ID is a readable prefix plus a short hash of everything that changes the output, so changing any setting gives
+a new folder and rerunning with the same settings finds the old one. Settings that change only *how* the work is
+done (worker count, memory cap, logging intervals) are left out: they must not change the result.
+"""
+import hashlib
+import json
+import re
+from pathlib import Path
+
+# PRETRAIN keys that do not change the trained weights.
+_PRETRAIN_OPERATIONAL_KEYS = {"ENABLED", "ID", "LOG_EVERY_STEPS", "VALIDATION_EVERY_STEPS", "VALIDATION_MAX_SAMPLES",
+                              "CHECKPOINT_EVERY_STEPS", "KEEP_CHECKPOINTS"}
+
+
+def _plain(node):
+    """A yacs node (or any value) as plain JSON-able Python data."""
+    return json.loads(json.dumps(node, default=str))
+
+
+def short_hash(payload, length: int = 8) -> str:
+    return hashlib.sha256(json.dumps(_plain(payload), sort_keys=True).encode()).hexdigest()[:length]
+
+
+def corpus_fingerprint(folders) -> list:
+    """Name, size and modification time of every .txt under each folder: cheap, yet changes when a file does."""
+    entries = []
+    for folder in folders:
+        root = Path(folder)
+        for path in sorted(root.rglob("*.txt")):
+            if path.is_file():
+                stat = path.stat()
+                entries.append([str(path.relative_to(root)), stat.st_size, stat.st_mtime_ns])
+        entries.append([str(root), None, None])
+    return entries
+
+
+def dataset_settings(cfg) -> dict:
+    """Everything that determines the prepared dataset's content (inputs, sharding, masking, tokenizer, seed)."""
+    dataset = {k: v for k, v in _plain(cfg.DATASET).items() if k not in ("ENABLED", "ID")}
+    return {"DATASET": dataset, "TOKENIZER": _plain(cfg.TOKENIZER), "SEED": cfg.SYSTEM.SEED}
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()[:40] or "data"
+
+
+def derive_dataset_id(cfg) -> str:
+    names = [_slug(str(entry[0]).split("/")[-1]) for entry in cfg.DATASET.HUGGINGFACE_DATASETS]
+    names += [_slug(Path(folder).name) for folder in cfg.DATASET.CUSTOMIZED_DATASETS]
+    prefix = "+".join(names[:3]) if names else "data"
+    fingerprint = {"settings": dataset_settings(cfg), "corpus": corpus_fingerprint(cfg.DATASET.CUSTOMIZED_DATASETS)}
+    return f"{prefix}-{short_hash(fingerprint)}"
+
+
+def pretrain_settings(cfg) -> dict:
+    """Everything that determines the pretrained weights: the data, the architecture and the training recipe."""
+    pretrain = {k: v for k, v in _plain(cfg.PRETRAIN).items() if k not in _PRETRAIN_OPERATIONAL_KEYS}
+    return {"DATASET_ID": cfg.DATASET.ID, "MODEL": _plain(cfg.MODEL), "PRETRAIN": pretrain, "SEED": cfg.SYSTEM.SEED}
+
+
+def derive_pretrain_id(cfg) -> str:
+    return f"{_slug(cfg.MODEL.PRESET or 'bert')}-{short_hash(pretrain_settings(cfg))}"
