@@ -1,0 +1,299 @@
+"""The BERT we pretrain: a plain-PyTorch encoder with pre-LN or post-LN blocks and a sparse MLM head.
+
+Design choices, each for speed without changing the maths of BERT:
+- Attention goes through ``F.scaled_dot_product_attention`` (flash / memory-efficient kernels where available)
+  with one fused Q/K/V projection (one GEMM instead of three).
+- The MLM head (dense, activation, LayerNorm, decoder) runs only on the positions that carry a label, i.e. the
+  ~15% masked tokens, not on every token: the decoder is the largest GEMM of a small BERT, so this is most of the
+  saving (the "sparse prediction" trick of 24h-BERT / ExtremeBERT).
+- The vocabulary is padded up to a multiple of 64 so the embedding/decoder GEMMs get tensor-core friendly shapes.
+  The padding rows never appear as inputs or labels, and the loss slices the logits to the tokenizer's vocabulary
+  before the softmax, so the padding rows receive no gradient and can never be predicted. The exported Hugging Face
+  model (``pretraining.hf_model``) drops them again.
+
+No ``transformers`` import here: the model is ours, the Hugging Face export lives in ``pretraining/hf_model.py``.
+"""
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Shapes of the standard BERT sizes (Turc et al. 2019 for the small ones, Devlin et al. 2019 for base/large).
+PRESETS = {
+    "bert-tiny": dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512),
+    "bert-mini": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024),
+    "bert-small": dict(hidden_size=512, num_hidden_layers=4, num_attention_heads=8, intermediate_size=2048),
+    "bert-medium": dict(hidden_size=512, num_hidden_layers=8, num_attention_heads=8, intermediate_size=2048),
+    "bert-base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+    "bert-large": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096),
+}
+LN_MODES = ("pre-ln", "post-ln")
+ACTIVATIONS = {
+    "gelu": F.gelu,  # exact (erf) GELU, as in the original BERT and transformers' "gelu"
+    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),  # tanh approximation, transformers' "gelu_new"
+    "relu": F.relu,
+}
+VOCAB_MULTIPLE = 64  # embedding/decoder rows padded to a multiple of this for efficient GEMM shapes
+IGNORE_INDEX = -100  # label value of positions that are not predicted (the torch/transformers convention)
+
+
+@dataclass
+class ModelConfig:
+    """Shape and regularisation of the model. ``vocab_size`` is already padded; ``tokenizer_vocab_size`` is
+    ``len(tokenizer)``, the number of ids that can actually occur."""
+
+    vocab_size: int
+    tokenizer_vocab_size: int
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    intermediate_size: int
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+    encoder_ln_mode: str = "pre-ln"
+    pad_token_id: int = 0
+    initializer_range: float = 0.02
+
+    def __post_init__(self):
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_attention_heads "
+                             f"{self.num_attention_heads}")
+        if self.encoder_ln_mode not in LN_MODES:
+            raise ValueError(f"encoder_ln_mode must be one of {LN_MODES}, got {self.encoder_ln_mode!r}")
+        if self.hidden_act not in ACTIVATIONS:
+            raise ValueError(f"hidden_act must be one of {sorted(ACTIVATIONS)}, got {self.hidden_act!r}")
+        if not 0 < self.tokenizer_vocab_size <= self.vocab_size:
+            raise ValueError(f"tokenizer_vocab_size {self.tokenizer_vocab_size} must be in (0, vocab_size "
+                             f"{self.vocab_size}]")
+
+
+def padded_vocab_size(tokenizer_vocab_size: int, multiple: int = VOCAB_MULTIPLE) -> int:
+    """``tokenizer_vocab_size`` rounded up to a multiple of ``multiple``."""
+    return -(-tokenizer_vocab_size // multiple) * multiple
+
+
+def build_model_config(preset: str, tokenizer_vocab_size: int, **overrides) -> ModelConfig:
+    """The preset's shape with ``overrides`` applied; an override of 0 or None keeps the preset's value (the
+    convention of the MODEL config keys and the CLI flags). The vocabulary is padded to a multiple of 64."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown model preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    values = dict(PRESETS[preset])
+    values.update({key: value for key, value in overrides.items() if value not in (0, None)})
+    return ModelConfig(vocab_size=padded_vocab_size(tokenizer_vocab_size), tokenizer_vocab_size=tokenizer_vocab_size,
+                       **values)
+
+
+def model_config_from_cfg(cfg, tokenizer_vocab_size: int) -> ModelConfig:
+    """The model described by the yacs ``MODEL`` section (see ``pipeline/defaults.py``)."""
+    m = cfg.MODEL
+    return build_model_config(
+        m.PRESET, tokenizer_vocab_size, hidden_size=m.HIDDEN_SIZE, num_hidden_layers=m.NUM_HIDDEN_LAYERS,
+        num_attention_heads=m.NUM_ATTENTION_HEADS, intermediate_size=m.INTERMEDIATE_SIZE, hidden_act=m.HIDDEN_ACT,
+        hidden_dropout_prob=m.HIDDEN_DROPOUT_PROB, attention_probs_dropout_prob=m.ATTENTION_PROBS_DROPOUT_PROB,
+        max_position_embeddings=m.MAX_POSITION_EMBEDDINGS, encoder_ln_mode=m.ENCODER_LN_MODE)
+
+
+class Embeddings(nn.Module):
+    """Word + position + token-type embeddings, then LayerNorm and dropout (as in BERT, in both LN modes)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.word = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.position = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids, token_type_ids=None):
+        seq_len = input_ids.shape[1]
+        x = self.word(input_ids) + self.position.weight[:seq_len]
+        if token_type_ids is None:
+            x = x + self.token_type.weight[0]  # every token is segment 0: skip the lookup
+        else:
+            x = x + self.token_type(token_type_ids)
+        return self.dropout(self.norm(x))
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with one fused Q/K/V projection and SDPA."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
+        self.out = nn.Linear(config.hidden_size, config.hidden_size)
+        self.attn_dropout = config.attention_probs_dropout_prob
+
+    def forward(self, x, attn_mask):
+        batch, seq_len, hidden = x.shape
+        # [B, L, 3, heads, d] -> three [B, heads, L, d] views: no copy until SDPA needs one.
+        q, k, v = self.qkv(x).view(batch, seq_len, 3, self.num_heads, hidden // self.num_heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
+                                           dropout_p=self.attn_dropout if self.training else 0.0)
+        return self.out(y.transpose(1, 2).reshape(batch, seq_len, hidden))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.up = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.act = ACTIVATIONS[config.hidden_act]
+        self.down = nn.Linear(config.intermediate_size, config.hidden_size)
+
+    def forward(self, x):
+        return self.down(self.act(self.up(x)))
+
+
+class Block(nn.Module):
+    """One transformer layer. pre-LN: ``x + f(LN(x))`` (stable at large learning rates, needs a final LN);
+    post-LN: ``LN(x + f(x))`` (the original BERT, exported as a stock Hugging Face ``bert``)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.pre_ln = config.encoder_ln_mode == "pre-ln"
+        self.attention = SelfAttention(config)
+        self.attention_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.ffn = FeedForward(config)
+        self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, x, attn_mask):
+        if self.pre_ln:
+            x = x + self.dropout(self.attention(self.attention_norm(x), attn_mask))
+            return x + self.dropout(self.ffn(self.ffn_norm(x)))
+        x = self.attention_norm(x + self.dropout(self.attention(x, attn_mask)))
+        return self.ffn_norm(x + self.dropout(self.ffn(x)))
+
+
+class Encoder(nn.Module):
+    """Embeddings and the stack of blocks; in pre-LN mode a final LayerNorm (else the residual stream of the last
+    block would reach the head un-normalised)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.embeddings = Embeddings(config)
+        self.layers = nn.ModuleList(Block(config) for _ in range(config.num_hidden_layers))
+        pre_ln = config.encoder_ln_mode == "pre-ln"
+        self.final_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if pre_ln else nn.Identity()
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        """Hidden states of the last block, before the final LayerNorm (the caller applies ``final_norm``, so the
+        MLM loss can normalise only the gathered rows)."""
+        attn_mask = sdpa_padding_mask(attention_mask)
+        x = self.embeddings(input_ids, token_type_ids)
+        for layer in self.layers:
+            x = layer(x, attn_mask)
+        return x
+
+
+def sdpa_padding_mask(attention_mask):
+    """The key-padding mask in the form SDPA wants: boolean ``[B, 1, 1, L]``, True = may attend; ``None`` when
+    nothing is padded (lets SDPA pick its fastest kernel). Padded query rows still see the real keys, so no row is
+    fully masked (which would give NaN)."""
+    if attention_mask is None or bool(attention_mask.all()):
+        return None
+    return attention_mask.bool()[:, None, None, :]
+
+
+class MLMHead(nn.Module):
+    """dense -> activation -> LayerNorm -> decoder; the decoder weight is the word-embedding matrix (tied), only
+    the bias is the head's own."""
+
+    def __init__(self, config: ModelConfig, word_embeddings: nn.Embedding):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.act = ACTIVATIONS[config.hidden_act]
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.word_embeddings = word_embeddings  # shared module, not a copy: one parameter, tied by construction
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, hidden):
+        return F.linear(self.norm(self.act(self.dense(hidden))), self.word_embeddings.weight, self.bias)
+
+
+class BertForPreTraining(nn.Module):
+    """BERT with the masked-language-model objective only (no next-sentence prediction)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = Encoder(config)
+        self.head = MLMHead(config, self.encoder.embeddings.word)
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module):
+        """N(0, initializer_range) for every linear and embedding weight, zero biases, LayerNorm = identity."""
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def encode(self, input_ids, attention_mask, token_type_ids=None):
+        """Final hidden states ``[B, L, hidden]`` (after the final LayerNorm in pre-LN mode)."""
+        return self.encoder.final_norm(self.encoder(input_ids, attention_mask, token_type_ids))
+
+    def mlm_logits(self, input_ids, attention_mask, token_type_ids=None):
+        """Dense MLM logits ``[B, L, tokenizer_vocab_size]`` at every position (for evaluation and export
+        checks; training uses the sparse path in ``forward``)."""
+        return self.head(self.encode(input_ids, attention_mask, token_type_ids))[..., :self.config.tokenizer_vocab_size]
+
+    def forward(self, input_ids, attention_mask, labels, token_type_ids=None):
+        """Mean cross-entropy over the positions where ``labels != -100``; 0 when there is none (a batch
+        without a single masked token carries no signal, and NaN would poison the run)."""
+        hidden = self.encoder(input_ids, attention_mask, token_type_ids)
+        labels = labels.reshape(-1)
+        # Gather the labelled rows first: the final LayerNorm and the head then run on ~15% of the tokens.
+        rows = torch.nonzero(labels != IGNORE_INDEX).squeeze(1)
+        gathered = self.encoder.final_norm(hidden.reshape(-1, hidden.shape[-1]).index_select(0, rows))
+        logits = self.head(gathered)[:, :self.config.tokenizer_vocab_size]
+        loss_sum = F.cross_entropy(logits.float(), labels.index_select(0, rows), reduction="sum")
+        return loss_sum / rows.numel() if rows.numel() else loss_sum
+
+
+def maybe_compile(model: nn.Module, enabled: bool) -> nn.Module:
+    """``torch.compile(model)`` when ``enabled`` (``MODEL.COMPILE``), else ``model`` unchanged. The sparse head
+    gathers a data-dependent number of rows, so the graph is compiled with dynamic shapes."""
+    if not enabled:
+        return model
+    return torch.compile(model, dynamic=True)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters, each tied tensor counted once."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def pretraining_flops_per_sample(config: ModelConfig, seq_len: int, num_predictions: int) -> float:
+    """Forward + backward FLOPs of one training sample (matmuls only; backward = 2x forward), for MFU.
+
+    Per token and layer: Q/K/V/output projections ``8 h^2`` and feed-forward ``4 h i`` multiply-adds, attention
+    scores and weighted sum ``2 L h``. The head (``h^2`` + ``h V``) runs on ``num_predictions`` rows only.
+    """
+    h, i, n_layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    encoder_macs = seq_len * n_layers * (4 * h * h + 2 * h * i + 2 * seq_len * h)
+    head_macs = num_predictions * (h * h + h * config.vocab_size)
+    return 3 * 2 * float(encoder_macs + head_macs)
+
+
+def describe(config: ModelConfig) -> str:
+    """One line for logs: shape and parameter count (without building the model)."""
+    h, i, n = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    per_layer = 4 * h * h + 4 * h + 2 * h * i + i + h + 4 * h
+    embeddings = (config.vocab_size + config.max_position_embeddings + config.type_vocab_size + 2) * h
+    head = h * h + 3 * h + config.vocab_size + (2 * h if config.encoder_ln_mode == "pre-ln" else 0)
+    millions = (embeddings + n * per_layer + head) / 1e6
+    return (f"BERT {config.encoder_ln_mode} L={n} H={h} A={config.num_attention_heads} I={i} "
+            f"vocab={config.tokenizer_vocab_size}->{config.vocab_size} ({millions:.1f}M parameters)")
+
+
+__all__ = ["PRESETS", "ModelConfig", "build_model_config", "model_config_from_cfg", "BertForPreTraining",
+           "maybe_compile", "pretraining_flops_per_sample", "padded_vocab_size", "count_parameters", "describe",
+           "IGNORE_INDEX"]
