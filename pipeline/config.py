@@ -193,6 +193,12 @@ def build_config(config_path=None, opts=(), base_dir=None):
     if problems:
         raise ConfigError(problems)
     resolve_paths(cfg, base_dir)
+    if cfg.DEMO_DATA.ENABLED:
+        # The demo corpus must exist before its folder can be checked and fingerprinted into the dataset ID.
+        # Building it is deterministic, idempotent and takes seconds (a no-op once built).
+        from quickstart.build_demo_data import build_demo_data
+
+        build_demo_data(cfg.DEMO_DATA.OUTPUT_DIR, seed=cfg.SYSTEM.SEED)
     from pipeline.validation import validate
 
     problems = validate(cfg)

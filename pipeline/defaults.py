@@ -25,6 +25,11 @@ _C.INSTALL = CN()
 _C.INSTALL.ENABLED = True  # check that the running environment has every dependency before the other stages
 
 # ---------------------------------------------------------------------------------------------------------------
+_C.DEMO_DATA = CN()
+_C.DEMO_DATA.ENABLED = False  # build the offline demo corpus and demo GLUE-format tasks first (the quickstart's data)
+_C.DEMO_DATA.OUTPUT_DIR = "runs/demo_data"  # where the demo corpus (corpus/) and demo tasks (glue/) are written
+
+# ---------------------------------------------------------------------------------------------------------------
 _C.WANDB = CN()
 _C.WANDB.ENABLED = False  # log pretraining/finetuning to Weights & Biases (the key comes from $WANDB_API_KEY)
 _C.WANDB.PROJECT = "extremebert"  # wandb project name
@@ -141,7 +146,8 @@ _C.RESULT_COLLECTION.WRITE_PLOTS = True  # draw the pretraining curves and per-t
 
 # Keys whose string values are filesystem paths (relative ones resolve against the current directory).
 # A "name or path" key is resolved only when the value looks like a path or exists on disk.
-PATH_KEYS = ("SYSTEM.OUTPUT_ROOT", "SYSTEM.HOSTFILE", "DATASET.CUSTOMIZED_DATASETS", "FINETUNE.GLUE_DIR")
+PATH_KEYS = ("SYSTEM.OUTPUT_ROOT", "SYSTEM.HOSTFILE", "DEMO_DATA.OUTPUT_DIR", "DATASET.CUSTOMIZED_DATASETS",
+             "FINETUNE.GLUE_DIR")
 NAME_OR_PATH_KEYS = ("TOKENIZER.NAME_OR_PATH", "FINETUNE.MODEL_NAME_OR_PATH")
 
 

@@ -1,4 +1,4 @@
-"""Child-process entry for one stage: ``python -m pipeline.run_stage STAGE RESOLVED_CONFIG.yaml``.
+"""Child-process entry for one stage: ``python -m pipeline.run_stage MODULE:FUNCTION RESOLVED_CONFIG.yaml``.
 
 The pipeline runs each stage in its own process so that DeepSpeed's launcher and GPU groups work, memory is
 returned between stages, and a crash in one stage cannot corrupt the runner's state.
@@ -8,17 +8,16 @@ import sys
 
 from pipeline.config import load_resolved_config
 from pipeline.errors import ExtremeBertError
-from pipeline.runner import stage_by_name
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 2:
-        print("usage: python -m pipeline.run_stage STAGE RESOLVED_CONFIG.yaml", file=sys.stderr)
+    if len(argv) != 2 or ":" not in argv[0]:
+        print("usage: python -m pipeline.run_stage MODULE:FUNCTION RESOLVED_CONFIG.yaml", file=sys.stderr)
         return 2
-    stage = stage_by_name(argv[0])
+    module_name, function_name = argv[0].split(":", 1)
     cfg = load_resolved_config(argv[1])
-    entry = getattr(importlib.import_module(stage.module), stage.entry)
+    entry = getattr(importlib.import_module(module_name), function_name)
     try:
         entry(cfg)
     except ExtremeBertError as e:

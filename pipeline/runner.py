@@ -35,13 +35,6 @@ STAGES = (
 STAGE_NAMES = tuple(stage.name for stage in STAGES)
 
 
-def stage_by_name(name: str) -> Stage:
-    for stage in STAGES:
-        if stage.name == name:
-            return stage
-    raise KeyError(name)
-
-
 def stage_status(stage: Stage, cfg) -> StageStatus:
     if not stage.status:  # the install check is cheap and always runs
         return StageStatus(reads=["requirements.txt"], writes=[], complete=False, detail="always checked")
@@ -49,19 +42,20 @@ def stage_status(stage: Stage, cfg) -> StageStatus:
     return getattr(module, stage.status)(cfg)
 
 
-def forced_stages(force: list) -> set:
+def forced_stages(force: list, stages=STAGES) -> set:
     """The stages ``--force`` redoes: each named stage and every stage after it (they depend on its output)."""
+    names = [stage.name for stage in stages]
     if not force:
         return set()
-    first = min(STAGE_NAMES.index(name) for name in force)
-    return set(STAGE_NAMES[first:])
+    first = min(names.index(name) for name in force)
+    return set(names[first:])
 
 
-def plan(cfg, force=()) -> list:
+def plan(cfg, force=(), stages=STAGES) -> list:
     """(stage, action, status) for every stage; action is run | skip | disabled."""
-    redo = forced_stages(list(force))
+    redo = forced_stages(list(force), stages)
     rows = []
-    for stage in STAGES:
+    for stage in stages:
         if not cfg[stage.section].ENABLED:
             rows.append((stage, "disabled", None))
             continue
@@ -92,7 +86,7 @@ def _banner(text: str) -> None:
 def run_stage_subprocess(stage: Stage, config_path: Path, log_file: Path) -> int:
     """Run one stage in a child process; its output goes to the console and is appended to ``log_file``."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "pipeline.run_stage", stage.name, str(config_path)]
+    command = [sys.executable, "-m", "pipeline.run_stage", f"{stage.module}:{stage.entry}", str(config_path)]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH", "")]))
     with open(log_file, "ab") as log:
@@ -117,12 +111,13 @@ def _clear(paths) -> None:
             path.unlink()
 
 
-def run_pipeline(cfg, force=()) -> int:
+def run_pipeline(cfg, force=(), stages=STAGES) -> int:
     """Run every enabled stage that is not complete; returns the process exit code (0 = all stages succeeded)."""
     config_path = layout.run_dir(cfg) / "config.yaml"
     config_path.parent.mkdir(parents=True, exist_ok=True)
     config_path.write_text(cfg.dump(), encoding="utf-8")
-    rows = plan(cfg, force)
+    redo = forced_stages(list(force), stages)
+    rows = plan(cfg, force, stages)
     print(format_plan(rows), flush=True)
     for stage, action, status in rows:
         if action == "disabled":
@@ -130,7 +125,7 @@ def run_pipeline(cfg, force=()) -> int:
         if action == "skip":
             print(f"\n[skip] {stage.name}: complete ({', '.join(status.writes)})", flush=True)
             continue
-        if stage.name in forced_stages(list(force)):
+        if stage.name in redo:
             _clear(status.clear_paths)
         log_file = layout.log_path(cfg, stage.name)
         _banner(f"stage {stage.name}  (log: {log_file})")

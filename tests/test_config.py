@@ -1,0 +1,162 @@
+"""The config tree: every key documented and typed, overrides, and one clear line per bad-config problem."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import main
+from pipeline.config import build_config
+from pipeline.config_reference import key_comments
+from pipeline.defaults import get_default_config
+from pipeline.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _leaf_keys(node, prefix=""):
+    for key, value in node.items():
+        if hasattr(value, "items"):
+            yield from _leaf_keys(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "a.txt").write_text("First article, first line.\n\nSecond article.\n", encoding="utf-8")
+    return folder
+
+
+def _write_yaml(tmp_path, text):
+    path = tmp_path / "config.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _problems(tmp_path, yaml_text, *opts):
+    with pytest.raises(ConfigError) as info:
+        build_config(_write_yaml(tmp_path, yaml_text), list(opts))
+    return info.value.problems
+
+
+def test_every_default_key_has_a_comment_and_a_concrete_type():
+    comments = key_comments()
+    for key, value in _leaf_keys(get_default_config()):
+        assert comments.get(key), f"{key} has no one-line comment in pipeline/defaults.py"
+        assert isinstance(value, (bool, int, float, str, list)), f"{key} has an untyped default {value!r}"
+
+
+def test_get_default_config_returns_an_independent_copy():
+    cfg = get_default_config()
+    cfg.PRETRAIN.NUM_STEPS = 1
+    assert get_default_config().PRETRAIN.NUM_STEPS != 1
+
+
+def test_yaml_then_opts_override_defaults_with_types(tmp_path, corpus):
+    path = _write_yaml(tmp_path, f"DATASET:\n  CUSTOMIZED_DATASETS: [{corpus}]\nPRETRAIN:\n  LEARNING_RATE: 1e-4\n"
+                                 "  BATCH_SIZE: 64\n")
+    cfg = build_config(path, ["PRETRAIN.NUM_STEPS", "100", "FINETUNE.ENABLED", "False", "PRETRAIN.LEARNING_RATE",
+                              "2e-4", "FINETUNE.SEEDS", "[1, 2]"])
+    assert cfg.PRETRAIN.NUM_STEPS == 100
+    assert cfg.FINETUNE.ENABLED is False
+    assert cfg.PRETRAIN.LEARNING_RATE == pytest.approx(2e-4)
+    assert cfg.PRETRAIN.BATCH_SIZE == 64
+    assert cfg.FINETUNE.SEEDS == [1, 2]
+
+
+def test_relative_paths_resolve_against_the_current_directory(tmp_path, corpus, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = build_config(None, ["DATASET.CUSTOMIZED_DATASETS", "[corpus]", "SYSTEM.OUTPUT_ROOT", "out",
+                              "PRETRAIN.BATCH_SIZE", "32", "TOKENIZER.NAME_OR_PATH", "bert-base-uncased"])
+    assert cfg.DATASET.CUSTOMIZED_DATASETS == [str(corpus.resolve())]
+    assert cfg.SYSTEM.OUTPUT_ROOT == str((tmp_path / "out").resolve())
+    assert cfg.TOKENIZER.NAME_OR_PATH == "bert-base-uncased"  # a hub name is not a path
+
+
+def test_auto_ids_are_stable_and_change_with_settings(tmp_path, corpus):
+    opts = ["DATASET.CUSTOMIZED_DATASETS", f"[{corpus}]", "PRETRAIN.BATCH_SIZE", "32"]
+    first, again = build_config(None, opts), build_config(None, opts)
+    assert first.DATASET.ID == again.DATASET.ID and first.PRETRAIN.ID == again.PRETRAIN.ID
+    masked = build_config(None, opts + ["DATASET.MASKED_LM_PROB", "0.2"])
+    assert masked.DATASET.ID != first.DATASET.ID
+    assert masked.PRETRAIN.ID != first.PRETRAIN.ID  # a new dataset means a new run
+    workers = build_config(None, opts + ["SYSTEM.NUM_WORKERS", "1"])
+    assert workers.DATASET.ID == first.DATASET.ID  # how the work is done does not change the data
+    steps = build_config(None, opts + ["PRETRAIN.NUM_STEPS", "10"])
+    assert steps.DATASET.ID == first.DATASET.ID and steps.PRETRAIN.ID != first.PRETRAIN.ID
+    (corpus / "b.txt").write_text("New text.\n", encoding="utf-8")
+    assert build_config(None, opts).DATASET.ID != first.DATASET.ID
+
+
+def test_unknown_key_is_named_with_a_suggestion(tmp_path, corpus):
+    problems = _problems(tmp_path, f"DATASET:\n  CUSTOMIZED_DATASETS: [{corpus}]\n  MAX_SEQ_LEN: 64\n")
+    assert problems == ["unknown config key DATASET.MAX_SEQ_LEN (did you mean DATASET.MAX_SEQ_LENGTH?)"]
+
+
+def test_unknown_section_and_opts_key_are_errors(tmp_path, corpus):
+    problems = _problems(tmp_path, "PRETRAINING:\n  NUM_STEPS: 3\n", "FINETUNE.SEED", "1")
+    assert any("PRETRAINING" in p and "did you mean PRETRAIN" in p for p in problems)
+    assert any("FINETUNE.SEED" in p and "FINETUNE.SEEDS" in p for p in problems)
+
+
+def test_wrong_types_are_named(tmp_path):
+    problems = _problems(tmp_path, "PRETRAIN:\n  NUM_STEPS: many\n  ENABLED: 3\nFINETUNE:\n  SEEDS: [1, x]\n")
+    assert any(p.startswith("PRETRAIN.NUM_STEPS: expected an integer") for p in problems)
+    assert any(p.startswith("PRETRAIN.ENABLED: expected true/false") for p in problems)
+    assert any(p.startswith("FINETUNE.SEEDS[1]: expected an integer") for p in problems)
+
+
+def test_every_problem_is_reported_at_once(tmp_path, corpus):
+    problems = _problems(tmp_path, f"DATASET:\n  CUSTOMIZED_DATASETS: [{corpus}]\n  MASKED_LM_PROB: 1.5\n"
+                                   "  FRAC_TEST: -0.1\nPRETRAIN:\n  SCHEDULER: stepwise\n  BATCH_SIZE: 32\n")
+    assert any(p.startswith("DATASET.MASKED_LM_PROB = 1.5 is out of range (0, 1)") for p in problems)
+    assert any(p.startswith("DATASET.FRAC_TEST = -0.1") for p in problems)
+    assert any(p.startswith("PRETRAIN.SCHEDULER = 'stepwise' is not one of") for p in problems)
+
+
+def test_batch_size_must_divide_into_micro_batches(tmp_path, corpus):
+    problems = _problems(tmp_path, f"DATASET:\n  CUSTOMIZED_DATASETS: [{corpus}]\nSYSTEM:\n  NUM_GPUS: 0\n"
+                                   "PRETRAIN:\n  BATCH_SIZE: 100\n  MICRO_BATCH_SIZE_PER_GPU: 32\n")
+    assert any("PRETRAIN.BATCH_SIZE = 100 is not divisible" in p for p in problems)
+
+
+def test_missing_corpus_folder_and_folder_without_txt(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.md").write_text("not a corpus")
+    problems = _problems(tmp_path, f"DATASET:\n  CUSTOMIZED_DATASETS: [{tmp_path / 'nowhere'}, {empty}]\n")
+    assert any("folder does not exist" in p and "nowhere" in p for p in problems)
+    assert any("holds no .txt files" in p and str(empty) in p for p in problems)
+
+
+def test_missing_and_malformed_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        build_config(tmp_path / "absent.yaml")
+    with pytest.raises(ConfigError, match=r"malformed YAML in .*config.yaml at line 3"):
+        build_config(_write_yaml(tmp_path, "PRETRAIN:\n  NUM_STEPS: [1, 2\n"))
+
+
+def test_yaml_is_loaded_safely(tmp_path):
+    marker = tmp_path / "pwned"
+    text = f"PRETRAIN: !!python/object/apply:os.system ['touch {marker}']\n"
+    with pytest.raises(ConfigError, match="malformed YAML"):
+        build_config(_write_yaml(tmp_path, text))
+    assert not marker.exists()
+
+
+def test_main_exits_2_and_prints_one_line_per_problem(tmp_path, capsys):
+    path = _write_yaml(tmp_path, "DATASET:\n  MAX_SEQ_LEN: 64\nPRETRAIN:\n  NUM_STEPS: 0\n")
+    assert main.main(["--config", str(path)]) == 2
+    err_lines = capsys.readouterr().err.strip().splitlines()
+    assert "config error: unknown config key DATASET.MAX_SEQ_LEN (did you mean DATASET.MAX_SEQ_LENGTH?)" in err_lines
+    assert len(err_lines) == 1  # type/merge errors stop before value checks
+
+
+def test_main_exits_2_on_a_missing_config_file_in_a_real_process(tmp_path):
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "main.py"), "--config", str(tmp_path / "x.yaml")],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "config file not found" in result.stderr

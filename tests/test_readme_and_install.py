@@ -1,0 +1,41 @@
+"""The README's promises that a test can hold: its test command is what CI runs, its config reference matches the
+defaults, and the install check names what is missing."""
+import re
+from pathlib import Path
+
+from pipeline.config_reference import render_block
+from pipeline.install_check import missing_requirements, read_requirements
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def _readme_commands():
+    return re.findall(r"```\n(bash install\.sh && [^\n]+)\n```", README)
+
+
+def test_readme_starts_with_the_two_commands_quickstart_then_tests():
+    quickstart, tests = _readme_commands()[:2]
+    assert "main.py --config configs/quickstart.yaml" in quickstart
+    assert "-m pytest" in tests
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    test_command = _readme_commands()[1]
+    ci_lines = (REPO_ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert test_command in ci_lines
+
+
+def test_readme_config_reference_matches_the_defaults():
+    assert render_block() in README, "run: python -m pipeline.config_reference --update-readme"
+
+
+def test_every_pinned_requirement_is_installed_in_this_environment():
+    assert missing_requirements() == []
+    assert ("torch", "2.13.0") in read_requirements()
+
+
+def test_install_check_names_a_missing_package(tmp_path):
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("numpy\nno-such-package-xyz==1.0\n# comment\n")
+    assert missing_requirements(requirements) == ["no-such-package-xyz is not installed"]
