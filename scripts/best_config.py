@@ -1,0 +1,90 @@
+"""Pick each task's best hyperparameter configuration: the best *median over seeds* of the primary metric.
+
+The median, not the maximum, because on small GLUE tasks (RTE, MRPC, CoLA) one lucky seed can beat a configuration
+that is better on average by several points; the median rewards the consistently good one. Test predictions then
+come from the best seed of the chosen configuration.
+"""
+import statistics
+from dataclasses import dataclass
+from typing import Optional
+
+from finetuning.glue_tasks import GLUE_TASKS
+from scripts.job_results import JobResult
+
+
+@dataclass
+class ConfigResult:
+    """The counted jobs (one per seed) of one (learning rate, batch size, epochs) configuration."""
+    learning_rate: float
+    batch_size: int
+    epochs: float
+    jobs: list  # JobResult, sorted by seed
+
+    def values(self, metric: str) -> list:
+        return [job.metrics[metric] for job in self.jobs if isinstance(job.metrics.get(metric), (int, float))]
+
+    def median(self, metric: str) -> Optional[float]:
+        values = self.values(metric)
+        return statistics.median(values) if values else None
+
+    def describe(self) -> str:
+        return f"lr {self.learning_rate:g}, batch {self.batch_size}, epochs {self.epochs:g}"
+
+
+@dataclass
+class TaskBest:
+    """The chosen configuration of one task and the statistics the report shows for it."""
+    task: str
+    metric: str  # the primary metric the selection maximised
+    config: ConfigResult
+    best_job: JobResult  # the configuration's best seed: its test predictions are submitted
+    configs_tried: int  # configurations with at least one counted job
+    max_seeds: int  # most counted seeds any configuration of the task has
+
+    @property
+    def median(self) -> float:
+        return self.config.median(self.metric)
+
+    @property
+    def spread(self) -> dict:
+        """min, max and standard deviation of the primary metric over the chosen configuration's seeds."""
+        values = self.config.values(self.metric)
+        return {"min": min(values), "max": max(values),
+                "std": statistics.stdev(values) if len(values) > 1 else 0.0, "seeds": len(values)}
+
+    def median_metrics(self) -> dict:
+        """Median over seeds of every dev metric of the task (what the GLUE score averages)."""
+        return {name: self.config.median(name) for name in GLUE_TASKS[self.task].metrics}
+
+
+def group_by_config(jobs) -> list:
+    """The counted jobs grouped into configurations, sorted by (learning rate, batch size, epochs)."""
+    groups: dict = {}
+    for job in jobs:
+        if job.counted:
+            groups.setdefault(job.config, []).append(job)
+    return [ConfigResult(lr, bs, ep, sorted(members, key=lambda job: job.seed))
+            for (lr, bs, ep), members in sorted(groups.items())]
+
+
+def select_best(task: str, jobs) -> Optional[TaskBest]:
+    """The task's best configuration and seed, or None when no job of the task completed.
+
+    Ties on the median go to the higher mean, then to more seeds, then to the first configuration in sorted
+    order, so the choice never depends on the order jobs were found on disk.
+    """
+    metric = GLUE_TASKS[task].primary_metric
+    configs = group_by_config(jobs)
+    if not configs:
+        return None
+    best = max(configs, key=lambda c: (c.median(metric), statistics.fmean(c.values(metric)), len(c.jobs)))
+    # max() keeps the first of equal seeds, and jobs are sorted by seed: ties go to the lowest seed.
+    best_job = max(best.jobs, key=lambda job: job.metrics[metric])
+    return TaskBest(task=task, metric=metric, config=best, best_job=best_job, configs_tried=len(configs),
+                    max_seeds=max(len(c.jobs) for c in configs))
+
+
+def select_all(jobs_by_task: dict) -> dict:
+    """{task: TaskBest} for every task with at least one counted job."""
+    bests = {task: select_best(task, jobs) for task, jobs in jobs_by_task.items()}
+    return {task: best for task, best in bests.items() if best is not None}

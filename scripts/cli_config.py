@@ -1,0 +1,52 @@
+"""The config the result-collection scripts work on: from ``--config`` (+ ``--opts``) like main.py, or from a run
+folder's own ``config.yaml`` (``--run-dir``), which also works after the folder was moved."""
+import argparse
+import sys
+from pathlib import Path
+
+from pipeline.config import build_config, load_resolved_config
+from pipeline.errors import ConfigError, ExtremeBertError
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", help="the YAML file the pipeline ran with")
+    source.add_argument("--run-dir", help="a run folder (OUTPUT_ROOT/runs/<PRETRAIN.ID>) holding config.yaml")
+    parser.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE",
+                        help="override config keys, e.g. --opts RESULT_COLLECTION.WRITE_PLOTS False")
+
+
+def config_from_args(args):
+    """The resolved config named by ``--config`` or ``--run-dir``, with ``--opts`` applied."""
+    if args.config:
+        return build_config(args.config, args.opts)
+    run_dir = Path(args.run_dir).resolve()
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise ConfigError(f"--run-dir {run_dir}: no config.yaml there (the pipeline writes one into every run folder)")
+    if run_dir.parent.name != "runs":
+        raise ConfigError(f"--run-dir {run_dir}: a run folder lives at OUTPUT_ROOT/runs/<PRETRAIN.ID>; use --config"
+                          " for a folder elsewhere")
+    cfg = load_resolved_config(config_path)
+    cfg.defrost()
+    # The folder is where the user says it is, even if it was moved since the run.
+    cfg.SYSTEM.OUTPUT_ROOT = str(run_dir.parent.parent)
+    cfg.PRETRAIN.ID = run_dir.name
+    if args.opts:
+        try:
+            cfg.merge_from_list(list(args.opts))
+        except (KeyError, ValueError, AssertionError) as e:
+            raise ConfigError(f"--opts: {e}") from None
+    cfg.freeze()
+    return cfg
+
+
+def run_cli(parser: argparse.ArgumentParser, action, argv=None) -> int:
+    """Parse ``argv``, build the config and call ``action(cfg, args)``; user errors print one line and return 1."""
+    args = parser.parse_args(argv)
+    try:
+        action(config_from_args(args), args)
+    except ExtremeBertError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0

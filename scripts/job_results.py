@@ -1,0 +1,154 @@
+"""Read the finetune stage's job folders (``<root>/<TASK>/<JOB>/job.json`` and ``eval_results.json``).
+
+Everything comes from the jobs' own result files, never from console logs. A job that cannot be used (no
+``job.json``, a ``completed`` job without dev metrics) is still listed, with the reason in ``problem``, so the
+summary tables show it instead of silently dropping it.
+"""
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from finetuning.glue_tasks import FINETUNED_TASKS, GLUE_TASKS
+from pipeline.errors import DataError
+from pipeline.manifest import read_json
+
+_JOB_NAME = re.compile(r"^lr(?P<lr>[^_]+)_bs(?P<bs>\d+)_ep(?P<ep>[^_]+)_seed(?P<seed>-?\d+)$")
+
+# Metrics are fractions, as scikit-learn computes them; MCC and correlations may be negative.
+_METRIC_RANGES = {"accuracy": (0.0, 1.0), "accuracy_mm": (0.0, 1.0), "f1": (0.0, 1.0),
+                  "mcc": (-1.0, 1.0), "pearson": (-1.0, 1.0), "spearman": (-1.0, 1.0)}
+
+
+@dataclass
+class JobResult:
+    """One finetune job as its folder describes it."""
+    task: str
+    name: str  # folder name, lr{lr}_bs{batch}_ep{epochs}_seed{seed}
+    path: Path
+    learning_rate: Optional[float]
+    batch_size: Optional[int]
+    epochs: Optional[float]
+    seed: Optional[int]
+    status: str  # running | completed | failed | unknown
+    wall_time_s: Optional[float] = None
+    init_from: Optional[str] = None
+    error: Optional[str] = None
+    metrics: dict = field(default_factory=dict)  # eval_results.json (empty when absent)
+    problem: str = ""  # why a job that may look finished cannot be used
+
+    @property
+    def counted(self) -> bool:
+        """Only completed jobs with readable dev metrics take part in the selection."""
+        return self.status == "completed" and not self.problem
+
+    @property
+    def config(self) -> tuple:
+        """The hyperparameter configuration the seeds are grouped by."""
+        return (self.learning_rate, self.batch_size, self.epochs)
+
+    def predictions_path(self, submission_name: str) -> Path:
+        return self.path / f"predictions_{submission_name}.tsv"
+
+
+def _number(value, kind):
+    try:
+        return kind(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _hyperparameters(job_info: dict, folder_name: str) -> dict:
+    """Hyperparameters from job.json, falling back to the folder name (both are written by the finetune stage)."""
+    match = _JOB_NAME.match(folder_name)
+    parsed = match.groupdict() if match else {}
+    return {
+        "learning_rate": _number(job_info.get("learning_rate", parsed.get("lr")), float),
+        "batch_size": _number(job_info.get("batch_size", parsed.get("bs")), int),
+        "epochs": _number(job_info.get("epochs", parsed.get("ep")), float),
+        "seed": _number(job_info.get("seed", parsed.get("seed")), int),
+    }
+
+
+def _check_metrics(metrics: dict, path: Path) -> None:
+    """A metric outside its range means the finetune stage wrote another scale (e.g. percentages): stop loudly."""
+    for name, (low, high) in _METRIC_RANGES.items():
+        value = metrics.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
+            raise DataError(f"{path}: metric {name!r} = {value!r} is not a number")
+        if not low <= value <= high:
+            raise DataError(f"{path}: metric {name!r} = {value} is outside [{low:g}, {high:g}]; eval_results.json"
+                            " must hold fractions (0.853), not percentages")
+
+
+def read_job(task: str, job_dir: Path) -> JobResult:
+    """The job in ``job_dir``; raises DataError only for metrics on the wrong scale."""
+    info = read_json(job_dir / "job.json")
+    problem = ""
+    if not isinstance(info, dict):
+        info, problem = {}, "job.json missing or unreadable"
+    job = JobResult(task=task, name=job_dir.name, path=job_dir, status=str(info.get("status", "unknown")),
+                    wall_time_s=_number(info.get("wall_time_s"), float), init_from=info.get("init_from"),
+                    error=info.get("error"), problem=problem, **_hyperparameters(info, job_dir.name))
+    metrics_path = job_dir / "eval_results.json"
+    metrics = read_json(metrics_path)
+    if isinstance(metrics, dict):
+        _check_metrics(metrics, metrics_path)
+        job.metrics = metrics
+    if job.status == "completed" and not job.problem:
+        primary = GLUE_TASKS[task].primary_metric
+        if not isinstance(metrics, dict):
+            job.problem = "eval_results.json missing or unreadable"
+        elif not isinstance(metrics.get(primary), (int, float)):
+            job.problem = f"eval_results.json has no {primary!r}"
+        elif None in job.config:
+            job.problem = "hyperparameters unknown (job.json lacks them and the folder name does not say)"
+    return job
+
+
+def _task_folders(root: Path):
+    """(task, folder) for every task folder under ``root``; other folders are ignored."""
+    if not root.is_dir():
+        return []
+    # The finetune stage names task folders by the canonical task name (docs/interfaces.md).
+    return [(path.name, path) for path in sorted(root.iterdir()) if path.is_dir() and path.name in FINETUNED_TASKS]
+
+
+def _job_folders(task_dir: Path):
+    return sorted(p for p in task_dir.iterdir()
+                  if p.is_dir() and ((p / "job.json").exists() or (p / "eval_results.json").exists()))
+
+
+def load_jobs(root) -> dict:
+    """{task: [JobResult, ...]} for every task folder under ``root`` (tasks in leaderboard order, jobs by name)."""
+    root = Path(root)
+    by_task = {task: [read_job(task, job_dir) for job_dir in _job_folders(folder)]
+               for task, folder in _task_folders(root)}
+    return {task: by_task[task] for task in FINETUNED_TASKS if by_task.get(task)}
+
+
+def jobs_fingerprint(root) -> str:
+    """A hash of every completed job under ``root``: its files' contents (metrics) and its predictions' size/time.
+
+    It changes whenever a job completes, reruns or is removed, which is what makes result collection stale.
+    """
+    root = Path(root)
+    digest = hashlib.sha256()
+    for task, folder in _task_folders(root):
+        for job_dir in _job_folders(folder):
+            info = read_json(job_dir / "job.json")
+            if not isinstance(info, dict) or info.get("status") != "completed":
+                continue
+            digest.update(f"{task}/{job_dir.name}\n".encode())
+            for name in ("job.json", "eval_results.json"):
+                path = job_dir / name
+                digest.update(path.read_bytes() if path.exists() else b"-")
+            for path in sorted(job_dir.glob("predictions_*.tsv")):
+                stat = path.stat()
+                digest.update(json.dumps([path.name, stat.st_size, stat.st_mtime_ns]).encode())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,70 @@
+"""Summarise the pretraining run from its manifest and ``metrics.jsonl`` (docs/interfaces.md, pretrain section)."""
+import json
+import statistics
+from pathlib import Path
+
+from pipeline import layout
+from pipeline.manifest import read_json
+
+
+def read_metrics(path) -> tuple:
+    """(training lines, validation lines) of a ``metrics.jsonl``; unparsable lines (a torn last write) are skipped."""
+    train, val = [], []
+    path = Path(path)
+    if not path.is_file():
+        return train, val
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(record, dict) or "step" not in record:
+                continue
+            if "val_loss" in record:
+                val.append(record)
+            elif "loss" in record:
+                train.append(record)
+    return train, val
+
+
+def _median_of(records, key):
+    values = [r[key] for r in records if isinstance(r.get(key), (int, float))]
+    return statistics.median(values) if values else None
+
+
+def summarize_pretraining(cfg) -> dict:
+    """Steps, hours, final validation loss, tokens seen and throughput; ``available`` False with a reason when the
+    run has no pretraining outputs (pretraining disabled, or finetuning an outside model)."""
+    pretrain_dir = layout.pretrain_dir(cfg)
+    manifest = read_json(pretrain_dir / "manifest.json")
+    metrics_path = pretrain_dir / "metrics.jsonl"
+    train, val = read_metrics(metrics_path)
+    if not isinstance(manifest, dict) and not train and not val:
+        reason = ("pretraining was disabled (PRETRAIN.ENABLED is False)" if not cfg.PRETRAIN.ENABLED
+                  else "pretraining has not completed")
+        return {"available": False, "reason": f"{reason}: no {pretrain_dir / 'manifest.json'}",
+                "finetuned_model": layout.finetune_model_path(cfg)}
+    manifest = manifest if isinstance(manifest, dict) else {}
+    last_train = train[-1] if train else {}
+    hours = manifest.get("hours")
+    if hours is None and (train or val):
+        hours = max(r.get("elapsed_s", 0) for r in train + val) / 3600
+    tokens_seen = manifest.get("tokens_seen")
+    tokens_per_s = _median_of(train, "tokens_per_s")
+    if tokens_per_s is None and tokens_seen and hours:
+        tokens_per_s = tokens_seen / (hours * 3600)
+    return {
+        "available": True,
+        "complete": bool(manifest),  # False: summarised from metrics.jsonl of an unfinished run
+        "steps": manifest.get("steps", last_train.get("step")),
+        "hours": hours,
+        "final_val_loss": manifest.get("final_val_loss", val[-1]["val_loss"] if val else None),
+        "final_train_loss": last_train.get("loss"),
+        "tokens_seen": tokens_seen,
+        "samples_per_s": manifest.get("samples_per_s", _median_of(train, "samples_per_s")),
+        "tokens_per_s": tokens_per_s,
+        "mfu": _median_of(train, "mfu"),
+        "metrics_path": str(metrics_path) if train or val else "",
+        "finetuned_model": layout.finetune_model_path(cfg),
+    }

@@ -1,0 +1,316 @@
+"""Result collection stage: finetune job folders -> per-task tables, best configurations, GLUE score, report and
+the test-server zip.
+
+    collect_test_result(cfg)        the stage entry (runs everything below)
+    summarize_validation(cfg)       per-task tables of every job          (scripts/summarize_val.py)
+    collect_best_validation(cfg)    best configuration per task + score   (scripts/collect_best_val.py)
+    translate_test_result(cfg)      glue_submission.zip                   (scripts/translate_test_result.py)
+
+Outputs in the run folder: report.md, results.json, glue_submission.zip and results/ (tables, plots and this
+stage's manifest). Top-level imports stay light: the runner imports this module in its own process.
+"""
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from finetuning.glue_tasks import FINETUNED_TASKS, canonical_task_name
+from pipeline import layout
+from pipeline.errors import ConfigError, DataError
+from pipeline.manifest import read_manifest, write_json_atomic, write_manifest
+from pipeline.stage_status import StageStatus, manifest_status
+from scripts.best_config import select_all
+from scripts.demo_tasks import demo_tasks_path, demo_tasks_problem, load_demo_tasks
+from scripts.glue_score import glue_score
+from scripts.job_results import jobs_fingerprint, load_jobs
+
+STAGE = "result_collection"
+SUBMISSION_NAME = "glue_submission.zip"
+
+
+def tables_dir(cfg) -> Path:
+    """results/: per-task tables, plots and this stage's manifest (all of it written by this stage only)."""
+    return layout.results_dir(cfg) / "results"
+
+
+def random_init_finetune_dir(cfg) -> Path:
+    """Where the finetune stage writes the random-initialisation baseline's jobs (same layout as finetune/)."""
+    return layout.run_dir(cfg) / "finetune_random_init"
+
+
+def submission_path(cfg) -> Path:
+    return layout.results_dir(cfg) / SUBMISSION_NAME
+
+
+def _outputs(cfg) -> list:
+    top = layout.results_dir(cfg)
+    return [top / "report.md", top / "results.json", submission_path(cfg), tables_dir(cfg)]
+
+
+def _file_fingerprint(*paths) -> list:
+    """Size and modification time of each file (None when absent): cheap, and changes when a file is rewritten."""
+    out = []
+    for path in paths:
+        path = Path(path)
+        stat = path.stat() if path.is_file() else None
+        out.append([path.name, stat.st_size if stat else None, stat.st_mtime_ns if stat else None])
+    return out
+
+
+def _settings(cfg) -> dict:
+    """What the outputs depend on: the completed jobs (both trees), the pretraining record, the test files' folder,
+    demo labelling and this stage's options."""
+    glue_dir = cfg.FINETUNE.GLUE_DIR
+    random_dir = random_init_finetune_dir(cfg)
+    return {
+        "finetune_jobs": jobs_fingerprint(layout.finetune_dir(cfg)),
+        "random_init_jobs": jobs_fingerprint(random_dir) if random_dir.is_dir() else None,
+        "pretrain": _file_fingerprint(layout.pretrain_dir(cfg) / "manifest.json",
+                                      layout.pretrain_dir(cfg) / "metrics.jsonl"),
+        "glue_dir": glue_dir,
+        "demo_tasks": _file_fingerprint(demo_tasks_path(glue_dir)) if glue_dir else None,
+        "tasks": list(cfg.FINETUNE.TASKS),
+        "options": {k: v for k, v in cfg.RESULT_COLLECTION.items() if k != "ENABLED"},
+    }
+
+
+def result_collection_status(cfg) -> StageStatus:
+    """Complete when the manifest's record of the completed jobs matches the jobs on disk and the outputs exist."""
+    def outputs_ok() -> bool:
+        manifest = read_manifest(tables_dir(cfg)) or {}
+        needed = [layout.results_dir(cfg) / "report.md", layout.results_dir(cfg) / "results.json"]
+        if manifest.get("submission_written"):
+            needed.append(submission_path(cfg))
+        return all(path.exists() for path in needed)
+
+    reads = [layout.finetune_dir(cfg), layout.pretrain_dir(cfg) / "manifest.json"]
+    if cfg.FINETUNE.GLUE_DIR:
+        reads.append(cfg.FINETUNE.GLUE_DIR)
+    # Only what this stage writes: the run folder also holds pretraining and finetuning outputs.
+    return manifest_status(tables_dir(cfg), _settings(cfg), reads=reads, writes=_outputs(cfg), outputs_ok=outputs_ok,
+                           clear_paths=_outputs(cfg))
+
+
+def validate_config(cfg) -> list:
+    """Problems with the inputs this stage reads that can be seen from the config alone (cheap)."""
+    if not cfg.RESULT_COLLECTION.ENABLED:
+        return []
+    problems = []
+    glue_dir = cfg.FINETUNE.GLUE_DIR
+    if glue_dir and not cfg.FINETUNE.ENABLED and not Path(glue_dir).is_dir():
+        # With finetuning enabled the general checks already report this.
+        problems.append(f"FINETUNE.GLUE_DIR: folder does not exist: {glue_dir} (result collection counts the test"
+                        " rows there)")
+    problem = demo_tasks_problem(glue_dir) if glue_dir and Path(glue_dir).is_dir() else ""
+    if problem:
+        problems.append(f"FINETUNE.GLUE_DIR: {problem}")
+    for task in cfg.FINETUNE.TASKS:
+        try:
+            canonical_task_name(task)
+        except ConfigError as e:
+            problems.append(f"FINETUNE.TASKS: {e}")
+    return problems
+
+
+@dataclass
+class Collection:
+    """Everything read from disk, and the selection made on it."""
+    jobs: dict  # task -> [JobResult]
+    bests: dict  # task -> TaskBest
+    demo: Optional[dict]
+    random_init_jobs: Optional[dict]  # None when no random-init tree exists
+    random_init_bests: Optional[dict]
+
+
+def _demo_names(demo) -> dict:
+    return {task: f"{task} (demo: {entry['name']})" for task, entry in (demo or {"tasks": {}})["tasks"].items()}
+
+
+def gather(cfg) -> Collection:
+    """Read every job of both finetune trees and select each task's best configuration."""
+    jobs = load_jobs(layout.finetune_dir(cfg))
+    random_dir = random_init_finetune_dir(cfg)
+    random_jobs = load_jobs(random_dir) if random_dir.is_dir() else None
+    if cfg.FINETUNE.get("RANDOM_INIT_BASELINE", False) and not random_jobs:
+        print(f"note: FINETUNE.RANDOM_INIT_BASELINE is set but {random_dir} holds no jobs", flush=True)
+    return Collection(jobs=jobs, bests=select_all(jobs), demo=load_demo_tasks(cfg.FINETUNE.GLUE_DIR),
+                      random_init_jobs=random_jobs,
+                      random_init_bests=select_all(random_jobs) if random_jobs is not None else None)
+
+
+def _require_jobs(cfg, collection: Collection) -> None:
+    if not collection.jobs and not cfg.RESULT_COLLECTION.ALLOW_PARTIAL:
+        raise DataError(f"no finetune jobs under {layout.finetune_dir(cfg)}: run the finetune stage first"
+                        " (FINETUNE.ENABLED True), or set RESULT_COLLECTION.ALLOW_PARTIAL True for a report without"
+                        " finetuning results")
+
+
+def summarize_validation(cfg, collection: Optional[Collection] = None) -> dict:
+    """Write results/<TASK>.md and .csv (and <TASK>_random_init.* for the baseline) and print the tables.
+
+    Returns {task: relative path of its markdown table}.
+    """
+    from scripts.result_tables import task_markdown, write_task_tables
+
+    collection = collection or gather(cfg)
+    _require_jobs(cfg, collection)
+    names = _demo_names(collection.demo)
+    out_dir = tables_dir(cfg)
+    write_task_tables(collection.jobs, out_dir, titles=names)
+    for task, jobs in collection.jobs.items():
+        print(task_markdown(task, jobs, names.get(task, "")), flush=True)
+    if collection.random_init_jobs:
+        write_task_tables(collection.random_init_jobs, out_dir,
+                          titles={t: f"{names.get(t, t)}, random initialisation" for t in collection.random_init_jobs},
+                          suffix="_random_init")
+    return {task: f"results/{task}.md" for task in collection.jobs}
+
+
+def _print_bests(collection: Collection, score_line: str) -> None:
+    from scripts.result_tables import percent
+
+    for task, best in collection.bests.items():
+        spread = best.spread
+        print(f"{task:6} {best.metric:9} median {percent(best.median):>6} over {spread['seeds']} seeds"
+              f" (min {percent(spread['min'])}, max {percent(spread['max'])})  {best.config.describe()}"
+              f"  best seed {best.best_job.seed}", flush=True)
+    print(score_line, flush=True)
+
+
+def _score_line(collection: Collection) -> str:
+    from scripts.report import DEMO_NAME, GLUE_NAME
+
+    return glue_score(collection.bests).describe(DEMO_NAME if collection.demo else GLUE_NAME)
+
+
+def collect_best_validation(cfg, collection: Optional[Collection] = None) -> dict:
+    """Print each task's best configuration and the GLUE score; returns {task: TaskBest}."""
+    collection = collection or gather(cfg)
+    _require_jobs(cfg, collection)
+    _print_bests(collection, _score_line(collection))
+    return collection.bests
+
+
+def _refusal(missing: dict) -> str:
+    listed = "; ".join(f"{name}.tsv ({why})" for name, why in missing.items())
+    return (f"glue_submission.zip not written: {len(missing)} submission files missing: {listed}. Finetune the"
+            " missing tasks, or set RESULT_COLLECTION.ALLOW_PARTIAL True to write a partial zip")
+
+
+def translate_test_result(cfg, collection: Optional[Collection] = None, allow_partial=None, output=None) -> dict:
+    """Check the best jobs' test predictions and write the submission zip; returns the submission record.
+
+    Refuses (DataError naming the missing files) when a file is missing, unless ``allow_partial`` (default:
+    RESULT_COLLECTION.ALLOW_PARTIAL). A stale zip from an earlier run is removed when a new one is refused.
+    """
+    from scripts.submission import plan_submission, write_submission_zip
+
+    collection = collection or gather(cfg)
+    allow_partial = cfg.RESULT_COLLECTION.ALLOW_PARTIAL if allow_partial is None else allow_partial
+    path = Path(output) if output else submission_path(cfg)
+    plan = plan_submission(collection.bests, cfg.FINETUNE.GLUE_DIR)
+    record = {"path": str(path), "written": False, **plan.as_dict()}
+    if plan.missing and not allow_partial:
+        path.unlink(missing_ok=True)
+        record["reason"] = _refusal(plan.missing)
+        record["refused"] = True
+        return record
+    if not plan.files:
+        path.unlink(missing_ok=True)
+        record["reason"] = "no task has test predictions"
+        return record
+    write_submission_zip(plan, path)
+    record["written"] = True
+    print(f"wrote {path} ({len(plan.files)} files"
+          + (f"; PARTIAL, missing: {', '.join(plan.missing)}" if plan.missing else "") + ")", flush=True)
+    for note in plan.notes:
+        print(f"note: {note}", flush=True)
+    return record
+
+
+def _tasks_without_results(cfg, collection: Collection) -> dict:
+    reasons = {}
+    for task in map(canonical_task_name, cfg.FINETUNE.TASKS):
+        if task not in FINETUNED_TASKS or task in collection.bests:
+            continue
+        jobs = collection.jobs.get(task, [])
+        reasons[task] = f"none of its {len(jobs)} jobs completed" if jobs else "no jobs"
+    return reasons
+
+
+def _draw_plots(cfg, collection: Collection) -> dict:
+    from scripts.pretrain_summary import read_metrics
+    from scripts.result_plots import plot_pretraining_curves, plot_seed_spread
+
+    plots = {}
+    train, val = read_metrics(layout.pretrain_dir(cfg) / "metrics.jsonl")
+    if plot_pretraining_curves(train, val, tables_dir(cfg) / "pretraining_curves.png"):
+        plots["pretraining_curves"] = "results/pretraining_curves.png"
+    names = {task: entry["name"] for task, entry in (collection.demo or {"tasks": {}})["tasks"].items()}
+    if plot_seed_spread(collection.bests, tables_dir(cfg) / "seed_spread.png", names):
+        plots["seed_spread"] = "results/seed_spread.png"
+    return plots
+
+
+def build_results(cfg, collection: Collection, tables: dict, submission: dict, plots: dict) -> dict:
+    """The results.json dictionary (report.md is rendered from it)."""
+    from scripts.pretrain_summary import summarize_pretraining
+    from scripts.report import DEMO_NAME, GLUE_NAME, baseline_comparison, best_entry
+
+    run_dir = layout.run_dir(cfg)
+    score = glue_score(collection.bests)
+    results = {
+        "run": {"run_dir": str(run_dir), "pretrain_id": cfg.PRETRAIN.ID,
+                "collected_at": time.strftime("%Y-%m-%d %H:%M:%S")},
+        "demo": collection.demo,
+        "glue_score": {**score.as_dict(), "name": DEMO_NAME if collection.demo else GLUE_NAME,
+                       "line": _score_line(collection)},
+        "tasks": {task: best_entry(best, run_dir) for task, best in collection.bests.items()},
+        "tasks_without_results": _tasks_without_results(cfg, collection),
+        "random_init": None,
+        "submission": submission,
+        "pretraining": summarize_pretraining(cfg),
+        "plots": plots,
+        "tables": tables,
+    }
+    if collection.random_init_bests is not None:
+        results["random_init"] = {
+            "finetune_dir": str(random_init_finetune_dir(cfg)),
+            "tasks": baseline_comparison(collection.bests, collection.random_init_bests),
+            "glue_score": glue_score(collection.random_init_bests).as_dict(),
+        }
+    return results
+
+
+def collect_test_result(cfg) -> dict:
+    """The stage: tables, bests, GLUE score, plots, report.md/results.json, the submission zip, then the manifest.
+
+    Prediction files are checked before anything is written. When the zip is refused for missing tasks the report
+    is still written (it says what is missing) and then DataError is raised, so the stage is not marked complete.
+    """
+    from scripts.atomic_write import write_text_atomic
+    from scripts.report import render_report
+
+    settings = _settings(cfg)  # taken first: the manifest describes the inputs as they were read
+    collection = gather(cfg)
+    _require_jobs(cfg, collection)
+    options = cfg.RESULT_COLLECTION
+    if options.WRITE_SUBMISSION:
+        submission = translate_test_result(cfg, collection)
+    else:
+        submission_path(cfg).unlink(missing_ok=True)
+        submission = {"path": str(submission_path(cfg)), "written": False,
+                      "reason": "RESULT_COLLECTION.WRITE_SUBMISSION is False"}
+    tables = summarize_validation(cfg, collection)
+    plots = _draw_plots(cfg, collection) if options.WRITE_PLOTS else {}
+    results = build_results(cfg, collection, tables, submission, plots)
+    top = layout.results_dir(cfg)
+    write_json_atomic(top / "results.json", results)
+    write_text_atomic(top / "report.md", render_report(results))
+    _print_bests(collection, results["glue_score"]["line"])
+    print(f"report: {top / 'report.md'}", flush=True)
+    if submission.get("refused"):
+        raise DataError(submission["reason"])
+    write_manifest(tables_dir(cfg), STAGE, settings, submission_written=submission["written"],
+                   glue_score=results["glue_score"]["score"], demo=bool(collection.demo))
+    return results

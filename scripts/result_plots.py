@@ -1,0 +1,79 @@
+"""The report's figures: the pretraining loss/learning-rate curve and the spread of each task's score over seeds.
+
+matplotlib is imported inside the functions (the stage module must import cheaply) with the Agg backend, so the
+figures render on machines without a display.
+"""
+import os
+from pathlib import Path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    os.replace(tmp, path)
+    return path
+
+
+def plot_pretraining_curves(train: list, val: list, path):
+    """Training loss and validation loss against step, the learning rate on a second axis; None without data."""
+    if not train and not val:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    if train:
+        ax.plot([r["step"] for r in train], [r["loss"] for r in train], label="training loss", linewidth=1)
+    if val:
+        ax.plot([r["step"] for r in val], [r["val_loss"] for r in val], "o-", label="validation loss", linewidth=1.5)
+    ax.set_xlabel("step")
+    ax.set_ylabel("MLM loss")
+    handles, labels = ax.get_legend_handles_labels()
+    with_lr = [r for r in train if isinstance(r.get("lr"), (int, float))]
+    if with_lr:
+        lr_ax = ax.twinx()
+        lr_ax.plot([r["step"] for r in with_lr], [r["lr"] for r in with_lr], color="tab:gray", linestyle="--",
+                   linewidth=1, label="learning rate")
+        lr_ax.set_ylabel("learning rate")
+        lr_handles, lr_labels = lr_ax.get_legend_handles_labels()
+        handles, labels = handles + lr_handles, labels + lr_labels
+    ax.legend(handles, labels, loc="upper right")
+    ax.set_title("Pretraining")
+    try:
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def plot_seed_spread(bests: dict, path, names=None):
+    """For each task, the primary metric (%) of every seed of its best configuration; None without tasks.
+
+    ``names`` optionally maps a task to the label shown under it (the demo tasks' own names).
+    """
+    if not bests:
+        return None
+    plt = _pyplot()
+    tasks = list(bests)
+    fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(tasks) + 2), 4.5))
+    series = [[100 * v for v in bests[t].config.values(bests[t].metric)] for t in tasks]
+    ax.boxplot(series, showfliers=False)
+    for position, values in enumerate(series, start=1):
+        ax.scatter([position] * len(values), values, s=18, zorder=3)
+    labels = [f"{(names or {}).get(t, t)}\n({bests[t].metric})" for t in tasks]
+    ax.set_xticks(range(1, len(tasks) + 1), labels, fontsize=8)
+    ax.set_ylabel("dev score (%)")
+    ax.set_title("Best configuration of each task: spread over seeds")
+    ax.grid(axis="y", alpha=0.3)
+    try:
+        return _save(fig, path)
+    finally:
+        plt.close(fig)

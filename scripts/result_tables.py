@@ -1,0 +1,109 @@
+"""Per-task tables of every finetune job (hyperparameters, seed, every dev metric, wall time, status).
+
+Markdown for people (``results/<TASK>.md``, also printed) and CSV with raw values for spreadsheets
+(``results/<TASK>.csv``). Metrics are stored as fractions; the markdown shows them as percentages.
+"""
+import csv
+import io
+from pathlib import Path
+
+from finetuning.glue_tasks import GLUE_TASKS
+from scripts.atomic_write import write_text_atomic
+from scripts.best_config import group_by_config
+
+
+def percent(value) -> str:
+    return "" if value is None else f"{100 * value:.2f}"
+
+
+def format_duration(seconds) -> str:
+    if seconds is None:
+        return ""
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def markdown_table(headers, rows) -> str:
+    """A GitHub-flavoured markdown table; ``|`` inside a cell is escaped."""
+    def cell(value):
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(map(cell, headers)) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(map(cell, row)) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _metric_names(task: str, jobs) -> list:
+    """The task's metrics first (table order), then eval_loss, then anything else the jobs reported."""
+    names = list(GLUE_TASKS[task].metrics) + ["eval_loss"]
+    extra = sorted({key for job in jobs for key in job.metrics} - set(names))
+    return names + extra
+
+
+def _status(job) -> str:
+    if job.problem:
+        return f"{job.status}: {job.problem}"
+    if job.status == "failed" and job.error:
+        return f"failed: {str(job.error).splitlines()[0][:120]}"
+    return job.status
+
+
+def _sorted_jobs(jobs) -> list:
+    key = lambda job: tuple((x is None, x or 0) for x in (*job.config, job.seed)) + (job.name,)  # noqa: E731
+    return sorted(jobs, key=key)
+
+
+def task_rows(task: str, jobs, raw: bool = False):
+    """(headers, rows) of a task's table; ``raw`` keeps numbers unformatted (for CSV)."""
+    names = _metric_names(task, jobs)
+    with_stilt = any(job.init_from for job in jobs)
+    headers = ["job", "learning_rate", "batch_size", "epochs", "seed"] + (["init_from"] if with_stilt else [])
+    headers += names + ["wall_time_s" if raw else "wall time", "status"]
+    rows = []
+    for job in _sorted_jobs(jobs):
+        row = [job.name, job.learning_rate, job.batch_size, job.epochs, job.seed]
+        row = row if raw else [job.name] + ["" if v is None else f"{v:g}" for v in row[1:]]
+        if with_stilt:
+            row.append(job.init_from or "")
+        for name in names:
+            value = job.metrics.get(name)
+            if raw or not isinstance(value, (int, float)):
+                row.append("" if value is None else value)
+            else:
+                row.append(f"{value:.4f}" if name == "eval_loss" or name not in GLUE_TASKS[task].metrics
+                           else percent(value))
+        row.append(job.wall_time_s if raw else format_duration(job.wall_time_s))
+        row.append(_status(job))
+        rows.append(row)
+    return headers, rows
+
+
+def task_markdown(task: str, jobs, title: str = "") -> str:
+    headers, rows = task_rows(task, jobs)
+    counted = sum(job.counted for job in jobs)
+    configs = len(group_by_config(jobs))
+    heading = f"## {title or task}\n\n{len(jobs)} jobs, {counted} completed, {configs} configurations" \
+              f" (metrics in %, dev set; primary metric: {GLUE_TASKS[task].primary_metric})\n\n"
+    return heading + markdown_table(headers, rows) + "\n"
+
+
+def task_csv(task: str, jobs) -> str:
+    headers, rows = task_rows(task, jobs, raw=True)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(headers)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def write_task_tables(jobs_by_task: dict, out_dir, titles=None, suffix: str = "") -> list:
+    """Write ``<TASK><suffix>.md`` and ``.csv`` for every task into ``out_dir``; returns the paths written."""
+    out_dir = Path(out_dir)
+    written = []
+    for task, jobs in jobs_by_task.items():
+        title = (titles or {}).get(task, "")
+        for extension, text in (("md", task_markdown(task, jobs, title)), ("csv", task_csv(task, jobs))):
+            path = out_dir / f"{task}{suffix}.{extension}"
+            write_text_atomic(path, text)
+            written.append(path)
+    return written
