@@ -99,8 +99,8 @@ def _baseline_section(results) -> list:
     baseline = results.get("random_init")
     if not baseline:
         return []
-    rows = [[_task_label(task, results["demo"]), row["metric"], percent(row["pretrained"]),
-             percent(row["random_init"]),
+    rows = [[_task_label(task, results["demo"]), row["metric"], percent(row["pretrained"]) or "not run",
+             percent(row["random_init"]) or "not run",
              "" if row["difference"] is None else f"{100 * row['difference']:+.2f}"]
             for task, row in baseline["tasks"].items()]
     return ["## Pretrained vs random initialisation", "",
