@@ -8,6 +8,13 @@ from pipeline.config import build_config, load_resolved_config
 from pipeline.errors import ConfigError, ExtremeBertError
 
 
+def make_parser(description: str) -> argparse.ArgumentParser:
+    """A parser with the config arguments every result-collection script takes; ``description`` is its docstring."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(parser)
+    return parser
+
+
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", help="the YAML file the pipeline ran with")

@@ -156,6 +156,10 @@ def summarize_validation(cfg, collection: Optional[Collection] = None) -> dict:
     _require_jobs(cfg, collection)
     names = _demo_names(collection.demo)
     out_dir = tables_dir(cfg)
+    # Tables of tasks whose jobs are gone would otherwise survive next to the fresh ones.
+    for task in FINETUNED_TASKS:
+        for name in (f"{task}.md", f"{task}.csv", f"{task}_random_init.md", f"{task}_random_init.csv"):
+            (out_dir / name).unlink(missing_ok=True)
     write_task_tables(collection.jobs, out_dir, titles=names)
     for task, jobs in collection.jobs.items():
         print(task_markdown(task, jobs, names.get(task, "")), flush=True)

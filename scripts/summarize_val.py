@@ -5,20 +5,17 @@
 
 Writes <run folder>/results/<TASK>.md and <TASK>.csv.
 """
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scripts.cli_config import add_config_arguments, run_cli  # noqa: E402
+from scripts.cli_config import make_parser, run_cli  # noqa: E402
 from scripts.result_collection import summarize_validation  # noqa: E402
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_arguments(parser)
-    return run_cli(parser, lambda cfg, args: summarize_validation(cfg), argv)
+    return run_cli(make_parser(__doc__), lambda cfg, args: summarize_validation(cfg), argv)
 
 
 if __name__ == "__main__":

@@ -6,14 +6,13 @@
 Row counts are checked against the test files in FINETUNE.GLUE_DIR; a missing task is refused unless
 --allow-partial (or RESULT_COLLECTION.ALLOW_PARTIAL) is given.
 """
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.errors import DataError  # noqa: E402
-from scripts.cli_config import add_config_arguments, run_cli  # noqa: E402
+from scripts.cli_config import make_parser, run_cli  # noqa: E402
 from scripts.result_collection import translate_test_result  # noqa: E402
 
 
@@ -24,8 +23,7 @@ def _translate(cfg, args) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_arguments(parser)
+    parser = make_parser(__doc__)
     parser.add_argument("--allow-partial", action="store_true", help="write the zip even when tasks are missing")
     parser.add_argument("--output", help="zip to write (default: <run folder>/glue_submission.zip)")
     return run_cli(parser, _translate, argv)

@@ -86,8 +86,12 @@ def test_missing_task_refuses_the_zip_but_reports_what_is_missing(tmp_path):
 
 def test_allow_partial_completes_and_the_report_lists_the_missing_files(tmp_path):
     cfg = make_full_run(tmp_path, **{"RESULT_COLLECTION.ALLOW_PARTIAL": True})
+    collect_test_result(cfg)
+    assert (layout.run_dir(cfg) / "results" / "WNLI.md").is_file()
     shutil.rmtree(layout.finetune_dir(cfg) / "WNLI")
+    assert not result_collection_status(cfg).complete
     results = collect_test_result(cfg)
+    assert not (layout.run_dir(cfg) / "results" / "WNLI.md").exists()  # no stale table of a task that is gone
     assert results["glue_score"]["complete"]  # WNLI is not part of the score
     assert results["submission"]["written"] and list(results["submission"]["missing"]) == ["WNLI"]
     with zipfile.ZipFile(layout.run_dir(cfg) / "glue_submission.zip") as archive:

@@ -74,26 +74,24 @@ def test_row_count_mismatch_with_the_test_file_is_an_error(full_cfg):
     assert not (layout.run_dir(full_cfg) / "glue_submission.zip").exists()
 
 
-def test_predictions_out_of_test_file_order_are_an_error(full_cfg):
-    job = max(load_jobs(layout.finetune_dir(full_cfg))["WNLI"], key=lambda j: j.metrics["accuracy"])
-    job.predictions_path("WNLI").write_text("index\tprediction\n1\t0\n0\t1\n2\t0\n", encoding="utf-8")
-    with pytest.raises(DataError, match="row 1 has index '1'.*test-file order"):
-        translate_test_result(full_cfg)
+def _overwrite_submitted_predictions(cfg, task, name, text) -> None:
+    """Replace the predictions file that the submission takes for ``name`` (best seed of the best config)."""
+    best = select_all(load_jobs(layout.finetune_dir(cfg)))[task].best_job
+    best.predictions_path(name).write_text(text, encoding="utf-8")
 
 
-def test_a_label_the_server_does_not_accept_is_an_error(full_cfg):
+@pytest.mark.parametrize("task, name, text, message", [
+    ("WNLI", "WNLI", "index\tprediction\n1\t0\n0\t1\n2\t0\n", "row 1 has index '1'.*test-file order"),
     # Integer class ids are not what the server expects for MNLI.
-    job = max(load_jobs(layout.finetune_dir(full_cfg))["MNLI"], key=lambda j: j.metrics["accuracy"])
-    rows = "".join(f"{i}\t{i % 3}\n" for i in range(TEST_ROWS["MNLI-mm"]))
-    job.predictions_path("MNLI-mm").write_text("index\tprediction\n" + rows, encoding="utf-8")
-    with pytest.raises(DataError, match="'0' .* not a MNLI-mm label the server accepts"):
-        translate_test_result(full_cfg)
-
-
-def test_a_wrong_header_is_an_error(full_cfg):
-    job = max(load_jobs(layout.finetune_dir(full_cfg))["CoLA"], key=lambda j: j.metrics["mcc"])
-    job.predictions_path("CoLA").write_text("id\tlabel\n0\t1\n", encoding="utf-8")
-    with pytest.raises(DataError, match="header 'index<TAB>prediction'"):
+    ("MNLI", "MNLI-mm", "index\tprediction\n" + "".join(f"{i}\t{i % 3}\n" for i in range(TEST_ROWS["MNLI-mm"])),
+     "'0' .* not a MNLI-mm label the server accepts"),
+    ("STS-B", "STS-B", "index\tprediction\n" + "".join(f"{i}\tnan\n" for i in range(TEST_ROWS["STS-B"])),
+     "'nan' .* not a finite number"),
+    ("CoLA", "CoLA", "id\tlabel\n0\t1\n", "header 'index<TAB>prediction'"),
+], ids=["order", "label", "stsb-nan", "header"])
+def test_a_malformed_predictions_file_is_an_error_naming_it(full_cfg, task, name, text, message):
+    _overwrite_submitted_predictions(full_cfg, task, name, text)
+    with pytest.raises(DataError, match=f"predictions_{name}.tsv: .*{message}"):
         translate_test_result(full_cfg)
 
 
