@@ -1,0 +1,190 @@
+"""Read raw corpora as a stream of articles (each a list of non-blank lines), in a fixed order.
+
+Two kinds of source:
+- ``custom``: every ``.txt`` under a folder, sorted by relative path so the order does not depend on the
+  filesystem. Articles are separated by blank lines (whitespace-only lines and CRLF endings count as blank); each
+  file's end also ends an article. Files are read as bytes so that a decoding error can name its byte offset.
+- ``hub``: a Hugging Face dataset, streamed (``datasets.load_dataset(name, subset, split="train",
+  streaming=True)``); one record is one article. The generic local builders (``json``, ``csv``, ``parquet``,
+  ``text``) take a file path or glob in place of the subset, which is how local data (and the tests) use the same
+  code path. With the ``text`` builder each record is a line and empty records separate articles.
+
+Memory stays bounded whatever the input: a line longer than ``MAX_LINE_BYTES`` is cut (at whitespace when there
+is some), and an article longer than ``MAX_ARTICLE_CHARS`` is split into consecutive articles. Both limits are
+constants, not derived from the memory cap, so that the output never depends on the cap.
+"""
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.errors import DataError
+
+MAX_LINE_BYTES = 1 << 20
+MAX_ARTICLE_CHARS = 8 << 20
+LOCAL_BUILDERS = ("json", "csv", "parquet", "text")
+_BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True)
+class CorpusSource:
+    """One input: ``kind`` is "custom" (``name`` = folder) or "hub" (``name``, ``subset``, ``text_column``)."""
+    kind: str
+    name: str
+    subset: str = ""
+    text_column: str = "text"
+
+    def describe(self) -> str:
+        return self.name if self.kind == "custom" else f"{self.name} {self.subset}".strip()
+
+
+def sources_from_lists(custom_folders, hub_entries) -> list:
+    """Sources in a fixed order: hub datasets first (as listed), then custom folders (as listed)."""
+    sources = []
+    for entry in hub_entries:
+        entry = list(entry)
+        if not 1 <= len(entry) <= 3:
+            raise DataError(f"a hub dataset is [name, subset] or [name, subset, text_column], got {entry!r}")
+        name, subset, column = (entry + ["", "text"][len(entry) - 1:])[:3]
+        sources.append(CorpusSource("hub", name, subset or "", column or "text"))
+    sources.extend(CorpusSource("custom", str(folder)) for folder in custom_folders)
+    return sources
+
+
+def list_corpus_files(folder) -> list:
+    """Every ``.txt`` under ``folder``, sorted by relative path; DataError when there are none."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise DataError(f"corpus folder does not exist or is not a folder: {root}")
+    files = sorted((p for p in root.rglob("*.txt") if p.is_file()), key=lambda p: p.relative_to(root).as_posix())
+    if not files:
+        what = "is empty" if not any(root.iterdir()) else "holds no .txt files"
+        raise DataError(f"corpus folder {root} {what}: put the corpus there as .txt files (articles separated by"
+                        f" blank lines)")
+    return files
+
+
+def _utf8_safe_cut(data: bytes) -> int:
+    """Length of the longest prefix of ``data`` that does not end inside a multi-byte UTF-8 character."""
+    end = len(data)
+    back = 0
+    while back < 3 and end - back > 0 and (data[end - back - 1] & 0xC0) == 0x80:
+        back += 1
+    if end - back == 0:
+        return end
+    lead = data[end - back - 1]
+    needed = 2 if lead >> 5 == 0b110 else 3 if lead >> 4 == 0b1110 else 4 if lead >> 3 == 0b11110 else 1
+    return end if needed == back + 1 else end - back - 1
+
+
+def _split_long_chunk(data: bytes) -> int:
+    """Where to cut a line that is too long: after its last space/tab (ASCII bytes never occur inside a UTF-8
+    character), else at a UTF-8 character boundary."""
+    cut = max(data.rfind(b" "), data.rfind(b"\t"))
+    return cut + 1 if cut > len(data) // 2 else _utf8_safe_cut(data)
+
+
+def iter_file_lines(path, encoding_errors: str = "strict"):
+    """Decoded lines of one file (line endings removed, surrounding whitespace stripped; blank lines yield "")."""
+    offset = 0  # byte offset in the file of the first byte of ``pending``
+    pending = b""
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.readline(MAX_LINE_BYTES)
+            if not chunk and not pending:
+                return
+            data = pending + chunk
+            if offset == 0 and data.startswith(_BOM):
+                data, offset = data[len(_BOM):], len(_BOM)
+            if chunk and not chunk.endswith(b"\n") and len(chunk) == MAX_LINE_BYTES:
+                cut = _split_long_chunk(data)
+                data, pending = data[:cut], data[cut:]
+            else:
+                pending = b""
+            try:
+                text = data.decode("utf-8", errors=encoding_errors)
+            except UnicodeDecodeError as e:
+                raise DataError(f"{path} is not valid UTF-8 at byte offset {offset + e.start}: fix the file, or set"
+                                f" DATASET.ENCODING_ERRORS (--encoding_errors) to replace or ignore") from None
+            offset += len(data)
+            yield text.strip()
+
+
+def _articles_from_lines(lines, stats: dict):
+    """Group lines into articles at blank lines, splitting articles longer than MAX_ARTICLE_CHARS."""
+    article, size = [], 0
+    for line in lines:
+        if not line:
+            if article:
+                yield article
+            article, size = [], 0
+            continue
+        if size + len(line) > MAX_ARTICLE_CHARS and article:
+            stats["articles_split"] = stats.get("articles_split", 0) + 1
+            yield article
+            article, size = [], 0
+        article.append(line)
+        size += len(line) + 1
+    if article:
+        yield article
+
+
+def iter_custom_articles(folder, encoding_errors: str = "strict", stats: dict = None):
+    stats = {} if stats is None else stats
+    for path in list_corpus_files(folder):
+        yield from _articles_from_lines(iter_file_lines(path, encoding_errors), stats)
+
+
+def load_hub_stream(name: str, subset: str):
+    """A streaming iterator over the train split of a hub dataset, or of local files through a generic builder."""
+    import datasets
+
+    if name in LOCAL_BUILDERS:
+        if not subset:
+            raise DataError(f"hub dataset '{name}' is a local builder: give the data file(s) as its subset")
+        return datasets.load_dataset(name, data_files=subset, split="train", streaming=True)
+    return datasets.load_dataset(name, subset or None, split="train", streaming=True)
+
+
+def _hub_lines(name: str, subset: str, text_column: str):
+    """Each record's text as lines, with a blank line after every record (the ``text`` builder: after blank ones)."""
+    try:
+        stream = load_hub_stream(name, subset)
+        for record in stream:
+            if text_column not in record:
+                raise DataError(f"hub dataset {name} {subset} has no column '{text_column}' (columns: "
+                                f"{', '.join(record)}): give the text column as the third element")
+            text = record[text_column] or ""
+            for line in text.split("\n"):
+                line = line.strip()
+                if line:
+                    yield line
+            if name != "text" or not text.strip():
+                yield ""
+    except DataError:
+        raise
+    except Exception as e:  # network, missing dataset, bad files: one line naming the dataset
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(f"cannot read hub dataset {name} {subset}: {first_line}") from None
+
+
+def iter_hub_articles(name: str, subset: str, text_column: str = "text", stats: dict = None):
+    yield from _articles_from_lines(_hub_lines(name, subset, text_column), {} if stats is None else stats)
+
+
+def check_sources(sources) -> None:
+    """Cheap checks before the streaming pass: every custom folder holds .txt files."""
+    if not sources:
+        raise DataError("no input corpus: give at least one --dataset (or DATASET.CUSTOMIZED_DATASETS / "
+                        "DATASET.HUGGINGFACE_DATASETS)")
+    for source in sources:
+        if source.kind == "custom":
+            list_corpus_files(source.name)
+
+
+def iter_articles(sources, encoding_errors: str = "strict", stats: dict = None):
+    """Articles of every source, in order. ``stats`` receives ``articles_split`` (articles cut for length)."""
+    stats = {} if stats is None else stats
+    for source in sources:
+        if source.kind == "custom":
+            yield from iter_custom_articles(source.name, encoding_errors, stats)
+        else:
+            yield from iter_hub_articles(source.name, source.subset, source.text_column, stats)

@@ -1,0 +1,114 @@
+"""Text shards -> HDF5 sample shards across worker processes, resuming where an earlier run stopped.
+
+Every text shard is one job; a job's output appears only when complete (see ``sample_writer``), so a rerun redoes
+exactly the shards that are missing. The number of workers is the requested count, lowered until main process +
+workers fit under the memory cap.
+"""
+import re
+import time
+from pathlib import Path
+
+from pipeline.errors import DataError
+
+from dataset import memory
+from dataset.sample_writer import SampleOptions, ShardJob, existing_shard_entry, partial_path, sample_file_name, \
+    write_shard
+from dataset.sharding import list_text_shards
+from dataset.tokenizer_setup import read_tokenizer_info
+from dataset.workers import run_jobs
+
+
+def _natural_key(path: Path):
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
+def plan_jobs(text_dir, out_dir, tokenizer_dir, options: SampleOptions) -> list:
+    """One job per text shard (train then test), outputs named ``<split>_shard_NNNNN.hdf5``."""
+    info = read_tokenizer_info(tokenizer_dir)
+    if info is None:
+        raise DataError(f"no prepared tokenizer in {tokenizer_dir}")
+    text_dir, out_dir = Path(text_dir), Path(out_dir)
+    if not text_dir.is_dir():
+        raise DataError(f"text shard folder does not exist: {text_dir}")
+    jobs = []
+    for split in ("train", "test"):
+        for index, text_path in enumerate(sorted(list_text_shards(text_dir, split), key=_natural_key)):
+            jobs.append(ShardJob(text_path=str(text_path), out_path=str(out_dir / sample_file_name(split, index)),
+                                 split=split, shard_index=index, tokenizer_file=str(Path(tokenizer_dir) /
+                                                                                    "tokenizer.json"),
+                                 tokenizer_info=info, options=options, batch_chars=memory.TEXT_BATCH_CHARS))
+    if not any(job.split == "train" for job in jobs):
+        raise DataError(f"no training text shards (*train*.txt) in {text_dir}: run the sharding step first")
+    return jobs
+
+
+def _finished_entry(job: ShardJob):
+    """The entry of a shard an earlier run completed, or None when it must be (re)done."""
+    if not Path(job.out_path).is_file():
+        return None
+    try:
+        return existing_shard_entry(job.out_path)
+    except (OSError, KeyError):  # unreadable or from an older writer: redo it
+        Path(job.out_path).unlink()
+        return None
+
+
+def generate_samples(text_dir, out_dir, tokenizer_dir, options: SampleOptions, n_processes: int,
+                     max_memory_gb: float, memory_key: str = "SYSTEM.MAX_MEMORY_IN_GB", progress: bool = True) -> list:
+    """Write every missing sample shard; returns the manifest entries of all shards (sorted by file name)."""
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for pattern in (".*.partial", ".*.spool"):  # half-written files of an interrupted run
+        for stale in out_dir.glob(pattern):
+            stale.unlink()
+    jobs = plan_jobs(text_dir, out_dir, tokenizer_dir, options)
+    tokenizer_size = (Path(tokenizer_dir) / "tokenizer.json").stat().st_size
+    memory.check_memory_cap(max_memory_gb, memory_key, tokenizer_file_size=tokenizer_size)
+    entries, todo = [], []
+    for job in jobs:
+        entry = _finished_entry(job)
+        if entry:
+            entries.append(entry)
+        else:
+            todo.append(job)
+    if todo:
+        workers = memory.plan_workers(max_memory_gb, n_processes, len(todo), memory_key, tokenizer_size)
+        print(f"samples: {len(todo)} shard(s) to write ({len(entries)} already done), {workers} worker(s), "
+              f"{options.masking} masking", flush=True)
+        started, text_tokens = time.time(), 0
+        bar = tqdm(total=len(jobs), initial=len(entries), desc="tokenizing shards", unit=" shards",
+                   disable=not progress, mininterval=1.0)
+        try:
+            for job, entry in run_jobs(write_shard, todo, workers, lambda j: Path(j.text_path).name):
+                entries.append(entry)
+                text_tokens += entry["text_tokens"]
+                bar.update(1)
+                bar.set_postfix_str(f"{text_tokens / max(time.time() - started, 1e-9) / 1e3:.0f}k tokens/s")
+        finally:
+            bar.close()
+    for job in jobs:
+        partial_path(job.out_path).unlink(missing_ok=True)
+    return sorted(entries, key=lambda e: e["file"])
+
+
+def manifest_outputs(info: dict, options: SampleOptions, entries: list) -> dict:
+    """The facts a dataset manifest records besides its settings (see docs/interfaces.md)."""
+    return {
+        "vocab_size": info["vocab_size"],
+        "masking": options.masking,
+        "max_seq_length": options.max_seq_length,
+        "masked_lm_prob": options.masked_lm_prob,
+        "max_predictions_per_seq": options.max_predictions_per_seq,
+        "dup_factor": options.dup_factor if options.masking == "static" else 1,
+        "pad_id": info["pad_id"],
+        "cls_id": info["cls_id"],
+        "sep_id": info["sep_id"],
+        "mask_id": info["mask_id"],
+        "unk_id": info["unk_id"],
+        "train_samples": sum(e["samples"] for e in entries if e["split"] == "train"),
+        "test_samples": sum(e["samples"] for e in entries if e["split"] == "test"),
+        "train_tokens": sum(e["tokens"] for e in entries if e["split"] == "train"),
+        "shards": entries,
+    }

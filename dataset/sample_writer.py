@@ -1,0 +1,228 @@
+"""One text shard -> one HDF5 sample shard (the job a sample worker runs). Format: docs/interfaces.md.
+
+static: ``input_ids`` (masked), ``input_mask``, ``segment_ids``, ``masked_lm_positions``, ``masked_lm_ids``, with
+``dup_factor`` differently-masked copies of every sequence (test shards get one copy: validation needs no more).
+dynamic: ``input_ids`` only; masks are drawn when the pretraining loader reads the samples.
+
+Sequences are masked in blocks of exactly ``MASK_BLOCK_ROWS`` rows with a generator seeded by (seed, split, shard
+index), so the output depends on neither the worker count, the text batch size nor the memory cap. The file is
+written under a temporary name and renamed when complete, with its sha256 computed from the final bytes.
+"""
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dataset.masking import mask_block, replacement_candidates
+from dataset.packing import SequencePacker, iter_line_batches
+
+MASK_BLOCK_ROWS = 1024
+SPLIT_CODES = {"train": 0, "test": 1}
+_tokenizers = {}  # tokenizer.json path -> loaded tokenizer, reused across the jobs of one worker
+
+
+@dataclass(frozen=True)
+class SampleOptions:
+    max_seq_length: int = 128
+    masking: str = "dynamic"  # static | dynamic
+    masked_lm_prob: float = 0.15
+    max_predictions_per_seq: int = 20
+    dup_factor: int = 1
+    seed: int = 42
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    text_path: str
+    out_path: str
+    split: str
+    shard_index: int
+    tokenizer_file: str
+    tokenizer_info: dict
+    options: SampleOptions
+    batch_chars: int
+
+
+def sample_file_name(split: str, index: int) -> str:
+    return f"{split}_shard_{index:05d}.hdf5"
+
+
+def partial_path(out_path) -> Path:
+    out_path = Path(out_path)
+    return out_path.with_name(f".{out_path.name}.partial")
+
+
+def ids_dtype(vocab_size: int):
+    return np.uint16 if vocab_size <= np.iinfo(np.uint16).max + 1 else np.int32
+
+
+def file_sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def shard_attributes(options: SampleOptions, info: dict) -> dict:
+    return {
+        "masking": options.masking,
+        "max_seq_length": options.max_seq_length,
+        "vocab_size": info["vocab_size"],
+        "pad_id": info["pad_id"],
+        "cls_id": info["cls_id"],
+        "sep_id": info["sep_id"],
+        "mask_id": info["mask_id"],
+        "masked_lm_prob": options.masked_lm_prob,
+        "max_predictions_per_seq": options.max_predictions_per_seq,
+    }
+
+
+class RowSpool:
+    """Rows of several 2-D fields appended to raw temporary files, then copied into contiguous HDF5 datasets.
+
+    The row count is known only at the end, and a resizable (chunked) HDF5 dataset rounds the file up to whole
+    chunks; spooling first gives exact-size contiguous datasets (no padding on disk, and the pretraining loader
+    can read them in one slice) with bounded memory.
+    """
+
+    def __init__(self, folder: Path, stem: str, fields: dict):
+        self.fields = fields  # name -> (width, dtype)
+        self.paths = {name: folder / f".{stem}.{name}.spool" for name in fields}
+        self.files = {name: open(path, "wb") for name, path in self.paths.items()}
+        self.rows = 0
+
+    def append(self, **arrays) -> None:
+        for name, array in arrays.items():
+            width, dtype = self.fields[name]
+            self.files[name].write(np.ascontiguousarray(array, dtype=dtype).tobytes())
+        self.rows += len(next(iter(arrays.values())))
+
+    def write_hdf5(self, h5file, block_rows: int = 16384) -> None:
+        for handle in self.files.values():
+            handle.close()
+        for name, (width, dtype) in self.fields.items():
+            dataset = h5file.create_dataset(name, shape=(self.rows, width), dtype=dtype)
+            row_bytes = width * np.dtype(dtype).itemsize
+            with open(self.paths[name], "rb") as f:
+                for start in range(0, self.rows, block_rows):
+                    count = min(block_rows, self.rows - start)
+                    dataset[start:start + count] = np.frombuffer(f.read(count * row_bytes), dtype=dtype) \
+                        .reshape(count, width)
+
+    def remove(self) -> None:
+        for name, handle in self.files.items():
+            handle.close()
+            self.paths[name].unlink(missing_ok=True)
+
+
+def _load_tokenizer(path: str):
+    if path not in _tokenizers:
+        from tokenizers import Tokenizer
+
+        _tokenizers[path] = Tokenizer.from_file(path)
+    return _tokenizers[path]
+
+
+class _BlockWriter:
+    """Masks full blocks of rows (static) or passes them through (dynamic) and appends them to the file."""
+
+    def __init__(self, spool: RowSpool, job: ShardJob, candidates):
+        self.spool, self.options, self.info = spool, job.options, job.tokenizer_info
+        self.copies = job.options.dup_factor if job.split == "train" else 1
+        self.rng = np.random.default_rng([job.options.seed, SPLIT_CODES[job.split], job.shard_index])
+        self.candidates = candidates
+        self.pending = []
+        self.pending_rows = 0
+        self.tokens = 0
+
+    def add(self, rows: np.ndarray) -> None:
+        if len(rows):
+            self.pending.append(rows)
+            self.pending_rows += len(rows)
+        while self.pending_rows >= MASK_BLOCK_ROWS:
+            block = np.concatenate(self.pending)
+            self._write(block[:MASK_BLOCK_ROWS])
+            rest = block[MASK_BLOCK_ROWS:]
+            self.pending, self.pending_rows = ([rest] if len(rest) else []), len(rest)
+
+    def finish(self) -> None:
+        if self.pending_rows:
+            self._write(np.concatenate(self.pending))
+        self.pending, self.pending_rows = [], 0
+
+    def _write(self, block: np.ndarray) -> None:
+        info = self.info
+        real = block != info["pad_id"]
+        self.tokens += int(real.sum()) * (self.copies if self.options.masking == "static" else 1)
+        if self.options.masking == "dynamic":
+            self.spool.append(input_ids=block)
+            return
+        input_mask = real.astype(np.uint8)
+        segment_ids = np.zeros_like(input_mask)
+        for _ in range(self.copies):
+            masked, positions, labels = mask_block(
+                block, self.rng, masked_lm_prob=self.options.masked_lm_prob,
+                max_predictions=self.options.max_predictions_per_seq, pad_id=info["pad_id"], cls_id=info["cls_id"],
+                sep_id=info["sep_id"], mask_id=info["mask_id"], candidates=self.candidates)
+            self.spool.append(input_ids=masked, input_mask=input_mask, segment_ids=segment_ids,
+                                 masked_lm_positions=positions, masked_lm_ids=labels)
+
+
+def write_shard(job: ShardJob) -> dict:
+    """Tokenize, pack (and mask) one text shard into its HDF5 file; returns the manifest entry for it."""
+    import h5py
+
+    options, info = job.options, job.tokenizer_info
+    tokenizer = _load_tokenizer(job.tokenizer_file)
+    dtype = ids_dtype(info["vocab_size"])
+    length, predictions = options.max_seq_length, options.max_predictions_per_seq
+    fields = {"input_ids": (length, dtype)}
+    if options.masking == "static":
+        fields.update(input_mask=(length, np.uint8), segment_ids=(length, np.uint8),
+                      masked_lm_positions=(predictions, np.uint16), masked_lm_ids=(predictions, dtype))
+    candidates = replacement_candidates(tokenizer.get_vocab(with_added_tokens=True), info["special_ids"]) \
+        if options.masking == "static" else None
+    packer = SequencePacker(length, info["cls_id"], info["sep_id"], info["pad_id"], dtype)
+    out_path = Path(job.out_path)
+    tmp = partial_path(out_path)
+    text_tokens = 0
+    spool = RowSpool(out_path.parent, out_path.name, fields)
+    try:
+        writer = _BlockWriter(spool, job, candidates)
+        for lines, starts in iter_line_batches(job.text_path, job.batch_chars):
+            encodings = tokenizer.encode_batch_fast(lines, add_special_tokens=False)
+            token_lists = [e.ids for e in encodings]
+            del encodings
+            text_tokens += sum(map(len, token_lists))
+            writer.add(packer.add_batch(token_lists, starts))
+        writer.add(packer.finish())
+        writer.finish()
+        with h5py.File(tmp, "w") as h5file:
+            spool.write_hdf5(h5file)
+            for key, value in shard_attributes(options, info).items():
+                h5file.attrs[key] = value
+            h5file.attrs["num_tokens"] = writer.tokens
+            h5file.attrs["num_text_tokens"] = text_tokens
+    finally:
+        spool.remove()
+    samples = spool.rows
+    os.replace(tmp, out_path)
+    return {"file": out_path.name, "split": job.split, "samples": samples, "tokens": writer.tokens,
+            "text_tokens": text_tokens, "sha256": file_sha256(out_path)}
+
+
+def existing_shard_entry(out_path) -> dict:
+    """The manifest entry of a sample shard finished by an earlier run (resume), read from the file itself."""
+    import h5py
+
+    out_path = Path(out_path)
+    with h5py.File(out_path, "r") as h5file:
+        samples = h5file["input_ids"].shape[0]
+        tokens = int(h5file.attrs["num_tokens"])
+        text_tokens = int(h5file.attrs["num_text_tokens"])
+    split = "train" if out_path.name.startswith("train") else "test"
+    return {"file": out_path.name, "split": split, "samples": samples, "tokens": tokens, "text_tokens": text_tokens,
+            "sha256": file_sha256(out_path)}

@@ -1,0 +1,69 @@
+"""Split raw corpora into train/test text shards (step 1 of 2 when preparing data by hand).
+
+    python dataset/shard_data.py --output_dir TMP --num_train_shards 256 --num_test_shards 128 --frac_test 0.1 \
+        --max_memory 16 --dataset wikipedia 20220301.en --dataset custom /data/corpus
+
+``--dataset NAME SUBSET [TEXT_COLUMN]`` streams the train split of a Hugging Face dataset; ``--dataset custom DIR``
+reads every .txt under DIR (articles separated by blank lines). Rerunning with the same arguments does nothing.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.errors import ExtremeBertError  # noqa: E402
+
+from dataset import memory  # noqa: E402
+from dataset.corpus_readers import CorpusSource  # noqa: E402
+from dataset.sharding import ShardingOptions, shard_corpus  # noqa: E402
+
+
+def parse_sources(specs) -> list:
+    sources = []
+    for spec in specs:
+        if len(spec) not in (2, 3):
+            raise ExtremeBertError(f"--dataset takes NAME SUBSET [TEXT_COLUMN] or custom DIR, got {' '.join(spec)}")
+        if spec[0] == "custom":
+            sources.append(CorpusSource("custom", str(Path(spec[1]).resolve())))
+        else:
+            sources.append(CorpusSource("hub", spec[0], spec[1], spec[2] if len(spec) == 3 else "text"))
+    return sources
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output_dir", required=True, help="folder that receives the text shards")
+    parser.add_argument("--dataset", nargs="+", action="append", required=True, metavar="ARG",
+                        help="NAME SUBSET [TEXT_COLUMN] for a hub dataset, or custom DIR for a folder of .txt")
+    parser.add_argument("--num_train_shards", type=int, default=256)
+    parser.add_argument("--num_test_shards", type=int, default=128)
+    parser.add_argument("--frac_test", type=float, default=0.1, help="fraction of the text held out, in [0, 1)")
+    parser.add_argument("--max_memory", type=float, default=16.0, help="RAM cap in GB for this step")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--encoding_errors", choices=("strict", "replace", "ignore"), default="strict",
+                        help="what to do with bytes that are not UTF-8 (strict = stop with the byte offset)")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if not 0 <= args.frac_test < 1 or args.num_train_shards < 1 or args.num_test_shards < 0:
+            raise ExtremeBertError("--frac_test must be in [0, 1), --num_train_shards >= 1, --num_test_shards >= 0")
+        sources = parse_sources(args.dataset)
+        memory.check_memory_cap(args.max_memory, "--max_memory", uses_hub=any(s.kind == "hub" for s in sources))
+        options = ShardingOptions(args.num_train_shards, args.num_test_shards, args.frac_test, args.seed,
+                                  args.encoding_errors)
+        record = shard_corpus(sources, args.output_dir, options, progress=not args.no_progress)
+    except ExtremeBertError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"{len(record['shards'])} text shards, {record['articles']} articles, {record['chars']} characters "
+          f"({record['test_chars'] / record['chars']:.1%} held out) in {args.output_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

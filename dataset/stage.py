@@ -1,0 +1,152 @@
+"""The dataset stage: raw corpora -> text shards -> tokenizer -> HDF5 samples -> manifest, under a RAM cap.
+
+Everything goes under ``layout.dataset_dir(cfg)``; see docs/interfaces.md for the formats. Each step resumes:
+sharding is skipped when its record matches, the tokenizer when its folder matches, and only missing sample shards
+are written. Module top level stays light (the runner imports it for status and validation).
+"""
+from pathlib import Path
+
+from pipeline import layout
+from pipeline.errors import ConfigError
+from pipeline.manifest import read_json, read_manifest, write_json_atomic, write_manifest
+from pipeline.run_ids import dataset_settings
+from pipeline.stage_status import manifest_status
+
+from dataset import memory
+from dataset.corpus_readers import sources_from_lists
+
+MEMORY_KEY = "SYSTEM.MAX_MEMORY_IN_GB"
+SETTINGS_FILE = "settings.json"
+
+
+def _sources(cfg):
+    return sources_from_lists(cfg.DATASET.CUSTOMIZED_DATASETS, cfg.DATASET.HUGGINGFACE_DATASETS)
+
+
+def sharding_options(cfg):
+    from dataset.sharding import ShardingOptions
+
+    d = cfg.DATASET
+    return ShardingOptions(num_train_shards=d.NUM_TRAIN_SHARDS, num_test_shards=d.NUM_TEST_SHARDS,
+                           frac_test=d.FRAC_TEST, seed=cfg.SYSTEM.SEED, encoding_errors=d.ENCODING_ERRORS)
+
+
+def sample_options(cfg):
+    from dataset.sample_writer import SampleOptions
+
+    d = cfg.DATASET
+    return SampleOptions(max_seq_length=d.MAX_SEQ_LENGTH, masking=d.MASKING, masked_lm_prob=d.MASKED_LM_PROB,
+                         max_predictions_per_seq=d.MAX_PREDICTIONS_PER_SEQ, dup_factor=d.DUP_FACTOR,
+                         seed=cfg.SYSTEM.SEED)
+
+
+def tokenizer_request(cfg):
+    from dataset.tokenizer_setup import TokenizerRequest
+
+    t = cfg.TOKENIZER
+    return TokenizerRequest(name_or_path=t.NAME_OR_PATH, train=t.TRAIN, vocab_size=t.VOCAB_SIZE,
+                            min_frequency=t.MIN_FREQUENCY, train_max_chars=t.TRAIN_MAX_CHARS,
+                            do_lower_case=cfg.DATASET.DO_LOWER_CASE)
+
+
+def _start_fresh_if_settings_changed(root: Path, settings: dict) -> None:
+    """A fixed DATASET.ID reused with other settings: drop the old intermediate outputs instead of mixing them."""
+    import shutil
+
+    saved = read_json(root / SETTINGS_FILE)
+    current = read_json_roundtrip(settings)
+    if saved is not None and saved != current:
+        print(f"dataset settings changed since {root} was written: starting it over", flush=True)
+        (root / "manifest.json").unlink(missing_ok=True)
+        for sub in ("text_shards", "samples", "tokenizer"):
+            shutil.rmtree(root / sub, ignore_errors=True)
+    write_json_atomic(root / SETTINGS_FILE, current)
+
+
+def read_json_roundtrip(payload):
+    import json
+
+    return json.loads(json.dumps(payload, default=str))
+
+
+def prepare_dataset(cfg) -> dict:
+    """Run the whole dataset stage for ``cfg``; returns the manifest it wrote."""
+    from dataset.sample_generation import generate_samples, manifest_outputs
+    from dataset.sharding import list_text_shards, shard_corpus
+    from dataset.tokenizer_setup import prepare_tokenizer
+    from dataset.workers import run_in_child
+
+    sources = _sources(cfg)
+    cap = cfg.SYSTEM.MAX_MEMORY_IN_GB
+    memory.check_memory_cap(cap, MEMORY_KEY, uses_hub=bool(cfg.DATASET.HUGGINGFACE_DATASETS))
+    root = layout.dataset_dir(cfg)
+    settings = dataset_settings(cfg)
+    root.mkdir(parents=True, exist_ok=True)
+    _start_fresh_if_settings_changed(root, settings)
+    options = sample_options(cfg)
+    with memory.PeakRssMonitor() as monitor:
+        text_dir = layout.text_shards_dir(cfg)
+        record = shard_corpus(sources, text_dir, sharding_options(cfg))
+        print(f"text shards: {len(record['shards'])} files, {record['articles']} articles, "
+              f"{record['chars'] / 1e6:.1f} M characters ({record['test_chars'] / max(record['chars'], 1):.1%} "
+              f"held out)", flush=True)
+        info = run_in_child(prepare_tokenizer, layout.dataset_tokenizer_dir(cfg), tokenizer_request(cfg),
+                            list_text_shards(text_dir, "train"))
+        print(f"tokenizer: {len(info['special_ids'])} special tokens, vocab_size {info['vocab_size']}", flush=True)
+        entries = generate_samples(text_dir, layout.samples_dir(cfg), layout.dataset_tokenizer_dir(cfg), options,
+                                   cfg.SYSTEM.NUM_WORKERS, cap, MEMORY_KEY)
+    peak_gb = monitor.peak / memory.GB
+    print(f"dataset ready: {root} (peak RAM of the stage {peak_gb:.2f} GB, cap {cap:g} GB)", flush=True)
+    if peak_gb > cap:
+        print(f"warning: peak RAM {peak_gb:.2f} GB exceeded {MEMORY_KEY} = {cap:g}", flush=True)
+    return write_manifest(root, "dataset", settings, **manifest_outputs(info, options, entries),
+                          tokenizer_dir=str(layout.dataset_tokenizer_dir(cfg)), articles=record["articles"],
+                          peak_rss_gb=round(peak_gb, 3))
+
+
+def _outputs_ok(cfg) -> bool:
+    manifest = read_manifest(layout.dataset_dir(cfg)) or {}
+    shards = manifest.get("shards") or []
+    samples = layout.samples_dir(cfg)
+    return bool(shards) and all((samples / entry["file"]).is_file() for entry in shards) and \
+        (layout.dataset_tokenizer_dir(cfg) / "tokenizer.json").is_file()
+
+
+def dataset_status(cfg):
+    reads = list(cfg.DATASET.CUSTOMIZED_DATASETS)
+    reads += [f"hub:{' '.join(map(str, entry))}" for entry in cfg.DATASET.HUGGINGFACE_DATASETS]
+    if not cfg.TOKENIZER.TRAIN:
+        reads.append(f"tokenizer:{cfg.TOKENIZER.NAME_OR_PATH}")
+    root = layout.dataset_dir(cfg)
+    return manifest_status(root, dataset_settings(cfg), reads=reads, writes=[root], outputs_ok=lambda: _outputs_ok(cfg))
+
+
+def _looks_like_path(value: str) -> bool:
+    return value.startswith(("/", "./", "../", "~"))
+
+
+def validate_config(cfg) -> list:
+    """Cheap checks of the dataset settings (no imports of heavy libraries, no network)."""
+    if not cfg.DATASET.ENABLED:
+        return []
+    problems = []
+    d, t = cfg.DATASET, cfg.TOKENIZER
+    if not t.TRAIN and _looks_like_path(t.NAME_OR_PATH):
+        folder = Path(t.NAME_OR_PATH).expanduser()
+        if not folder.is_dir():
+            problems.append(f"TOKENIZER.NAME_OR_PATH: tokenizer folder does not exist: {t.NAME_OR_PATH}")
+        elif not any((folder / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt")):
+            problems.append(f"TOKENIZER.NAME_OR_PATH: {t.NAME_OR_PATH} holds no tokenizer.json, tokenizer_config.json"
+                            f" or vocab.txt")
+    if d.MAX_PREDICTIONS_PER_SEQ > d.MAX_SEQ_LENGTH - 2:
+        problems.append(f"DATASET.MAX_PREDICTIONS_PER_SEQ = {d.MAX_PREDICTIONS_PER_SEQ} exceeds the "
+                        f"{d.MAX_SEQ_LENGTH - 2} text tokens of a sample (DATASET.MAX_SEQ_LENGTH - 2)")
+    if d.MAX_SEQ_LENGTH > 65535:
+        problems.append(f"DATASET.MAX_SEQ_LENGTH = {d.MAX_SEQ_LENGTH} is above 65535 (positions are stored as uint16)")
+    if d.FRAC_TEST > 0 and d.NUM_TEST_SHARDS == 0:
+        problems.append(f"DATASET.FRAC_TEST = {d.FRAC_TEST} needs DATASET.NUM_TEST_SHARDS >= 1 (or set FRAC_TEST 0)")
+    try:
+        memory.check_memory_cap(cfg.SYSTEM.MAX_MEMORY_IN_GB, MEMORY_KEY, uses_hub=bool(d.HUGGINGFACE_DATASETS))
+    except ConfigError as e:
+        problems.extend(e.problems)
+    return problems

@@ -1,0 +1,164 @@
+"""The tokenizer the samples are made with: a new WordPiece vocabulary trained on the corpus, or a loaded one.
+
+Either way it is saved as a Hugging Face fast-tokenizer folder (``AutoTokenizer.from_pretrained`` loads it) next to
+the data, with ``extremebert_tokenizer.json`` recording what was asked for and the ids the sample writer needs.
+Workers then load only its ``tokenizer.json`` with the ``tokenizers`` library (no transformers import).
+Functions here that import transformers are meant to run in a child process (``workers.run_in_child``).
+"""
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from pipeline.errors import ConfigError
+from pipeline.manifest import read_json, write_json_atomic
+
+INFO_FILE = "extremebert_tokenizer.json"
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # [PAD] first, so that pad id = 0
+TRAIN_BATCH_LINES = 1000
+# A loaded tokenizer with fewer ordinary tokens than this is broken (transformers 5 offline returns a
+# 5-token tokenizer for a hub name instead of raising).
+MIN_ORDINARY_TOKENS = 10
+
+
+@dataclass(frozen=True)
+class TokenizerRequest:
+    name_or_path: str
+    train: bool = False
+    vocab_size: int = 30522
+    min_frequency: int = 2
+    train_max_chars: int = 0
+    do_lower_case: bool = True
+    key: str = "TOKENIZER.NAME_OR_PATH"  # how the user names the setting, for error messages
+
+
+def _iter_training_batches(text_files, max_chars: int):
+    """Batches of non-blank lines from ``text_files``, stopping after ``max_chars`` characters (0 = all)."""
+    used, batch = 0, []
+    for path in text_files:
+        with open(path, encoding="utf-8", newline="\n") as f:
+            for line in f:
+                line = line.strip()
+                if not line:
+                    continue
+                batch.append(line)
+                used += len(line)
+                if len(batch) == TRAIN_BATCH_LINES:
+                    yield batch
+                    batch = []
+                if max_chars and used >= max_chars:
+                    if batch:
+                        yield batch
+                    return
+    if batch:
+        yield batch
+
+
+def train_wordpiece(text_files, vocab_size: int, min_frequency: int, max_chars: int, do_lower_case: bool):
+    """A BERT-style WordPiece ``tokenizers.Tokenizer`` trained on the lines of ``text_files``."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
+                                                      strip_accents=None, lowercase=do_lower_case)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece(prefix="##")
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
+                                        special_tokens=list(SPECIAL_TOKENS), continuing_subword_prefix="##",
+                                        show_progress=True)
+    tokenizer.train_from_iterator(_iter_training_batches(text_files, max_chars), trainer=trainer)
+    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls_id),
+                                                                                   ("[SEP]", sep_id)])
+    return tokenizer
+
+
+def _wrap_trained(tokenizer, do_lower_case: bool):
+    from transformers import BertTokenizerFast
+
+    return BertTokenizerFast(tokenizer_object=tokenizer, do_lower_case=do_lower_case, unk_token="[UNK]",
+                             pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+
+
+def load_pretrained_tokenizer(request: TokenizerRequest):
+    """The tokenizer named by ``request.name_or_path`` (hub name or local folder), checked to be usable."""
+    from transformers import AutoTokenizer, BertTokenizerFast
+
+    name = request.name_or_path
+    folder = Path(name)
+    try:
+        if folder.is_dir() and (folder / "vocab.txt").is_file() and not (folder / "tokenizer.json").is_file() \
+                and not (folder / "tokenizer_config.json").is_file():
+            # A bare BERT vocab.txt folder (the 24h-BERT / ExtremeBERT habit): AutoTokenizer cannot tell its class.
+            tokenizer = BertTokenizerFast.from_pretrained(str(folder), do_lower_case=request.do_lower_case)
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(name)
+    except Exception as e:
+        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ConfigError(f"{request.key}: cannot load tokenizer '{name}': {first_line}") from None
+    if not getattr(tokenizer, "is_fast", False) or getattr(tokenizer, "backend_tokenizer", None) is None:
+        raise ConfigError(f"{request.key}: '{name}' has no fast (Rust) tokenizer; give one that has a tokenizer.json")
+    ordinary = len(tokenizer) - len(set(tokenizer.all_special_ids))
+    if ordinary < MIN_ORDINARY_TOKENS:
+        raise ConfigError(f"{request.key}: tokenizer '{name}' loaded with only {len(tokenizer)} tokens (offline"
+                          f" without a cached copy, or a folder without a vocabulary?); give a local tokenizer folder"
+                          f" or connect to the Hugging Face Hub")
+    missing = [t for t in ("pad", "cls", "sep", "mask") if getattr(tokenizer, f"{t}_token_id") is None]
+    if missing:
+        raise ConfigError(f"{request.key}: tokenizer '{name}' has no {'/'.join(missing)} token; masked-LM samples"
+                          f" need a BERT-style tokenizer")
+    return tokenizer
+
+
+def tokenizer_info(tokenizer, request: TokenizerRequest) -> dict:
+    """What the sample writer and the manifest need to know about a Hugging Face tokenizer."""
+    lowercases = tokenizer.backend_tokenizer.normalizer is not None and \
+        tokenizer.backend_tokenizer.normalizer.normalize_str("A") == "a"
+    return {
+        "request": asdict(request),
+        "vocab_size": len(tokenizer),
+        "pad_id": tokenizer.pad_token_id,
+        "cls_id": tokenizer.cls_token_id,
+        "sep_id": tokenizer.sep_token_id,
+        "mask_id": tokenizer.mask_token_id,
+        "unk_id": tokenizer.unk_token_id,
+        "special_ids": sorted(set(tokenizer.all_special_ids)),
+        "lowercases": lowercases,
+    }
+
+
+def read_tokenizer_info(tokenizer_dir):
+    return read_json(Path(tokenizer_dir) / INFO_FILE)
+
+
+def prepare_tokenizer(tokenizer_dir, request: TokenizerRequest, train_files=()) -> dict:
+    """Train or load the tokenizer and save it into ``tokenizer_dir``; returns its info. Imports transformers.
+
+    Reuses a folder saved earlier for the same request. The folder appears complete or not at all.
+    """
+    tokenizer_dir = Path(tokenizer_dir)
+    info = read_tokenizer_info(tokenizer_dir)
+    if info and info.get("request") == asdict(request) and (tokenizer_dir / "tokenizer.json").is_file():
+        return info
+    if request.train:
+        if not train_files:
+            raise ConfigError("TOKENIZER.TRAIN needs training text, but there are no train text shards")
+        tokenizer = _wrap_trained(train_wordpiece(train_files, request.vocab_size, request.min_frequency,
+                                                  request.train_max_chars, request.do_lower_case),
+                                  request.do_lower_case)
+    else:
+        tokenizer = load_pretrained_tokenizer(request)
+    info = tokenizer_info(tokenizer, request)
+    if not request.train and info["lowercases"] != request.do_lower_case:
+        print(f"warning: do_lower_case = {request.do_lower_case} but tokenizer '{request.name_or_path}' "
+              f"{'lower-cases' if info['lowercases'] else 'keeps case'}; the tokenizer's own behaviour is used",
+              flush=True)
+    partial = tokenizer_dir.with_name(tokenizer_dir.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    tokenizer.save_pretrained(str(partial))
+    if not (partial / "tokenizer.json").is_file():
+        raise ConfigError(f"{request.key}: tokenizer '{request.name_or_path}' did not save a tokenizer.json")
+    write_json_atomic(partial / INFO_FILE, info)
+    shutil.rmtree(tokenizer_dir, ignore_errors=True)
+    partial.replace(tokenizer_dir)
+    return info
