@@ -122,6 +122,7 @@ _C.FINETUNE.GROUP_BY_LENGTH = True  # batch examples of similar length together 
 _C.FINETUNE.MAX_TRAIN_SAMPLES = 0  # cap on training rows per task (0 = all); for quick runs
 _C.FINETUNE.MAX_EVAL_SAMPLES = 0  # cap on dev rows per task (0 = all); for quick runs
 _C.FINETUNE.MULTIPROCESS_GPU_LIST = []  # GPU groups that run jobs in parallel, e.g. [[0, 1], [2, 3]]; [] = one at a time
+_C.FINETUNE.RANDOM_INIT_BASELINE = False  # also run the grid from random weights (same architecture) into finetune_random_init/
 _C.FINETUNE.SEARCH = CN()
 _C.FINETUNE.SEARCH.LARGE = CN()
 _C.FINETUNE.SEARCH.LARGE.TASKS = ["MNLI", "QQP", "QNLI"]  # tasks that use the LARGE grid; all others use SMALL
