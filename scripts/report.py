@@ -127,7 +127,12 @@ def _submission_section(results) -> list:
 
 
 def _number(value, fmt: str) -> str:
-    return "n/a" if value is None else format(value, fmt)
+    if value is None:
+        return "n/a"
+    try:
+        return format(value, fmt)
+    except (TypeError, ValueError):  # e.g. a float step count from an older manifest
+        return str(value)
 
 
 def _pretraining_section(results) -> list:
