@@ -1,0 +1,152 @@
+"""Read one split of a GLUE task, from a local folder in the official layout or from ``nyu-mll/glue`` on the Hub.
+
+Both sources give the same ``GlueSplit``: the text columns, integer class ids (or floats for STS-B, ``None`` on
+test splits) and the row index the GLUE server expects in a submission. Class ids follow the order of the task
+table's ``labels``, which is also the Hub's integer order.
+
+Local TSVs are read with ``csv.QUOTE_NONE``: GLUE sentences contain unbalanced quotes (``" the witness "``) that
+the default dialect would swallow across lines. ``utf-8-sig`` drops the BOM that starts MRPC's header.
+"""
+import csv
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from finetuning.glue_tasks import GlueTask, LocalSplit
+from pipeline.errors import DataError
+
+HUB_DATASET = "nyu-mll/glue"
+# Test files name their row id ``index`` (``id`` in QQP); files without either use the row number.
+_INDEX_COLUMNS = ("index", "id")
+# Official files have a handful of broken rows in the big tasks (QQP train): tolerate this fraction, no more.
+_MAX_BAD_ROW_FRACTION = 0.001
+
+
+@dataclass
+class GlueSplit:
+    text_a: list
+    text_b: Optional[list]  # None for single-sentence tasks
+    labels: Optional[list]  # class ids (int) or scores (float); None for unlabeled test splits
+    index: list  # row ids as strings, in file order
+
+    def __len__(self) -> int:
+        return len(self.text_a)
+
+    def head(self, n: int) -> "GlueSplit":
+        """The first ``n`` rows (all of them when ``n`` is 0)."""
+        if not n or n >= len(self):
+            return self
+        cut = slice(0, n)
+        return GlueSplit(self.text_a[cut], self.text_b[cut] if self.text_b is not None else None,
+                         self.labels[cut] if self.labels is not None else None, self.index[cut])
+
+
+def local_split_path(glue_dir, task: GlueTask, split: LocalSplit) -> Path:
+    return Path(glue_dir) / task.folder / split.file
+
+
+def local_task_files(glue_dir, task: GlueTask, with_test: bool = True) -> list:
+    """Every file a task needs in the local layout (train, dev, and test when predicting)."""
+    splits = ([task.train] if task.train else []) + list(task.dev.values())
+    if with_test:
+        splits += list(task.test.values())
+    return [local_split_path(glue_dir, task, split) for split in splits]
+
+
+def _label_id(task: GlueTask, value: str, path: Path, line: int):
+    if task.is_regression:
+        try:
+            return float(value)
+        except ValueError:
+            raise DataError(f"{path}:{line}: label {value!r} is not a number (STS-B scores are floats in [0, 5])")
+    if value not in task.labels:
+        raise DataError(f"{path}:{line}: unknown label {value!r} for {task.name} (expected one of"
+                        f" {', '.join(task.labels)}); check that the file belongs to {task.name}")
+    return task.labels.index(value)
+
+
+def _column_positions(header: list, split: LocalSplit, path: Path) -> tuple:
+    wanted = list(split.text_columns) + ([split.label_column] if split.label_column is not None else [])
+    if not split.has_header:
+        return tuple(wanted), None
+    missing = [name for name in wanted if name not in header]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(map(repr, missing))} (header has:"
+                        f" {', '.join(header)}); is this the official GLUE file?")
+    index_column = next((header.index(name) for name in _INDEX_COLUMNS if name in header), None)
+    return tuple(header.index(name) for name in wanted), index_column
+
+
+def read_local_split(glue_dir, task: GlueTask, split: LocalSplit) -> GlueSplit:
+    """One TSV of the official layout as a ``GlueSplit``; a missing file or column is a one-line ``DataError``."""
+    path = local_split_path(glue_dir, task, split)
+    if not path.is_file():
+        raise DataError(f"GLUE file not found: {path} (download GLUE into FINETUNE.GLUE_DIR in the official layout,"
+                        f" or leave GLUE_DIR empty to use {HUB_DATASET} from the Hub)")
+    csv.field_size_limit(sys.maxsize)
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    first_data_line = 1
+    header = None
+    if split.has_header:
+        if not rows:
+            raise DataError(f"{path}: the file is empty")
+        header, rows, first_data_line = [name.strip() for name in rows[0]], rows[1:], 2
+    positions, index_column = _column_positions(header, split, path)
+    needed = max(positions + ((index_column,) if index_column is not None else ())) + 1
+    n_text = len(split.text_columns)
+    text_a, text_b, labels, index, bad = [], [], [], [], []
+    for offset, row in enumerate(rows):
+        line = first_data_line + offset
+        if len(row) < needed:
+            if row and any(cell.strip() for cell in row):
+                bad.append(line)
+            continue
+        text_a.append(row[positions[0]])
+        if n_text > 1:
+            text_b.append(row[positions[1]])
+        if split.label_column is not None:
+            labels.append(_label_id(task, row[positions[n_text]].strip(), path, line))
+        index.append(row[index_column].strip() if index_column is not None else str(len(index)))
+    if len(bad) > _MAX_BAD_ROW_FRACTION * max(1, len(rows)):
+        raise DataError(f"{path}:{bad[0]}: row has fewer than {needed} tab-separated columns ({len(bad)} such rows);"
+                        f" expected the official GLUE layout for {task.name}")
+    if not text_a:
+        raise DataError(f"{path}: no data rows")
+    return GlueSplit(text_a, text_b if n_text > 1 else None, labels if split.label_column is not None else None,
+                     index)
+
+
+def read_hub_split(task: GlueTask, split_name: str, labeled: bool, hub_path: str = HUB_DATASET) -> GlueSplit:
+    """One split of ``nyu-mll/glue`` (or a local copy in the same layout at ``hub_path``) as a ``GlueSplit``."""
+    import datasets
+
+    try:
+        data = datasets.load_dataset(hub_path, task.hub_config, split=split_name)
+    except Exception as e:  # network, auth and missing-split errors all mean the same to the user
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(f"could not load {hub_path} ({task.hub_config}, {split_name}): {first_line}; set"
+                        f" FINETUNE.GLUE_DIR (or --data_dir) to a local GLUE folder when offline")
+    missing = [c for c in (*task.hub_text_columns, "label", "idx") if c not in data.column_names]
+    if missing:
+        raise DataError(f"{hub_path} ({task.hub_config}, {split_name}): missing column(s) {', '.join(missing)}")
+    columns = data.to_dict()
+    labels = None
+    if labeled:
+        labels = [float(v) for v in columns["label"]] if task.is_regression else [int(v) for v in columns["label"]]
+    text_b = columns[task.hub_text_columns[1]] if len(task.hub_text_columns) > 1 else None
+    return GlueSplit(columns[task.hub_text_columns[0]], text_b, labels, [str(i) for i in columns["idx"]])
+
+
+def load_split(task: GlueTask, kind: str, name: str, data_dir: str = "", hub_path: str = HUB_DATASET) -> GlueSplit:
+    """``kind`` is train | dev | test; ``name`` is the dev name (``dev``, ``dev_matched``…) or the submission name."""
+    if kind == "train":
+        local, hub_name, labeled = task.train, "train", True
+    elif kind == "dev":
+        local, hub_name, labeled = task.dev[name], task.hub_dev[name], True
+    else:
+        local, hub_name, labeled = task.test[name], task.hub_test[name], False
+    if data_dir:
+        return read_local_split(data_dir, task, local)
+    return read_hub_split(task, hub_name, labeled, hub_path)

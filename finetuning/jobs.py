@@ -1,0 +1,138 @@
+"""One finetuning job on disk: its ``job.json`` record, an atomic claim, and its run as a child process.
+
+A job folder is claimed by creating ``.claim`` with ``O_EXCL`` (only one process can), so two pipelines started
+on the same run folder never train the same job. A claim left by a process that died on this host is stale and
+taken over. The child's exit code decides the status: a job is ``completed`` only when ``run_glue.py`` exited 0
+and wrote its dev results; anything else is ``failed`` with the error line, and the next run retries it.
+"""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+from finetuning.search import EVAL_FILE, JOB_FILE, Job
+from pipeline.manifest import read_json, write_json_atomic
+
+CLAIM_FILE = ".claim"
+LOG_FILE = "job.log"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RUN_GLUE = REPO_ROOT / "finetuning" / "run_glue.py"
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def expected_record(job: Job, model_name_or_path: str, init_from: Optional[str], settings: dict) -> dict:
+    """The fields that must match for a completed job to count for the current config."""
+    return {"task": job.task, "learning_rate": job.learning_rate, "batch_size": job.batch_size,
+            "epochs": job.epochs, "seed": job.seed, "model_name_or_path": model_name_or_path, "init_from": init_from,
+            "settings": settings}
+
+
+def is_completed(job_dir: Path, expected: dict) -> bool:
+    """True when ``job_dir`` holds a completed job run with exactly the ``expected`` fields and its dev results."""
+    record = read_json(Path(job_dir) / JOB_FILE)
+    if not isinstance(record, dict) or record.get("status") != "completed":
+        return False
+    if not (Path(job_dir) / EVAL_FILE).is_file():
+        return False
+    return all(json.dumps(record.get(k), sort_keys=True) == json.dumps(v, sort_keys=True) for k, v in expected.items())
+
+
+def _claim_is_stale(claim: Path) -> bool:
+    owner = read_json(claim)
+    if not isinstance(owner, dict):
+        # Unreadable: either being written right now or torn by a crash; only an old one is taken over.
+        try:
+            return time.time() - claim.stat().st_mtime > 60
+        except OSError:
+            return True
+    if owner.get("host") != socket.gethostname():
+        return False  # cannot tell whether a process on another machine still runs it
+    try:
+        os.kill(int(owner.get("pid", -1)), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError, OverflowError):
+        return False
+    return False
+
+
+def claim(job_dir: Path) -> bool:
+    """Atomically take ``job_dir`` for this process; False when another live process holds it."""
+    job_dir.mkdir(parents=True, exist_ok=True)
+    path = job_dir / CLAIM_FILE
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            if not _claim_is_stale(path):
+                return False
+            path.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as f:
+            json.dump({"host": socket.gethostname(), "pid": os.getpid(), "at": _now()}, f)
+        return True
+    return False
+
+
+def release(job_dir: Path) -> None:
+    (job_dir / CLAIM_FILE).unlink(missing_ok=True)
+
+
+def _clear_previous_attempt(job_dir: Path) -> None:
+    for entry in job_dir.iterdir():
+        if entry.name == CLAIM_FILE:
+            continue
+        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+
+
+def _error_line(log_path: Path, returncode: int) -> str:
+    """The line that says what went wrong: the ``error:`` line, else the last line (a traceback's exception)."""
+    try:
+        lines = [line.strip() for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines()]
+    except OSError:
+        lines = []
+    lines = [line for line in lines if line]
+    errors = [line for line in lines if line.startswith("error:")]
+    message = errors[-1] if errors else (lines[-1] if lines else "no output")
+    return f"exit code {returncode}: {message[:500]}"
+
+
+def job_command(arguments: list, num_gpus: int) -> list:
+    """The child command for ``run_glue.py arguments``; a group of several GPUs runs it under torchrun."""
+    if num_gpus > 1:
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={num_gpus}",
+                str(RUN_GLUE), *arguments]
+    return [sys.executable, str(RUN_GLUE), *arguments]
+
+
+def run_job(job_dir: Path, record: dict, arguments: list, gpus: Optional[list]) -> dict:
+    """Run one claimed job as a child process (its output to ``job.log``) and record the outcome in ``job.json``."""
+    _clear_previous_attempt(job_dir)
+    started = time.time()
+    record = {**record, "status": "running", "started_at": _now(), "finished_at": None, "wall_time_s": None,
+              "error": None}
+    write_json_atomic(job_dir / JOB_FILE, record)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH", "")]))
+    if gpus is not None:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus)
+    log_path = job_dir / LOG_FILE
+    command = job_command(arguments, len(gpus) if gpus else 1)
+    with open(log_path, "wb") as log:
+        log.write(f"# {_now()} {' '.join(command)}\n".encode())
+        log.flush()
+        returncode = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT).returncode
+    ok = returncode == 0 and (job_dir / EVAL_FILE).is_file()
+    record.update(status="completed" if ok else "failed", finished_at=_now(),
+                  wall_time_s=round(time.time() - started, 2),
+                  error=None if ok else _error_line(log_path, returncode) if returncode else "no eval_results.json")
+    write_json_atomic(job_dir / JOB_FILE, record)
+    return record

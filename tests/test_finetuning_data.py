@@ -1,0 +1,183 @@
+"""GLUE readers, metrics, the search grid, job records and config checks of the finetune stage (no training)."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from finetuning.glue_data import load_split
+from finetuning.glue_tasks import GLUE_TASKS
+from finetuning.jobs import claim, expected_record, is_completed, release
+from finetuning.metrics import task_dev_metrics
+from finetuning.search import Job, best_job, job_name, plan_task_jobs
+from pipeline.errors import DataError
+from tests.test_finetuning_fixtures import finetune_config, write_glue
+
+
+@pytest.fixture(scope="module")
+def glue(tmp_path_factory):
+    return write_glue(tmp_path_factory.mktemp("glue"))
+
+
+EXPECTED_LABELS = {"CoLA": [0, 1, 0], "SST-2": [0, 1, 0], "MRPC": [0, 1, 0], "QQP": [0, 1, 0], "WNLI": [0, 1, 0],
+                   "QNLI": [0, 1, 0], "RTE": [0, 1, 0], "MNLI": [0, 1, 2], "STS-B": [0.0, 0.7, 1.4]}
+
+
+@pytest.mark.parametrize("task_name", list(EXPECTED_LABELS))
+def test_every_task_reader_gives_text_labels_and_test_index(glue, task_name):
+    task = GLUE_TASKS[task_name]
+    train = load_split(task, "train", "train", str(glue))
+    assert len(train) == 24
+    assert train.labels[:3] == pytest.approx(EXPECTED_LABELS[task_name])
+    assert (train.text_b is None) == (len(task.hub_text_columns) == 1)
+    assert all(text.strip() for text in train.text_a)
+    for dev_name in task.dev:
+        assert len(load_split(task, "dev", dev_name, str(glue))) == 8
+    for test_name in task.test:
+        test = load_split(task, "test", test_name, str(glue))
+        assert test.labels is None and len(test) == 6
+        assert test.index[:2] == (["1000", "1001"] if task_name == "QQP" else ["0", "1"])
+
+
+def test_cola_has_no_header_and_mrpc_bom_header_is_read(glue):
+    cola = load_split(GLUE_TASKS["CoLA"], "train", "train", str(glue))
+    first_line = (glue / "CoLA" / "train.tsv").read_text().splitlines()[0]
+    assert cola.text_a[0] == first_line.split("\t")[3]  # the first line is data, not a header
+    mrpc = load_split(GLUE_TASKS["MRPC"], "dev", "dev", str(glue))
+    assert mrpc.text_a[0].startswith('" ') and mrpc.text_a[0].endswith(' "')  # stray quotes kept, not parsed
+
+
+def test_ax_reader_reads_the_diagnostic_set(glue):
+    ax = load_split(GLUE_TASKS["AX"], "test", "AX", str(glue))
+    assert len(ax) == 5 and ax.labels is None and ax.text_b is not None
+
+
+def test_missing_task_file_is_a_one_line_error_naming_the_path(tmp_path):
+    root = write_glue(tmp_path / "glue", tasks=["RTE"])
+    (root / "RTE" / "dev.tsv").unlink()
+    with pytest.raises(DataError) as info:
+        load_split(GLUE_TASKS["RTE"], "dev", "dev", str(root))
+    assert str(root / "RTE" / "dev.tsv") in str(info.value) and "\n" not in str(info.value)
+
+
+def test_wrong_columns_are_a_one_line_error_naming_file_and_column(tmp_path):
+    root = write_glue(tmp_path / "glue", tasks=["QQP"])
+    path = root / "QQP" / "train.tsv"
+    path.write_text(path.read_text().replace("question2", "q2", 1))
+    with pytest.raises(DataError) as info:
+        load_split(GLUE_TASKS["QQP"], "train", "train", str(root))
+    assert str(path) in str(info.value) and "'question2'" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_unknown_label_and_short_rows_are_errors(tmp_path):
+    root = write_glue(tmp_path / "glue", tasks=["RTE", "CoLA"])
+    rte = root / "RTE" / "train.tsv"
+    rte.write_text(rte.read_text().replace("not_entailment", "maybe", 1))
+    with pytest.raises(DataError, match="unknown label 'maybe'"):
+        load_split(GLUE_TASKS["RTE"], "train", "train", str(root))
+    cola = root / "CoLA" / "dev.tsv"
+    cola.write_text("gj04\t1\tonly three columns\n" + cola.read_text())
+    with pytest.raises(DataError, match=r"dev\.tsv:1: row has fewer than 4"):
+        load_split(GLUE_TASKS["CoLA"], "dev", "dev", str(root))
+
+
+@pytest.mark.parametrize("task_name, dev_name, predictions, labels, expected", [
+    ("CoLA", "dev", [1, 0, 1, 0], [1, 0, 1, 0], {"mcc": 1.0}),
+    ("CoLA", "dev", [1, 1, 1, 1], [1, 0, 1, 0], {"mcc": 0.0}),
+    ("SST-2", "dev", [1, 0, 1, 1], [1, 0, 0, 1], {"accuracy": 0.75}),
+    ("MRPC", "dev", [1, 0, 1, 1], [1, 0, 0, 1], {"accuracy": 0.75, "f1": 0.8}),
+    ("QQP", "dev", [0, 0, 1, 1], [1, 0, 0, 1], {"accuracy": 0.5, "f1": 0.5}),
+    ("STS-B", "dev", [0.1, 1.0, 2.5, 4.0], [0.0, 1.2, 2.0, 5.0], {"pearson": 0.9686, "spearman": 1.0}),
+    ("MNLI", "dev_matched", [0, 1, 2, 2], [0, 1, 2, 1], {"accuracy": 0.75}),
+    ("MNLI", "dev_mismatched", [0, 1, 2, 2], [0, 1, 1, 1], {"accuracy_mm": 0.5}),
+    ("QNLI", "dev", [0, 1], [0, 1], {"accuracy": 1.0}),
+    ("RTE", "dev", [0, 1], [1, 1], {"accuracy": 0.5}),
+    ("WNLI", "dev", [0, 0], [1, 1], {"accuracy": 0.0}),
+])
+def test_every_task_metric(task_name, dev_name, predictions, labels, expected):
+    got = task_dev_metrics(GLUE_TASKS[task_name], dev_name, np.array(predictions), np.array(labels))
+    assert got == pytest.approx(expected, abs=1e-4)
+
+
+def test_grid_is_lr_by_batch_by_epochs_by_seeds_and_large_tasks_use_the_large_grid(tmp_path):
+    cfg = finetune_config(tmp_path, tmp_path, "", **{"FINETUNE.SEEDS": "[1, 2, 3]",
+                                                           "FINETUNE.SEARCH.SMALL.LEARNING_RATES": "[1e-5, 3e-5]",
+                                                           "FINETUNE.SEARCH.SMALL.EPOCHS": "[3, 5]"})
+    rte = plan_task_jobs(cfg, "RTE")
+    assert len(rte) == 2 * 1 * 2 * 3
+    assert {job.name for job in rte} >= {"lr1e-05_bs8_ep3_seed1", "lr3e-05_bs8_ep5_seed3"}
+    assert len(plan_task_jobs(cfg, "MNLI")) == 3 and plan_task_jobs(cfg, "MNLI")[0].learning_rate == 1e-3
+
+
+def _fake_completed(root, job, score, metric="accuracy"):
+    folder = root / job.task / job.name
+    folder.mkdir(parents=True)
+    record = {**expected_record(job, "m", None, {}), "status": "completed"}
+    (folder / "job.json").write_text(json.dumps(record))
+    (folder / "eval_results.json").write_text(json.dumps({metric: score}))
+
+
+def test_best_job_takes_the_best_median_configuration_then_its_best_seed(tmp_path):
+    # Config A has one lucky seed (max 0.90) but median 0.60; config B is steadily 0.70-0.75.
+    scores = {(1e-5, 42): 0.90, (1e-5, 43): 0.60, (1e-5, 44): 0.50,
+              (3e-5, 42): 0.70, (3e-5, 43): 0.75, (3e-5, 44): 0.71}
+    jobs = [Job("MNLI", lr, 32, 3, seed) for lr, seed in scores]
+    for job in jobs:
+        _fake_completed(tmp_path, job, scores[(job.learning_rate, job.seed)])
+    done = lambda job: is_completed(tmp_path / job.task / job.name, expected_record(job, "m", None, {}))  # noqa
+    assert best_job(tmp_path / "MNLI", jobs, "accuracy", done) == Job("MNLI", 3e-5, 32, 3, 43)
+    assert job_name(3e-5, 32, 3, 43) == "lr3e-05_bs32_ep3_seed43"
+
+
+def test_completed_job_counts_only_for_the_same_model_and_settings(tmp_path):
+    job = Job("RTE", 1e-5, 16, 3, 42)
+    _fake_completed(tmp_path, job, 0.6)
+    folder = tmp_path / "RTE" / job.name
+    assert is_completed(folder, expected_record(job, "m", None, {}))
+    assert not is_completed(folder, expected_record(job, "other-model", None, {}))
+    assert not is_completed(folder, expected_record(job, "m", "MNLI/x", {}))
+    record = json.loads((folder / "job.json").read_text())
+    (folder / "job.json").write_text(json.dumps({**record, "status": "running"}))
+    assert not is_completed(folder, expected_record(job, "m", None, {}))
+
+
+def test_claim_is_exclusive_and_a_dead_owner_claim_is_taken_over(tmp_path):
+    folder = tmp_path / "job"
+    assert claim(folder)
+    assert not claim(folder)  # held by this (live) process
+    release(folder)
+    assert claim(folder)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    claim_file = folder / ".claim"
+    stale = json.loads(claim_file.read_text())
+    stale["pid"] = int(dead.stdout)  # a process that has exited: its claim is stale
+    claim_file.write_text(json.dumps(stale))
+    assert claim(folder)
+    assert json.loads(claim_file.read_text())["pid"] == os.getpid()
+
+
+def test_validate_config_reports_bad_finetune_settings_one_line_each(tmp_path):
+    from finetuning.stage import validate_config
+
+    glue = write_glue(tmp_path / "glue", tasks=["RTE", "MNLI"])
+    cfg = finetune_config(tmp_path, tmp_path, glue, **{"FINETUNE.TASKS": "[rte, mnli]"})
+    (glue / "diagnostic" / "diagnostic.tsv").unlink()
+    cfg.defrost()
+    cfg.FINETUNE.TASKS = ["rte", "mnli", "sst3", "SST-2"]
+    cfg.FINETUNE.STILT.SOURCE = "QNLI"
+    cfg.FINETUNE.MULTIPROCESS_GPU_LIST = [[0, 1], [1], []]
+    cfg.FINETUNE.SEARCH.SMALL.EPOCHS = []
+    problems = validate_config(cfg)
+    text = "\n".join(problems)
+    assert "unknown GLUE task 'sst3'" in text
+    assert f"missing {glue / 'SST-2'}" in text
+    assert f"missing {glue / 'diagnostic' / 'diagnostic.tsv'}" in text
+    assert "GPU 1 is in two groups" in text and "MULTIPROCESS_GPU_LIST[2]" in text
+    assert "FINETUNE.SEARCH.SMALL.EPOCHS is empty" in text
+    assert all("\n" not in line for line in problems)
+    cfg.FINETUNE.TASKS = ["rte", "mnli"]
+    cfg.FINETUNE.MULTIPROCESS_GPU_LIST = []
+    cfg.FINETUNE.SEARCH.SMALL.EPOCHS = [1]
+    assert any("STILT.SOURCE = QNLI is not in FINETUNE.TASKS" in p for p in validate_config(cfg))
