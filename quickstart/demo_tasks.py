@@ -1,0 +1,231 @@
+"""Demo classification tasks in the official GLUE file layout, derived from the demo corpus by fixed rules.
+
+They let the finetuning and result-collection stages run end to end with no download. They are not GLUE: the
+rules below are what a model has to learn, and their scores say nothing about GLUE.
+
+- CoLA format, "demo-shuffle": label 1 = a sentence as written; label 0 = a sentence whose interior words (all
+  but the first and the last) were randomly reordered. The first and last words stay in place so the capital
+  letter and the final full stop give nothing away: only word order does.
+- MRPC format, "demo-adjacent": label 1 = #2 is the sentence that directly follows #1 in the same article;
+  label 0 = #1 and #2 come from two different articles of the same split.
+
+Articles are split into train / dev / test before any example is drawn, so no article (and no sentence) feeds two
+splits. Labels are balanced (half and half, the odd one out going to label 1). Sentence IDs of the MRPC files
+are random numbers, so they reveal nothing about the label.
+"""
+import random
+from dataclasses import dataclass, field
+
+from pipeline.errors import DataError
+from pipeline.manifest import write_json_atomic
+from quickstart.demo_corpus import split_sentences
+
+SPLITS = ("train", "dev", "test")
+MIN_SENTENCE_WORDS = 6  # leaves at least 4 interior words to reorder
+MAX_SENTENCE_WORDS = 40  # a pair of these still fits a 128-token sequence
+# Held-out splits take articles until they hold this many times the sentences they need, so the random draws of
+# examples never run short.
+HELDOUT_MARGIN = 1.5
+# ... and at least this many articles, so no single long article supplies most sentences (MRPC negatives need
+# sentences from two different articles).
+MIN_HELDOUT_ARTICLES = 20
+
+CORPUS_NOTE = "Demo tasks derived from the local corpus; not GLUE. Scores are not comparable to GLUE."
+TASK_DESCRIPTIONS = {
+    "CoLA": {
+        "name": "demo-shuffle (CoLA format)",
+        "rule": "label 1: a sentence as written in the corpus; label 0: the same kind of sentence with its interior "
+                "words (all but the first and last) randomly reordered",
+    },
+    "MRPC": {
+        "name": "demo-adjacent (MRPC format)",
+        "rule": "label 1: #2 is the sentence that directly follows #1 in the same article; label 0: #1 and #2 "
+                "come from two different articles",
+    },
+}
+
+
+@dataclass
+class SplitPool:
+    """The task material of one split: eligible sentences and disjoint adjacent pairs, tagged by article."""
+    articles: list = field(default_factory=list)  # indices into the article list
+    sentences: list = field(default_factory=list)  # (article, sentence)
+    pairs: list = field(default_factory=list)  # (article, first sentence, next sentence)
+
+
+def _eligible(sentence: str) -> bool:
+    # Double quotes are left out so that no reader, however it treats quoting, can misread a row.
+    words = sentence.split()
+    return (MIN_SENTENCE_WORDS <= len(words) <= MAX_SENTENCE_WORDS and sentence[-1] in ".!?"
+            and '"' not in sentence and len(set(words[1:-1])) > 1)
+
+
+def article_material(article, seen: set):
+    """``(sentences, pairs)`` usable from one article: eligible sentences not seen in earlier articles, and
+    adjacent eligible pairs that share no sentence."""
+    ordered = [s for paragraph in article.paragraphs for s in split_sentences(paragraph)]
+    usable = []
+    for sentence in ordered:
+        fresh = sentence not in seen
+        seen.add(sentence)
+        usable.append(fresh and _eligible(sentence))
+    sentences = [s for s, ok in zip(ordered, usable) if ok]
+    pairs = []
+    i = 0
+    while i + 1 < len(ordered):
+        if usable[i] and usable[i + 1]:
+            pairs.append((ordered[i], ordered[i + 1]))
+            i += 2
+        else:
+            i += 1
+    return sentences, pairs
+
+
+def split_articles(articles, seed: int, sizes: dict) -> dict:
+    """Assign whole articles to ``train``/``dev``/``test``: test and dev draw random articles until they hold
+    enough material for ``sizes`` (``{task: (train, dev, test)}``) with a margin; train keeps the rest."""
+    seen = set()
+    material = [article_material(article, seen) for article in articles]
+    order = list(range(len(articles)))
+    random.Random(seed).shuffle(order)
+    pools = {split: SplitPool() for split in SPLITS}
+    for split in ("test", "dev"):
+        index = SPLITS.index(split)
+        # CoLA uses one sentence per example, MRPC two (its positives also need adjacent pairs).
+        need_sentences = HELDOUT_MARGIN * max(sizes["CoLA"][index], 2 * sizes["MRPC"][index])
+        need_pairs = HELDOUT_MARGIN * sizes["MRPC"][index] / 2
+        pool = pools[split]
+        while order and (len(pool.sentences) < need_sentences or len(pool.pairs) < need_pairs
+                         or len(pool.articles) < MIN_HELDOUT_ARTICLES):
+            _add_article(pool, order.pop(), material)
+    for article_index in sorted(order):
+        _add_article(pools["train"], article_index, material)
+    return pools
+
+
+def _add_article(pool: SplitPool, article_index: int, material) -> None:
+    sentences, pairs = material[article_index]
+    pool.articles.append(article_index)
+    pool.sentences.extend((article_index, s) for s in sentences)
+    pool.pairs.extend((article_index, a, b) for a, b in pairs)
+
+
+def _balanced_labels(n: int, rng: random.Random) -> list:
+    labels = [1] * (n - n // 2) + [0] * (n // 2)
+    rng.shuffle(labels)
+    return labels
+
+
+def shuffle_interior(sentence: str, rng: random.Random) -> str:
+    """The sentence with every word but the first and the last moved to a random place (never the same order)."""
+    words = sentence.split()
+    interior = words[1:-1]
+    shuffled = interior[:]
+    while shuffled == interior:  # eligible sentences have two distinct interior words, so this ends
+        rng.shuffle(shuffled)
+    return " ".join([words[0], *shuffled, words[-1]])
+
+
+def cola_examples(pool: SplitPool, n: int, rng: random.Random, split: str) -> list:
+    """``n`` ``(sentence, label)`` rows, balanced, each from a different corpus sentence."""
+    if len(pool.sentences) < n:
+        raise DataError(f"the demo corpus has {len(pool.sentences)} usable {split} sentences, fewer than the {n} "
+                        "CoLA-format examples asked for: raise target_corpus_mb or lower cola_sizes")
+    chosen = rng.sample(pool.sentences, n)
+    return [(sentence if label else shuffle_interior(sentence, rng), label)
+            for (_article, sentence), label in zip(chosen, _balanced_labels(n, rng))]
+
+
+def mrpc_examples(pool: SplitPool, n: int, rng: random.Random, split: str) -> list:
+    """``n`` ``(first, second, label)`` rows, balanced; no sentence is used twice."""
+    labels = _balanced_labels(n, rng)
+    n_positive = sum(labels)
+    n_negative = n - n_positive
+    if len(pool.pairs) < n_positive:
+        raise DataError(f"the demo corpus has {len(pool.pairs)} adjacent {split} sentence pairs, fewer than the "
+                        f"{n_positive} MRPC-format positives needed: raise target_corpus_mb or lower mrpc_sizes")
+    positives = rng.sample(pool.pairs, n_positive)
+    used = {s for _article, a, b in positives for s in (a, b)}
+    remaining = [(article, s) for article, s in pool.sentences if s not in used]
+    rng.shuffle(remaining)
+    negatives = []
+    while len(negatives) < n_negative and len(remaining) >= 2:
+        article, first = remaining.pop()
+        partner = next((i for i in range(len(remaining) - 1, -1, -1) if remaining[i][0] != article), None)
+        if partner is None:
+            break
+        negatives.append((first, remaining.pop(partner)[1]))
+    if len(negatives) < n_negative:
+        raise DataError(f"the demo corpus has too few {split} sentences from distinct articles for "
+                        f"{n_negative} MRPC-format negatives: raise target_corpus_mb or lower mrpc_sizes")
+    rows = [(a, b) for _article, a, b in positives] + negatives
+    row_labels = [1] * n_positive + [0] * n_negative
+    order = list(range(n))
+    rng.shuffle(order)
+    return [(*rows[i], row_labels[i]) for i in order]
+
+
+def _tsv(rows) -> str:
+    for row in rows:
+        for value in row:
+            if "\t" in str(value) or "\n" in str(value):
+                raise ValueError(f"a demo TSV field holds a tab or newline: {value!r}")
+    return "".join("\t".join(str(v) for v in row) + "\n" for row in rows)
+
+
+def write_cola(task_dir, splits: dict) -> dict:
+    """Write CoLA-layout files: train/dev ``source, label, star, sentence`` with no header (``*`` marks label 0
+    as in the original), test ``index, sentence`` with a header. Returns rows per file."""
+    task_dir.mkdir(parents=True)
+    counts = {}
+    for split, examples in splits.items():
+        if split == "test":
+            rows = [("index", "sentence")] + [(i, s) for i, (s, _label) in enumerate(examples)]
+        else:
+            rows = [("demo", label, "" if label else "*", s) for s, label in examples]
+        (task_dir / f"{split}.tsv").write_text(_tsv(rows), encoding="utf-8", newline="\n")
+        counts[f"{split}.tsv"] = len(examples)
+    return counts
+
+
+def write_mrpc(task_dir, splits: dict, rng: random.Random) -> dict:
+    """Write MRPC-layout files: train/dev with the official BOM header ``Quality, #1 ID, #2 ID, #1 String,
+    #2 String``, test ``index, #1 ID, #2 ID, #1 String, #2 String``. Returns rows per file."""
+    task_dir.mkdir(parents=True)
+    total = sum(len(examples) for examples in splits.values())
+    ids = iter(rng.sample(range(1_000_000, 10_000_000), 2 * total))
+    counts = {}
+    for split, examples in splits.items():
+        if split == "test":
+            rows = [("index", "#1 ID", "#2 ID", "#1 String", "#2 String")]
+            rows += [(i, next(ids), next(ids), a, b) for i, (a, b, _label) in enumerate(examples)]
+        else:
+            rows = [("\ufeffQuality", "#1 ID", "#2 ID", "#1 String", "#2 String")]
+            rows += [(label, next(ids), next(ids), a, b) for a, b, label in examples]
+        (task_dir / f"{split}.tsv").write_text(_tsv(rows), encoding="utf-8", newline="\n")
+        counts[f"{split}.tsv"] = len(examples)
+    return counts
+
+
+def draw_demo_examples(pools: dict, seed: int, sizes: dict) -> dict:
+    """``{task: {split: rows}}`` drawn from ``pools`` for ``sizes`` (``{task: (train, dev, test)}``); raises
+    DataError when a split has too little material."""
+    # One generator per task, so changing one task's sizes leaves the other task's files unchanged.
+    cola_rng = random.Random(f"{seed}-CoLA")
+    mrpc_rng = random.Random(f"{seed}-MRPC")
+    return {
+        "CoLA": {split: cola_examples(pools[split], sizes["CoLA"][i], cola_rng, split) for i, split in enumerate(SPLITS)},
+        "MRPC": {split: mrpc_examples(pools[split], sizes["MRPC"][i], mrpc_rng, split) for i, split in enumerate(SPLITS)},
+    }
+
+
+def write_demo_tasks(examples: dict, glue_dir, seed: int) -> dict:
+    """Write the task folders and ``demo_tasks.json`` into ``glue_dir`` (which must not exist yet).
+    Returns ``{task: {file: rows}}``."""
+    glue_dir.mkdir(parents=True)
+    counts = {"CoLA": write_cola(glue_dir / "CoLA", examples["CoLA"]),
+              "MRPC": write_mrpc(glue_dir / "MRPC", examples["MRPC"], random.Random(f"{seed}-MRPC-ids"))}
+    description = {"tasks": {task: {**TASK_DESCRIPTIONS[task], "rows": counts[task]} for task in counts},
+                   "note": CORPUS_NOTE}
+    write_json_atomic(glue_dir / "demo_tasks.json", description)
+    return counts
