@@ -53,6 +53,17 @@ def _iter_training_batches(text_files, max_chars: int):
         yield batch
 
 
+def _canonical_vocab(vocab: dict) -> dict:
+    """``vocab`` renumbered: special tokens first (in SPECIAL_TOKENS order), then every other token sorted.
+
+    The Rust trainer assigns ids in hash-map order (the "##x" alphabet, and merges of equal count), which differs
+    from run to run although the set of tokens comes out the same; a WordPiece model does not depend on the
+    order of its ids, so sorting makes the ids, and hence the samples, reproducible.
+    """
+    others = sorted(t for t in vocab if t not in SPECIAL_TOKENS)
+    return {token: i for i, token in enumerate(list(SPECIAL_TOKENS) + others)}
+
+
 def train_wordpiece(text_files, vocab_size: int, min_frequency: int, max_chars: int, do_lower_case: bool):
     """A BERT-style WordPiece ``tokenizers.Tokenizer`` trained on the lines of ``text_files``."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -66,6 +77,8 @@ def train_wordpiece(text_files, vocab_size: int, min_frequency: int, max_chars: 
                                         special_tokens=list(SPECIAL_TOKENS), continuing_subword_prefix="##",
                                         show_progress=True)
     tokenizer.train_from_iterator(_iter_training_batches(text_files, max_chars), trainer=trainer)
+    tokenizer.model = models.WordPiece(_canonical_vocab(tokenizer.get_vocab()), unk_token="[UNK]",
+                                       continuing_subword_prefix="##")
     cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls_id),

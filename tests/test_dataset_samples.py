@@ -1,0 +1,205 @@
+"""Text shards -> HDF5 samples: format, packing rules, static/dynamic masking, determinism, resume, failures."""
+import os
+
+import h5py
+import numpy as np
+import pytest
+
+from dataset import memory
+from dataset.sample_generation import generate_samples
+from dataset.sample_writer import SampleOptions, ShardJob, write_shard
+from dataset.workers import run_jobs
+from pipeline.errors import ConfigError, DataError
+from tests.test_dataset_fixtures import make_article, tiny_tokenizer  # noqa: F401  (fixture)
+
+LENGTH = 24
+
+
+def _text_shard(path, articles):
+    path.write_text("".join("\n".join(a) + "\n\n" for a in articles), encoding="utf-8")
+    return path
+
+
+def _random_articles(n=40, seed=0):
+    import random
+
+    rng = random.Random(seed)
+    return [make_article(rng, rng.randint(1, 8)) for _ in range(n)]
+
+
+def _write(tmp_path, tokenizer, articles, name="train_00000.txt", batch_chars=1 << 20, **options):
+    tokenizer_dir, info = tokenizer
+    text = _text_shard(tmp_path / name, articles)
+    split = "train" if name.startswith("train") else "test"
+    out = tmp_path / f"{name}.{batch_chars}.{options.get('masking', 'dynamic')}.hdf5"
+    job = ShardJob(text_path=str(text), out_path=str(out), split=split, shard_index=0,
+                   tokenizer_file=str(tokenizer_dir / "tokenizer.json"), tokenizer_info=info,
+                   options=SampleOptions(**{"max_seq_length": LENGTH, "max_predictions_per_seq": 4, **options}),
+                   batch_chars=batch_chars)
+    return write_shard(job), out
+
+
+def _read(path):
+    with h5py.File(path, "r") as f:
+        return {k: f[k][:] for k in f}, dict(f.attrs)
+
+
+def test_static_shard_has_the_bert_fields_shapes_and_compact_dtypes(tmp_path, tiny_tokenizer):
+    entry, path = _write(tmp_path, tiny_tokenizer, _random_articles(), masking="static", dup_factor=2)
+    data, attrs = _read(path)
+    n = entry["samples"]
+    assert set(data) == {"input_ids", "input_mask", "segment_ids", "masked_lm_positions", "masked_lm_ids"}
+    assert data["input_ids"].shape == (n, LENGTH) and data["input_ids"].dtype == np.uint16
+    assert data["input_mask"].shape == (n, LENGTH) and data["input_mask"].dtype == np.uint8
+    assert data["segment_ids"].dtype == np.uint8 and not data["segment_ids"].any()
+    assert data["masked_lm_positions"].shape == (n, 4) and data["masked_lm_positions"].dtype == np.uint16
+    assert data["masked_lm_ids"].shape == (n, 4) and data["masked_lm_ids"].dtype == np.uint16
+    assert np.array_equal(data["input_mask"], (data["input_ids"] != 0).astype(np.uint8))
+    info = tiny_tokenizer[1]
+    assert attrs["masking"] == "static" and attrs["vocab_size"] == info["vocab_size"]
+    assert attrs["max_seq_length"] == LENGTH and attrs["max_predictions_per_seq"] == 4
+    assert (attrs["pad_id"], attrs["cls_id"], attrs["sep_id"], attrs["mask_id"]) == (0, 2, 3, 4)
+    assert attrs["masked_lm_prob"] == pytest.approx(0.15)
+    assert entry["tokens"] == int((data["input_ids"] != 0).sum())
+
+
+def test_dynamic_shard_stores_token_ids_only(tmp_path, tiny_tokenizer):
+    _, path = _write(tmp_path, tiny_tokenizer, _random_articles(), masking="dynamic")
+    data, attrs = _read(path)
+    assert set(data) == {"input_ids"} and attrs["masking"] == "dynamic"
+    assert data["input_ids"].dtype == np.uint16 and data["input_ids"].shape[1] == LENGTH
+    assert not (data["input_ids"] == tiny_tokenizer[1]["mask_id"]).any()
+
+
+def test_rows_are_cls_text_sep_then_padding(tmp_path, tiny_tokenizer):
+    _, path = _write(tmp_path, tiny_tokenizer, _random_articles())
+    ids = _read(path)[0]["input_ids"]
+    assert (ids[:, 0] == 2).all()
+    for row in ids:
+        real = int((row != 0).sum())
+        assert row[real - 1] == 3 and (row[real:] == 0).all() and (row[1:real - 1] > 4).all()
+    assert (ids[:, -1] == 3).mean() > 0.5  # most rows are full
+
+
+def test_each_row_holds_consecutive_text_of_one_article(tmp_path, tiny_tokenizer):
+    tokenizer_dir, info = tiny_tokenizer
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
+    articles = [["river " * 30], ["music " * 7, "music " * 5], ["city " * 50]]
+    _, path = _write(tmp_path, tiny_tokenizer, articles)
+    ids = _read(path)[0]["input_ids"]
+    river, music, city = (tok.token_to_id(w) for w in ("river", "music", "city"))
+    rows = [set(row[1:][(row[1:] != 0) & (row[1:] != 3)].tolist()) for row in ids]
+    assert rows == [{river}, {river}, {music}, {city}, {city}, {city}]  # 30 -> 22+8, 12, 50 -> 22+22+6
+
+
+def test_lines_of_an_article_are_joined_with_a_space_never_glued(tmp_path, tiny_tokenizer):
+    tokenizer_dir, _ = tiny_tokenizer
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
+    _, path = _write(tmp_path, tiny_tokenizer, [["the river", "music school"]])
+    row = _read(path)[0]["input_ids"][0]
+    expected = tok.encode("the river music school", add_special_tokens=False).ids
+    assert row[1:1 + len(expected)].tolist() == expected and 1 not in row  # no [UNK] from "rivermusic"
+
+
+def test_static_masks_restore_to_the_dynamic_rows_and_dup_factor_masks_differently(tmp_path, tiny_tokenizer):
+    articles = _random_articles(60)
+    _, dynamic_path = _write(tmp_path, tiny_tokenizer, articles)
+    _, static_path = _write(tmp_path, tiny_tokenizer, articles, masking="static", dup_factor=3)
+    original = _read(dynamic_path)[0]["input_ids"]
+    static = _read(static_path)[0]
+    assert len(static["input_ids"]) == 3 * len(original)
+    restored = static["input_ids"].copy()
+    for i in range(len(restored)):
+        used = static["masked_lm_ids"][i] != 0
+        restored[i, static["masked_lm_positions"][i][used]] = static["masked_lm_ids"][i][used]
+    copies = restored.reshape(3, -1, LENGTH)  # one block (< 1024 rows): copy after copy
+    assert all(np.array_equal(copy, original) for copy in copies)
+    positions = static["masked_lm_positions"].reshape(3, -1, 4)
+    assert not np.array_equal(positions[0], positions[1])
+
+
+def test_test_shards_get_a_single_masked_copy(tmp_path, tiny_tokenizer):
+    articles = _random_articles(20)
+    dynamic, _ = _write(tmp_path, tiny_tokenizer, articles, name="test_00000.txt")
+    static, _ = _write(tmp_path, tiny_tokenizer, articles, name="test_00000.txt", masking="static", dup_factor=5)
+    assert static["samples"] == dynamic["samples"]
+
+
+def test_text_batch_size_does_not_change_the_output(tmp_path, tiny_tokenizer):
+    articles = _random_articles(80, seed=3)
+    small, _ = _write(tmp_path, tiny_tokenizer, articles, batch_chars=37, masking="static", dup_factor=2)
+    large, _ = _write(tmp_path, tiny_tokenizer, articles, batch_chars=1 << 20, masking="static", dup_factor=2)
+    assert small["sha256"] == large["sha256"] and small["samples"] > 0
+
+
+def _shards_folder(tmp_path, n=3):
+    folder = tmp_path / "text"
+    folder.mkdir()
+    for i in range(n):
+        _text_shard(folder / f"train_{i:05d}.txt", _random_articles(30, seed=i))
+    _text_shard(folder / f"test_{0:05d}.txt", _random_articles(10, seed=99))
+    return folder
+
+
+def test_output_does_not_depend_on_worker_count_or_memory_cap_and_rerun_resumes(tmp_path, tiny_tokenizer):
+    text = _shards_folder(tmp_path)
+    options = SampleOptions(max_seq_length=LENGTH, masking="static", max_predictions_per_seq=4, dup_factor=2)
+    one = generate_samples(text, tmp_path / "one", tiny_tokenizer[0], options, 1, 1.0, progress=False)
+    two = generate_samples(text, tmp_path / "two", tiny_tokenizer[0], options, 2, 8.0, progress=False)
+    assert [e["file"] for e in one] == ["test_shard_00000.hdf5", "train_shard_00000.hdf5", "train_shard_00001.hdf5",
+                                        "train_shard_00002.hdf5"]
+    assert one == two
+
+    # An interrupted run: one shard missing, a half-written file left behind.
+    out = tmp_path / "two"
+    (out / "train_shard_00001.hdf5").unlink()
+    (out / ".train_shard_00002.hdf5.partial").write_bytes(b"half")
+    kept = {p.name: p.stat().st_mtime_ns for p in out.glob("*.hdf5")}
+    again = generate_samples(text, out, tiny_tokenizer[0], options, 2, 8.0, progress=False)
+    assert again == one
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.hdf5") if p.name in kept} == kept
+    assert not list(out.glob(".*"))
+
+
+def test_a_failing_shard_fails_the_run_naming_its_file(tmp_path, tiny_tokenizer):
+    text = _shards_folder(tmp_path, n=2)
+    (text / "train_00001.txt").write_bytes(b"good line\n\xff\xfe bad\n")
+    options = SampleOptions(max_seq_length=LENGTH, max_predictions_per_seq=4)
+    with pytest.raises(DataError, match="train_00001.txt"):
+        generate_samples(text, tmp_path / "out", tiny_tokenizer[0], options, 2, 8.0, progress=False)
+    assert not (tmp_path / "out" / "train_shard_00001.hdf5").exists()
+
+
+def _exit_abruptly(job):
+    os._exit(3)
+
+
+def test_a_worker_that_dies_fails_the_run_naming_its_job():
+    with pytest.raises(DataError, match="died while processing shard-7"):
+        list(run_jobs(_exit_abruptly, ["shard-7"], 1, str))
+
+
+def test_no_train_text_shards_is_an_error(tmp_path, tiny_tokenizer):
+    (tmp_path / "text").mkdir()
+    with pytest.raises(DataError, match="no training text shards"):
+        generate_samples(tmp_path / "text", tmp_path / "out", tiny_tokenizer[0], SampleOptions(), 1, 4.0,
+                         progress=False)
+
+
+def test_memory_cap_too_small_is_an_up_front_error_stating_the_minimum():
+    minimum = memory.minimum_bytes() / memory.GB
+    with pytest.raises(ConfigError, match=rf"--max_memory = 0.1 GB is too small.*at least {minimum:.2f} GB"):
+        memory.check_memory_cap(0.1, "--max_memory")
+    memory.check_memory_cap(minimum + 0.01, "--max_memory")
+
+
+def test_worker_pool_is_sized_so_that_workers_fit_under_the_cap():
+    for cap in (0.6, 1.0, 2.0, 16.0):
+        workers = memory.plan_workers(cap, requested=64, jobs=1000, key="k")
+        assert memory.MAIN_PROCESS_BYTES + workers * memory.worker_bytes() <= cap * memory.GB
+    assert memory.plan_workers(16.0, requested=8, jobs=3, key="k") == 3
+    assert memory.plan_workers(16.0, requested=2, jobs=100, key="k") == 2
