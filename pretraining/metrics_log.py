@@ -1,0 +1,133 @@
+"""What a pretraining run reports: ``metrics.jsonl``, ``training_curves.png`` and (optionally) Weights & Biases.
+
+Line formats are those of ``docs/interfaces.md``: training lines carry ``step, loss, lr, samples_per_s,
+tokens_per_s, loss_scale, elapsed_s`` (plus ``mfu`` on a GPU whose peak is known, and ``skipped_steps``),
+validation lines ``step, val_loss, elapsed_s``. Only rank 0 writes.
+"""
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+
+METRICS_NAME = "metrics.jsonl"
+CURVES_NAME = "training_curves.png"
+
+# Dense bf16/fp16 tensor-core peak of one GPU in FLOP/s (vendor datasheets, without sparsity), for MFU.
+GPU_PEAK_FLOPS = (
+    ("H200", 989e12), ("H100 PCIe", 756e12), ("H100", 989e12), ("GH200", 989e12), ("A100", 312e12),
+    ("A800", 312e12), ("L40S", 362e12), ("L40", 181e12), ("L4", 121e12), ("A10G", 70e12), ("A10", 125e12),
+    ("A6000", 155e12), ("RTX 4090", 165e12), ("RTX 3090", 71e12), ("V100", 125e12), ("T4", 65e12),
+)
+
+
+def gpu_peak_flops(device_name: str, precision: str):
+    """Peak FLOP/s of the named GPU at 16-bit precision, or None when unknown (or fp32: no tensor-core peak)."""
+    if precision not in ("fp16", "bf16"):
+        return None
+    for marker, peak in GPU_PEAK_FLOPS:
+        if marker.lower() in device_name.lower():
+            return peak
+    return None
+
+
+def read_metrics(path) -> list:
+    """The JSON lines of a metrics file (a torn last line from a killed run is skipped)."""
+    rows = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    rows.append(json.loads(line))
+                except ValueError:
+                    continue
+    except OSError:
+        pass
+    return rows
+
+
+def _clean(value):
+    """JSON has no NaN/inf: write them as null so the file stays parseable."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+class MetricsLog:
+    """Appends metric lines, mirrors them to wandb, and draws the curves. A no-op object on ranks other than 0."""
+
+    def __init__(self, output_dir, enabled: bool, resume_step: int = 0, wandb_settings=None):
+        self.enabled = enabled
+        self.path = Path(output_dir) / METRICS_NAME
+        self.curves_path = Path(output_dir) / CURVES_NAME
+        self._wandb = None
+        if not enabled:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._truncate_after(resume_step)
+        if wandb_settings and wandb_settings.get("enabled"):
+            self._wandb = _start_wandb(output_dir, wandb_settings)
+
+    def _truncate_after(self, step: int) -> None:
+        """Drop lines a killed run wrote after its last checkpoint: the resumed run writes those steps again."""
+        rows = [r for r in read_metrics(self.path) if r.get("step", 0) <= step]
+        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+        os.replace(tmp, self.path)
+
+    def log(self, row: dict) -> None:
+        if not self.enabled:
+            return
+        row = {k: _clean(v) for k, v in row.items() if v is not None or k in ("loss", "val_loss")}
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        if self._wandb is not None:
+            self._wandb.log({k: v for k, v in row.items() if k != "step" and v is not None}, step=row["step"])
+
+    def plot(self) -> None:
+        if self.enabled:
+            plot_training_curves(self.path, self.curves_path)
+
+    def close(self) -> None:
+        if self._wandb is not None:
+            self._wandb.finish()
+            self._wandb = None
+
+
+def _start_wandb(output_dir, settings: dict):
+    import wandb
+
+    # A stable id from the output folder: a resumed run continues the same wandb run instead of starting another.
+    run_id = hashlib.sha1(str(Path(output_dir).resolve()).encode()).hexdigest()[:16]
+    mode = settings.get("mode") or os.environ.get("WANDB_MODE") or "online"
+    return wandb.init(project=settings.get("project") or None, entity=settings.get("entity") or None,
+                      name=settings.get("name") or None, config=settings.get("config") or {}, id=run_id,
+                      resume="allow", mode=mode, dir=str(output_dir))
+
+
+def plot_training_curves(metrics_path, png_path) -> None:
+    """Loss (training and validation) and learning rate against step, one PNG, written via a temporary name."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_metrics(metrics_path)
+    train = [r for r in rows if "loss" in r and r.get("loss") is not None]
+    val = [r for r in rows if r.get("val_loss") is not None]
+    fig, (ax_loss, ax_lr) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], label="training loss")
+    if val:
+        ax_loss.plot([r["step"] for r in val], [r["val_loss"] for r in val], "o-", label="validation loss")
+    ax_loss.set_ylabel("MLM loss")
+    ax_loss.grid(alpha=0.3)
+    ax_loss.legend()
+    ax_lr.plot([r["step"] for r in train], [r.get("lr") for r in train], color="tab:green")
+    ax_lr.set_ylabel("learning rate")
+    ax_lr.set_xlabel("step")
+    ax_lr.grid(alpha=0.3)
+    fig.tight_layout()
+    png_path = Path(png_path)
+    tmp = png_path.with_name(f".{png_path.stem}.tmp-{os.getpid()}.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, png_path)

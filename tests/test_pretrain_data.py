@@ -1,0 +1,198 @@
+"""The pretraining data path: masking, the rank/epoch order of the sample stream, resume, and bad-data errors."""
+import h5py
+import numpy as np
+import pytest
+
+from pipeline.errors import DataError
+from pretraining.data.loader import SampleStream, rank_rows
+from pretraining.data.masking import IGNORE_INDEX, dynamic_mask, static_labels
+from pretraining.data.shards import MaskingDefaults, Vocabulary, describe_dataset
+from tests.pretrain_fixtures import (CLS, MASK, PAD, SEP, SPECIALS, UNUSED, make_dataset, write_dynamic, write_static,
+                                     write_tokenizer, zipf_rows)
+
+
+@pytest.fixture(scope="module")
+def vocab(tmp_path_factory):
+    from transformers import AutoTokenizer
+
+    return Vocabulary.from_tokenizer(AutoTokenizer.from_pretrained(str(write_tokenizer(tmp_path_factory.mktemp("tok")))))
+
+
+def describe(folder, vocab, limit=64):
+    return describe_dataset(folder, vocab, MaskingDefaults(0.15, 8), limit)
+
+
+def collect(stream, batches):
+    out = []
+    for i, batch in enumerate(stream):
+        if i == batches:
+            break
+        out.append(batch)
+    return out
+
+
+def mask(vocab, rows, seed, prob=0.15, cap=20):
+    return dynamic_mask(rows, np.random.default_rng(seed), masked_lm_prob=prob, max_predictions_per_seq=cap,
+                        pad_id=PAD, cls_id=CLS, sep_id=SEP, mask_id=MASK, replacement_ids=vocab.replacement_ids())
+
+
+def test_random_replacements_are_real_words_only(vocab):
+    replacements = vocab.replacement_ids()
+    assert replacements.min() == len(SPECIALS) and replacements.max() == vocab.size - 1
+    assert UNUSED not in replacements
+
+
+def test_dynamic_masking_never_selects_special_tokens_and_respects_the_cap(vocab):
+    rows = zipf_rows(500, 64, seed=3)
+    masked, labels = mask(vocab, rows, 0, prob=0.3, cap=10)
+    selected = labels != IGNORE_INDEX
+    assert not np.isin(rows[selected], [PAD, CLS, SEP, MASK, UNUSED]).any()
+    assert (masked[~selected] == rows[~selected]).all()
+    assert (labels[selected] == rows[selected]).all()
+    words = (rows >= len(SPECIALS)).sum(1)
+    assert (selected.sum(1) == np.minimum(10, np.maximum(1, np.rint(0.3 * words)))).all()
+
+
+def test_dynamic_masking_splits_80_10_10_with_real_random_replacements(vocab):
+    rows = zipf_rows(4000, 64, seed=4)
+    masked, labels = mask(vocab, rows, 1)
+    selected = labels != IGNORE_INDEX
+    became_mask = (masked == MASK) & selected
+    changed = (masked != rows) & selected & ~became_mask
+    n = selected.sum()
+    assert became_mask.sum() / n == pytest.approx(0.8, abs=0.02)
+    # 10% random replacements; a random id equal to the original counts as "kept" (probability ~1/40 x Zipf).
+    assert changed.sum() / n == pytest.approx(0.1, abs=0.02)
+    assert np.isin(masked[changed], vocab.replacement_ids()).all()
+
+
+def test_dynamic_masking_is_a_function_of_the_seed(vocab):
+    rows = zipf_rows(50, 32, seed=5)
+    a, b, c = mask(vocab, rows, [1, 2]), mask(vocab, rows, [1, 2]), mask(vocab, rows, [1, 3])
+    assert all((x == y).all() for x, y in zip(a, b)) and not (a[1] == c[1]).all()
+
+
+def test_static_labels_put_the_original_ids_at_the_listed_positions_and_ignore_padding():
+    input_ids = np.array([[CLS, MASK, 9, MASK, SEP, PAD]])
+    positions = np.array([[1, 3, 0, 0]])
+    ids = np.array([[7, 8, 0, 0]])
+    _, labels = static_labels(input_ids, positions, ids)
+    assert labels.tolist() == [[IGNORE_INDEX, 7, IGNORE_INDEX, 8, IGNORE_INDEX, IGNORE_INDEX]]
+
+
+def test_static_stream_yields_the_files_masks_and_labels(tmp_path, vocab):
+    write_static(tmp_path / "train_0.hdf5", num_samples=16, seq_length=16, seed=0)
+    train, _ = describe(tmp_path, vocab)
+    assert train[0].static
+    batch = next(iter(SampleStream(train, vocab, 16, 0, 1, seed=0, shuffle=False)))
+    with h5py.File(tmp_path / "train_0.hdf5") as f:
+        assert (batch["input_ids"].numpy() == f["input_ids"][:]).all()
+        assert (batch["attention_mask"].numpy() == f["input_mask"][:].astype(bool)).all()
+        rows, cols = np.nonzero(f["masked_lm_positions"][:])
+        assert (batch["labels"].numpy()[rows, f["masked_lm_positions"][:][rows, cols]] ==
+                f["masked_lm_ids"][:][rows, cols]).all()
+    assert batch["num_predictions"] == int((batch["labels"] != IGNORE_INDEX).sum())
+
+
+def test_legacy_int32_static_files_without_attributes_load(tmp_path, vocab):
+    make_dataset(tmp_path, kind="legacy", train_files=1, test_files=1, samples=12, seq_length=16)
+    train, test = describe(tmp_path, vocab)
+    assert train[0].static and train[0].has_segment_ids and len(test) == 1
+    batch = next(iter(SampleStream(train, vocab, 4, 0, 1, seed=0)))
+    assert batch["input_ids"].dtype.is_floating_point is False and batch["token_type_ids"] is not None
+    assert batch["num_predictions"] > 0
+
+
+def _row_keys(batches):
+    return [bytes(row) for batch in batches for row in batch["input_ids"].numpy().astype(np.int64)]
+
+
+def test_ranks_read_disjoint_parts_of_every_file_and_an_epoch_visits_every_file(tmp_path, vocab):
+    for i in range(3):
+        write_static(tmp_path / f"train_{i}.hdf5", num_samples=10 + i, seq_length=16, seed=10 + i)
+    train, _ = describe(tmp_path, vocab)
+    per_rank = sum(rank_rows(s.num_samples, 0, 2)[1] for s in train)  # 5 + 5 + 6 = 16 rows per rank and epoch
+    seen = {}
+    for rank in (0, 1):
+        stream = SampleStream(train, vocab, 4, rank, 2, seed=3)
+        assert stream.samples_per_epoch == per_rank
+        seen[rank] = _row_keys(collect(stream, per_rank // 4))
+    assert not set(seen[0]) & set(seen[1])
+    all_rows = set()
+    for i, shard in enumerate(train):
+        with h5py.File(shard.path) as f:
+            rows = [bytes(r) for r in f["input_ids"][:].astype(np.int64)]
+        for rank in (0, 1):
+            lo, hi = rank_rows(len(rows), rank, 2)
+            assert set(rows[lo:hi]) <= set(seen[rank])  # this rank read its whole slice of every file
+        all_rows |= set(rows)
+    assert set(seen[0]) | set(seen[1]) <= all_rows
+
+
+def test_epochs_are_reshuffled_and_the_order_depends_only_on_the_seed(tmp_path, vocab):
+    make_dataset(tmp_path, kind="dynamic", train_files=3, test_files=0, samples=8, seq_length=16)
+    train, _ = describe(tmp_path, vocab)
+    first = _row_keys(collect(SampleStream(train, vocab, 4, 0, 1, seed=5), 12))  # two epochs of 24 samples
+    again = _row_keys(collect(SampleStream(train, vocab, 4, 0, 1, seed=5), 12))
+    other = _row_keys(collect(SampleStream(train, vocab, 4, 0, 1, seed=6), 12))
+    assert first == again and first != other
+    assert first[:24] != first[24:]
+
+
+@pytest.mark.parametrize("kind", ["dynamic", "static"])
+def test_a_resumed_stream_continues_exactly_where_the_original_was(tmp_path, vocab, kind, monkeypatch):
+    monkeypatch.setattr("pretraining.data.loader.BLOCK_ROWS", 5)  # resume points inside a masking block too
+    make_dataset(tmp_path, kind=kind, train_files=3, test_files=0, samples=12, seq_length=16)
+    train, _ = describe(tmp_path, vocab)
+    full = collect(SampleStream(train, vocab, 3, 0, 1, seed=9), 30)  # 90 samples: 2.5 epochs of 36
+    for start_batch in (1, 4, 13, 17):
+        resumed = collect(SampleStream(train, vocab, 3, 0, 1, seed=9, start_sample=3 * start_batch), 30 - start_batch)
+        for a, b in zip(full[start_batch:], resumed):
+            assert all((a[k] == b[k]).all() for k in ("input_ids", "labels", "attention_mask"))
+
+
+def test_validation_stream_reads_one_pass_capped_and_keeps_the_short_last_batch(tmp_path, vocab):
+    write_dynamic(tmp_path / "train_0.hdf5", num_samples=8, seq_length=16)
+    write_dynamic(tmp_path / "test_0.hdf5", num_samples=10, seq_length=16, seed=1)
+    _, test = describe(tmp_path, vocab)
+    sizes = [len(b["input_ids"]) for b in SampleStream(test, vocab, 4, 0, 1, seed=0, shuffle=False, repeat=False)]
+    assert sizes == [4, 4, 2]
+    capped = [len(b["input_ids"]) for b in SampleStream(test, vocab, 4, 0, 1, seed=0, shuffle=False, repeat=False,
+                                                         max_samples=6)]
+    assert capped == [4, 2]
+
+
+def test_empty_or_missing_dataset_path_is_a_one_line_error(tmp_path, vocab):
+    for path in ("", tmp_path / "missing", tmp_path):
+        with pytest.raises(DataError) as e:
+            describe(path, vocab)
+        assert "\n" not in str(e.value)
+    (tmp_path / "test_0.hdf5").touch()
+    with pytest.raises(DataError, match="no training files"):
+        describe(tmp_path, vocab)
+
+
+def test_data_made_with_another_vocabulary_is_rejected_before_training(tmp_path, vocab):
+    write_dynamic(tmp_path / "train_0.hdf5", vocab_size=30522)
+    with pytest.raises(DataError, match="vocabulary of 30522 tokens but the tokenizer has 46"):
+        describe(tmp_path, vocab)
+
+
+def test_legacy_data_with_ids_beyond_the_tokenizer_is_rejected_before_training(tmp_path, vocab):
+    path = write_static(tmp_path / "train_0.hdf5", legacy=True)
+    with h5py.File(path, "r+") as f:
+        ids = f["input_ids"][:]
+        ids[0, 1] = 2000
+        f["input_ids"][:] = ids
+    with pytest.raises(DataError, match="holds id 2000 but the tokenizer has 46 tokens"):
+        describe(tmp_path, vocab)
+
+
+def test_files_of_different_lengths_or_longer_than_the_positions_are_rejected(tmp_path, vocab):
+    write_dynamic(tmp_path / "train_0.hdf5", seq_length=16)
+    write_dynamic(tmp_path / "train_1.hdf5", seq_length=32)
+    with pytest.raises(DataError, match="different sequence lengths"):
+        describe(tmp_path, vocab)
+    (tmp_path / "train_0.hdf5").unlink()
+    with pytest.raises(DataError, match="position embeddings"):
+        describe(tmp_path, vocab, limit=16)
