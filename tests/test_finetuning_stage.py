@@ -1,0 +1,148 @@
+"""The finetune stage end to end on a tiny BERT: run_glue.py jobs, regression, AX, STILT, crashes, reruns."""
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from finetuning.glue_tasks import GLUE_TASKS
+from tests.test_finetuning_fixtures import finetune_config, write_glue, write_tiny_model
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return write_tiny_model(tmp_path_factory.mktemp("tiny_bert"))
+
+
+def _read_predictions(path):
+    with open(path, encoding="utf-8") as f:
+        rows = list(csv.reader(f, delimiter="\t"))
+    assert rows[0] == ["index", "prediction"]
+    return rows[1:]
+
+
+def test_run_glue_trains_stsb_as_regression_and_caches_tokenization(tmp_path, model):
+    from finetuning.run_glue import main
+
+    glue = write_glue(tmp_path / "glue", tasks=["STS-B"])
+    cache = tmp_path / "cache"
+    argv = ["--model_name_or_path", str(model), "--task_name", "sts-b", "--data_dir", str(glue),
+            "--output_dir", str(tmp_path / "out"), "--overwrite_output_dir", "--do_train", "--do_eval", "--do_predict",
+            "--max_seq_length", "32", "--per_device_train_batch_size", "8", "--learning_rate", "1e-3",
+            "--num_train_epochs", "2", "--lr_scheduler_type", "polynomial", "--warmup_ratio", "0.06",
+            "--weight_decay", "0.01", "--seed", "3", "--group_by_length", "--tokenized_cache_dir", str(cache)]
+    assert main(argv) == 0
+    results = json.loads((tmp_path / "out" / "eval_results.json").read_text())
+    assert set(results) == {"pearson", "spearman", "eval_loss"}
+    assert np.isfinite(results["eval_loss"])
+    rows = _read_predictions(tmp_path / "out" / "predictions_STS-B.tsv")
+    assert [row[0] for row in rows] == [str(i) for i in range(6)]
+    assert all(0.0 <= float(row[1]) <= 5.0 for row in rows)
+    cached = sorted(cache.iterdir())
+    assert [p.name.split("-")[0] for p in cached] == ["dev", "test", "train"]
+    mtimes = [p.stat().st_mtime_ns for p in cached]
+    assert main(argv[:-2] + ["--tokenized_cache_dir", str(cache), "--num_train_epochs", "1"]) == 0
+    assert [p.stat().st_mtime_ns for p in sorted(cache.iterdir())] == mtimes  # reused, not rewritten
+
+
+def test_regression_predictions_are_clipped_to_the_server_range():
+    from finetuning.run_glue import _prediction_strings
+
+    logits = np.array([[-1.0], [2.5], [7.0]])
+    assert _prediction_strings(GLUE_TASKS["STS-B"], logits) == ["0.000", "2.500", "5.000"]
+    assert _prediction_strings(GLUE_TASKS["MNLI"], np.array([[0, 1, 0], [0, 0, 2.0]])) == ["neutral", "contradiction"]
+
+
+def test_run_glue_bad_task_or_missing_file_is_a_one_line_error(tmp_path, model, capsys):
+    from finetuning.run_glue import main
+
+    glue = write_glue(tmp_path / "glue", tasks=["RTE"])
+    (glue / "RTE" / "train.tsv").unlink()
+    base = ["--model_name_or_path", str(model), "--data_dir", str(glue), "--output_dir", str(tmp_path / "o"),
+            "--do_train", "--do_eval"]
+    assert main(base + ["--task_name", "rte"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: GLUE file not found") and str(glue / "RTE" / "train.tsv") in err
+    assert "\n" not in err
+    assert main(base + ["--task_name", "rtee"]) == 1
+    assert capsys.readouterr().err.strip().startswith("error: unknown GLUE task 'rtee'")
+
+
+@pytest.mark.slow
+def test_stage_runs_mnli_with_ax_then_stilt_from_the_best_mnli_job_and_rerun_skips(tmp_path, model):
+    from finetuning.search import best_job
+    from finetuning.stage import _Search, finetune, finetune_status
+    from pipeline import layout
+
+    glue = write_glue(tmp_path / "glue", tasks=["MNLI", "RTE"])
+    cfg = finetune_config(tmp_path, model, glue, **{"FINETUNE.TASKS": "[mnli, rte]", "FINETUNE.SEEDS": "[1, 2]",
+                                                     "FINETUNE.STILT.TARGETS": "[RTE]"})
+    assert not finetune_status(cfg).complete
+    finetune(cfg)
+    root = layout.finetune_dir(cfg)
+    status = finetune_status(cfg)
+    assert status.complete and str(root) in status.writes
+
+    mnli_jobs = sorted(p for p in (root / "MNLI").iterdir() if not p.name.startswith("."))
+    assert [p.name for p in mnli_jobs] == ["lr0.001_bs8_ep1_seed1", "lr0.001_bs8_ep1_seed2"]
+    for job_dir in mnli_jobs:
+        record = json.loads((job_dir / "job.json").read_text())
+        assert record["status"] == "completed" and record["init_from"] is None and record["error"] is None
+        assert set(json.loads((job_dir / "eval_results.json").read_text())) == {"accuracy", "accuracy_mm", "eval_loss"}
+        for name, rows in (("MNLI-m", 6), ("MNLI-mm", 6), ("AX", 5)):
+            predictions = _read_predictions(job_dir / f"predictions_{name}.tsv")
+            assert len(predictions) == rows
+            assert {p[1] for p in predictions} <= {"entailment", "neutral", "contradiction"}
+        assert (job_dir / "model" / "config.json").is_file() and (job_dir / "job.log").stat().st_size > 0
+
+    search = _Search(cfg, root, False)
+    best = best_job(root / "MNLI", search.jobs["MNLI"], "accuracy", search.is_done)
+    for seed in (1, 2):
+        rte = root / "RTE" / f"lr0.001_bs8_ep1_seed{seed}"
+        record = json.loads((rte / "job.json").read_text())
+        assert record["status"] == "completed" and record["init_from"] == f"MNLI/{best.name}"
+        assert f"--model_name_or_path {root / 'MNLI' / best.name / 'model'} " in (rte / "job.log").read_text()
+        assert not (rte / "model").exists()  # only the STILT source's jobs keep their model
+        assert len(_read_predictions(rte / "predictions_RTE.tsv")) == 6
+    # train, 2 dev, 2 test and AX, each tokenized once (the jobs found the stage's cache under the same key)
+    assert len(list((root / "MNLI" / ".cache").glob("*.npz"))) == 6
+
+    started = {p: json.loads((p / "job.json").read_text())["started_at"] for p in root.glob("*/lr*")}
+    finetune(cfg)  # everything is complete: nothing reruns
+    assert {p: json.loads((p / "job.json").read_text())["started_at"] for p in root.glob("*/lr*")} == started
+
+
+@pytest.mark.slow
+def test_crashed_job_is_failed_not_complete_and_retried_with_the_random_init_baseline(tmp_path, model):
+    from finetuning.stage import FinetuneJobsFailed, finetune, finetune_status, random_init_dir
+    from pipeline import layout
+
+    broken = tmp_path / "model"
+    shutil.copytree(model, broken)
+    weights = broken / "model.safetensors"
+    good = weights.read_bytes()
+    glue = write_glue(tmp_path / "glue", tasks=["WNLI"])
+    cfg = finetune_config(tmp_path, broken, glue, **{"FINETUNE.TASKS": "[WNLI]"})
+    weights.write_bytes(good[: len(good) // 3])  # a truncated checkpoint: the job process crashes loading it
+    with pytest.raises(FinetuneJobsFailed) as info:
+        finetune(cfg)
+    assert "\n" not in str(info.value)
+    job_dir = layout.finetune_dir(cfg) / "WNLI" / "lr0.001_bs8_ep1_seed1"
+    record = json.loads((job_dir / "job.json").read_text())
+    assert record["status"] == "failed" and record["error"].startswith("exit code 1")
+    assert "Traceback" in (job_dir / "job.log").read_text()
+    assert not (job_dir / ".claim").exists() and not finetune_status(cfg).complete
+
+    weights.write_bytes(good)
+    cfg.defrost()
+    cfg.FINETUNE.RANDOM_INIT_BASELINE = True
+    cfg.freeze()
+    finetune(cfg)
+    assert json.loads((job_dir / "job.json").read_text())["status"] == "completed"
+    baseline = random_init_dir(cfg) / "WNLI" / "lr0.001_bs8_ep1_seed1"
+    record = json.loads((baseline / "job.json").read_text())
+    assert record["status"] == "completed" and record["settings"]["random_init"] is True
+    assert "--random_init" in (baseline / "job.log").read_text()
+    assert len(_read_predictions(baseline / "predictions_WNLI.tsv")) == 6
+    assert finetune_status(cfg).complete and str(random_init_dir(cfg)) in finetune_status(cfg).writes
