@@ -98,6 +98,13 @@ def _python_files(top: Path) -> list:
     return found
 
 
+def _parseable_size(path: Path) -> bool:
+    try:
+        return path.is_file() and path.stat().st_size <= MAX_SOURCE_FILE_BYTES
+    except OSError:  # a broken link or an unreadable file holds no corpus text
+        return False
+
+
 def source_units(roots) -> list:
     """``[(unit_name, root, [files])]``: one unit per top-level module or package under each root, sorted by name."""
     units = []
@@ -108,7 +115,7 @@ def source_units(roots) -> list:
             is_package = path.is_dir() and entry.isidentifier() and entry not in SKIPPED_DIRS
             if not (is_module or is_package):
                 continue
-            files = [f for f in _python_files(path) if f.stat().st_size <= MAX_SOURCE_FILE_BYTES]
+            files = [f for f in _python_files(path) if _parseable_size(f)]
             if files:
                 units.append((entry, root, files))
     return units
@@ -157,6 +164,8 @@ def _docstrings_in_source_order(tree):
 
 def docstring_paragraphs(source: bytes) -> list:
     """The prose paragraphs of every module/class/function docstring of ``source``, in source order."""
+    if b'"""' not in source and b"'''" not in source:  # no multi-line string: nothing worth parsing for
+        return []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # invalid escape sequences etc. in third-party code are not our concern
         try:

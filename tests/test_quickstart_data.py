@@ -273,3 +273,17 @@ def test_cli_finds_the_finished_build(built, entry):
                             env={**os.environ, "PYTHONPATH": ""}, timeout=120)
     assert result.returncode == 0, result.stderr
     assert '"articles"' in result.stdout and '"MRPC"' in result.stdout
+
+
+def test_the_finetuning_readers_load_every_demo_file(built):
+    from finetuning.glue_data import read_local_split
+    out, _ = built
+    for name, sizes in (("CoLA", SMALL["cola_sizes"]), ("MRPC", SMALL["mrpc_sizes"])):
+        task = GLUE_TASKS[name]
+        for split, n in zip((task.train, task.dev["dev"], task.test[name]), sizes):
+            loaded = read_local_split(out / "glue", task, split)
+            assert len(loaded) == n and all(loaded.text_a)
+            if split.label_column is not None:
+                assert sum(loaded.labels) == n - n // 2
+            else:
+                assert loaded.labels is None and loaded.index == [str(i) for i in range(n)]
