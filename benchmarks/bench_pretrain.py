@@ -12,8 +12,9 @@ forward + backward + AdamW step + zero_grad.
 The contenders are interleaved finely (``--repeats`` rounds; in each round every contender times ``--steps``
 steps, in a rotating order), after ``--warmup`` untimed steps each. A shared CPU's load comes in bursts that can
 slow one step several-fold, so the table reports each contender's median and, as the headline, the median over
-rounds of the per-round ratio (the two contenders of a ratio ran seconds apart, under about the same load). On a GPU it also prints MFU (useful model FLOPs from ``pretraining_flops_per_sample``, which
-counts the sparse head, divided by the device peak). Example:
+rounds of the per-round ratio (the two contenders of a ratio ran seconds apart, under about the same load).
+On a GPU it also prints MFU: model FLOPs from ``pretraining_flops_per_sample`` (which counts the sparse head)
+times samples/s, divided by the device's dense bf16 peak. Example:
 
     python benchmarks/bench_pretrain.py --presets bert-mini bert-small --precision bf16
 """

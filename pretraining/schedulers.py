@@ -16,7 +16,8 @@ DEFAULT_ESD_RATIO = 2 ** -0.5
 DEFAULT_ESD_START_INTERVAL = 6
 
 
-def esd_multiplier(t: float, ratio: float = DEFAULT_ESD_RATIO, start_interval: int = DEFAULT_ESD_START_INTERVAL) -> float:
+def esd_multiplier(t: float, ratio: float = DEFAULT_ESD_RATIO,
+                   start_interval: int = DEFAULT_ESD_START_INTERVAL) -> float:
     r"""Elastic Step Decay, the ExtremeBERT paper's eq. (1), as a multiplier of the peak rate :math:`\eta_0`.
 
     With ``t`` the post-warmup progress in [0, 1] (fraction of the post-warmup horizon T), r = ``ratio`` and
