@@ -40,11 +40,13 @@ def sources_from_lists(custom_folders, hub_entries) -> list:
     """Sources in a fixed order: hub datasets first (as listed), then custom folders (as listed)."""
     sources = []
     for entry in hub_entries:
-        entry = list(entry)
+        entry = [str(x) for x in entry]
         if not 1 <= len(entry) <= 3:
             raise DataError(f"a hub dataset is [name, subset] or [name, subset, text_column], got {entry!r}")
-        name, subset, column = (entry + ["", "text"][len(entry) - 1:])[:3]
-        sources.append(CorpusSource("hub", name, subset or "", column or "text"))
+        name = entry[0]
+        subset = entry[1] if len(entry) > 1 else ""
+        column = entry[2] if len(entry) > 2 else "text"
+        sources.append(CorpusSource("hub", name, subset, column or "text"))
     sources.extend(CorpusSource("custom", str(folder)) for folder in custom_folders)
     return sources
 

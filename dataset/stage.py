@@ -51,22 +51,17 @@ def tokenizer_request(cfg):
 
 def _start_fresh_if_settings_changed(root: Path, settings: dict) -> None:
     """A fixed DATASET.ID reused with other settings: drop the old intermediate outputs instead of mixing them."""
+    import json
     import shutil
 
     saved = read_json(root / SETTINGS_FILE)
-    current = read_json_roundtrip(settings)
+    current = json.loads(json.dumps(settings, default=str))
     if saved is not None and saved != current:
         print(f"dataset settings changed since {root} was written: starting it over", flush=True)
         (root / "manifest.json").unlink(missing_ok=True)
         for sub in ("text_shards", "samples", "tokenizer"):
             shutil.rmtree(root / sub, ignore_errors=True)
     write_json_atomic(root / SETTINGS_FILE, current)
-
-
-def read_json_roundtrip(payload):
-    import json
-
-    return json.loads(json.dumps(payload, default=str))
 
 
 def prepare_dataset(cfg) -> dict:

@@ -126,3 +126,17 @@ def test_cli_bad_input_is_a_one_line_error(tmp_path):
     result = _run("generate_samples.py", "--dir", tmp_path / "tmp", "-o", tmp_path / "out", "--tokenizer_name", "x",
                   "--max_memory", 0.1)
     assert result.returncode == 1 and "error: --max_memory = 0.1 GB is too small" in result.stderr
+
+
+def test_fixed_dataset_id_reused_with_other_settings_starts_over(tmp_path):
+    from dataset.stage import _start_fresh_if_settings_changed
+
+    root = tmp_path / "datasets" / "fixed"
+    (root / "samples").mkdir(parents=True)
+    (root / "samples" / "train_shard_00000.hdf5").write_bytes(b"old")
+    _start_fresh_if_settings_changed(root, {"DATASET": {"MASKING": "static"}})
+    assert (root / "samples" / "train_shard_00000.hdf5").exists()  # first run: nothing to compare with
+    _start_fresh_if_settings_changed(root, {"DATASET": {"MASKING": "static"}})
+    assert (root / "samples" / "train_shard_00000.hdf5").exists()  # same settings: resume
+    _start_fresh_if_settings_changed(root, {"DATASET": {"MASKING": "dynamic"}})
+    assert not (root / "samples").exists()
