@@ -63,6 +63,7 @@ class MetricsLog:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._truncate_after(resume_step)
+        _load_matplotlib()  # now rather than at the end: the time budget's reserve then holds drawing time only
         if wandb_settings and wandb_settings.get("enabled"):
             self._wandb = _start_wandb(output_dir, wandb_settings)
 
@@ -104,12 +105,18 @@ def _start_wandb(output_dir, settings: dict):
                       resume="allow", mode=mode, dir=str(output_dir))
 
 
-def plot_training_curves(metrics_path, png_path) -> None:
-    """Loss (training and validation) and learning rate against step, one PNG, written via a temporary name."""
+def _load_matplotlib():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_training_curves(metrics_path, png_path) -> None:
+    """Loss (training and validation) and learning rate against step, one PNG, written via a temporary name."""
+    plt = _load_matplotlib()
 
     rows = read_metrics(metrics_path)
     train = [r for r in rows if "loss" in r and r.get("loss") is not None]

@@ -35,6 +35,7 @@ from pretraining.modeling import (BertForPreTraining, build_model_config, descri
 from pretraining.schedulers import PretrainLRScheduler, lr_multiplier
 
 FINAL_MODEL_DIRNAME = "final_model"
+REHEARSAL_POINTS = (0.5, 0.85)  # fractions of the time budget at which the end-of-run work is timed
 INTERRUPT_EXIT_CODE = 143  # 128 + SIGTERM, what a shell reports for a terminated process
 
 
@@ -166,6 +167,23 @@ class RunClock:
 
     def elapsed(self) -> float:
         return self.offset_s + time.monotonic() - self._start
+
+
+class CostTracker:
+    """Durations of the recurring non-training work (validation, checkpoint, export, plot). The estimate is the
+    fastest of the last three: on a shared machine, interference only ever makes a measurement slower."""
+
+    def __init__(self):
+        self._seen = {}
+
+    def record(self, kind: str, seconds: float) -> None:
+        self._seen[kind] = (self._seen.get(kind, []) + [seconds])[-3:]
+
+    def get(self, kind: str, default=None):
+        return min(self._seen[kind]) if kind in self._seen else default
+
+    def __contains__(self, kind: str) -> bool:
+        return kind in self._seen
 
 
 class StopSignal:
@@ -317,13 +335,13 @@ class Run:
         self.state.elapsed_s = self.clock.elapsed()
         self.state.scheduler = self.scheduler.state_dict()
         save_checkpoint(self.engine, self.output_dir, self.state, self.args.num_checkpoints_to_keep)
-        self.costs["checkpoint"] = time.monotonic() - started
+        self.costs.record("checkpoint", time.monotonic() - started)
         self.last_checkpoint_step = self.state.step
 
     def _validation_step(self) -> None:
         started = time.monotonic()
         val_loss = self.validate()
-        self.costs["validation"] = time.monotonic() - started
+        self.costs.record("validation", time.monotonic() - started)
         self.last_validation_step = self.state.step
         if val_loss is None:
             return
@@ -340,18 +358,19 @@ class Run:
                                   f" {a.early_stop_eval_loss} after {a.early_stop_time} minutes")
 
     def _finish_reserve(self) -> float:
-        """Seconds the end of the run needs (checkpoint, validation, export, curves, manifest): measured where
-        the run already did that work, else estimated from what it did measure."""
+        """Seconds the end of the run needs (checkpoint, validation, export, curves, manifest): measured once half
+        the budget is spent (``_rehearse_finish``), estimated from the step time before that."""
         step_s = self.step_seconds or 0.0
-        checkpoint = self.costs.get("checkpoint", 3 * self.costs.get("export", 1.0))
         validation = self.costs.get("validation")
         if validation is None:
             val_samples = sum(s.num_samples for s in self.test_shards) if self.args.do_validation else 0
             if self.args.validation_max_samples:
                 val_samples = min(val_samples, self.args.validation_max_samples)
-            per_sample = step_s / self.args.train_batch_size * self.world_size
-            validation = val_samples / self.world_size * per_sample / 3  # forward only: about 1/3 of a step
-        return 1.1 * (checkpoint + validation + self.costs.get("export", 1.0) + self.costs.get("plot", 0.5))
+            # forward only: about a third of a training step's time per sample
+            validation = val_samples / self.args.train_batch_size * step_s / 3
+        export = self.costs.get("export", 1.0)
+        checkpoint = self.costs.get("checkpoint", 3 * export)
+        return 1.2 * (checkpoint + validation + export + self.costs.get("plot", 0.5))
 
     def _next_step_cost(self) -> float:
         a, step = self.args, self.state.step + 1
@@ -366,24 +385,32 @@ class Run:
         """"" to go on, else why the loop ends; every rank gets the same answer."""
         if self.state.step >= self.args.max_steps:
             return "max_steps"
-        out_of_time = self.clock.elapsed() + self._next_step_cost() + self._finish_reserve() >= self.budget_s
+        elapsed = self.clock.elapsed()
+        if self.step_seconds is None:  # no step timed yet: nothing to forecast from
+            out_of_time = elapsed >= self.budget_s
+        else:
+            out_of_time = elapsed + self._next_step_cost() + self._finish_reserve() >= self.budget_s
         interrupted, out_of_time = self._all_reduce([float(self.stop_signal.requested), float(out_of_time)], "max")
         if interrupted:
             return "interrupted"
         return "time_budget" if out_of_time else ""
 
-    def _measure_export(self) -> None:
-        """Once the time budget may bind (half of it spent), export once to a scratch folder, so the reserve for
-        the final export is a measurement rather than a guess (exporting a large model takes tens of seconds)."""
+    def _rehearse_finish(self) -> None:
+        """When the time budget may bind (at the ``REHEARSAL_POINTS``), do the end-of-run work: a validation, a
+        checkpoint, an export to a scratch folder and the curves, timing each, so the budget keeps a measured
+        rather than guessed reserve for them (exporting a large model alone takes tens of seconds)."""
+        self.rehearsals += 1
+        self._validation_step()
+        self._checkpoint()
         scratch = self.output_dir / ".export_timing"
         started = time.monotonic()
         self.export(scratch)
-        self.costs["export"] = time.monotonic() - started
+        self.costs.record("export", time.monotonic() - started)
         if self.rank == 0:
             shutil.rmtree(scratch, ignore_errors=True)
             started = time.monotonic()
             self.metrics.plot()
-            self.costs["plot"] = time.monotonic() - started
+            self.costs.record("plot", time.monotonic() - started)
 
     def _train_step(self, batches) -> tuple:
         """One optimizer step; returns (summed micro losses as a tensor, predictions, samples)."""
@@ -463,14 +490,19 @@ class Run:
                 window["steps"] += 1
                 elapsed = time.monotonic() - started
                 window["seconds"] += elapsed
-                # Exponential average of the step time: the budget check's forecast of the next step.
-                self.step_seconds = elapsed if self.step_seconds is None else 0.8 * self.step_seconds + 0.2 * elapsed
+                # The slowest of the last 10 steps is the budget check's forecast of the next one (the first step of a
+                # process is left out: one-off warm-up work makes it many times slower).
+                if self.timed_steps:
+                    self.recent_step_seconds = (self.recent_step_seconds + [elapsed])[-10:]
+                    self.step_seconds = max(self.recent_step_seconds)
+                self.timed_steps += 1
                 if self.state.step % a.print_steps == 0:
                     window["loss"] = float(window["loss"])
                     self._log_window(window)
                     window = {"loss": 0.0, "micro": 0, "seconds": 0.0, "steps": 0, "predictions": 0}
-                if "export" not in self.costs and self.clock.elapsed() > 0.5 * self.budget_s:
-                    self._measure_export()
+                if (self.rehearsals < len(REHEARSAL_POINTS)
+                        and self.clock.elapsed() > REHEARSAL_POINTS[self.rehearsals] * self.budget_s):
+                    self._rehearse_finish()
                 if a.validation_every_steps and self.state.step % a.validation_every_steps == 0:
                     self._validation_step()
                 if self.state.step % a.checkpoint_every_steps == 0:
@@ -491,7 +523,7 @@ class Run:
         return weights
 
     def export(self, final_dir: Path) -> None:
-        """Write the Hugging Face model folder (rank 0), via a temporary folder and a rename."""
+        """Write the Hugging Face model folder (rank 0) from the fp32 weights."""
         import torch.distributed as dist
         from pretraining.hf_model import save_final_model
 
@@ -500,11 +532,7 @@ class Run:
             with torch.device("meta"):
                 model = BertForPreTraining(self.model_config)
             model.load_state_dict(weights, assign=True, strict=True)
-            tmp = final_dir.with_name(f".{final_dir.name}.tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            save_final_model(model.eval(), self.model_config, self.tokenizer, tmp)
-            shutil.rmtree(final_dir, ignore_errors=True)
-            os.replace(tmp, final_dir)
+            save_final_model(model.eval(), self.model_config, self.tokenizer, final_dir)  # atomic: tmp + rename
         dist.barrier()
 
     def _finish(self, reason: str) -> dict:
@@ -540,7 +568,8 @@ class Run:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self._build_engine()
         self._resume()
-        self.costs, self.step_seconds = {}, None
+        self.costs, self.step_seconds, self.timed_steps, self.rehearsals = CostTracker(), None, 0, 0
+        self.recent_step_seconds = []
         self.last_checkpoint_step = self.state.step
         self.last_validation_step = self.state.step if self.state.last_val_loss is not None else -1
         device_name = torch.cuda.get_device_name(self.local_rank) if torch.cuda.is_available() else "cpu"

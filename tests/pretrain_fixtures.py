@@ -119,3 +119,11 @@ def pretrain_argv(dataset, output_dir, tokenizer, **overrides) -> list:
         elif value is not False and value is not None:
             argv += [f"--{key}", str(value)]
     return argv
+
+
+def checkpoint_contents(output_dir, step: int) -> dict:
+    """DeepSpeed's model-states file of checkpoint ``step`` (weights under "module", our "train_state")."""
+    import torch
+
+    path = Path(output_dir) / "checkpoints" / f"step{step:08d}" / "mp_rank_00_model_states.pt"
+    return torch.load(path, map_location="cpu", weights_only=False)

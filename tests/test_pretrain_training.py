@@ -1,0 +1,170 @@
+"""The training loop, in this process (one rank, gloo, CPU): step counting with gradient accumulation, the
+schedule, validation, checkpoints, the time budget, SIGTERM, resume rules, the exported model, bad input."""
+import json
+import os
+import signal
+import socket
+import threading
+import time
+
+import pytest
+
+from pipeline.errors import ConfigError, DataError
+from pipeline.manifest import read_json
+from pretraining.arguments import parse_arguments
+from pretraining.checkpointing import latest_tag
+from pretraining.metrics_log import read_metrics
+from pretraining.schedulers import lr_multiplier
+from tests.pretrain_fixtures import checkpoint_contents, make_dataset, pretrain_argv, write_dynamic, write_tokenizer
+
+
+@pytest.fixture(scope="module")
+def one_rank_group():
+    """A one-process torch.distributed group for the in-process runs, torn down (with its env) afterwards so that
+    later test modules do not see a distributed environment."""
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False  # skip the ~30 s JIT build of a comm op
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    return {"tokenizer": write_tokenizer(root / "tokenizer"), "dynamic": make_dataset(root / "dynamic", "dynamic"),
+            "static": make_dataset(root / "static", "static"), "root": root}
+
+
+def run(tiny, out, data="dynamic", **flags):
+    from pretraining.trainer import train
+
+    return train(parse_arguments(pretrain_argv(tiny[data], out, tiny["tokenizer"], **flags)))
+
+
+def test_steps_count_optimizer_updates_with_gradient_accumulation_and_the_loss_falls(one_rank_group, tiny, tmp_path,
+                                                                                      capsys):
+    out = tmp_path / "run"
+    manifest = run(tiny, out, max_steps=30, lr=1e-2, train_batch_size=8, train_micro_batch_size_per_gpu=4,
+                   num_checkpoints_to_keep=2)
+    assert manifest["steps"] == 30 and manifest["stop_reason"] == "max_steps"
+    state = checkpoint_contents(out, 30)["train_state"]
+    assert state["micro_batches"] == 60  # 8 = 4 per micro-batch x 2 accumulation steps
+    assert state["samples_consumed"] == 240 and manifest["tokens_seen"] == 30 * 8 * 32
+    # Keep-last-2: the periodic checkpoint of step 10 is gone, 20 and the final 30 remain.
+    assert sorted(p.name for p in (out / "checkpoints").glob("step*")) == ["step00000020", "step00000030"]
+    assert latest_tag(out / "checkpoints") == "step00000030"
+
+    rows = read_metrics(out / "metrics.jsonl")
+    train_rows = [r for r in rows if "loss" in r]
+    val_rows = [r for r in rows if "val_loss" in r]
+    assert [r["step"] for r in train_rows] == [5, 10, 15, 20, 25, 30]
+    assert [r["step"] for r in val_rows] == [10, 20, 30]
+    assert set(train_rows[0]) >= {"step", "loss", "lr", "samples_per_s", "tokens_per_s", "loss_scale", "elapsed_s"}
+    assert "mfu" not in train_rows[0]  # CPU: no known peak
+    # The logged rate is the one the next step uses: peak x schedule((step + 1) / max_steps).
+    for r in train_rows:
+        assert r["lr"] == pytest.approx(1e-2 * lr_multiplier(min(1.0, (r["step"] + 1) / 30), "linear", 0.1))
+    assert val_rows[-1]["val_loss"] < train_rows[0]["loss"] - 0.3
+    assert manifest["final_val_loss"] == pytest.approx(val_rows[-1]["val_loss"])
+    assert (out / "training_curves.png").stat().st_size > 0
+    assert "rank 0/1: first training batch" in capsys.readouterr().out
+
+
+def test_rerunning_a_finished_run_resumes_at_its_end(one_rank_group, tiny, tmp_path):
+    out = tmp_path / "run"
+    first = run(tiny, out, max_steps=6, validation_every_steps=0)
+    again = run(tiny, out, max_steps=6, validation_every_steps=0)
+    assert again["steps"] == first["steps"] == 6
+    assert again["final_val_loss"] == pytest.approx(first["final_val_loss"])
+    assert len([r for r in read_metrics(out / "metrics.jsonl") if "loss" in r]) == 1  # step 5, logged once
+
+
+def test_a_checkpoint_of_another_run_is_not_resumed(one_rank_group, tiny, tmp_path):
+    out = tmp_path / "run"
+    run(tiny, out, max_steps=3)
+    with pytest.raises(ConfigError, match="holds checkpoints of a different run .*lr: 0.003 -> 0.001"):
+        run(tiny, out, max_steps=3, lr=1e-3)
+
+
+def test_sigterm_saves_a_checkpoint_at_the_current_step_and_stops(one_rank_group, tiny, tmp_path):
+    from pretraining.trainer import Interrupted
+
+    out = tmp_path / "run"
+
+    def terminate_once_training_runs():
+        while not read_metrics(out / "metrics.jsonl"):  # the first line is written at step 5
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=terminate_once_training_runs, daemon=True).start()
+    with pytest.raises(Interrupted, match="rerun the same command"):
+        run(tiny, out, max_steps=100000, checkpoint_every_steps=100000, validation_every_steps=0)
+    step = int(latest_tag(out / "checkpoints")[4:])  # no periodic checkpoint before step 100000: this is SIGTERM's
+    assert step >= 5 and checkpoint_contents(out, step)["train_state"]["step"] == step
+    assert not (out / "manifest.json").exists() and not (out / "final_model").exists()
+
+
+def test_time_budget_ends_the_run_within_one_percent_including_validation_and_saving(one_rank_group, tiny, tmp_path):
+    import torch
+
+    budget_h = 0.01  # 36 s
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # steadier step times on a shared machine (oversubscribed OpenMP threads spin)
+    try:
+        manifest = run(tiny, tmp_path / "run", data="static", lr_schedule="time", total_training_time=budget_h,
+                       max_steps=10 ** 6, validation_every_steps=50, checkpoint_every_steps=200, print_steps=50)
+    finally:
+        torch.set_num_threads(threads)
+    assert manifest["stop_reason"] == "time_budget"
+    assert abs(manifest["hours"] - budget_h) <= 0.01 * budget_h, manifest["hours"] * 3600
+
+
+def test_bad_batch_sizes_and_foreign_data_fail_before_training(one_rank_group, tiny, tmp_path):
+    with pytest.raises(ConfigError, match="--train_batch_size 10 is not divisible by"):
+        run(tiny, tmp_path / "a", train_batch_size=10, train_micro_batch_size_per_gpu=4)
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    write_dynamic(foreign / "train_0.hdf5", vocab_size=30522)
+    with pytest.raises(DataError, match="vocabulary of 30522 tokens but the tokenizer has 46"):
+        run({**tiny, "foreign": foreign}, tmp_path / "b", data="foreign")
+    with pytest.raises(DataError, match="dataset path does not exist"):
+        run({**tiny, "missing": tmp_path / "missing"}, tmp_path / "c", data="missing")
+    assert not any((tmp_path / name).exists() for name in "abc")  # nothing was started
+
+
+def test_static_data_trains_and_the_final_model_loads_with_the_auto_classes(one_rank_group, tiny, tmp_path):
+    import torch
+    from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    out = tmp_path / "run"
+    manifest = run(tiny, out, data="static", max_steps=8, precision="bf16")
+    assert manifest["precision"] == "bf16" and manifest["steps"] == 8
+    final = out / "final_model"
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in final.iterdir()}
+    model = AutoModelForMaskedLM.from_pretrained(final)
+    tokenizer = AutoTokenizer.from_pretrained(final)
+    batch = tokenizer(["w1 w2 [MASK] w4"], return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**batch).logits
+    assert logits.shape == (1, batch["input_ids"].shape[1], len(tokenizer))
+    # The export holds DeepSpeed's fp32 master weights, not the bf16 copies the forward pass used.
+    state = checkpoint_contents(out, 8)["module"]
+    assert state["encoder.embeddings.word.weight"].dtype == torch.bfloat16
+    exported = model.state_dict()["bert.encoder.embeddings.word.weight"]
+    assert exported.dtype == torch.float32 and not torch.equal(exported, exported.bfloat16().float())
+    assert AutoModelForSequenceClassification.from_pretrained(final, num_labels=3).num_labels == 3
