@@ -187,3 +187,30 @@ def test_flops_per_sample_counts_encoder_attention_and_the_sparse_head():
 def test_maybe_compile_disabled_returns_the_model_itself():
     model = tiny_model()
     assert maybe_compile(model, False) is model
+
+
+def test_cpu_dropout_drops_a_fraction_p_and_rescales_the_rest():
+    from pretraining.modeling import cpu_dropout
+
+    torch.manual_seed(0)
+    x = torch.ones(200_000, requires_grad=True)
+    y = cpu_dropout(x, 0.1)
+    dropped = (y == 0).float().mean().item()
+    assert dropped == pytest.approx(0.1, abs=0.003)
+    assert torch.allclose(y[y != 0], torch.tensor(1 / 0.9))
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, y.detach())  # gradient = mask / (1 - p)
+    odd = torch.ones(3, 5, 7, dtype=torch.bfloat16)  # sizes that are not a multiple of four
+    assert cpu_dropout(odd, 0.5).shape == odd.shape
+
+
+def test_cpu_attention_path_equals_sdpa_when_nothing_is_dropped():
+    from pretraining.modeling import attention_with_cpu_dropout, sdpa_padding_mask
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 6, 8) for _ in range(3))
+    attention_mask = torch.ones(2, 6, dtype=torch.long)
+    attention_mask[0, 4:] = 0
+    mask = sdpa_padding_mask(attention_mask)
+    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    torch.testing.assert_close(attention_with_cpu_dropout(q, k, v, mask, 1e-9), expected)  # p rounds to 0
