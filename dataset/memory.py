@@ -22,6 +22,9 @@ MAIN_PROCESS_BYTES = 160 * MB
 HUB_STREAMING_BYTES = 400 * MB
 # The child that loads or trains the tokenizer imports transformers (~230 MB RSS alone).
 TOKENIZER_CHILD_BYTES = 420 * MB
+# The WordPiece trainer's word counts grow with the training text (measured: +0.9 MB per MB of Wikipedia text, and
+# sublinearly, as new words get rarer); a linear estimate with margin is safe.
+TRAINER_BYTES_PER_CHAR = 1.5
 # One sample worker: interpreter + imports (~60 MB), a tokenizer, one text batch (TEXT_BATCH_CHARS) with its
 # encodings (~20 bytes per character), one block of samples and HDF5 chunk cache.
 WORKER_BASE_BYTES = 110 * MB
@@ -52,6 +55,16 @@ def check_memory_cap(cap_gb: float, key: str, uses_hub: bool = False, tokenizer_
     if cap_gb * GB < needed:
         raise ConfigError(f"{key} = {cap_gb:g} GB is too small for the dataset stage: it needs at least "
                           f"{needed / GB:.2f} GB (main process + one worker); raise it")
+
+
+def check_tokenizer_training(cap_gb: float, key: str, train_chars: int) -> None:
+    """Raise ConfigError when training a vocabulary on ``train_chars`` characters would not fit under the cap."""
+    needed = MAIN_PROCESS_BYTES + TOKENIZER_CHILD_BYTES + TRAINER_BYTES_PER_CHAR * train_chars
+    if cap_gb * GB < needed:
+        fits = max(0, int((cap_gb * GB - MAIN_PROCESS_BYTES - TOKENIZER_CHILD_BYTES) / TRAINER_BYTES_PER_CHAR))
+        raise ConfigError(f"training the vocabulary on {train_chars / 1e6:.0f} M characters needs about "
+                          f"{needed / GB:.2f} GB, above {key} = {cap_gb:g}: set TOKENIZER.TRAIN_MAX_CHARS to at most "
+                          f"{fits} or raise the cap")
 
 
 def plan_workers(cap_gb: float, requested: int, jobs: int, key: str, tokenizer_file_size: int = 1 * MB) -> int:

@@ -85,6 +85,11 @@ def prepare_dataset(cfg) -> dict:
         print(f"text shards: {len(record['shards'])} files, {record['articles']} articles, "
               f"{record['chars'] / 1e6:.1f} M characters ({record['test_chars'] / max(record['chars'], 1):.1%} "
               f"held out)", flush=True)
+        if cfg.TOKENIZER.TRAIN:
+            train_chars = sum(size for name, size in record["shards"].items() if name.startswith("train"))
+            if cfg.TOKENIZER.TRAIN_MAX_CHARS:
+                train_chars = min(train_chars, cfg.TOKENIZER.TRAIN_MAX_CHARS)
+            memory.check_tokenizer_training(cap, MEMORY_KEY, train_chars)
         info = run_in_child(prepare_tokenizer, layout.dataset_tokenizer_dir(cfg), tokenizer_request(cfg),
                             list_text_shards(text_dir, "train"))
         print(f"tokenizer: {len(info['special_ids'])} special tokens, vocab_size {info['vocab_size']}", flush=True)

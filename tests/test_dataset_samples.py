@@ -203,3 +203,10 @@ def test_worker_pool_is_sized_so_that_workers_fit_under_the_cap():
         assert memory.MAIN_PROCESS_BYTES + workers * memory.worker_bytes() <= cap * memory.GB
     assert memory.plan_workers(16.0, requested=8, jobs=3, key="k") == 3
     assert memory.plan_workers(16.0, requested=2, jobs=100, key="k") == 2
+
+
+def test_vocabulary_training_that_would_not_fit_under_the_cap_is_an_up_front_error():
+    with pytest.raises(ConfigError, match=r"training the vocabulary on 2000 M characters needs about .* "
+                                          r"set TOKENIZER.TRAIN_MAX_CHARS to at most \d+"):
+        memory.check_tokenizer_training(1.0, "SYSTEM.MAX_MEMORY_IN_GB", 2_000_000_000)
+    memory.check_tokenizer_training(1.0, "SYSTEM.MAX_MEMORY_IN_GB", 100_000_000)
