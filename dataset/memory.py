@@ -45,8 +45,14 @@ def worker_bytes(tokenizer_file_size: int = 1 * MB) -> int:
 
 def minimum_bytes(uses_hub: bool = False, tokenizer_file_size: int = 1 * MB) -> int:
     """The smallest cap under which the stage can run at all (one worker)."""
-    main = MAIN_PROCESS_BYTES + (HUB_STREAMING_BYTES if uses_hub else 0)
-    return max(main, MAIN_PROCESS_BYTES + TOKENIZER_CHILD_BYTES, MAIN_PROCESS_BYTES + worker_bytes(tokenizer_file_size))
+    main = MAIN_PROCESS_BYTES + (HUB_STREAMING_BYTES if uses_hub else 0)  # `datasets` stays imported afterwards
+    return main + max(TOKENIZER_CHILD_BYTES, worker_bytes(tokenizer_file_size))
+
+
+def main_process_bytes() -> int:
+    """What the main process holds now (at least the planned figure): measured, since it depends on what was
+    imported before (e.g. `datasets` after streaming hub data)."""
+    return max(MAIN_PROCESS_BYTES, process_tree_rss())
 
 
 def check_memory_cap(cap_gb: float, key: str, uses_hub: bool = False, tokenizer_file_size: int = 1 * MB) -> None:
@@ -59,9 +65,10 @@ def check_memory_cap(cap_gb: float, key: str, uses_hub: bool = False, tokenizer_
 
 def check_tokenizer_training(cap_gb: float, key: str, train_chars: int) -> None:
     """Raise ConfigError when training a vocabulary on ``train_chars`` characters would not fit under the cap."""
-    needed = MAIN_PROCESS_BYTES + TOKENIZER_CHILD_BYTES + TRAINER_BYTES_PER_CHAR * train_chars
+    main = main_process_bytes()
+    needed = main + TOKENIZER_CHILD_BYTES + TRAINER_BYTES_PER_CHAR * train_chars
     if cap_gb * GB < needed:
-        fits = max(0, int((cap_gb * GB - MAIN_PROCESS_BYTES - TOKENIZER_CHILD_BYTES) / TRAINER_BYTES_PER_CHAR))
+        fits = max(0, int((cap_gb * GB - main - TOKENIZER_CHILD_BYTES) / TRAINER_BYTES_PER_CHAR))
         raise ConfigError(f"training the vocabulary on {train_chars / 1e6:.0f} M characters needs about "
                           f"{needed / GB:.2f} GB, above {key} = {cap_gb:g}: set TOKENIZER.TRAIN_MAX_CHARS to at most "
                           f"{fits} or raise the cap")
@@ -71,7 +78,7 @@ def plan_workers(cap_gb: float, requested: int, jobs: int, key: str, tokenizer_f
     """How many sample workers to start: at most ``requested`` and ``jobs``, and few enough that
     main process + workers x per-worker memory stays under the cap."""
     check_memory_cap(cap_gb, key, tokenizer_file_size=tokenizer_file_size)
-    fit = int((cap_gb * GB - MAIN_PROCESS_BYTES) // worker_bytes(tokenizer_file_size))
+    fit = int((cap_gb * GB - main_process_bytes()) // worker_bytes(tokenizer_file_size))
     return max(1, min(requested, jobs, fit))
 
 
