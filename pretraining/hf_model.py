@@ -71,6 +71,8 @@ class ExtremeBertPreTrainedModel(PreTrainedModel):
     config: ExtremeBertConfig
     base_model_prefix = "bert"
     accepts_loss_kwargs = False  # losses are plain means: let the Trainer scale them for gradient accumulation
+    # Attention always runs through SDPA (pretraining.modeling); declaring it lets callers ask for "sdpa".
+    _supports_sdpa = True
 
     def _init_weights(self, module):
         """transformers' defaults (N(0, initializer_range) linears and embeddings, unit LayerNorms) plus the MLM

@@ -84,7 +84,7 @@ def test_masked_lm_logits_equal_ours(exported):
 
 def test_sequence_classification_loads_and_trains(exported):
     _, _, folder = exported
-    model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=3)
+    model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=3, attn_implementation="sdpa")
     out = model(**inputs(), labels=torch.tensor([0, 2, 1]))
     assert out.logits.shape == (3, 3) and torch.isfinite(out.loss)
     out.loss.backward()
