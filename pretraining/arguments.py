@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = p.add_argument_group("precision and engine")
     g.add_argument("--precision", default="auto", choices=PRECISIONS,
-                   help="auto = bf16 where the GPU supports it, else fp16 on GPU; bf16 on CPU")
+                   help="auto = bf16 where the GPU supports it, else fp16 on GPU; on CPU bf16 where the CPU has bf16"
+                        " instructions (AVX512-BF16/AMX), else fp32")
     g.add_argument("--fp16", action="store_true", help="same as --precision fp16 (dynamic loss scaling; GPU only)")
     g.add_argument("--bf16", action="store_true", help="same as --precision bf16")
     g.add_argument("--fp32", action="store_true", help="same as --precision fp32")

@@ -65,10 +65,21 @@ def ensure_distributed_env() -> tuple:
     return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", "0"))
 
 
+def cpu_has_bf16_math() -> bool:
+    """True when the CPU has bf16 dot-product instructions (AVX512-BF16 or AMX); without them bf16 is emulated and
+    several times slower than fp32."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+
+
 def choose_precision(requested: str, on_gpu: bool, bf16_supported: bool) -> str:
     """fp16 needs a GPU; ``auto`` is bf16 where supported (no loss scaling, fp32 range), else fp16 on older GPUs.
-    On CPU ``auto`` is bf16: on CPUs with AVX512-BF16/AMX its matmuls are faster than fp32 (measured in
-    BENCHMARKS.md), and DeepSpeed keeps fp32 master weights either way."""
+    On CPU ``auto`` is bf16 where the CPU has bf16 instructions (2x the fp32 throughput of bert-mini/small on an
+    AVX512-BF16 EPYC, BENCHMARKS.md), else fp32. DeepSpeed keeps fp32 master weights in every case."""
     if requested == "fp16" and not on_gpu:
         raise ConfigError("fp16 needs a GPU (DeepSpeed has no fp16 on CPU); use --bf16 or --fp32 on this machine")
     if requested == "bf16" and on_gpu and not bf16_supported:
@@ -77,7 +88,7 @@ def choose_precision(requested: str, on_gpu: bool, bf16_supported: bool) -> str:
         return requested
     if on_gpu:
         return "bf16" if bf16_supported else "fp16"
-    return "bf16"
+    return "bf16" if cpu_has_bf16_math() else "fp32"
 
 
 def deepspeed_config(args, precision: str, world_size: int) -> dict:

@@ -127,3 +127,18 @@ def checkpoint_contents(output_dir, step: int) -> dict:
 
     path = Path(output_dir) / "checkpoints" / f"step{step:08d}" / "mp_rank_00_model_states.pt"
     return torch.load(path, map_location="cpu", weights_only=False)
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DISTRIBUTED_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "LOCAL_SIZE")
+
+
+def child_env(**extra) -> dict:
+    """The environment of a training subprocess: this process's, minus any torch.distributed variables (the
+    in-process tests set them), offline, one OpenMP thread per process (they share the CPU cores)."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in DISTRIBUTED_ENV}
+    env.update(HF_HUB_OFFLINE="1", WANDB_MODE="disabled", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env.update(extra)
+    return env

@@ -15,14 +15,20 @@ from pretraining.arguments import parse_arguments
 from pretraining.checkpointing import latest_tag
 from pretraining.metrics_log import read_metrics
 from pretraining.schedulers import lr_multiplier
-from tests.pretrain_fixtures import checkpoint_contents, make_dataset, pretrain_argv, write_dynamic, write_tokenizer
+from tests.pretrain_fixtures import (REPO_ROOT, checkpoint_contents, child_env, make_dataset, pretrain_argv, write_dynamic,
+                                     write_tokenizer)
 
 
 @pytest.fixture(scope="module")
 def one_rank_group():
     """A one-process torch.distributed group for the in-process runs, torn down (with its env) afterwards so that
-    later test modules do not see a distributed environment."""
+    later test modules do not see a distributed environment. One torch thread: the tiny model gains nothing from
+    more, and on a shared machine oversubscribed OpenMP threads make steps many times slower."""
     import deepspeed.ops
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
 
     deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False  # skip the ~30 s JIT build of a comm op
     with socket.socket() as s:
@@ -36,6 +42,7 @@ def one_rank_group():
 
     if dist.is_initialized():
         dist.destroy_process_group()
+    torch.set_num_threads(threads)
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)
@@ -120,16 +127,9 @@ def test_sigterm_saves_a_checkpoint_at_the_current_step_and_stops(one_rank_group
 
 
 def test_time_budget_ends_the_run_within_one_percent_including_validation_and_saving(one_rank_group, tiny, tmp_path):
-    import torch
-
     budget_h = 0.01  # 36 s
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # steadier step times on a shared machine (oversubscribed OpenMP threads spin)
-    try:
-        manifest = run(tiny, tmp_path / "run", data="static", lr_schedule="time", total_training_time=budget_h,
-                       max_steps=10 ** 6, validation_every_steps=50, checkpoint_every_steps=200, print_steps=50)
-    finally:
-        torch.set_num_threads(threads)
+    manifest = run(tiny, tmp_path / "run", data="static", lr_schedule="time", total_training_time=budget_h,
+                   max_steps=10 ** 6, validation_every_steps=50, checkpoint_every_steps=200, print_steps=50)
     assert manifest["stop_reason"] == "time_budget"
     assert abs(manifest["hours"] - budget_h) <= 0.01 * budget_h, manifest["hours"] * 3600
 
@@ -152,8 +152,8 @@ def test_static_data_trains_and_the_final_model_loads_with_the_auto_classes(one_
     from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer
 
     out = tmp_path / "run"
-    manifest = run(tiny, out, data="static", max_steps=8, precision="bf16")
-    assert manifest["precision"] == "bf16" and manifest["steps"] == 8
+    manifest = run(tiny, out, data="static", max_steps=4, precision="bf16")
+    assert manifest["precision"] == "bf16" and manifest["steps"] == 4
     final = out / "final_model"
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in final.iterdir()}
     model = AutoModelForMaskedLM.from_pretrained(final)
@@ -163,8 +163,41 @@ def test_static_data_trains_and_the_final_model_loads_with_the_auto_classes(one_
         logits = model(**batch).logits
     assert logits.shape == (1, batch["input_ids"].shape[1], len(tokenizer))
     # The export holds DeepSpeed's fp32 master weights, not the bf16 copies the forward pass used.
-    state = checkpoint_contents(out, 8)["module"]
+    state = checkpoint_contents(out, 4)["module"]
     assert state["encoder.embeddings.word.weight"].dtype == torch.bfloat16
     exported = model.state_dict()["bert.encoder.embeddings.word.weight"]
     assert exported.dtype == torch.float32 and not torch.equal(exported, exported.bfloat16().float())
     assert AutoModelForSequenceClassification.from_pretrained(final, num_labels=3).num_labels == 3
+
+
+def test_a_run_killed_with_sigkill_resumes_and_ends_with_the_weights_of_an_uninterrupted_run(one_rank_group, tiny,
+                                                                                               tmp_path):
+    import subprocess
+    import sys
+
+    import torch
+
+    flags = dict(max_steps=150, checkpoint_every_steps=20, validation_every_steps=50, print_steps=10,
+                 hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)  # dropout on: its masks must resume too
+    killed = tmp_path / "killed"
+    child = subprocess.Popen([sys.executable, "pretraining/run_pretraining.py",
+                              *pretrain_argv(tiny["dynamic"], killed, tiny["tokenizer"], **flags)],
+                             cwd=REPO_ROOT, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        while (latest_tag(killed / "checkpoints") or "step0")[4:] < "00000040" and child.poll() is None:
+            time.sleep(0.02)
+    finally:
+        child.kill()
+    assert child.wait() == -signal.SIGKILL, child.stderr.read().decode()[-2000:]
+    assert not (killed / "manifest.json").exists()
+
+    resumed = run(tiny, killed, **flags)
+    baseline = run(tiny, tmp_path / "baseline", **flags)
+    assert resumed["steps"] == baseline["steps"] == 150
+    assert resumed["final_val_loss"] == pytest.approx(baseline["final_val_loss"], abs=1e-5)
+    a, b = checkpoint_contents(killed, 150), checkpoint_contents(tmp_path / "baseline", 150)
+    assert a["train_state"]["samples_consumed"] == b["train_state"]["samples_consumed"]
+    for name, tensor in b["module"].items():
+        torch.testing.assert_close(a["module"][name], tensor, rtol=1e-5, atol=1e-6, msg=name)
+    steps = [r["step"] for r in read_metrics(killed / "metrics.jsonl") if "loss" in r]
+    assert steps == list(range(10, 151, 10))  # lines after the last checkpoint were rewritten, not duplicated
