@@ -28,7 +28,7 @@ from pipeline.manifest import read_json, write_manifest
 from pretraining.arguments import check_arguments
 from pretraining.checkpointing import TrainState, check_signature, load_latest_checkpoint, save_checkpoint
 from pretraining.data.loader import VALIDATION_SALT, SampleStream
-from pretraining.data.shards import MaskingDefaults, Vocabulary, describe_dataset
+from pretraining.data.shards import MaskingDefaults, Vocabulary, describe_dataset, list_sample_files
 from pretraining.metrics_log import MetricsLog, gpu_peak_flops
 from pretraining.modeling import (BertForPreTraining, build_model_config, describe, maybe_compile,
                                   pretraining_flops_per_sample)
@@ -233,6 +233,7 @@ class Run:
     def prepare(self) -> "Run":
         args = self.args
         check_arguments(args, self.world_size)
+        list_sample_files(args.dataset_path)  # a missing dataset fails before the seconds a tokenizer load takes
         self.tokenizer = load_tokenizer(args.tokenizer_name)
         self.vocab = Vocabulary.from_tokenizer(self.tokenizer)
         self.model_config = make_model_config(args, len(self.tokenizer))

@@ -1,0 +1,80 @@
+"""The pipeline's pretrain stage: config -> script flags, launch commands, status, config checks, and one real run
+through the stage entry point."""
+import sys
+
+import pytest
+
+from pipeline import layout
+from pipeline.config import build_config
+from pipeline.manifest import read_manifest
+from pipeline.run_ids import pretrain_settings
+from pretraining.arguments import parse_arguments
+from pretraining.stage import SCRIPT, launch_command, pretrain, pretrain_status, script_flags, validate_config
+from tests.pretrain_fixtures import make_dataset, write_tokenizer
+
+TINY = ["MODEL.PRESET", "bert-tiny", "MODEL.HIDDEN_SIZE", "32", "MODEL.NUM_ATTENTION_HEADS", "2",
+        "MODEL.INTERMEDIATE_SIZE", "64", "MODEL.MAX_POSITION_EMBEDDINGS", "64", "PRETRAIN.NUM_STEPS", "6",
+        "PRETRAIN.BATCH_SIZE", "8", "PRETRAIN.MICRO_BATCH_SIZE_PER_GPU", "4", "PRETRAIN.PRECISION", "fp32",
+        "PRETRAIN.LOG_EVERY_STEPS", "3", "PRETRAIN.VALIDATION_EVERY_STEPS", "0", "PRETRAIN.CHECKPOINT_EVERY_STEPS", "3",
+        "PRETRAIN.EARLY_STOP_TIME_MINUTES", "30", "PRETRAIN.EARLY_STOP_EVAL_LOSS", "9.5", "DATASET.MAX_SEQ_LENGTH", "32"]
+
+
+def tiny_config(tmp_path, *opts, prepare_samples=False):
+    """A config whose dataset stage is off and whose samples (if asked) are already at the layout's place."""
+    base = ["SYSTEM.OUTPUT_ROOT", str(tmp_path / "runs"), "SYSTEM.NUM_GPUS", "0", "DATASET.ENABLED", "False",
+            "DATASET.ID", "tiny", "FINETUNE.ENABLED", "False", "RESULT_COLLECTION.ENABLED", "False"]
+    if prepare_samples:
+        dataset = tmp_path / "runs" / "datasets" / "tiny"
+        make_dataset(dataset / "samples", "dynamic")
+        write_tokenizer(dataset / "tokenizer")
+    return build_config(None, base + TINY + list(opts))
+
+
+def test_every_config_setting_reaches_the_script_as_a_flag_it_accepts(tmp_path):
+    cfg = tiny_config(tmp_path, "PRETRAIN.SCHEDULER", "cosine", "PRETRAIN.SCHEDULE_BASIS", "time", "WANDB.ENABLED",
+                      "True", "WANDB.MODE", "offline", "MODEL.ENCODER_LN_MODE", "post-ln", prepare_samples=True)
+    args = parse_arguments(script_flags(cfg, "settings.json"))
+    assert args.dataset_path == str(layout.samples_dir(cfg)) and args.tokenizer_name == str(
+        layout.dataset_tokenizer_dir(cfg)) and args.output_dir == str(layout.pretrain_dir(cfg))
+    assert (args.preset, args.hidden_size, args.encoder_ln_mode) == ("bert-tiny", 32, "post-ln")
+    assert (args.max_steps, args.train_batch_size, args.train_micro_batch_size_per_gpu) == (6, 8, 4)
+    assert (args.curve, args.lr_schedule, args.precision, args.seed) == ("cosine", "time", "fp32", cfg.SYSTEM.SEED)
+    assert (args.use_early_stopping, args.early_stop_time, args.early_stop_eval_loss) == (True, 30.0, 9.5)
+    assert args.wandb and args.wandb_mode == "offline" and args.manifest_settings_file == "settings.json"
+    assert args.esd_ratio == cfg.PRETRAIN.ESD.RATIO and args.num_checkpoints_to_keep == cfg.PRETRAIN.KEEP_CHECKPOINTS
+
+
+def test_gpus_launch_through_deepspeed_and_cpu_runs_one_python_process(tmp_path):
+    cfg = tiny_config(tmp_path, "SYSTEM.MASTER_PORT", "29611", prepare_samples=True)
+    cpu = launch_command(cfg, 0, "s.json")
+    assert cpu[:2] == [sys.executable, SCRIPT]
+    gpu = launch_command(cfg, 4, "s.json")
+    assert "deepspeed" in " ".join(gpu[:3]) and gpu[gpu.index("--num_gpus") + 1] == "4"
+    assert gpu[gpu.index("--master_port") + 1] == "29611" and gpu.index(SCRIPT) > gpu.index("--master_port")
+    hostfile = tmp_path / "hostfile"
+    hostfile.write_text("node1 slots=8\n")
+    cfg = tiny_config(tmp_path, "SYSTEM.HOSTFILE", str(hostfile))
+    multi = launch_command(cfg, 8, "s.json")
+    assert multi[multi.index("--hostfile") + 1] == str(hostfile)
+
+
+def test_config_checks_catch_fp16_without_a_gpu_and_missing_samples(tmp_path):
+    with pytest.raises(Exception) as e:
+        tiny_config(tmp_path, "PRETRAIN.PRECISION", "fp16")
+    problems = str(e.value)
+    assert "PRETRAIN.PRECISION = fp16 needs a GPU" in problems and "no samples at" in problems
+    assert validate_config(tiny_config(tmp_path, prepare_samples=True)) == []
+
+
+@pytest.mark.slow
+def test_the_stage_trains_writes_its_manifest_and_is_then_complete(tmp_path, capfd):
+    cfg = tiny_config(tmp_path, prepare_samples=True)
+    status = pretrain_status(cfg)
+    assert not status.complete and str(layout.samples_dir(cfg)) in status.reads
+    pretrain(cfg)
+    assert pretrain_status(cfg).complete
+    manifest = read_manifest(layout.pretrain_dir(cfg))
+    assert manifest["settings"] == pretrain_settings(cfg) and manifest["steps"] == 6
+    assert "step 6/6" in capfd.readouterr().out  # the child's output streams through this process
+    (layout.final_model_dir(cfg) / "model.safetensors").unlink()
+    assert not pretrain_status(cfg).complete
