@@ -201,3 +201,20 @@ def test_a_run_killed_with_sigkill_resumes_and_ends_with_the_weights_of_an_unint
         torch.testing.assert_close(a["module"][name], tensor, rtol=1e-5, atol=1e-6, msg=name)
     steps = [r["step"] for r in read_metrics(killed / "metrics.jsonl") if "loss" in r]
     assert steps == list(range(10, 151, 10))  # lines after the last checkpoint were rewritten, not duplicated
+
+
+def test_early_stopping_rules_end_a_failing_run_without_marking_it_done(one_rank_group, tiny, tmp_path):
+    from pretraining.trainer import TrainingStopped
+
+    with pytest.raises(TrainingStopped, match="early stop: validation loss .* > --early_stop_eval_loss 0.5"):
+        run(tiny, tmp_path / "threshold", use_early_stopping=True, early_stop_time=0, early_stop_eval_loss=0.5)
+    with pytest.raises(TrainingStopped, match="training diverged"):
+        run(tiny, tmp_path / "nan", lr=1e30, warmup_proportion=0, curve="constant", max_steps=50)
+    assert not any((tmp_path / name / "manifest.json").exists() for name in ("threshold", "nan"))
+
+
+def test_wandb_offline_mode_logs_without_a_network(one_rank_group, tiny, tmp_path):
+    out = tmp_path / "run"
+    run(tiny, out, max_steps=5, wandb=True, wandb_mode="offline", validation_every_steps=0)
+    runs = list((out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and any(runs[0].glob("*.wandb"))
