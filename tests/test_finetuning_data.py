@@ -181,3 +181,32 @@ def test_validate_config_reports_bad_finetune_settings_one_line_each(tmp_path):
     cfg.FINETUNE.MULTIPROCESS_GPU_LIST = []
     cfg.FINETUNE.SEARCH.SMALL.EPOCHS = [1]
     assert any("STILT.SOURCE = QNLI is not in FINETUNE.TASKS" in p for p in validate_config(cfg))
+
+
+def _write_hub_layout(root, config, columns, splits):
+    """A local folder laid out like ``nyu-mll/glue`` (one folder per config, a split per file, README configs)."""
+    lines = ["---", "configs:", f"- config_name: {config}", "  data_files:"]
+    for split, rows in splits.items():
+        path = root / config / f"{split}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join([",".join(columns)] + [",".join(map(str, row)) for row in rows]) + "\n")
+        lines += [f"  - split: {split}", f"    path: {config}/{split}.csv"]
+    (root / "README.md").write_text("\n".join(lines + ["---", ""]))
+
+
+def test_hub_reader_maps_hub_columns_labels_and_idx(tmp_path):
+    columns = ("sentence1", "sentence2", "label", "idx")
+    _write_hub_layout(tmp_path, "mrpc", columns, {
+        "train": [("a cat", "the cat", 1, 0), ("a dog", "a tree", 0, 1)],
+        "validation": [("big", "small", 0, 0)], "test": [("red", "blue", -1, 7), ("sad", "happy", -1, 9)]})
+    task = GLUE_TASKS["MRPC"]
+    train = load_split(task, "train", "train", "", hub_path=str(tmp_path))
+    assert train.text_a == ["a cat", "a dog"] and train.text_b == ["the cat", "a tree"] and train.labels == [1, 0]
+    test = load_split(task, "test", "MRPC", "", hub_path=str(tmp_path))
+    assert test.labels is None and test.index == ["7", "9"]
+
+
+def test_unreachable_hub_is_a_one_line_error_suggesting_glue_dir():
+    with pytest.raises(DataError) as info:
+        load_split(GLUE_TASKS["RTE"], "train", "train", "", hub_path="nyu-mll/glue")  # offline in tests
+    assert "FINETUNE.GLUE_DIR" in str(info.value) and "\n" not in str(info.value)
