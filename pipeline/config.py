@@ -21,13 +21,13 @@ _EMPTY_LIST_ELEMENT_TYPES = {
 }
 
 
-def _all_keys(node, prefix=""):
+def leaf_items(node, prefix=""):
+    """(dotted key, value) for every leaf of a config tree."""
     for key, value in node.items():
-        full = f"{prefix}{key}"
         if isinstance(value, CN):
-            yield from _all_keys(value, full + ".")
+            yield from leaf_items(value, f"{prefix}{key}.")
         else:
-            yield full
+            yield f"{prefix}{key}", value
 
 
 def get_key(cfg, dotted: str):
@@ -108,7 +108,7 @@ def _merge_mapping(cfg, defaults, mapping: dict, prefix: str, problems: list) ->
             choices = [f"{prefix}{k}" for k in defaults.keys()]
             match = difflib.get_close_matches(full, choices, n=1, cutoff=0.6)
             if not match:
-                all_keys = list(_all_keys(get_default_config()))
+                all_keys = [key for key, _ in leaf_items(get_default_config())]
                 match = difflib.get_close_matches(full, all_keys, n=1, cutoff=0.6)
             hint = f" (did you mean {match[0]}?)" if match else ""
             problems.append(f"unknown config key {full}{hint}")

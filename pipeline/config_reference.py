@@ -7,6 +7,7 @@ import re
 import sys
 from pathlib import Path
 
+from pipeline.config import leaf_items
 from pipeline.defaults import get_default_config
 
 DEFAULTS_FILE = Path(__file__).with_name("defaults.py")
@@ -25,14 +26,6 @@ def key_comments() -> dict:
     return comments
 
 
-def _leaf_items(node, prefix=""):
-    for key, value in node.items():
-        if hasattr(value, "items"):
-            yield from _leaf_items(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}", value
-
-
 def _format_default(value) -> str:
     text = repr(value) if isinstance(value, str) else str(value)
     return text.replace("|", "\\|")
@@ -41,7 +34,7 @@ def _format_default(value) -> str:
 def render_reference() -> str:
     comments = key_comments()
     lines, section = [], None
-    for key, value in _leaf_items(get_default_config()):
+    for key, value in leaf_items(get_default_config()):
         top = key.split(".")[0]
         if top != section:
             section = top

@@ -6,20 +6,12 @@ from pathlib import Path
 import pytest
 
 import main
-from pipeline.config import build_config
+from pipeline.config import build_config, leaf_items
 from pipeline.config_reference import key_comments
 from pipeline.defaults import get_default_config
 from pipeline.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def _leaf_keys(node, prefix=""):
-    for key, value in node.items():
-        if hasattr(value, "items"):
-            yield from _leaf_keys(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}", value
 
 
 @pytest.fixture
@@ -44,7 +36,7 @@ def _problems(tmp_path, yaml_text, *opts):
 
 def test_every_default_key_has_a_comment_and_a_concrete_type():
     comments = key_comments()
-    for key, value in _leaf_keys(get_default_config()):
+    for key, value in leaf_items(get_default_config()):
         assert comments.get(key), f"{key} has no one-line comment in pipeline/defaults.py"
         assert isinstance(value, (bool, int, float, str, list)), f"{key} has an untyped default {value!r}"
 

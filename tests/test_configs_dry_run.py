@@ -1,0 +1,30 @@
+"""Every shipped config passes validation and prints a plan with --dry-run, without doing any work."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted(p.name for p in (REPO_ROOT / "configs").glob("*.yaml"))
+
+
+def test_the_documented_configs_exist():
+    assert {"quickstart.yaml", "bert-base.yaml", "bert-large.yaml", "bert-customized.yaml", "data-preprocess.yaml",
+            "train.yaml"} <= set(CONFIGS)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_config_dry_run_validates_and_prints_the_plan(name, tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "notes.txt").write_text("A first article.\n\nA second article.\n", encoding="utf-8")
+    opts = ["SYSTEM.OUTPUT_ROOT", str(tmp_path / "runs"), "DEMO_DATA.OUTPUT_DIR", str(tmp_path / "demo")]
+    if name == "bert-customized.yaml":  # its corpus folder is a placeholder for the user's own
+        opts += ["DATASET.CUSTOMIZED_DATASETS", f"[{corpus}]"]
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "main.py"), "--config", str(REPO_ROOT / "configs" / name),
+                             "--dry-run", "--opts", *opts], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "Plan:" in result.stdout
+    assert "ID:" in result.stdout  # the resolved config, with its automatic IDs
+    assert not (tmp_path / "runs" / "runs").exists()  # a dry run writes nothing into the run folders
