@@ -146,3 +146,33 @@ def test_crashed_job_is_failed_not_complete_and_retried_with_the_random_init_bas
     assert "--random_init" in (baseline / "job.log").read_text()
     assert len(_read_predictions(baseline / "predictions_WNLI.tsv")) == 6
     assert finetune_status(cfg).complete and str(random_init_dir(cfg)) in finetune_status(cfg).writes
+
+
+def test_pre_ln_model_from_the_pretrain_stage_finetunes_and_serves_as_a_stilt_source(tmp_path, model):
+    """A pretrain final_model (pre-LN, the architecture ``import pretraining`` registers) loads with
+    AutoModelForSequenceClassification, trains, and its saved model restarts on a task with another head size."""
+    from transformers import AutoConfig, BertTokenizerFast
+
+    from finetuning.run_glue import main
+    from pretraining.hf_model import save_final_model
+    from pretraining.modeling import BertForPreTraining, build_model_config
+
+    tokenizer = BertTokenizerFast.from_pretrained(model)
+    config = build_model_config("bert-tiny", len(tokenizer), encoder_ln_mode="pre-ln", hidden_size=32,
+                                num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    final_model = tmp_path / "final_model"
+    save_final_model(BertForPreTraining(config), config, tokenizer, final_model)
+    glue = write_glue(tmp_path / "glue", tasks=["RTE", "STS-B"])
+    common = ["--data_dir", str(glue), "--overwrite_output_dir", "--do_train", "--do_eval", "--do_predict",
+              "--max_seq_length", "32", "--per_device_train_batch_size", "8", "--learning_rate", "1e-3",
+              "--num_train_epochs", "1", "--seed", "5"]
+    assert main(["--model_name_or_path", str(final_model), "--task_name", "RTE", "--output_dir",
+                 str(tmp_path / "rte"), "--save_model", *common]) == 0
+    saved = tmp_path / "rte" / "model"
+    assert AutoConfig.from_pretrained(final_model).model_type == "extremebert"  # not stock bert
+    assert AutoConfig.from_pretrained(saved).model_type == "extremebert"
+    assert main(["--model_name_or_path", str(saved), "--task_name", "STS-B", "--output_dir", str(tmp_path / "stsb"),
+                 *common]) == 0
+    assert set(json.loads((tmp_path / "stsb" / "eval_results.json").read_text())) == {"pearson", "spearman",
+                                                                                     "eval_loss"}
+    assert len(_read_predictions(tmp_path / "stsb" / "predictions_STS-B.tsv")) == 6
