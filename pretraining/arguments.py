@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
     g.add_argument("--train_batch_size", type=int, default=4096,
                    help="global batch in samples = micro batch x processes x gradient accumulation")
-    g.add_argument("--train_micro_batch_size_per_gpu", type=int, default=32, help="samples per forward pass per process")
+    g.add_argument("--train_micro_batch_size_per_gpu", type=int, default=32,
+                   help="samples per forward pass per process")
     g.add_argument("--optimizer_type", default="adamw", choices=["adamw"])
     g.add_argument("--weight_decay", type=float, default=0.01, help="not applied to biases and LayerNorm weights")
     g.add_argument("--adam_beta1", type=float, default=0.9)

@@ -65,7 +65,8 @@ def script_flags(cfg, settings_file) -> list:
     return argv
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port that is free now, for a torch.distributed rendezvous."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -85,7 +86,7 @@ def launch_command(cfg, num_gpus: int, settings_file) -> list:
     command = _deepspeed_launcher() + ["--num_gpus", str(num_gpus)]
     if cfg.SYSTEM.HOSTFILE:
         command += ["--hostfile", cfg.SYSTEM.HOSTFILE]
-    command += ["--master_port", str(cfg.SYSTEM.MASTER_PORT or _free_port())]
+    command += ["--master_port", str(cfg.SYSTEM.MASTER_PORT or free_port())]
     return command + script_args
 
 

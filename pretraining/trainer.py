@@ -16,7 +16,6 @@ import math
 import os
 import shutil
 import signal
-import socket
 import time
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from pretraining.metrics_log import MetricsLog, gpu_peak_flops
 from pretraining.modeling import (BertForPreTraining, build_model_config, describe, maybe_compile,
                                   pretraining_flops_per_sample)
 from pretraining.schedulers import PretrainLRScheduler, lr_multiplier
+from pretraining.stage import free_port
 
 FINAL_MODEL_DIRNAME = "final_model"
 REHEARSAL_POINTS = (0.5, 0.85)  # fractions of the time budget at which the end-of-run work is timed
@@ -49,19 +49,13 @@ class Interrupted(Exception):
 
 
 # -- environment ----------------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def ensure_distributed_env() -> tuple:
     """(rank, world size, local rank). Without a launcher, declare a one-process group: DeepSpeed would otherwise
     try MPI discovery (and fail without mpi4py)."""
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+        os.environ.setdefault("MASTER_PORT", str(free_port()))
     return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", "0"))
 
 
@@ -324,9 +318,10 @@ class Run:
         successive validations are comparable). None when the dataset has no test files."""
         if not (self.args.do_validation and self.test_shards):
             return None
-        per_rank_cap = -(-self.args.validation_max_samples // self.world_size) if self.args.validation_max_samples else 0
-        stream = SampleStream(self.test_shards, self.vocab, self.args.validation_micro_batch or
-                              self.args.train_micro_batch_size_per_gpu, self.rank, self.world_size, self.args.seed,
+        a = self.args
+        per_rank_cap = -(-a.validation_max_samples // self.world_size) if a.validation_max_samples else 0
+        micro_batch = a.validation_micro_batch or a.train_micro_batch_size_per_gpu
+        stream = SampleStream(self.test_shards, self.vocab, micro_batch, self.rank, self.world_size, a.seed,
                               shuffle=False, repeat=False, max_samples=per_rank_cap, salt=VALIDATION_SALT)
         total, count = 0.0, 0
         self.engine.eval()
@@ -591,7 +586,8 @@ class Run:
         self.metrics = MetricsLog(self.output_dir, self.rank == 0, self.state.step, wandb_settings)
         self.log(f"{describe(self.model_config)} | {self.precision} ZeRO-{self.zero_stage} on {self.world_size} x"
                  f" {device_name} | batch {self.args.train_batch_size} = {self.args.train_micro_batch_size_per_gpu} x"
-                 f" {self.world_size} x {self.accumulation} | {len(self.train_shards)} train files, seq {self.seq_length}")
+                 f" {self.world_size} x {self.accumulation} | {len(self.train_shards)} train files,"
+                 f" seq {self.seq_length}")
         self.stop_signal = StopSignal()
         try:
             reason = self._loop()

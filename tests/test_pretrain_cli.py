@@ -13,8 +13,9 @@ from pretraining.metrics_log import read_metrics
 from tests.pretrain_fixtures import REPO_ROOT, child_env, make_dataset, pretrain_argv, write_tokenizer
 
 # The launch line of 24h-BERT/ExtremeBERT's README (paths replaced), flag for flag.
-SEED_PAPER_FLAGS = """--model_type bert-mlm --tokenizer_name TOK --hidden_act gelu --hidden_size 1024 --num_hidden_layers 24
- --num_attention_heads 16 --intermediate_size 4096 --hidden_dropout_prob 0.1 --attention_probs_dropout_prob 0.1
+SEED_PAPER_FLAGS = """--model_type bert-mlm --tokenizer_name TOK --hidden_act gelu --hidden_size 1024
+ --num_hidden_layers 24 --num_attention_heads 16 --intermediate_size 4096 --hidden_dropout_prob 0.1
+ --attention_probs_dropout_prob 0.1
  --encoder_ln_mode pre-ln --lr 1e-3 --train_batch_size 4096 --train_micro_batch_size_per_gpu 32 --lr_schedule time
  --curve linear --warmup_proportion 0.06 --gradient_clipping 0.0 --optimizer_type adamw --weight_decay 0.01
  --adam_beta1 0.9 --adam_beta2 0.98 --adam_eps 1e-6 --total_training_time 24.0 --early_exit_time_marker 24.0

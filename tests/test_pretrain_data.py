@@ -15,7 +15,8 @@ from tests.pretrain_fixtures import (CLS, MASK, PAD, SEP, SPECIALS, UNUSED, make
 def vocab(tmp_path_factory):
     from transformers import AutoTokenizer
 
-    return Vocabulary.from_tokenizer(AutoTokenizer.from_pretrained(str(write_tokenizer(tmp_path_factory.mktemp("tok")))))
+    folder = write_tokenizer(tmp_path_factory.mktemp("tok"))
+    return Vocabulary.from_tokenizer(AutoTokenizer.from_pretrained(str(folder)))
 
 
 def describe(folder, vocab, limit=64):

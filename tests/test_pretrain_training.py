@@ -1,6 +1,5 @@
 """The training loop, in this process (one rank, gloo, CPU): step counting with gradient accumulation, the
 schedule, validation, checkpoints, the time budget, SIGTERM, resume rules, the exported model, bad input."""
-import json
 import os
 import signal
 import socket
@@ -10,13 +9,12 @@ import time
 import pytest
 
 from pipeline.errors import ConfigError, DataError
-from pipeline.manifest import read_json
 from pretraining.arguments import parse_arguments
 from pretraining.checkpointing import latest_tag
 from pretraining.metrics_log import read_metrics
 from pretraining.schedulers import lr_multiplier
-from tests.pretrain_fixtures import (REPO_ROOT, checkpoint_contents, child_env, make_dataset, pretrain_argv, write_dynamic,
-                                     write_tokenizer)
+from tests.pretrain_fixtures import (REPO_ROOT, checkpoint_contents, child_env, make_dataset, pretrain_argv,
+                                     write_dynamic, write_tokenizer)
 
 
 @pytest.fixture(scope="module")

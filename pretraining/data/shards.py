@@ -115,7 +115,8 @@ def describe_shard(path: Path, vocab: Vocabulary, defaults: MaskingDefaults) -> 
                      masked_lm_prob=float(_attr(attrs, "masked_lm_prob", defaults.masked_lm_prob)),
                      max_predictions_per_seq=int(_attr(attrs, "max_predictions_per_seq",
                                                        defaults.max_predictions_per_seq)),
-                     mask_id=vocab.mask_id, pad_id=vocab.pad_id, cls_id=vocab.cls_id, sep_id=vocab.sep_id, has_segment_ids=static and "segment_ids" in f)
+                     mask_id=vocab.mask_id, pad_id=vocab.pad_id, cls_id=vocab.cls_id, sep_id=vocab.sep_id,
+                     has_segment_ids=static and "segment_ids" in f)
 
 
 def list_sample_files(dataset_path) -> tuple:
