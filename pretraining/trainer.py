@@ -124,14 +124,12 @@ def load_tokenizer(name: str):
 
 def make_model_config(args, tokenizer_vocab_size: int):
     try:
-        config = build_model_config(
+        return build_model_config(
             args.preset, tokenizer_vocab_size, hidden_size=args.hidden_size, num_hidden_layers=args.num_hidden_layers,
             num_attention_heads=args.num_attention_heads, intermediate_size=args.intermediate_size,
-            hidden_act=args.hidden_act, max_position_embeddings=args.max_position_embeddings,
-            encoder_ln_mode=args.encoder_ln_mode)
-        # Set dropout explicitly: build_model_config reads 0 as "the preset's value", but 0.0 dropout is a choice.
-        return dataclasses.replace(config, hidden_dropout_prob=args.hidden_dropout_prob,
-                                   attention_probs_dropout_prob=args.attention_probs_dropout_prob)
+            hidden_act=args.hidden_act, hidden_dropout_prob=args.hidden_dropout_prob,
+            attention_probs_dropout_prob=args.attention_probs_dropout_prob,
+            max_position_embeddings=args.max_position_embeddings, encoder_ln_mode=args.encoder_ln_mode)
     except ValueError as e:
         raise ConfigError(f"model shape: {e}") from e
 
