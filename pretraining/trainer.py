@@ -9,9 +9,12 @@ Read top to bottom, ``train(args)`` does:
    a checkpoint) or when training diverges;
 4. the end: checkpoint, validation, ``final_model/``, curves, and ``manifest.json`` last.
 """
+import contextlib
 import dataclasses
 import hashlib
+import io
 import json
+import logging
 import math
 import os
 import shutil
@@ -259,8 +262,11 @@ class Run:
         optimizer = torch.optim.AdamW(optimizer_param_groups(self.model, args.weight_decay), lr=args.lr,
                                       betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_eps)
         ds_config = deepspeed_config(args, self.precision, self.world_size)
-        self.engine, _, _, _ = deepspeed.initialize(model=maybe_compile(self.model, args.compile),
-                                                    optimizer=optimizer, config=ds_config)
+        deepspeed.utils.logger.setLevel(logging.WARNING)  # its INFO lines would drown the training log
+        # DeepSpeed's bf16 optimizer prints a memory report per parameter group; errors still raise.
+        with contextlib.redirect_stdout(io.StringIO()):
+            self.engine, _, _, _ = deepspeed.initialize(model=maybe_compile(self.model, args.compile),
+                                                        optimizer=optimizer, config=ds_config)
         self.zero_stage = ds_config["zero_optimization"]["stage"]
         self.device = self.engine.device
         self.state = TrainState(signature=self.signature, world_size=self.world_size)
@@ -286,7 +292,7 @@ class Run:
             self.log(f"warning: resuming a {state.world_size}-process run with {self.world_size} processes: the data"
                      f" order from here on differs from the original run's")
         self.state = dataclasses.replace(state, world_size=self.world_size)
-        self.clock.offset_s = state.elapsed_s - self.clock.elapsed()  # earlier runs' time, not this startup's
+        self.clock.offset_s = state.elapsed_s  # earlier runs' time up to their checkpoint, plus this run's
         if state.scheduler:
             self.scheduler.load_state_dict(state.scheduler)
         self.log(f"resumed from step {state.step} (elapsed {state.elapsed_s / 3600:.3f} h, "
