@@ -30,10 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from pretraining.metrics_log import gpu_peak_flops  # noqa: E402
 from pretraining.modeling import (IGNORE_INDEX, BertForPreTraining, build_model_config,  # noqa: E402
                                   pretraining_flops_per_sample)
-
-PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16/fp16 tensor-core peak per GPU
 
 
 def make_batch(batch_size, seq_len, vocab_size, mask_prob, device, seed=0):
@@ -111,16 +110,6 @@ def time_steps(step, n, device):
     return time.perf_counter() - start
 
 
-def gpu_peak_flops(device):
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    for key, tflops in PEAK_TFLOPS.items():
-        if key in name:
-            return tflops * 1e12
-    return None
-
-
 def bench_preset(preset, args, device):
     torch.manual_seed(0)
     autocast_dtype = torch.bfloat16 if args.precision == "bf16" else None
@@ -142,7 +131,7 @@ def bench_preset(preset, args, device):
     ratios = {other: statistics.median(a / b for a, b in zip(rates["ours"], rates[other]))
               for other in ("hf-full", "hf-gather")}
     flops = pretraining_flops_per_sample(config, args.seq_len, num_predictions)
-    peak = gpu_peak_flops(device)
+    peak = gpu_peak_flops(torch.cuda.get_device_name(device), args.precision) if device.type == "cuda" else None
     print(f"\n{preset} ({args.ln_mode}), batch {args.batch_size} x {args.seq_len}, {num_predictions:.1f} labelled "
           f"tokens/sample, {args.precision}, {device.type}, {torch.get_num_threads()} threads, "
           f"{args.repeats} rounds x {args.steps} steps, load average {os.getloadavg()[0]:.1f}")

@@ -2,14 +2,18 @@
 
 Design choices, each for speed without changing the maths of BERT:
 - Attention goes through ``F.scaled_dot_product_attention`` (flash / memory-efficient kernels where available)
-  with one fused Q/K/V projection (one GEMM instead of three).
-- The MLM head (dense, activation, LayerNorm, decoder) runs only on the positions that carry a label, i.e. the
-  ~15% masked tokens, not on every token: the decoder is the largest GEMM of a small BERT, so this is most of the
-  saving (the "sparse prediction" trick of 24h-BERT / ExtremeBERT).
+  with one fused Q/K/V projection (one GEMM instead of three). On CPU in training, where SDPA has no fused kernel
+  with dropout, the same math is spelled out so it can use the cheaper dropout mask below.
+- Sparse prediction: the MLM head (dense, activation, LayerNorm, decoder) runs only on the positions that carry
+  a label (~15% of the tokens); the decoder is the largest GEMM of a small BERT (the 24h-BERT / ExtremeBERT
+  trick). Going one step further, the last block also computes its queries, attention output and feed-forward
+  only for those rows (its keys and values still cover every token): nothing else of its output is used.
+- Dropout on CPU draws its mask from 16-bit slices of 64-bit random words, ~4x cheaper than ``F.dropout``'s
+  per-element Bernoulli draws (GPUs keep ``F.dropout``, a fused kernel there).
 - The vocabulary is padded up to a multiple of 64 so the embedding/decoder GEMMs get tensor-core friendly shapes.
-  The padding rows never appear as inputs or labels, and the loss slices the logits to the tokenizer's vocabulary
-  before the softmax, so the padding rows receive no gradient and can never be predicted. The exported Hugging Face
-  model (``pretraining.hf_model``) drops them again.
+  The padding rows never appear as inputs or labels, and the training loss gives their logits a bias of -inf
+  (probability 0 under the softmax), so they receive no gradient and can never be predicted. The exported
+  Hugging Face model (``pretraining.hf_model``) drops them again.
 
 No ``transformers`` import here: the model is ours, the Hugging Face export lives in ``pretraining/hf_model.py``.
 """
@@ -280,11 +284,18 @@ class MLMHead(nn.Module):
         self.act = ACTIVATIONS[config.hidden_act]
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+        self.tokenizer_vocab_size = config.tokenizer_vocab_size
 
-    def forward(self, hidden, decoder_weight):
-        """``decoder_weight`` is passed in rather than held, so the tied tensor has one owner and one
-        ``state_dict`` key (``encoder.embeddings.word.weight``)."""
-        return F.linear(self.norm(self.act(self.dense(hidden))), decoder_weight, self.bias)
+    def forward(self, hidden, decoder_weight, mask_padding: bool = False):
+        """Logits over the (padded) vocabulary. ``decoder_weight`` is passed in rather than held, so the tied
+        tensor has one owner and one ``state_dict`` key (``encoder.embeddings.word.weight``). With
+        ``mask_padding`` the padding columns get a bias of -inf: the softmax then gives them probability 0 and
+        no gradient, exactly as if the logits had been sliced, without slicing's copies in forward and backward."""
+        bias = self.bias
+        if mask_padding and self.tokenizer_vocab_size < bias.shape[0]:
+            columns = torch.arange(bias.shape[0], device=bias.device)
+            bias = bias.masked_fill(columns >= self.tokenizer_vocab_size, float("-inf"))
+        return F.linear(self.norm(self.act(self.dense(hidden))), decoder_weight, bias)
 
 
 class BertForPreTraining(nn.Module):
@@ -339,7 +350,7 @@ class BertForPreTraining(nn.Module):
         hidden = self.encoder(input_ids, attention_mask, token_type_ids, query_index=query_index)
         rows = self.encoder.final_norm(hidden[valid])
         targets = labels.gather(1, query_index)[valid]
-        logits = self.head(rows, self.encoder.embeddings.word.weight)[:, :self.config.tokenizer_vocab_size]
+        logits = self.head(rows, self.encoder.embeddings.word.weight, mask_padding=True)
         return F.cross_entropy(logits.float(), targets)
 
 
@@ -356,14 +367,18 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def pretraining_flops_per_sample(config: ModelConfig, seq_len: int, num_predictions: int) -> float:
+def pretraining_flops_per_sample(config: ModelConfig, seq_len: int, num_predictions: float) -> float:
     """Forward + backward FLOPs of one training sample (matmuls only; backward = 2x forward), for MFU.
 
-    Per token and layer: Q/K/V/output projections ``8 h^2`` and feed-forward ``4 h i`` multiply-adds, attention
-    scores and weighted sum ``2 L h``. The head (``h^2`` + ``h V``) runs on ``num_predictions`` rows only.
+    Counts what the loss needs, as ``BertForPreTraining.forward`` computes it. Multiply-adds per token of a block:
+    Q/K/V/output projections ``4 h^2``, feed-forward ``2 h i``, attention scores and weighted sum ``2 L h``. The
+    last block computes all of that only for the ``num_predictions`` labelled rows, except its keys and values
+    (``2 h^2`` for every token); the head (``h^2 + h V``) also runs on the labelled rows only.
     """
     h, i, n_layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
-    encoder_macs = seq_len * n_layers * (4 * h * h + 2 * h * i + 2 * seq_len * h)
+    per_token = 4 * h * h + 2 * h * i + 2 * seq_len * h
+    last_layer = seq_len * 2 * h * h + num_predictions * (per_token - 2 * h * h)
+    encoder_macs = (n_layers - 1) * seq_len * per_token + last_layer
     head_macs = num_predictions * (h * h + h * config.vocab_size)
     return 3 * 2 * float(encoder_macs + head_macs)
 

@@ -176,11 +176,12 @@ def test_model_config_from_the_yacs_model_section():
     assert (config.vocab_size, config.tokenizer_vocab_size) == (29056, 28996)
 
 
-def test_flops_per_sample_counts_encoder_attention_and_the_sparse_head():
+def test_flops_per_sample_counts_the_sparse_last_layer_and_head():
     config = build_model_config("bert-tiny", VOCAB)
     h, i, seq, preds = 128, 512, 16, 3
-    per_layer = seq * (4 * h * h + 2 * h * i + 2 * seq * h)
-    expected = 6 * (2 * per_layer + preds * (h * h + h * 1024))
+    per_token = 4 * h * h + 2 * h * i + 2 * seq * h
+    last_layer = seq * 2 * h * h + preds * (2 * h * h + 2 * h * i + 2 * seq * h)  # K/V everywhere, the rest sparse
+    expected = 6 * (seq * per_token + last_layer + preds * (h * h + h * 1024))
     assert pretraining_flops_per_sample(config, seq, preds) == expected
 
 
