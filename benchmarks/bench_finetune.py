@@ -9,7 +9,6 @@ ratio, not the seconds.
 """
 import argparse
 import importlib.util
-import math
 import os
 import sys
 import tempfile
@@ -32,8 +31,23 @@ def minilm_model_dir() -> str:
     return str(Path(list(spec.submodule_search_locations)[0]) / "model")
 
 
+class Timer:
+    """Wall time and this process's CPU time of a block. On a CPU shared with other work, CPU time (with one
+    thread, OMP_NUM_THREADS=1) is the steadier measure: it does not count the time other processes held the core."""
+
+    def __enter__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+    def as_dict(self, prefix: str) -> dict:
+        return {f"{prefix}_s": round(self.wall, 2), f"{prefix}_cpu_s": round(self.cpu, 2)}
+
+
 def run_ours(model: str, task_name: str, glue_dir: str, rows: int, lr: float, batch: int, epochs: float,
-             seed: int, out: Path) -> dict:
+             seed: int, out: Path, group_by_length: bool = True) -> dict:
     from finetuning import train_loop
     from finetuning.features import load_encoded
     from finetuning.metrics import task_dev_metrics
@@ -48,16 +62,14 @@ def run_ours(model: str, task_name: str, glue_dir: str, rows: int, lr: float, ba
     set_seed(seed)
     net = load_model(model, task)
     device = torch.device("cpu")
-    started = time.time()
-    train_loop.train(net, train, batch_size=batch, learning_rate=lr, weight_decay=0.01, epochs=epochs,
-                     lr_scheduler_type="polynomial", warmup_ratio=0.06, seed=seed, group_by_length=True,
-                     device=device, pad_id=tokenizer.pad_token_id, precision="fp32", log=lambda _: None)
-    train_s = time.time() - started
-    started = time.time()
-    logits, _ = train_loop.predict(net, dev, batch_size=128, device=device, pad_id=tokenizer.pad_token_id)
-    eval_s = time.time() - started
+    with Timer() as train_time:
+        train_loop.train(net, train, batch_size=batch, learning_rate=lr, weight_decay=0.01, epochs=epochs,
+                         lr_scheduler_type="polynomial", warmup_ratio=0.06, seed=seed, group_by_length=group_by_length,
+                         device=device, pad_id=tokenizer.pad_token_id, precision="fp32", log=lambda _: None)
+    with Timer() as eval_time:
+        logits, _ = train_loop.predict(net, dev, batch_size=128, device=device, pad_id=tokenizer.pad_token_id)
     scores = task_dev_metrics(task, "dev", logits.argmax(axis=1), dev.labels)
-    return {"train_s": train_s, "eval_s": eval_s, **scores}
+    return {**train_time.as_dict("train"), **eval_time.as_dict("eval"), **scores}
 
 
 def run_hf_fixed_padding(model: str, task_name: str, glue_dir: str, rows: int, lr: float, batch: int, epochs: float,
@@ -88,14 +100,19 @@ def run_hf_fixed_padding(model: str, task_name: str, glue_dir: str, rows: int, l
                              use_cpu=True, report_to="none", save_strategy="no", logging_steps=10**6,
                              disable_tqdm=True)
     trainer = Trainer(model=net, args=args, train_dataset=train, data_collator=default_data_collator)
-    started = time.time()
-    trainer.train()
-    train_s = time.time() - started
-    started = time.time()
-    logits = trainer.predict(dev).predictions
-    eval_s = time.time() - started
+    with Timer() as train_time:
+        trainer.train()
+    with Timer() as eval_time:
+        logits = trainer.predict(dev).predictions
     scores = task_dev_metrics(task, "dev", logits.argmax(axis=1), dev_split.labels)
-    return {"train_s": train_s, "eval_s": eval_s, **scores}
+    return {**train_time.as_dict("train"), **eval_time.as_dict("eval"), **scores}
+
+
+def _row(task: str, rows: int, name: str, run: dict, baseline: dict) -> str:
+    metric = get_task(task).primary_metric
+    ratio = lambda key: baseline[key] / run[key] if run[key] else float("nan")  # noqa: E731
+    return (f"| {task} | {rows} | {name} | {run['train_s']:.1f} | {run['train_cpu_s']:.1f} | {ratio('train_s'):.2f}x |"
+            f" {ratio('train_cpu_s'):.2f}x | {run['eval_s']:.1f} | {run['eval_cpu_s']:.1f} | {metric} {run[metric]:.4f} |")
 
 
 def main(argv=None) -> int:
@@ -108,13 +125,15 @@ def main(argv=None) -> int:
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--ungrouped", action="store_true", help="also run ours without length grouping")
     args = parser.parse_args(argv)
     model = args.model or minilm_model_dir()
     import torch
 
     print(f"model {model}; {args.train_rows} train rows; lr {args.learning_rate}; batch {args.batch_size};"
           f" {args.epochs} epoch; torch threads {torch.get_num_threads()}; cpus {os.cpu_count()}", flush=True)
-    rows = []
+    lines = []
+    totals = {"hf": 0.0, "ours": 0.0}
     with tempfile.TemporaryDirectory() as tmp:
         for task in args.tasks:
             common = (model, task, args.glue_dir, args.train_rows, args.learning_rate, args.batch_size, args.epochs,
@@ -123,18 +142,20 @@ def main(argv=None) -> int:
             print(f"{task} ours: {ours}", flush=True)
             hf = run_hf_fixed_padding(*common, Path(tmp) / f"hf-{task}")
             print(f"{task} HF Trainer, padding 128: {hf}", flush=True)
-            rows.append((task, ours, hf))
-    metric = lambda task: get_task(task).primary_metric  # noqa: E731
-    print("\n| task | rows | HF Trainer pad-128 train s | ours train s | train speed-up | HF eval s | ours eval s |"
-          " HF dev score | ours dev score |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for task, ours, hf in rows:
-        m = metric(task)
-        print(f"| {task} | {args.train_rows} | {hf['train_s']:.1f} | {ours['train_s']:.1f} |"
-              f" {hf['train_s'] / ours['train_s']:.2f}x | {hf['eval_s']:.1f} | {ours['eval_s']:.1f} |"
-              f" {m} {hf[m]:.4f} | {m} {ours[m]:.4f} |")
-    total = sum(h["train_s"] + h["eval_s"] for _, _, h in rows) / sum(o["train_s"] + o["eval_s"] for _, o, _ in rows)
-    print(f"\ntrain + eval, all tasks: {total:.2f}x faster" if math.isfinite(total) else "")
+            lines += [_row(task, args.train_rows, "HF Trainer, pad to 128", hf, hf),
+                      _row(task, args.train_rows, "ours", ours, hf)]
+            if args.ungrouped:
+                plain = run_ours(*common, Path(tmp) / f"ours-{task}", group_by_length=False)
+                print(f"{task} ours without length grouping: {plain}", flush=True)
+                lines.append(_row(task, args.train_rows, "ours, no length grouping", plain, hf))
+            totals["hf"] += hf["train_s"] + hf["eval_s"]
+            totals["ours"] += ours["train_s"] + ours["eval_s"]
+    print("\n| task | train rows | run | train wall s | train CPU s | speed-up (wall) | speed-up (CPU) | dev wall s |"
+          " dev CPU s | dev score |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("\n".join(lines))
+    if totals["ours"]:
+        print(f"\ntrain + dev, all tasks, wall time: ours {totals['hf'] / totals['ours']:.2f}x faster")
     return 0
 
 

@@ -82,7 +82,9 @@ def train(model, encoded, *, batch_size: int, learning_rate: float, weight_decay
         raise ValueError(f"{len(encoded)} training rows give no step at batch size {batch_size} x {world_size}")
     total_steps = max(1, math.ceil(steps_per_epoch * epochs))
     optimizer = _optimizer(model, learning_rate, weight_decay, device)
-    scheduler = get_scheduler(lr_scheduler_type, optimizer, num_warmup_steps=math.ceil(warmup_ratio * total_steps),
+    # At least one step after warmup: transformers' polynomial schedule divides by (total - warmup).
+    warmup_steps = min(math.ceil(warmup_ratio * total_steps), total_steps - 1)
+    scheduler = get_scheduler(lr_scheduler_type, optimizer, num_warmup_steps=warmup_steps,
                               num_training_steps=total_steps)
     dtype = autocast_dtype(precision, device)
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None

@@ -176,3 +176,14 @@ def test_pre_ln_model_from_the_pretrain_stage_finetunes_and_serves_as_a_stilt_so
     assert set(json.loads((tmp_path / "stsb" / "eval_results.json").read_text())) == {"pearson", "spearman",
                                                                                      "eval_loss"}
     assert len(_read_predictions(tmp_path / "stsb" / "predictions_STS-B.tsv")) == 6
+
+
+def test_a_single_training_step_with_warmup_trains(tmp_path, model):
+    from finetuning.run_glue import main
+
+    glue = write_glue(tmp_path / "glue", tasks=["SST-2"])
+    assert main(["--model_name_or_path", str(model), "--task_name", "sst2", "--data_dir", str(glue), "--output_dir",
+                 str(tmp_path / "out"), "--do_train", "--do_eval", "--max_train_samples", "8", "--max_eval_samples",
+                 "4", "--per_device_train_batch_size", "8", "--num_train_epochs", "1", "--warmup_ratio", "0.5",
+                 "--lr_scheduler_type", "polynomial", "--max_seq_length", "32"]) == 0
+    assert "accuracy" in json.loads((tmp_path / "out" / "eval_results.json").read_text())
