@@ -26,6 +26,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# OpenMP threads that spin while waiting turn a shared CPU's load into 3-6x slower steps whose time follows the
+# op count, not the work (measured here); passive waiting keeps every contender honest. Set the variable
+# yourself to override (it must be set before torch loads OpenMP).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -134,7 +138,8 @@ def bench_preset(preset, args, device):
     peak = gpu_peak_flops(torch.cuda.get_device_name(device), args.precision) if device.type == "cuda" else None
     print(f"\n{preset} ({args.ln_mode}), batch {args.batch_size} x {args.seq_len}, {num_predictions:.1f} labelled "
           f"tokens/sample, {args.precision}, {device.type}, {torch.get_num_threads()} threads, "
-          f"{args.repeats} rounds x {args.steps} steps, load average {os.getloadavg()[0]:.1f}")
+          f"{args.repeats} rounds x {args.steps} steps, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
+          f"load average {os.getloadavg()[0]:.1f}")
     for name in steps:
         spread = f"[{min(rates[name]):.1f}-{max(rates[name]):.1f}]"
         mfu = f"  MFU {100 * medians[name] * flops / peak:.1f}%" if peak else ""

@@ -95,9 +95,11 @@ class Pooler(nn.Module):
 
 
 def _unsupported(**kwargs):
+    """Refuse inputs the encoder has no use for, rather than silently ignore them."""
     for name, value in kwargs.items():
-        if value not in (None, False):
-            raise ValueError(f"{type(value).__name__} {name} is not supported by the {MODEL_TYPE} model")
+        if value is not None and value is not False:
+            raise ValueError(f"{name} is not supported by the {MODEL_TYPE} model (positions are always 0..L-1, "
+                             f"inputs are input_ids, attention weights are not returned)")
 
 
 class ExtremeBertModel(ExtremeBertPreTrainedModel):

@@ -132,3 +132,13 @@ def test_import_pretraining_is_light_and_registers_when_transformers_loads(tmp_p
                             timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "ExtremeBertForMaskedLM"
+
+
+def test_unsupported_inputs_are_refused_with_a_message(exported):
+    ln_mode, _, folder = exported
+    if ln_mode == "post-ln":
+        pytest.skip("stock BERT handles position_ids itself")
+    model = AutoModelForMaskedLM.from_pretrained(folder)
+    batch = inputs()
+    with pytest.raises(ValueError, match="position_ids is not supported"):
+        model(**batch, position_ids=torch.arange(12).expand(3, 12))
