@@ -210,3 +210,16 @@ def test_unreachable_hub_is_a_one_line_error_suggesting_glue_dir():
     with pytest.raises(DataError) as info:
         load_split(GLUE_TASKS["RTE"], "train", "train", "", hub_path="nyu-mll/glue")  # offline in tests
     assert "FINETUNE.GLUE_DIR" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_gpu_group_runs_its_job_under_torchrun_with_the_batch_split_across_its_gpus(tmp_path):
+    from finetuning.jobs import job_command
+    from finetuning.stage import _job_arguments
+
+    cfg = finetune_config(tmp_path, tmp_path, "", **{"SYSTEM.NUM_GPUS": -1})
+    arguments = _job_arguments(cfg, Job("RTE", 1e-5, 32, 3, 42), tmp_path / "job", "m", False, False, [2, 3])
+    assert arguments[arguments.index("--per_device_train_batch_size") + 1] == "16"
+    assert "--use_cpu" not in arguments and "--save_model" not in arguments
+    command = job_command(arguments, num_gpus=2)
+    assert command[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    assert job_command(arguments, num_gpus=1)[1].endswith("run_glue.py")
