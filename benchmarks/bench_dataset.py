@@ -1,7 +1,7 @@
 """Dataset stage vs. the Hugging Face way, on a real corpus, in one invocation.
 
     python benchmarks/bench_dataset.py --corpus ../shared/data/corpus/wikipedia-en-2015 \
-        --vocab ../shared/data/vocab --max_files 100 --workers 2 --max_memory 1 --output benchmarks/results_dataset.md
+        --vocab ../shared/data/vocab --max_files 100 --workers 2 --max_memory 1 --output bench_dataset.md
 
 Three measurements, each in its own child process whose whole process tree is sampled for RSS:
 - raw: the Rust batch tokenizer alone (``encode_batch`` over all lines, all cores): the speed ceiling.
