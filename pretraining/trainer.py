@@ -432,7 +432,10 @@ class Run:
             predictions += batch.pop("num_predictions")
             if not self.first_batch_reported:
                 digest = hashlib.sha1(batch["input_ids"].numpy().tobytes()).hexdigest()[:12]
-                print(f"rank {self.rank}/{self.world_size}: first training batch of this run {digest}", flush=True)
+                # One write with its newline: under the launcher, ranks share a pipe and print() writes the text
+                # and the newline separately, so lines of two ranks could run together.
+                print(f"rank {self.rank}/{self.world_size}: first training batch of this run {digest}\n", end="",
+                      flush=True)
                 self.first_batch_reported = True
             seed_dropout(self.args.seed, self.rank, self.state.micro_batches)
             loss = self.engine(**self._to_device(batch))

@@ -22,6 +22,11 @@ def test_config_dry_run_validates_and_prints_the_plan(name, tmp_path):
     opts = ["SYSTEM.OUTPUT_ROOT", str(tmp_path / "runs"), "DEMO_DATA.OUTPUT_DIR", str(tmp_path / "demo")]
     if name == "bert-customized.yaml":  # its corpus folder is a placeholder for the user's own
         opts += ["DATASET.CUSTOMIZED_DATASETS", f"[{corpus}]"]
+    if name == "quickstart.yaml":  # its corpus and tasks are the demo data it builds
+        opts += ["DATASET.CUSTOMIZED_DATASETS", f"[{tmp_path / 'demo' / 'corpus'}]",
+                 "FINETUNE.GLUE_DIR", str(tmp_path / "demo" / "glue")]
+    if name == "train.yaml":  # step 2 of 2 expects the samples that data-preprocess.yaml prepared
+        (tmp_path / "runs" / "datasets" / "wikipedia-bookcorpus-128" / "samples").mkdir(parents=True)
     result = subprocess.run([sys.executable, str(REPO_ROOT / "main.py"), "--config", str(REPO_ROOT / "configs" / name),
                              "--dry-run", "--opts", *opts], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr

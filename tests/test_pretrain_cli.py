@@ -73,7 +73,7 @@ def test_two_processes_under_the_deepspeed_launcher_train_on_different_samples(t
                               checkpoint_every_steps=3)]
     result = subprocess.run(command, cwd=REPO_ROOT, env=child_env(), capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    digests = dict(re.findall(r"rank (\d)/2: first training batch of this run (\w+)", result.stdout))
+    digests = dict(re.findall(r"rank (\d)/2: first training batch of this run ([0-9a-f]{12})", result.stdout))
     assert set(digests) == {"0", "1"} and digests["0"] != digests["1"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["world_size"] == 2 and manifest["steps"] == 6
