@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from finetuning.glue_data import HUB_DATASET  # noqa: E402
 from finetuning.glue_tasks import GLUE_TASKS, get_task  # noqa: E402
 from pipeline.errors import DataError, ExtremeBertError  # noqa: E402
-from pipeline.manifest import write_json_atomic  # noqa: E402
+from pipeline.manifest import write_json_atomic, write_text_atomic  # noqa: E402
 
 MODEL_SUBDIR = "model"  # where --save_model writes the finetuned model (STILT starts from it)
 
@@ -145,12 +145,8 @@ def _prediction_strings(task, logits) -> list:
 
 
 def write_predictions(path: Path, index: list, predictions: list) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("index\tprediction\n")
-        for row_id, prediction in zip(index, predictions):
-            f.write(f"{row_id}\t{prediction}\n")
-    os.replace(tmp, path)
+    rows = "".join(f"{row_id}\t{prediction}\n" for row_id, prediction in zip(index, predictions))
+    write_text_atomic(path, "index\tprediction\n" + rows)
 
 
 def _check_output_dir(args: JobArguments) -> Path:

@@ -12,17 +12,23 @@ from pathlib import Path
 MANIFEST_NAME = "manifest.json"
 
 
-def write_json_atomic(path, payload) -> None:
-    """Write ``payload`` as JSON to ``path`` via a temporary file in the same folder and a rename."""
+def write_text_atomic(path, text: str) -> Path:
+    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename: readers see the old file
+    or the whole new one, never half of it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(payload, f, indent=2, sort_keys=True, default=str)
-        f.write("\n")
+        f.write(text)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+    return path
+
+
+def write_json_atomic(path, payload) -> None:
+    """Write ``payload`` as JSON to ``path`` atomically (see write_text_atomic)."""
+    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def read_json(path):

@@ -10,6 +10,8 @@ import math
 import os
 from pathlib import Path
 
+from pipeline.manifest import write_text_atomic
+
 METRICS_NAME = "metrics.jsonl"
 CURVES_NAME = "training_curves.png"
 
@@ -70,10 +72,7 @@ class MetricsLog:
     def _truncate_after(self, step: int) -> None:
         """Drop lines a killed run wrote after its last checkpoint: the resumed run writes those steps again."""
         rows = [r for r in read_metrics(self.path) if r.get("step", 0) <= step]
-        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(r) + "\n" for r in rows)
-        os.replace(tmp, self.path)
+        write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in rows))
 
     def log(self, row: dict) -> None:
         if not self.enabled:

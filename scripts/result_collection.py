@@ -292,7 +292,7 @@ def collect_test_result(cfg) -> dict:
     Prediction files are checked before anything is written. When the zip is refused for missing tasks the report
     is still written (it says what is missing) and then DataError is raised, so the stage is not marked complete.
     """
-    from scripts.atomic_write import write_text_atomic
+    from pipeline.manifest import write_text_atomic
     from scripts.report import render_report
 
     settings = _settings(cfg)  # taken first: the manifest describes the inputs as they were read

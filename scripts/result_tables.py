@@ -8,7 +8,7 @@ import io
 from pathlib import Path
 
 from finetuning.glue_tasks import GLUE_TASKS
-from scripts.atomic_write import write_text_atomic
+from pipeline.manifest import write_text_atomic
 from scripts.best_config import group_by_config
 
 
