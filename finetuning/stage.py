@@ -20,6 +20,7 @@ from finetuning.jobs import claim, expected_record, is_completed, release, run_j
 from finetuning.search import best_job, plan_task_jobs
 from pipeline import layout
 from pipeline.errors import ConfigError, DataError, ExtremeBertError
+from pipeline.run_ids import file_stamp
 from pipeline.stage_status import StageStatus
 
 CACHE_SUBDIR = ".cache"
@@ -64,8 +65,7 @@ def _model_fingerprint(model: str) -> list:
     if not folder.is_dir():
         return [model]
     names = ("config.json", "model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
-    return [[name, (folder / name).stat().st_size, (folder / name).stat().st_mtime_ns]
-            for name in names if (folder / name).is_file()]
+    return [file_stamp(folder / name) for name in names if (folder / name).is_file()]
 
 
 def job_settings(cfg, random_init: bool) -> dict:

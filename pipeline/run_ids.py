@@ -23,15 +23,22 @@ def short_hash(payload, length: int = 8) -> str:
     return hashlib.sha256(json.dumps(_plain(payload), sort_keys=True).encode()).hexdigest()[:length]
 
 
+def file_stamp(path, name=None) -> list:
+    """``[name, size, mtime_ns]`` of a file (size and mtime None when it is absent): cheap to take, yet it changes
+    whenever the file is rewritten. ``name`` defaults to the file's name."""
+    path = Path(path)
+    stat = path.stat() if path.is_file() else None
+    return [path.name if name is None else name, stat.st_size if stat else None, stat.st_mtime_ns if stat else None]
+
+
 def corpus_fingerprint(folders) -> list:
-    """Name, size and modification time of every .txt under each folder: cheap, yet changes when a file does."""
+    """The stamp of every .txt under each folder, then the folder itself."""
     entries = []
     for folder in folders:
         root = Path(folder)
         for path in sorted(root.rglob("*.txt")):
             if path.is_file():
-                stat = path.stat()
-                entries.append([str(path.relative_to(root)), stat.st_size, stat.st_mtime_ns])
+                entries.append(file_stamp(path, str(path.relative_to(root))))
         entries.append([str(root), None, None])
     return entries
 

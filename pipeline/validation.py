@@ -6,6 +6,8 @@ module; they run after the checks here.
 import importlib
 from pathlib import Path
 
+from pipeline.config import get_key
+
 CHOICES = {
     "WANDB.MODE": ("online", "offline", "disabled"),
     "DATASET.ENCODING_ERRORS": ("strict", "replace", "ignore"),
@@ -76,13 +78,6 @@ RANGES = {
 STAGE_MODULES = ("dataset.stage", "pretraining.stage", "finetuning.stage", "scripts.result_collection")
 
 
-def _get(cfg, dotted):
-    node = cfg
-    for part in dotted.split("."):
-        node = node[part]
-    return node
-
-
 def _check_range(key, value, bounds):
     low, high, low_inc, high_inc = bounds
     ok_low = low is None or (value >= low if low_inc else value > low)
@@ -145,11 +140,11 @@ def validate(cfg) -> list:
     """Every problem in ``cfg``, one line each (an empty list when the config is good)."""
     problems = []
     for key, choices in CHOICES.items():
-        value = _get(cfg, key)
+        value = get_key(cfg, key)
         if value not in choices:
             problems.append(f"{key} = {value!r} is not one of: {', '.join(choices)}")
     for key, bounds in RANGES.items():
-        message = _check_range(key, _get(cfg, key), bounds)
+        message = _check_range(key, get_key(cfg, key), bounds)
         if message:
             problems.append(message)
     _check_hub_datasets(cfg, problems)

@@ -18,6 +18,7 @@ from finetuning.glue_tasks import FINETUNED_TASKS, canonical_task_name
 from pipeline import layout
 from pipeline.errors import ConfigError, DataError
 from pipeline.manifest import read_manifest, write_json_atomic, write_manifest
+from pipeline.run_ids import file_stamp
 from pipeline.stage_status import StageStatus, manifest_status
 from scripts.best_config import select_all
 from scripts.demo_tasks import demo_tasks_path, demo_tasks_problem, load_demo_tasks
@@ -47,16 +48,6 @@ def _outputs(cfg) -> list:
     return [top / "report.md", top / "results.json", submission_path(cfg), tables_dir(cfg)]
 
 
-def _file_fingerprint(*paths) -> list:
-    """Size and modification time of each file (None when absent): cheap, and changes when a file is rewritten."""
-    out = []
-    for path in paths:
-        path = Path(path)
-        stat = path.stat() if path.is_file() else None
-        out.append([path.name, stat.st_size if stat else None, stat.st_mtime_ns if stat else None])
-    return out
-
-
 def _settings(cfg) -> dict:
     """What the outputs depend on: the completed jobs (both trees), the pretraining record, the test files' folder,
     demo labelling and this stage's options."""
@@ -65,10 +56,9 @@ def _settings(cfg) -> dict:
     return {
         "finetune_jobs": jobs_fingerprint(layout.finetune_dir(cfg)),
         "random_init_jobs": jobs_fingerprint(random_dir) if random_dir.is_dir() else None,
-        "pretrain": _file_fingerprint(layout.pretrain_dir(cfg) / "manifest.json",
-                                      layout.pretrain_dir(cfg) / "metrics.jsonl"),
+        "pretrain": [file_stamp(layout.pretrain_dir(cfg) / name) for name in ("manifest.json", "metrics.jsonl")],
         "glue_dir": glue_dir,
-        "demo_tasks": _file_fingerprint(demo_tasks_path(glue_dir)) if glue_dir else None,
+        "demo_tasks": [file_stamp(demo_tasks_path(glue_dir))] if glue_dir else None,
         "tasks": list(cfg.FINETUNE.TASKS),
         "options": {k: v for k, v in cfg.RESULT_COLLECTION.items() if k != "ENABLED"},
     }
