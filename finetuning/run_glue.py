@@ -94,6 +94,7 @@ def _log(message: str) -> None:
 def load_tokenizer(model_path: str):
     from transformers import AutoTokenizer
 
+    register_custom_architectures()  # AutoTokenizer reads config.json; an unknown model type warns
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_path)
     except (OSError, ValueError) as e:

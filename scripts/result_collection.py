@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from finetuning.glue_tasks import FINETUNED_TASKS, canonical_task_name
+from finetuning.search import plan_task_jobs
 from pipeline import layout
 from pipeline.errors import ConfigError, DataError
 from pipeline.manifest import read_manifest, write_json_atomic, write_manifest
@@ -116,11 +117,25 @@ def _demo_names(demo) -> dict:
     return {task: f"{task} (demo: {entry['name']})" for task, entry in (demo or {"tasks": {}})["tasks"].items()}
 
 
+def planned_jobs_only(cfg, jobs: dict, root: Path) -> dict:
+    """``jobs`` less the folders the configured search does not plan (an earlier grid, a task no longer listed),
+    so the tables and the selection describe the search in the config; says how many were left out."""
+    planned = {(job.task, job.name) for name in cfg.FINETUNE.TASKS
+               for job in plan_task_jobs(cfg, canonical_task_name(name))}
+    kept = {task: [job for job in results if (task, job.path.name) in planned] for task, results in jobs.items()}
+    left_out = sum(len(results) for results in jobs.values()) - sum(len(results) for results in kept.values())
+    if left_out:
+        print(f"note: {left_out} job folder(s) under {root} are not in the configured search (FINETUNE.TASKS, "
+              "SEEDS and SEARCH grids) and are left out of the results", flush=True)
+    return {task: results for task, results in kept.items() if results}
+
+
 def gather(cfg) -> Collection:
-    """Read every job of both finetune trees and select each task's best configuration."""
-    jobs = load_jobs(layout.finetune_dir(cfg))
+    """Read the planned jobs of both finetune trees and select each task's best configuration."""
+    finetune_dir = layout.finetune_dir(cfg)
+    jobs = planned_jobs_only(cfg, load_jobs(finetune_dir), finetune_dir)
     random_dir = random_init_finetune_dir(cfg)
-    random_jobs = load_jobs(random_dir) if random_dir.is_dir() else None
+    random_jobs = planned_jobs_only(cfg, load_jobs(random_dir), random_dir) if random_dir.is_dir() else None
     if cfg.FINETUNE.get("RANDOM_INIT_BASELINE", False) and not random_jobs:
         print(f"note: FINETUNE.RANDOM_INIT_BASELINE is set but {random_dir} holds no jobs", flush=True)
     return Collection(jobs=jobs, bests=select_all(jobs), demo=load_demo_tasks(cfg.FINETUNE.GLUE_DIR),

@@ -159,3 +159,18 @@ def test_validate_config_reports_a_missing_glue_dir_and_unknown_tasks(tmp_path):
     assert any(p.startswith("FINETUNE.GLUE_DIR: folder does not exist") for p in problems)
     assert any("FINETUNE.TASKS" in p and "GLUEX" in p for p in problems)
     assert validate_config(make_cfg(tmp_path, **{"RESULT_COLLECTION.ENABLED": False})) == []
+
+
+def test_jobs_outside_the_configured_search_are_left_out(tmp_path, capsys):
+    cfg = make_full_run(tmp_path)
+    # An earlier grid's job (batch size 16 is not in the search) that would otherwise win CoLA, and a task that is
+    # no longer listed.
+    write_job(layout.finetune_dir(cfg), "CoLA", 3e-5, 16, 3, 1, 0.99)
+    narrowed = make_cfg(tmp_path, **{"FINETUNE.TASKS": [t for t in cfg.FINETUNE.TASKS if t != "WNLI"],
+                                     "RESULT_COLLECTION.ALLOW_PARTIAL": True})
+    results = collect_test_result(narrowed)
+    assert results["tasks"]["CoLA"]["config"]["batch_size"] == 32
+    assert "WNLI" not in results["tasks"]
+    assert "lr3e-05_bs16_ep3_seed1" not in (layout.run_dir(cfg) / "results/CoLA.md").read_text()
+    assert "note: 7 job folder(s) under" in capsys.readouterr().out  # the CoLA job and WNLI's 2 configs x 3 seeds
+

@@ -21,6 +21,10 @@ def make_cfg(tmp_path, glue_dir=True, **overrides):
     cfg.DATASET.ID = "data-test"
     cfg.PRETRAIN.ID = "bert-test"
     cfg.FINETUNE.GLUE_DIR = str(tmp_path / "glue") if glue_dir else ""
+    # The search the fabricated jobs belong to: result collection leaves out folders the config does not plan.
+    cfg.FINETUNE.SEEDS = [1, 2, 3]
+    for grid in (cfg.FINETUNE.SEARCH.LARGE, cfg.FINETUNE.SEARCH.SMALL):
+        grid.LEARNING_RATES, grid.BATCH_SIZES, grid.EPOCHS = [2e-5, 3e-5, 5e-5], [32], [3]
     for key, value in overrides.items():
         section, name = key.split(".")
         cfg[section][name] = value
