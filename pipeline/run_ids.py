@@ -43,6 +43,22 @@ def corpus_fingerprint(folders) -> list:
     return entries
 
 
+def local_inputs_fingerprint(cfg) -> list:
+    """The stamp of every file of the local inputs named by path, other than the corpus folders: a tokenizer folder
+    (when it is loaded, not trained) and local files or folders given to DATASET.HUGGINGFACE_DATASETS. A hub name
+    that is not a local path adds nothing."""
+    values = [] if cfg.TOKENIZER.TRAIN else [cfg.TOKENIZER.NAME_OR_PATH]
+    values += [str(value) for entry in cfg.DATASET.HUGGINGFACE_DATASETS for value in entry]
+    entries = []
+    for value in values:
+        path = Path(value)
+        if path.is_dir():
+            entries += [file_stamp(f, f"{value}/{f.relative_to(path)}") for f in sorted(path.rglob("*")) if f.is_file()]
+        elif path.is_file():
+            entries.append(file_stamp(path, value))
+    return entries
+
+
 def dataset_settings(cfg) -> dict:
     """Everything that determines the prepared dataset's content (inputs, sharding, masking, tokenizer, seed)."""
     dataset = {k: v for k, v in _plain(cfg.DATASET).items() if k not in ("ENABLED", "ID")}
@@ -58,6 +74,9 @@ def derive_dataset_id(cfg) -> str:
     names += [_slug(Path(folder).name) for folder in cfg.DATASET.CUSTOMIZED_DATASETS]
     prefix = "+".join(names[:3]) if names else "data"
     fingerprint = {"settings": dataset_settings(cfg), "corpus": corpus_fingerprint(cfg.DATASET.CUSTOMIZED_DATASETS)}
+    local_inputs = local_inputs_fingerprint(cfg)
+    if local_inputs:  # only when there are any, so IDs of hub-only and corpus-only inputs stay as they were
+        fingerprint["local_inputs"] = local_inputs
     return f"{prefix}-{short_hash(fingerprint)}"
 
 

@@ -81,6 +81,22 @@ def test_dataset_id_follows_inputs_and_settings_but_not_workers_or_memory_cap(tm
     assert _config(tmp_path, corpus).DATASET.ID != base
 
 
+def test_dataset_id_follows_the_files_of_a_local_tokenizer_and_local_hub_inputs(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus", files=1)
+    vocab = write_vocab(tmp_path / "tok") / "vocab.txt"
+    hub_file = tmp_path / "extra.jsonl"
+    hub_file.write_text(json.dumps({"text": "The river school."}) + "\n", encoding="utf-8")
+    opts = ["TOKENIZER.TRAIN", "False", "TOKENIZER.NAME_OR_PATH", str(vocab.parent),
+            "DATASET.HUGGINGFACE_DATASETS", f"[[json, {hub_file}]]"]
+    base = _config(tmp_path, corpus, *opts).DATASET.ID
+    assert _config(tmp_path, corpus, *opts).DATASET.ID == base
+    vocab.write_text(vocab.read_text(encoding="utf-8") + "newword\n", encoding="utf-8")  # the tokenizer retrained
+    retokenized = _config(tmp_path, corpus, *opts).DATASET.ID
+    assert retokenized != base
+    hub_file.write_text(json.dumps({"text": "Another river school, longer."}) + "\n", encoding="utf-8")
+    assert _config(tmp_path, corpus, *opts).DATASET.ID not in (base, retokenized)
+
+
 def test_config_checks_name_the_key_and_the_fix(tmp_path):
     corpus = write_corpus(tmp_path / "corpus", files=1)
     with pytest.raises(ConfigError) as error:
