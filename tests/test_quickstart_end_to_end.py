@@ -35,6 +35,7 @@ def test_quickstart_runs_every_stage_then_skips_then_force_redoes_pretraining(tm
     first = _main(tmp_path)
     for stage in ("install", "dataset", "pretrain", "finetune", "result_collection"):
         assert f"[done] {stage}" in first
+    assert "to instantiate a model of type" not in first  # transformers knows the pre-LN model wherever it loads
     run_dir = next((tmp_path / "runs" / "runs").iterdir())
     model = AutoModelForMaskedLM.from_pretrained(run_dir / "pretrain" / "final_model")
     assert model.config.vocab_size >= 2048
