@@ -9,7 +9,7 @@ from pathlib import Path
 from pipeline import layout
 from pipeline.errors import ConfigError
 from pipeline.manifest import read_json, read_manifest, write_json_atomic, write_manifest
-from pipeline.run_ids import dataset_settings
+from pipeline.run_ids import corpus_fingerprint, dataset_settings, local_inputs_fingerprint
 from pipeline.stage_status import manifest_status
 
 from dataset import memory
@@ -64,6 +64,13 @@ def _start_fresh_if_settings_changed(root: Path, settings: dict) -> None:
     write_json_atomic(root / SETTINGS_FILE, current)
 
 
+def stage_settings(cfg) -> dict:
+    """The settings plus the stamps of every input file: a corpus or tokenizer changed in place makes the dataset
+    stale even under a fixed DATASET.ID (a derived ID changes with them anyway)."""
+    inputs = corpus_fingerprint(cfg.DATASET.CUSTOMIZED_DATASETS) + local_inputs_fingerprint(cfg)
+    return {**dataset_settings(cfg), "INPUTS": inputs}
+
+
 def prepare_dataset(cfg) -> dict:
     """Run the whole dataset stage for ``cfg``; returns the manifest it wrote."""
     from dataset.sample_generation import generate_samples, manifest_outputs
@@ -75,7 +82,7 @@ def prepare_dataset(cfg) -> dict:
     cap = cfg.SYSTEM.MAX_MEMORY_IN_GB
     memory.check_memory_cap(cap, MEMORY_KEY, uses_hub=bool(cfg.DATASET.HUGGINGFACE_DATASETS))
     root = layout.dataset_dir(cfg)
-    settings = dataset_settings(cfg)
+    settings = stage_settings(cfg)
     root.mkdir(parents=True, exist_ok=True)
     _start_fresh_if_settings_changed(root, settings)
     options = sample_options(cfg)
@@ -118,7 +125,7 @@ def dataset_status(cfg):
     if not cfg.TOKENIZER.TRAIN:
         reads.append(f"tokenizer:{cfg.TOKENIZER.NAME_OR_PATH}")
     root = layout.dataset_dir(cfg)
-    return manifest_status(root, dataset_settings(cfg), reads=reads, writes=[root], outputs_ok=lambda: _outputs_ok(cfg))
+    return manifest_status(root, stage_settings(cfg), reads=reads, writes=[root], outputs_ok=lambda: _outputs_ok(cfg))
 
 
 def _looks_like_path(value: str) -> bool:

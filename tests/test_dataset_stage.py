@@ -97,6 +97,22 @@ def test_dataset_id_follows_the_files_of_a_local_tokenizer_and_local_hub_inputs(
     assert _config(tmp_path, corpus, *opts).DATASET.ID not in (base, retokenized)
 
 
+def test_a_corpus_changed_in_place_makes_a_fixed_id_dataset_stale_and_it_starts_over(tmp_path, capsys):
+    corpus = write_corpus(tmp_path / "corpus", files=1)
+    cfg = _config(tmp_path, corpus, "DATASET.ID", "my-data")
+    prepare_dataset(cfg)
+    assert dataset_status(cfg).complete
+    with open(corpus / "part_00.txt", "a", encoding="utf-8") as f:
+        f.write("\nThe quokka zyxwv sat.\n")
+    status = dataset_status(cfg)
+    assert not status.complete and status.detail == "settings changed since the last run"
+    prepare_dataset(cfg)
+    assert "starting it over" in capsys.readouterr().out
+    assert dataset_status(cfg).complete
+    texts = "".join(p.read_text(encoding="utf-8") for p in layout.text_shards_dir(cfg).glob("*.txt"))
+    assert "quokka zyxwv" in texts
+
+
 def test_config_checks_name_the_key_and_the_fix(tmp_path):
     corpus = write_corpus(tmp_path / "corpus", files=1)
     with pytest.raises(ConfigError) as error:
