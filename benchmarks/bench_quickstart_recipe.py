@@ -46,12 +46,15 @@ def run_recipe(opts: list) -> Path:
     from pipeline.config import build_config
 
     command = [sys.executable, str(REPO_ROOT / "main.py"), "--config", str(QUICKSTART), "--opts", *opts]
-    subprocess.run(command, cwd=REPO_ROOT, check=True)
+    code = subprocess.run(command, cwd=REPO_ROOT).returncode
+    if code != 0:
+        sys.exit(f"error: the pipeline exited with code {code} for this recipe (see above); fix it and rerun: "
+                 "finished recipes are skipped")
     return layout.run_dir(build_config(str(QUICKSTART), opts))
 
 
-def validation_curve(run_dir: Path) -> list:
-    """``[(step, val_loss, elapsed_s)]`` from the run's metrics.jsonl, and the last logged elapsed time."""
+def metrics_rows(run_dir: Path) -> list:
+    """Every record of the run's pretraining metrics.jsonl (training and validation lines alike)."""
     rows = []
     for line in (run_dir / "pretrain" / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
         try:
@@ -62,13 +65,13 @@ def validation_curve(run_dir: Path) -> list:
 
 
 def summarize(name: str, run_dir: Path, plateau: float) -> dict:
-    rows = validation_curve(run_dir)
+    rows = metrics_rows(run_dir)
     validation = [(r["step"], r["val_loss"]) for r in rows if "val_loss" in r]
     results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
     below = next((step for step, loss in validation if loss < plateau), None)
     return {"recipe": name, "run": str(run_dir), "pretrain_s": max(r["elapsed_s"] for r in rows),
             "steps": max(r["step"] for r in rows), "val_first": validation[0], "val_last": validation[-1],
-            "plateau_exit_step": below, "tasks": results["random_init"]["tasks"]}
+            "plateau_exit_step": below, "tasks": (results.get("random_init") or {}).get("tasks", {})}
 
 
 def print_table(summaries: list, plateau: float) -> None:
