@@ -9,6 +9,8 @@ import json
 import re
 from pathlib import Path
 
+from pipeline.manifest import read_json
+
 # PRETRAIN keys that do not change the trained weights.
 _PRETRAIN_OPERATIONAL_KEYS = {"ENABLED", "ID", "LOG_EVERY_STEPS", "VALIDATION_EVERY_STEPS", "VALIDATION_MAX_SAMPLES",
                               "CHECKPOINT_EVERY_STEPS", "KEEP_CHECKPOINTS"}
@@ -78,6 +80,16 @@ def derive_dataset_id(cfg) -> str:
     if local_inputs:  # only when there are any, so IDs of hub-only and corpus-only inputs stay as they were
         fingerprint["local_inputs"] = local_inputs
     return f"{prefix}-{short_hash(fingerprint)}"
+
+
+def samples_identity(samples_dir) -> list:
+    """What identifies the prepared samples a model trains on: ``[file, sha256]`` of every shard from the dataset
+    manifest next to ``samples_dir``, or the stamps (name, size, mtime) of its HDF5 files when there is none."""
+    samples_dir = Path(samples_dir)
+    shards = (read_json(samples_dir.parent / "manifest.json") or {}).get("shards")
+    if shards:
+        return sorted([entry["file"], entry.get("sha256")] for entry in shards)
+    return [file_stamp(path) for path in sorted(samples_dir.glob("*.hdf5"))]
 
 
 def pretrain_settings(cfg) -> dict:

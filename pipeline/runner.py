@@ -119,12 +119,20 @@ def run_pipeline(cfg, force=(), stages=STAGES) -> int:
     redo = forced_stages(list(force), stages)
     rows = plan(cfg, force, stages)
     print(format_plan(rows), flush=True)
+    ran_earlier = False
     for stage, action, status in rows:
         if action == "disabled":
             continue
+        if action == "skip" and ran_earlier:
+            # An earlier stage just rewrote this stage's inputs (e.g. a dataset rebuilt under the same ID): ask again.
+            status = stage_status(stage, cfg)
+            if not status.complete:
+                action = "run"
+                print(f"\n[run] {stage.name}: {status.detail} (after the stages above ran)", flush=True)
         if action == "skip":
             print(f"\n[skip] {stage.name}: complete ({', '.join(status.writes)})", flush=True)
             continue
+        ran_earlier = ran_earlier or bool(stage.status)  # the install check writes nothing a stage reads
         if stage.name in redo:
             _clear(status.clear_paths)
         log_file = layout.log_path(cfg, stage.name)

@@ -127,10 +127,16 @@ def load_latest_checkpoint(engine, output_dir) -> Optional[TrainState]:
     return TrainState.from_client_state(client_state)
 
 
+def _short(value, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def check_signature(saved: dict, current: dict, output_dir) -> None:
-    """A checkpoint may only continue the run that wrote it: the same model, data, recipe and seed."""
-    changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    """A checkpoint may only continue the run that wrote it: the same model, data, recipe and seed. A key the saved
+    signature lacks (the checkpoint predates it) is not compared."""
+    changed = sorted(k for k in set(saved) | set(current) if k in saved and saved.get(k) != current.get(k))
     if changed:
-        details = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed[:4])
+        details = ", ".join(f"{k}: {_short(saved.get(k))} -> {_short(current.get(k))}" for k in changed[:4])
         raise ConfigError(f"{checkpoints_dir(output_dir)} holds checkpoints of a different run ({details}); use a"
                           f" new --output_dir, or delete the checkpoints folder to start over")

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from pipeline import layout
 from pipeline.errors import DataError, ExtremeBertError
-from pipeline.manifest import write_json_atomic
-from pipeline.run_ids import pretrain_settings
+from pipeline.manifest import read_manifest, write_json_atomic
+from pipeline.run_ids import pretrain_settings, samples_identity
 from pipeline.stage_status import StageStatus, manifest_status
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -112,7 +112,7 @@ def pretrain(cfg) -> None:
         raise DataError(f"no samples at {samples}: run the dataset stage first (DATASET.ENABLED True)")
     out.mkdir(parents=True, exist_ok=True)
     settings_file = out / SETTINGS_FILE
-    write_json_atomic(settings_file, pretrain_settings(cfg))
+    write_json_atomic(settings_file, stage_settings(cfg))
     num_gpus = resolve_num_gpus(cfg)
     command = launch_command(cfg, num_gpus, settings_file)
     print(f"launching: {' '.join(command)}", flush=True)
@@ -129,8 +129,18 @@ def _final_model_ok(cfg) -> bool:
     return (final / "config.json").is_file() and any(final.glob("*.safetensors"))
 
 
+def stage_settings(cfg) -> dict:
+    """The settings plus the identity of the samples: a dataset rebuilt under the same DATASET.ID makes the
+    pretrained model stale (a derived ID changes with the data anyway)."""
+    return {**pretrain_settings(cfg), "DATA": samples_identity(layout.samples_dir(cfg))}
+
+
 def pretrain_status(cfg) -> StageStatus:
-    return manifest_status(layout.pretrain_dir(cfg), pretrain_settings(cfg),
+    settings = stage_settings(cfg)
+    saved = (read_manifest(layout.pretrain_dir(cfg)) or {}).get("settings") or {}
+    if saved and "DATA" not in saved:  # a model from before the samples' identity was recorded: judge it without
+        settings.pop("DATA")
+    return manifest_status(layout.pretrain_dir(cfg), settings,
                            reads=[layout.samples_dir(cfg), layout.dataset_tokenizer_dir(cfg)],
                            writes=[layout.pretrain_dir(cfg)], outputs_ok=lambda: _final_model_ok(cfg))
 

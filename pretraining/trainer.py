@@ -27,6 +27,7 @@ import torch
 
 from pipeline.errors import ConfigError, DataError, ExtremeBertError
 from pipeline.manifest import read_json, write_manifest
+from pipeline.run_ids import samples_identity
 from pretraining.arguments import check_arguments
 from pretraining.checkpointing import TrainState, check_signature, load_latest_checkpoint, save_checkpoint
 from pretraining.data.loader import VALIDATION_SALT, SampleStream
@@ -145,6 +146,7 @@ def run_signature(args, model_config, precision: str) -> dict:
                  args.weight_decay, args.adam_beta1, args.adam_beta2, args.adam_eps, args.gradient_clipping],
                  "seed": args.seed, "precision": precision, "zero_stage": args.zero_stage}
     signature["horizon"] = args.max_steps if args.lr_schedule == "step" else args.total_training_time
+    signature["data"] = samples_identity(args.dataset_path)
     return json.loads(json.dumps(signature))
 
 

@@ -18,14 +18,32 @@ def _settings(cfg):
     return {"seed": cfg.SYSTEM.SEED}
 
 
-def _run(cfg, name):
-    with open(Path(cfg.SYSTEM.OUTPUT_ROOT) / "calls.log", "a") as f:
+def _run(cfg, name, settings=None):
+    calls = Path(cfg.SYSTEM.OUTPUT_ROOT) / "calls.log"
+    with open(calls, "a") as f:
         f.write(name + "\n")
     out = _stage_dir(cfg, name)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "output.txt").write_text(f"{name} output\n")
+    # The call count makes every run's output differ, as a rebuilt dataset's would.
+    (out / "output.txt").write_text(f"{name} output, call {len(calls.read_text().split())}\n")
     print(f"{name}: wrote {out / 'output.txt'}")
-    write_manifest(out, name, _settings(cfg))
+    write_manifest(out, name, settings or _settings(cfg))
+
+
+def _reader_settings(cfg):
+    """A stage whose settings include what the stage "first" wrote, as pretraining's include the samples' identity."""
+    source = _stage_dir(cfg, "first") / "output.txt"
+    return {**_settings(cfg), "input": source.read_text() if source.exists() else None}
+
+
+def reader(cfg):
+    _run(cfg, "reader", _reader_settings(cfg))
+
+
+def reader_status(cfg):
+    out = _stage_dir(cfg, "reader")
+    return manifest_status(out, _reader_settings(cfg), reads=[], writes=[out],
+                           outputs_ok=lambda: (out / "output.txt").exists())
 
 
 def first(cfg):
@@ -62,6 +80,8 @@ def failing_status(cfg):
 MODULE = "tests.runner_test_stages"
 TWO_STAGES = (Stage("first", "DATASET", MODULE, "first", "first_status"),
               Stage("second", "PRETRAIN", MODULE, "second", "second_status"))
+WITH_READER = (Stage("first", "DATASET", MODULE, "first", "first_status"),
+               Stage("reader", "PRETRAIN", MODULE, "reader", "reader_status"))
 WITH_FAILURE = (Stage("first", "DATASET", MODULE, "first", "first_status"),
                 Stage("failing", "PRETRAIN", MODULE, "failing", "failing_status"),
                 Stage("second", "FINETUNE", MODULE, "second", "second_status"))

@@ -1,5 +1,6 @@
 """The pipeline's pretrain stage: config -> script flags, launch commands, status, config checks, and one real run
 through the stage entry point."""
+import os
 import sys
 
 import pytest
@@ -7,7 +8,8 @@ import pytest
 from pipeline import layout
 from pipeline.config import build_config
 from pipeline.manifest import read_manifest
-from pipeline.run_ids import pretrain_settings
+from pipeline.errors import ExtremeBertError
+from pipeline.run_ids import pretrain_settings, samples_identity
 from pretraining.arguments import parse_arguments
 from pretraining.stage import SCRIPT, launch_command, pretrain, pretrain_status, script_flags, validate_config
 from tests.pretrain_fixtures import make_dataset, write_tokenizer
@@ -75,7 +77,23 @@ def test_the_stage_trains_writes_its_manifest_and_is_then_complete(tmp_path, cap
     pretrain(cfg)
     assert pretrain_status(cfg).complete
     manifest = read_manifest(layout.pretrain_dir(cfg))
-    assert manifest["settings"] == pretrain_settings(cfg) and manifest["steps"] == 6
+    assert manifest["settings"] == {**pretrain_settings(cfg), "DATA": samples_identity(layout.samples_dir(cfg))}
     assert "step 6/6" in capfd.readouterr().out  # the child's output streams through this process
     (layout.final_model_dir(cfg) / "model.safetensors").unlink()
     assert not pretrain_status(cfg).complete
+
+
+@pytest.mark.slow
+def test_samples_rebuilt_under_the_same_dataset_id_make_the_model_stale_and_the_checkpoints_refuse(tmp_path, capfd):
+    cfg = tiny_config(tmp_path, prepare_samples=True)
+    pretrain(cfg)
+    assert pretrain_status(cfg).complete
+    shard = sorted(layout.samples_dir(cfg).glob("train_*.hdf5"))[0]
+    os.utime(shard, ns=(shard.stat().st_atime_ns, shard.stat().st_mtime_ns + 10**9))  # rewritten (no manifest here)
+    status = pretrain_status(cfg)
+    assert not status.complete and status.detail == "settings changed since the last run"
+    capfd.readouterr()
+    with pytest.raises(ExtremeBertError):
+        pretrain(cfg)
+    printed = capfd.readouterr()
+    assert "holds checkpoints of a different run (data: [['test_shard_00000.hdf5'" in printed.out + printed.err

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from pipeline.config import build_config
 from pipeline.runner import format_plan, forced_stages, plan, run_pipeline
-from tests.runner_test_stages import TWO_STAGES, WITH_FAILURE
+from tests.runner_test_stages import TWO_STAGES, WITH_FAILURE, WITH_READER
 
 
 def _config(tmp_path, *opts):
@@ -48,6 +48,19 @@ def test_deleted_output_makes_a_stage_incomplete(tmp_path):
     run_pipeline(cfg, stages=TWO_STAGES)
     (Path(cfg.SYSTEM.OUTPUT_ROOT) / "second" / "output.txt").unlink()
     assert [action for _, action, _ in plan(cfg, stages=TWO_STAGES)] == ["skip", "run"]
+
+
+def test_a_stage_planned_as_complete_is_asked_again_after_an_earlier_stage_rewrote_its_input(tmp_path, capsys):
+    cfg = _config(tmp_path)
+    run_pipeline(cfg, stages=WITH_READER)
+    (Path(cfg.SYSTEM.OUTPUT_ROOT) / "first" / "manifest.json").unlink()  # "first" must run again, "reader" not yet
+    assert [action for _, action, _ in plan(cfg, stages=WITH_READER)] == ["run", "skip"]
+    capsys.readouterr()
+    assert run_pipeline(cfg, stages=WITH_READER) == 0
+    assert _calls(cfg) == ["first", "reader", "first", "reader"]
+    assert "[run] reader: settings changed since the last run (after the stages above ran)" in capsys.readouterr().out
+    assert run_pipeline(cfg, stages=WITH_READER) == 0
+    assert _calls(cfg) == ["first", "reader", "first", "reader"]  # and then both are complete
 
 
 def test_force_redoes_the_stage_and_every_later_one(tmp_path):
