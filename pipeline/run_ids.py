@@ -9,7 +9,7 @@ import json
 import re
 from pathlib import Path
 
-from pipeline.manifest import read_json
+from pipeline.manifest import read_manifest
 
 # PRETRAIN keys that do not change the trained weights.
 _PRETRAIN_OPERATIONAL_KEYS = {"ENABLED", "ID", "LOG_EVERY_STEPS", "VALIDATION_EVERY_STEPS", "VALIDATION_MAX_SAMPLES",
@@ -86,7 +86,7 @@ def samples_identity(samples_dir) -> list:
     """What identifies the prepared samples a model trains on: ``[file, sha256]`` of every shard from the dataset
     manifest next to ``samples_dir``, or the stamps (name, size, mtime) of its HDF5 files when there is none."""
     samples_dir = Path(samples_dir)
-    shards = (read_json(samples_dir.parent / "manifest.json") or {}).get("shards")
+    shards = (read_manifest(samples_dir.parent) or {}).get("shards")
     if shards:
         return sorted([entry["file"], entry.get("sha256")] for entry in shards)
     return [file_stamp(path) for path in sorted(samples_dir.glob("*.hdf5"))]
