@@ -6,7 +6,7 @@ import argparse
 import sys
 
 try:
-    from pipeline.config import build_config
+    from pipeline.load import load_config
     from pipeline.errors import ConfigError, ExtremeBertError
     from pipeline.runner import STAGE_NAMES, format_plan, plan, run_pipeline
 except ModuleNotFoundError as missing:  # the environment is not set up yet
@@ -27,7 +27,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        cfg = build_config(args.config, args.opts)
+        cfg = load_config(args.config, args.opts)
     except ConfigError as e:
         for problem in e.problems:
             print(f"config error: {problem}", file=sys.stderr)

@@ -43,14 +43,14 @@ def recipe_opts(output_root: Path, overrides: list) -> list:
 def run_recipe(opts: list) -> Path:
     """Run the pipeline for one recipe (streaming its output) and return its run folder."""
     from pipeline import layout
-    from pipeline.config import build_config
+    from pipeline.load import load_config
 
     command = [sys.executable, str(REPO_ROOT / "main.py"), "--config", str(QUICKSTART), "--opts", *opts]
     code = subprocess.run(command, cwd=REPO_ROOT).returncode
     if code != 0:
         sys.exit(f"error: the pipeline exited with code {code} for this recipe (see above); fix it and rerun: "
                  "finished recipes are skipped")
-    return layout.run_dir(build_config(str(QUICKSTART), opts))
+    return layout.run_dir(load_config(str(QUICKSTART), opts))
 
 
 def metrics_rows(run_dir: Path) -> list:

@@ -10,39 +10,10 @@ from pathlib import Path
 import yaml
 from yacs.config import CfgNode as CN
 
-from pipeline.defaults import NAME_OR_PATH_KEYS, PATH_KEYS, get_default_config
+from pipeline.config_tree import get_key, leaf_items, set_key
+from pipeline.defaults import NAME_OR_PATH_KEYS, PATH_KEYS, SETTINGS_BY_KEY, get_default_config
 from pipeline.errors import ConfigError
-
-# Lists whose default is empty, so that the element type cannot be read off the default.
-_EMPTY_LIST_ELEMENT_TYPES = {
-    "DATASET.HUGGINGFACE_DATASETS": list,
-    "DATASET.CUSTOMIZED_DATASETS": str,
-    "FINETUNE.MULTIPROCESS_GPU_LIST": list,
-}
-
-
-def leaf_items(node, prefix=""):
-    """(dotted key, value) for every leaf of a config tree."""
-    for key, value in node.items():
-        if isinstance(value, CN):
-            yield from leaf_items(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}", value
-
-
-def get_key(cfg, dotted: str):
-    node = cfg
-    for part in dotted.split("."):
-        node = node[part]
-    return node
-
-
-def _set_key(cfg, dotted: str, value) -> None:
-    *parents, last = dotted.split(".")
-    node = cfg
-    for part in parents:
-        node = node[part]
-    node[last] = value
+from pipeline.validation import validate
 
 
 def _type_name(t) -> str:
@@ -86,7 +57,7 @@ def _coerce_list(value, default: list, key: str, problems: list):
     value = _coerce(value, list, key, problems)
     if value is None:
         return None
-    element_type = type(default[0]) if default else _EMPTY_LIST_ELEMENT_TYPES.get(key)
+    element_type = type(default[0]) if default else SETTINGS_BY_KEY[key].element_type
     if element_type is None:
         return value
     if element_type is float and all(isinstance(v, int) and not isinstance(v, bool) for v in default):
@@ -180,28 +151,31 @@ def load_yaml_file(path, problems: list) -> dict:
     return data
 
 
-def build_config(config_path=None, opts=(), base_dir=None):
+def merge_mapping(cfg, mapping: dict, problems: list) -> None:
+    """Merge a nested mapping of overrides onto ``cfg``: unknown keys and wrong types become ``problems``."""
+    _merge_mapping(cfg, cfg, mapping, "", problems)
+
+
+def build_config(config_path=None, opts=(), base_dir=None, prepare_inputs=None, extra_checks=()):
     """Defaults, then the YAML file, then ``opts``; checked and resolved. Raises ConfigError listing every problem.
 
-    Relative paths resolve against ``base_dir`` (default: the current directory).
+    Relative paths resolve against ``base_dir`` (default: the current directory). ``prepare_inputs(cfg)`` runs
+    before the checks (it may create input folders, e.g. the demo corpus); each of ``extra_checks`` is a function
+    ``cfg -> list of problems`` run after the checks here (the stages' own checks, see ``pipeline.load``).
     """
     problems: list = []
     cfg = get_default_config()
     if config_path is not None:
-        _merge_mapping(cfg, cfg, load_yaml_file(config_path, problems), "", problems)
-    _merge_mapping(cfg, cfg, opts_to_mapping(list(opts), problems), "", problems)
-    if problems:
-        raise ConfigError(problems)
+        merge_mapping(cfg, load_yaml_file(config_path, problems), problems)
+    merge_mapping(cfg, opts_to_mapping(list(opts), problems), problems)
     resolve_paths(cfg, base_dir)
-    if cfg.DEMO_DATA.ENABLED:
-        # The demo corpus must exist before its folder can be checked and fingerprinted into the dataset ID.
-        # Building it is deterministic, idempotent and takes seconds (a no-op once built).
-        from quickstart.build_demo_data import build_demo_data
-
-        build_demo_data(cfg.DEMO_DATA.OUTPUT_DIR, seed=cfg.SYSTEM.SEED)
-    from pipeline.validation import validate
-
-    problems = validate(cfg)
+    if prepare_inputs is not None and not problems:
+        prepare_inputs(cfg)
+    # The checks run even after an unknown key or a wrong type (those keep their default), so that one run reports
+    # every problem of the file.
+    problems += validate(cfg)
+    for check in extra_checks:
+        problems += check(cfg)
     if problems:
         raise ConfigError(problems)
     resolve_auto_values(cfg)
@@ -223,13 +197,13 @@ def resolve_paths(cfg, base_dir=None) -> None:
     for key in PATH_KEYS:
         value = get_key(cfg, key)
         if isinstance(value, list):
-            _set_key(cfg, key, [_absolute(v, base) for v in value])
+            set_key(cfg, key, [_absolute(v, base) for v in value])
         else:
-            _set_key(cfg, key, _absolute(value, base))
+            set_key(cfg, key, _absolute(value, base))
     for key in NAME_OR_PATH_KEYS:
         value = get_key(cfg, key)
         if value and _looks_like_path(value, base):
-            _set_key(cfg, key, _absolute(value, base))
+            set_key(cfg, key, _absolute(value, base))
 
 
 def resolve_auto_values(cfg) -> None:
@@ -249,7 +223,7 @@ def load_resolved_config(path):
     """Read back a config that ``build_config`` resolved and a stage wrote (no re-resolution, IDs kept)."""
     cfg = get_default_config()
     problems: list = []
-    _merge_mapping(cfg, cfg, load_yaml_file(path, problems), "", problems)
+    merge_mapping(cfg, load_yaml_file(path, problems), problems)
     if problems:
         raise ConfigError(problems)
     cfg.freeze()

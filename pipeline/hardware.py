@@ -1,5 +1,6 @@
 """What hardware a run will use, decided in one place."""
 import os
+import socket
 
 
 def visible_gpu_count() -> int:
@@ -20,3 +21,10 @@ def data_parallel_processes(cfg) -> int:
 
 def num_workers(cfg) -> int:
     return cfg.SYSTEM.NUM_WORKERS or os.cpu_count() or 1
+
+
+def free_port() -> int:
+    """A TCP port that is free now, for a torch.distributed rendezvous."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

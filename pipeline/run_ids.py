@@ -9,16 +9,34 @@ import json
 import re
 from pathlib import Path
 
+from pipeline.config_tree import get_key
+from pipeline.defaults import SETTINGS
 from pipeline.manifest import read_manifest
-
-# PRETRAIN keys that do not change the trained weights.
-_PRETRAIN_OPERATIONAL_KEYS = {"ENABLED", "ID", "LOG_EVERY_STEPS", "VALIDATION_EVERY_STEPS", "VALIDATION_MAX_SAMPLES",
-                              "CHECKPOINT_EVERY_STEPS", "KEEP_CHECKPOINTS"}
+from pipeline.setting import OPERATIONAL, RESULT_IF_CHANGED
 
 
 def _plain(node):
     """A yacs node (or any value) as plain JSON-able Python data."""
     return json.loads(json.dumps(node, default=str))
+
+
+def identity_section(cfg, section: str) -> dict:
+    """The settings of ``section`` that change its stage's output, nested as in the config: operational settings
+    are left out, and a setting added after IDs existed counts only when it is off its default (see
+    ``pipeline.setting``), so that the IDs of earlier runs stay what they were."""
+    out: dict = {}
+    for setting in SETTINGS:
+        if not setting.key.startswith(section + ".") or setting.identity == OPERATIONAL:
+            continue
+        value = _plain(get_key(cfg, setting.key))
+        if setting.identity == RESULT_IF_CHANGED and value == _plain(setting.default):
+            continue
+        *parents, leaf = setting.key[len(section) + 1:].split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
 
 
 def short_hash(payload, length: int = 8) -> str:
@@ -63,8 +81,8 @@ def local_inputs_fingerprint(cfg) -> list:
 
 def dataset_settings(cfg) -> dict:
     """Everything that determines the prepared dataset's content (inputs, sharding, masking, tokenizer, seed)."""
-    dataset = {k: v for k, v in _plain(cfg.DATASET).items() if k not in ("ENABLED", "ID")}
-    return {"DATASET": dataset, "TOKENIZER": _plain(cfg.TOKENIZER), "SEED": cfg.SYSTEM.SEED}
+    return {"DATASET": identity_section(cfg, "DATASET"), "TOKENIZER": identity_section(cfg, "TOKENIZER"),
+            "SEED": cfg.SYSTEM.SEED}
 
 
 def _slug(text: str) -> str:
@@ -94,8 +112,8 @@ def samples_identity(samples_dir) -> list:
 
 def pretrain_settings(cfg) -> dict:
     """Everything that determines the pretrained weights: the data, the architecture and the training recipe."""
-    pretrain = {k: v for k, v in _plain(cfg.PRETRAIN).items() if k not in _PRETRAIN_OPERATIONAL_KEYS}
-    return {"DATASET_ID": cfg.DATASET.ID, "MODEL": _plain(cfg.MODEL), "PRETRAIN": pretrain, "SEED": cfg.SYSTEM.SEED}
+    return {"DATASET_ID": cfg.DATASET.ID, "MODEL": identity_section(cfg, "MODEL"),
+            "PRETRAIN": identity_section(cfg, "PRETRAIN"), "SEED": cfg.SYSTEM.SEED}
 
 
 def derive_pretrain_id(cfg) -> str:

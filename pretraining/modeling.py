@@ -23,15 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.defaults import MODEL_PRESETS
+
 # Shapes of the standard BERT sizes (Turc et al. 2019 for the small ones, Devlin et al. 2019 for base/large).
-PRESETS = {
-    "bert-tiny": dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512),
-    "bert-mini": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024),
-    "bert-small": dict(hidden_size=512, num_hidden_layers=4, num_attention_heads=8, intermediate_size=2048),
-    "bert-medium": dict(hidden_size=512, num_hidden_layers=8, num_attention_heads=8, intermediate_size=2048),
-    "bert-base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
-    "bert-large": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096),
-}
+PRESETS = MODEL_PRESETS  # declared with the MODEL.PRESET setting
 LN_MODES = ("pre-ln", "post-ln")
 ACTIVATIONS = {
     "gelu": F.gelu,  # exact (erf) GELU, as in the original BERT and transformers' "gelu"

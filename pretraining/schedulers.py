@@ -11,7 +11,9 @@ import os
 from pathlib import Path
 from typing import Callable, Sequence, Union
 
-SCHEDULERS = ("esd", "linear", "cosine", "constant")
+from pipeline.defaults import LR_CURVES
+
+SCHEDULERS = LR_CURVES  # declared with the PRETRAIN.SCHEDULER setting
 DEFAULT_ESD_RATIO = 2 ** -0.5
 DEFAULT_ESD_START_INTERVAL = 6
 

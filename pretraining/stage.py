@@ -1,75 +1,31 @@
 """Pipeline stage "pretrain": run ``pretraining/run_pretraining.py`` on the dataset stage's samples.
 
-The config maps onto the script's flags (``script_flags``); the script runs in its own process(es): under the
+The stage writes the resolved config into the pretrain folder and hands the script that file (``--config``), so
+the script trains on exactly the pipeline's settings and paths. The script runs in its own process(es): under the
 DeepSpeed launcher with ``--num_gpus N`` on a GPU machine (``--hostfile`` for several nodes), as one plain
 ``python`` process on CPU. Its output goes straight to this process's stdout, which the runner copies to the
 console and the stage log. Rerunning resumes from the newest checkpoint, because the script does so whenever its
-output folder holds one. The script writes ``manifest.json`` (with the settings this module hands it) last, so a
-crashed run is never complete.
+output folder holds one. The script writes ``manifest.json`` (with ``stage_settings``) last, so a crashed run is
+never complete.
 
 Top-level imports stay light (no torch): the runner imports this module for status and validation.
 """
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 from pipeline import layout
 from pipeline.errors import DataError, ExtremeBertError
-from pipeline.manifest import read_manifest, write_json_atomic
+from pipeline.hardware import free_port
+from pipeline.manifest import read_manifest, write_text_atomic
 from pipeline.run_ids import pretrain_settings, samples_identity
 from pipeline.stage_status import StageStatus, manifest_status
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = "pretraining/run_pretraining.py"
-SETTINGS_FILE = "pipeline_settings.json"  # in the pretrain folder: the settings the script records in its manifest
-
-
-def script_flags(cfg, settings_file) -> list:
-    """The ``run_pretraining.py`` arguments that reproduce ``cfg``'s pretraining."""
-    m, p, d = cfg.MODEL, cfg.PRETRAIN, cfg.DATASET
-    flags = {
-        "dataset_path": layout.samples_dir(cfg), "tokenizer_name": layout.dataset_tokenizer_dir(cfg),
-        "output_dir": layout.pretrain_dir(cfg), "manifest_settings_file": settings_file,
-        "preset": m.PRESET, "hidden_size": m.HIDDEN_SIZE, "num_hidden_layers": m.NUM_HIDDEN_LAYERS,
-        "num_attention_heads": m.NUM_ATTENTION_HEADS, "intermediate_size": m.INTERMEDIATE_SIZE,
-        "hidden_act": m.HIDDEN_ACT, "hidden_dropout_prob": m.HIDDEN_DROPOUT_PROB,
-        "attention_probs_dropout_prob": m.ATTENTION_PROBS_DROPOUT_PROB, "encoder_ln_mode": m.ENCODER_LN_MODE,
-        "max_position_embeddings": m.MAX_POSITION_EMBEDDINGS,
-        "max_steps": p.NUM_STEPS, "total_training_time": p.TOTAL_TRAINING_HOURS, "lr_schedule": p.SCHEDULE_BASIS,
-        "curve": p.SCHEDULER, "warmup_proportion": p.WARMUP_PROPORTION, "esd_ratio": p.ESD.RATIO,
-        "esd_start_interval": p.ESD.START_INTERVAL, "lr": p.LEARNING_RATE, "train_batch_size": p.BATCH_SIZE,
-        "train_micro_batch_size_per_gpu": p.MICRO_BATCH_SIZE_PER_GPU, "precision": p.PRECISION,
-        "optimizer_type": p.OPTIMIZER, "weight_decay": p.WEIGHT_DECAY, "adam_beta1": p.ADAM_BETA1,
-        "adam_beta2": p.ADAM_BETA2, "adam_eps": p.ADAM_EPS, "gradient_clipping": p.GRADIENT_CLIPPING,
-        "zero_stage": p.ZERO_STAGE, "print_steps": p.LOG_EVERY_STEPS, "validation_every_steps":
-        p.VALIDATION_EVERY_STEPS, "validation_max_samples": p.VALIDATION_MAX_SAMPLES,
-        "checkpoint_every_steps": p.CHECKPOINT_EVERY_STEPS, "num_checkpoints_to_keep": p.KEEP_CHECKPOINTS,
-        "masked_lm_prob": d.MASKED_LM_PROB, "max_predictions_per_seq": d.MAX_PREDICTIONS_PER_SEQ,
-        "seed": cfg.SYSTEM.SEED, "job_name": cfg.PRETRAIN.ID, "project_name": cfg.WANDB.PROJECT,
-    }
-    argv = []
-    for key, value in flags.items():
-        argv += [f"--{key}", str(value)]
-    if m.COMPILE:
-        argv.append("--compile")
-    if p.EARLY_STOP_EVAL_LOSS > 0:
-        argv += ["--use_early_stopping", "--early_stop_time", str(p.EARLY_STOP_TIME_MINUTES),
-                 "--early_stop_eval_loss", str(p.EARLY_STOP_EVAL_LOSS)]
-    if cfg.WANDB.ENABLED:
-        argv += ["--wandb", "--wandb_mode", cfg.WANDB.MODE]
-        if cfg.WANDB.ENTITY:
-            argv += ["--wandb_entity", cfg.WANDB.ENTITY]
-    return argv
-
-
-def free_port() -> int:
-    """A TCP port that is free now, for a torch.distributed rendezvous."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+CONFIG_FILE = "config.yaml"  # in the pretrain folder: the resolved config the script runs with
 
 
 def _deepspeed_launcher() -> list:
@@ -78,9 +34,9 @@ def _deepspeed_launcher() -> list:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "deepspeed.launcher.runner"]
 
 
-def launch_command(cfg, num_gpus: int, settings_file) -> list:
+def launch_command(cfg, num_gpus: int, config_file) -> list:
     """The argument list that runs pretraining: the DeepSpeed launcher on GPUs, one python process on CPU."""
-    script_args = [SCRIPT] + script_flags(cfg, settings_file)
+    script_args = [SCRIPT, "--config", str(config_file)]
     if num_gpus <= 0:
         return [sys.executable] + script_args
     command = _deepspeed_launcher() + ["--num_gpus", str(num_gpus)]
@@ -111,10 +67,10 @@ def pretrain(cfg) -> None:
     if not samples.is_dir():
         raise DataError(f"no samples at {samples}: run the dataset stage first (DATASET.ENABLED True)")
     out.mkdir(parents=True, exist_ok=True)
-    settings_file = out / SETTINGS_FILE
-    write_json_atomic(settings_file, stage_settings(cfg))
+    config_file = out / CONFIG_FILE
+    write_text_atomic(config_file, cfg.dump())
     num_gpus = resolve_num_gpus(cfg)
-    command = launch_command(cfg, num_gpus, settings_file)
+    command = launch_command(cfg, num_gpus, config_file)
     print(f"launching: {' '.join(command)}", flush=True)
     code = subprocess.run(command, cwd=REPO_ROOT, env=launch_env(cfg, num_gpus)).returncode
     if code != 0:
@@ -129,10 +85,11 @@ def _final_model_ok(cfg) -> bool:
     return (final / "config.json").is_file() and any(final.glob("*.safetensors"))
 
 
-def stage_settings(cfg) -> dict:
-    """The settings plus the identity of the samples: a dataset rebuilt under the same DATASET.ID makes the
-    pretrained model stale (a derived ID changes with the data anyway)."""
-    return {**pretrain_settings(cfg), "DATA": samples_identity(layout.samples_dir(cfg))}
+def stage_settings(cfg, samples_dir=None) -> dict:
+    """The settings plus the identity of the samples (``samples_dir``, by default the dataset stage's): a dataset
+    rebuilt under the same DATASET.ID makes the pretrained model stale (a derived ID changes with the data anyway).
+    The script records this in its manifest and checkpoints, and the pipeline compares it; one definition."""
+    return {**pretrain_settings(cfg), "DATA": samples_identity(samples_dir or layout.samples_dir(cfg))}
 
 
 def pretrain_status(cfg) -> StageStatus:

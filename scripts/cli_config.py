@@ -4,8 +4,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipeline.config import build_config, load_resolved_config
+from pipeline.config import load_resolved_config, merge_mapping, opts_to_mapping
+from pipeline.defaults import SETTINGS
 from pipeline.errors import ConfigError, ExtremeBertError
+from pipeline.load import load_config
+from pipeline.validation import value_problems
 
 
 def make_parser(description: str) -> argparse.ArgumentParser:
@@ -26,7 +29,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args):
     """The resolved config named by ``--config`` or ``--run-dir``, with ``--opts`` applied."""
     if args.config:
-        return build_config(args.config, args.opts)
+        return load_config(args.config, args.opts)
     run_dir = Path(args.run_dir).resolve()
     config_path = run_dir / "config.yaml"
     if not config_path.is_file():
@@ -39,11 +42,11 @@ def config_from_args(args):
     # The folder is where the user says it is, even if it was moved since the run.
     cfg.SYSTEM.OUTPUT_ROOT = str(run_dir.parent.parent)
     cfg.PRETRAIN.ID = run_dir.name
-    if args.opts:
-        try:
-            cfg.merge_from_list(list(args.opts))
-        except (KeyError, ValueError, AssertionError) as e:
-            raise ConfigError(f"--opts: {e}") from None
+    problems: list = []
+    merge_mapping(cfg, opts_to_mapping(list(args.opts), problems), problems)  # the same checked merge as main.py
+    problems += value_problems(cfg, SETTINGS)
+    if problems:
+        raise ConfigError(problems)
     cfg.freeze()
     return cfg
 

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 import main
-from pipeline.config import build_config, leaf_items
-from pipeline.config_reference import key_comments
-from pipeline.defaults import get_default_config
+from pipeline.config_tree import leaf_items
+from pipeline.load import load_config
+from pipeline.defaults import SETTINGS, get_default_config
 from pipeline.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -30,14 +30,15 @@ def _write_yaml(tmp_path, text):
 
 def _problems(tmp_path, yaml_text, *opts):
     with pytest.raises(ConfigError) as info:
-        build_config(_write_yaml(tmp_path, yaml_text), list(opts))
+        load_config(_write_yaml(tmp_path, yaml_text), list(opts))
     return info.value.problems
 
 
-def test_every_default_key_has_a_comment_and_a_concrete_type():
-    comments = key_comments()
+def test_every_default_key_has_a_meaning_and_a_concrete_type():
+    declared = {setting.key: setting for setting in SETTINGS}
+    assert [key for key, _ in leaf_items(get_default_config())] == list(declared)
     for key, value in leaf_items(get_default_config()):
-        assert comments.get(key), f"{key} has no one-line comment in pipeline/defaults.py"
+        assert declared[key].help, f"{key} has no one-line meaning in pipeline/defaults.py"
         assert isinstance(value, (bool, int, float, str, list)), f"{key} has an untyped default {value!r}"
 
 
@@ -50,7 +51,7 @@ def test_get_default_config_returns_an_independent_copy():
 def test_yaml_then_opts_override_defaults_with_types(tmp_path, corpus):
     path = _write_yaml(tmp_path, f"DATASET:\n  CUSTOMIZED_DATASETS: [{corpus}]\nPRETRAIN:\n  LEARNING_RATE: 1e-4\n"
                                  "  BATCH_SIZE: 64\n")
-    cfg = build_config(path, ["PRETRAIN.NUM_STEPS", "100", "FINETUNE.ENABLED", "False", "PRETRAIN.LEARNING_RATE",
+    cfg = load_config(path, ["PRETRAIN.NUM_STEPS", "100", "FINETUNE.ENABLED", "False", "PRETRAIN.LEARNING_RATE",
                               "2e-4", "FINETUNE.SEEDS", "[1, 2]"])
     assert cfg.PRETRAIN.NUM_STEPS == 100
     assert cfg.FINETUNE.ENABLED is False
@@ -61,7 +62,7 @@ def test_yaml_then_opts_override_defaults_with_types(tmp_path, corpus):
 
 def test_relative_paths_resolve_against_the_current_directory(tmp_path, corpus, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cfg = build_config(None, ["DATASET.CUSTOMIZED_DATASETS", "[corpus]", "SYSTEM.OUTPUT_ROOT", "out",
+    cfg = load_config(None, ["DATASET.CUSTOMIZED_DATASETS", "[corpus]", "SYSTEM.OUTPUT_ROOT", "out",
                               "PRETRAIN.BATCH_SIZE", "32", "TOKENIZER.NAME_OR_PATH", "bert-base-uncased"])
     assert cfg.DATASET.CUSTOMIZED_DATASETS == [str(corpus.resolve())]
     assert cfg.SYSTEM.OUTPUT_ROOT == str((tmp_path / "out").resolve())
@@ -70,17 +71,17 @@ def test_relative_paths_resolve_against_the_current_directory(tmp_path, corpus, 
 
 def test_auto_ids_are_stable_and_change_with_settings(tmp_path, corpus):
     opts = ["DATASET.CUSTOMIZED_DATASETS", f"[{corpus}]", "PRETRAIN.BATCH_SIZE", "32"]
-    first, again = build_config(None, opts), build_config(None, opts)
+    first, again = load_config(None, opts), load_config(None, opts)
     assert first.DATASET.ID == again.DATASET.ID and first.PRETRAIN.ID == again.PRETRAIN.ID
-    masked = build_config(None, opts + ["DATASET.MASKED_LM_PROB", "0.2"])
+    masked = load_config(None, opts + ["DATASET.MASKED_LM_PROB", "0.2"])
     assert masked.DATASET.ID != first.DATASET.ID
     assert masked.PRETRAIN.ID != first.PRETRAIN.ID  # a new dataset means a new run
-    workers = build_config(None, opts + ["SYSTEM.NUM_WORKERS", "1"])
+    workers = load_config(None, opts + ["SYSTEM.NUM_WORKERS", "1"])
     assert workers.DATASET.ID == first.DATASET.ID  # how the work is done does not change the data
-    steps = build_config(None, opts + ["PRETRAIN.NUM_STEPS", "10"])
+    steps = load_config(None, opts + ["PRETRAIN.NUM_STEPS", "10"])
     assert steps.DATASET.ID == first.DATASET.ID and steps.PRETRAIN.ID != first.PRETRAIN.ID
     (corpus / "b.txt").write_text("New text.\n", encoding="utf-8")
-    assert build_config(None, opts).DATASET.ID != first.DATASET.ID
+    assert load_config(None, opts).DATASET.ID != first.DATASET.ID
 
 
 def test_unknown_key_is_named_with_a_suggestion(tmp_path, corpus):
@@ -126,25 +127,27 @@ def test_missing_corpus_folder_and_folder_without_txt(tmp_path):
 
 def test_missing_and_malformed_yaml(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
-        build_config(tmp_path / "absent.yaml")
+        load_config(tmp_path / "absent.yaml")
     with pytest.raises(ConfigError, match=r"malformed YAML in .*config.yaml at line 3"):
-        build_config(_write_yaml(tmp_path, "PRETRAIN:\n  NUM_STEPS: [1, 2\n"))
+        load_config(_write_yaml(tmp_path, "PRETRAIN:\n  NUM_STEPS: [1, 2\n"))
 
 
 def test_yaml_is_loaded_safely(tmp_path):
     marker = tmp_path / "pwned"
     text = f"PRETRAIN: !!python/object/apply:os.system ['touch {marker}']\n"
     with pytest.raises(ConfigError, match="malformed YAML"):
-        build_config(_write_yaml(tmp_path, text))
+        load_config(_write_yaml(tmp_path, text))
     assert not marker.exists()
 
 
-def test_main_exits_2_and_prints_one_line_per_problem(tmp_path, capsys):
+def test_main_reports_unknown_keys_together_with_range_and_input_problems(tmp_path, capsys):
     path = _write_yaml(tmp_path, "DATASET:\n  MAX_SEQ_LEN: 64\nPRETRAIN:\n  NUM_STEPS: 0\n")
     assert main.main(["--config", str(path)]) == 2
     err_lines = capsys.readouterr().err.strip().splitlines()
     assert "config error: unknown config key DATASET.MAX_SEQ_LEN (did you mean DATASET.MAX_SEQ_LENGTH?)" in err_lines
-    assert len(err_lines) == 1  # type/merge errors stop before value checks
+    assert "config error: PRETRAIN.NUM_STEPS = 0 is out of range [1, inf]" in err_lines
+    assert any("the dataset stage has no input" in line for line in err_lines)
+    assert len(err_lines) == 3
 
 
 def test_main_exits_2_on_a_missing_config_file_in_a_real_process(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 
 from dataset.stage import dataset_status, prepare_dataset
 from pipeline import layout
-from pipeline.config import build_config
+from pipeline.load import load_config
 from pipeline.errors import ConfigError
 from tests.test_dataset_fixtures import write_corpus, write_vocab
 
@@ -23,7 +23,7 @@ def _config(tmp_path, corpus, *opts):
             "DATASET.FRAC_TEST", "0.2", "DATASET.MAX_SEQ_LENGTH", "32", "DATASET.MAX_PREDICTIONS_PER_SEQ", "5",
             "TOKENIZER.TRAIN", "True", "TOKENIZER.VOCAB_SIZE", "150", "TOKENIZER.MIN_FREQUENCY", "1",
             "SYSTEM.MAX_MEMORY_IN_GB", "2", "SYSTEM.NUM_WORKERS", "2"]
-    return build_config(None, base + list(opts), base_dir=tmp_path)
+    return load_config(None, base + list(opts), base_dir=tmp_path)
 
 
 @pytest.mark.slow

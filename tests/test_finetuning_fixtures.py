@@ -95,7 +95,7 @@ def write_glue(root: Path, tasks=None, n_train: int = 24, n_dev: int = 8, n_test
 
 def finetune_config(tmp_path: Path, model: Path, glue: Path, **overrides):
     """A resolved config that runs only the finetune stage on the tiny model and GLUE folder, with a 1-job grid."""
-    from pipeline.config import build_config
+    from pipeline.load import load_config
 
     opts = {"DATASET.ENABLED": False, "PRETRAIN.ENABLED": False, "RESULT_COLLECTION.ENABLED": False,
             "SYSTEM.OUTPUT_ROOT": str(tmp_path / "out"), "FINETUNE.MODEL_NAME_OR_PATH": str(model),
@@ -105,4 +105,4 @@ def finetune_config(tmp_path: Path, model: Path, glue: Path, **overrides):
             "FINETUNE.SEARCH.SMALL.BATCH_SIZES": "[8]", "FINETUNE.SEARCH.SMALL.EPOCHS": "[1]",
             "SYSTEM.NUM_GPUS": 0, **overrides}
     flat = [item for key, value in opts.items() for item in (key, str(value) if str(value) else "\"\"")]
-    return build_config(None, flat, base_dir=tmp_path)
+    return load_config(None, flat, base_dir=tmp_path)

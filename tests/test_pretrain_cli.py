@@ -26,10 +26,18 @@ SEED_PAPER_FLAGS = """--model_type bert-mlm --tokenizer_name TOK --hidden_act ge
  --use_early_stopping --early_stop_time 180 --early_stop_eval_loss 6 --seed 42 --fp16""".split()
 
 
-def test_the_seed_papers_command_line_is_accepted():
-    args = parse_arguments(SEED_PAPER_FLAGS + ["--local_rank", "0"])
-    assert (args.precision, args.lr_schedule, args.curve, args.print_steps) == ("fp16", "time", "linear", 100)
-    assert (args.hidden_size, args.early_stop_eval_loss, args.validation_micro_batch) == (1024, 6.0, 16)
+def test_the_seed_papers_command_line_is_accepted_with_a_note_per_flag_that_does_not_apply(capsys):
+    cfg, paths = parse_arguments(SEED_PAPER_FLAGS + ["--local_rank", "0"])
+    p = cfg.PRETRAIN
+    assert (p.PRECISION, p.SCHEDULE_BASIS, p.SCHEDULER, p.LOG_EVERY_STEPS) == ("fp16", "time", "linear", 100)
+    assert (cfg.MODEL.HIDDEN_SIZE, p.EARLY_STOP_EVAL_LOSS, p.VALIDATION_MICRO_BATCH) == (1024, 6.0, 16)
+    assert (p.EARLY_EXIT_HOURS, cfg.PRETRAIN.ID, cfg.WANDB.PROJECT) == (24.0, "pretraining_experiment",
+                                                                         "budget-bert-pretraining")
+    assert (str(paths.samples_dir), str(paths.output_dir), paths.tokenizer) == ("DATA", "OUT", "TOK")
+    notes = capsys.readouterr().err.splitlines()
+    assert "note: --num_epochs_between_checkpoints has no effect here: checkpoints are written every" \
+           " --checkpoint_every_steps; rerunning the same command resumes from OUTPUT_DIR/checkpoints" in notes
+    assert len(notes) == 10 and all(line.startswith("note: --") for line in notes)
 
 
 def test_help_says_which_flags_do_not_apply():
@@ -38,11 +46,11 @@ def test_help_says_which_flags_do_not_apply():
         assert re.search(re.escape(flag) + r" X\s+not applicable", text) or f"{flag} not applicable" in text, flag
 
 
-def test_conflicting_precision_flags_are_rejected():
-    from pipeline.errors import ConfigError
-
-    with pytest.raises(ConfigError, match="at most one"):
+def test_conflicting_precision_flags_are_rejected(capsys):
+    with pytest.raises(SystemExit) as exit_info:
         parse_arguments(["--dataset_path", "d", "--output_dir", "o", "--tokenizer_name", "t", "--fp16", "--bf16"])
+    assert exit_info.value.code == 2
+    assert "--bf16 contradicts --fp16: give at most one of them" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")

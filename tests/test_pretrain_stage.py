@@ -6,12 +6,12 @@ import sys
 import pytest
 
 from pipeline import layout
-from pipeline.config import build_config
+from pipeline.load import load_config
 from pipeline.manifest import read_manifest
 from pipeline.errors import ExtremeBertError
 from pipeline.run_ids import pretrain_settings, samples_identity
 from pretraining.arguments import parse_arguments
-from pretraining.stage import SCRIPT, launch_command, pretrain, pretrain_status, script_flags, validate_config
+from pretraining.stage import SCRIPT, launch_command, pretrain, pretrain_status, validate_config
 from tests.pretrain_fixtures import make_dataset, write_tokenizer
 
 TINY = ["MODEL.PRESET", "bert-tiny", "MODEL.HIDDEN_SIZE", "32", "MODEL.NUM_ATTENTION_HEADS", "2",
@@ -30,34 +30,36 @@ def tiny_config(tmp_path, *opts, prepare_samples=False):
         dataset = tmp_path / "runs" / "datasets" / "tiny"
         make_dataset(dataset / "samples", "dynamic")
         write_tokenizer(dataset / "tokenizer")
-    return build_config(None, base + TINY + list(opts))
+    return load_config(None, base + TINY + list(opts))
 
 
-def test_every_config_setting_reaches_the_script_as_a_flag_it_accepts(tmp_path):
+def test_the_script_reads_the_stage_config_with_the_same_settings_and_paths(tmp_path):
     cfg = tiny_config(tmp_path, "PRETRAIN.SCHEDULER", "cosine", "PRETRAIN.SCHEDULE_BASIS", "time", "WANDB.ENABLED",
                       "True", "WANDB.MODE", "offline", "MODEL.ENCODER_LN_MODE", "post-ln", prepare_samples=True)
-    args = parse_arguments(script_flags(cfg, "settings.json"))
-    assert args.dataset_path == str(layout.samples_dir(cfg)) and args.tokenizer_name == str(
-        layout.dataset_tokenizer_dir(cfg)) and args.output_dir == str(layout.pretrain_dir(cfg))
-    assert (args.preset, args.hidden_size, args.encoder_ln_mode) == ("bert-tiny", 32, "post-ln")
-    assert (args.max_steps, args.train_batch_size, args.train_micro_batch_size_per_gpu) == (6, 8, 4)
-    assert (args.curve, args.lr_schedule, args.precision, args.seed) == ("cosine", "time", "fp32", cfg.SYSTEM.SEED)
-    assert (args.use_early_stopping, args.early_stop_time, args.early_stop_eval_loss) == (True, 30.0, 9.5)
-    assert args.wandb and args.wandb_mode == "offline" and args.manifest_settings_file == "settings.json"
-    assert args.esd_ratio == cfg.PRETRAIN.ESD.RATIO and args.num_checkpoints_to_keep == cfg.PRETRAIN.KEEP_CHECKPOINTS
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(cfg.dump())
+    command = launch_command(cfg, 0, config_file)
+    assert command[1:] == [SCRIPT, "--config", str(config_file)]
+    script_cfg, paths = parse_arguments(command[2:])
+    assert script_cfg == cfg
+    assert (paths.samples_dir, paths.output_dir) == (layout.samples_dir(cfg), layout.pretrain_dir(cfg))
+    assert paths.tokenizer == str(layout.dataset_tokenizer_dir(cfg))
+    overridden, _ = parse_arguments(command[2:] + ["--lr", "5e-4", "--bf16"])
+    assert (overridden.PRETRAIN.LEARNING_RATE, overridden.PRETRAIN.PRECISION) == (5e-4, "bf16")
+    assert overridden.PRETRAIN.SCHEDULER == "cosine"
 
 
 def test_gpus_launch_through_deepspeed_and_cpu_runs_one_python_process(tmp_path):
     cfg = tiny_config(tmp_path, "SYSTEM.MASTER_PORT", "29611", prepare_samples=True)
-    cpu = launch_command(cfg, 0, "s.json")
+    cpu = launch_command(cfg, 0, "config.yaml")
     assert cpu[:2] == [sys.executable, SCRIPT]
-    gpu = launch_command(cfg, 4, "s.json")
+    gpu = launch_command(cfg, 4, "config.yaml")
     assert "deepspeed" in " ".join(gpu[:3]) and gpu[gpu.index("--num_gpus") + 1] == "4"
     assert gpu[gpu.index("--master_port") + 1] == "29611" and gpu.index(SCRIPT) > gpu.index("--master_port")
     hostfile = tmp_path / "hostfile"
     hostfile.write_text("node1 slots=8\n")
     cfg = tiny_config(tmp_path, "SYSTEM.HOSTFILE", str(hostfile))
-    multi = launch_command(cfg, 8, "s.json")
+    multi = launch_command(cfg, 8, "config.yaml")
     assert multi[multi.index("--hostfile") + 1] == str(hostfile)
 
 
@@ -96,4 +98,4 @@ def test_samples_rebuilt_under_the_same_dataset_id_make_the_model_stale_and_the_
     with pytest.raises(ExtremeBertError):
         pretrain(cfg)
     printed = capfd.readouterr()
-    assert "holds checkpoints of a different run (data: [['test_shard_00000.hdf5'" in printed.out + printed.err
+    assert "holds checkpoints of a different run (DATA: [['test_shard_00000.hdf5'" in printed.out + printed.err

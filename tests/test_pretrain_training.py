@@ -58,7 +58,7 @@ def tiny(tmp_path_factory):
 def run(tiny, out, data="dynamic", **flags):
     from pretraining.trainer import train
 
-    return train(parse_arguments(pretrain_argv(tiny[data], out, tiny["tokenizer"], **flags)))
+    return train(*parse_arguments(pretrain_argv(tiny[data], out, tiny["tokenizer"], **flags)))
 
 
 def test_steps_count_optimizer_updates_with_gradient_accumulation_and_the_loss_falls(one_rank_group, tiny, tmp_path,
@@ -102,7 +102,7 @@ def test_rerunning_a_finished_run_resumes_at_its_end(one_rank_group, tiny, tmp_p
 def test_a_checkpoint_of_another_run_is_not_resumed(one_rank_group, tiny, tmp_path):
     out = tmp_path / "run"
     run(tiny, out, max_steps=3)
-    with pytest.raises(ConfigError, match="holds checkpoints of a different run .*lr: 0.003 -> 0.001"):
+    with pytest.raises(ConfigError, match="holds checkpoints of a different run .*PRETRAIN.LEARNING_RATE: 0.003 -> 0.001"):
         run(tiny, out, max_steps=3, lr=1e-3)
 
 
@@ -205,7 +205,7 @@ def test_early_stopping_rules_end_a_failing_run_without_marking_it_done(one_rank
     from pretraining.trainer import TrainingStopped
 
     with pytest.raises(TrainingStopped, match="early stop: validation loss .* > --early_stop_eval_loss 0.5"):
-        run(tiny, tmp_path / "threshold", use_early_stopping=True, early_stop_time=0, early_stop_eval_loss=0.5)
+        run(tiny, tmp_path / "threshold", early_stop_time=0, early_stop_eval_loss=0.5)
     with pytest.raises(TrainingStopped, match="training diverged"):
         run(tiny, tmp_path / "nan", lr=1e30, warmup_proportion=0, curve="constant", max_steps=50)
     assert not any((tmp_path / name / "manifest.json").exists() for name in ("threshold", "nan"))

@@ -1,7 +1,7 @@
 """The stage runner: order, skipping complete stages, --force, failure handling and logging."""
 from pathlib import Path
 
-from pipeline.config import build_config
+from pipeline.load import load_config
 from pipeline.runner import format_plan, forced_stages, plan, run_pipeline
 from tests.runner_test_stages import TWO_STAGES, WITH_FAILURE, WITH_READER
 
@@ -10,7 +10,7 @@ def _config(tmp_path, *opts):
     corpus = tmp_path / "corpus"
     corpus.mkdir(exist_ok=True)
     (corpus / "a.txt").write_text("One article.\n")
-    return build_config(None, ["SYSTEM.OUTPUT_ROOT", str(tmp_path / "out"), "DATASET.CUSTOMIZED_DATASETS",
+    return load_config(None, ["SYSTEM.OUTPUT_ROOT", str(tmp_path / "out"), "DATASET.CUSTOMIZED_DATASETS",
                                f"[{corpus}]", "PRETRAIN.BATCH_SIZE", "32", *opts])
 
 

@@ -1,0 +1,87 @@
+"""What one configuration setting is: its key, default, meaning, allowed values, script flags and identity role.
+
+``pipeline/defaults.py`` declares every setting once as a ``Setting``; the yacs defaults, the value checks
+(``check_value``), the scripts' argparse flags (``pipeline.script_flags``), the run IDs (``identity``) and the
+README reference are all derived from that one table.
+"""
+import math
+from dataclasses import dataclass
+from typing import Any
+
+# How a setting takes part in the identity of the stage output it belongs to (pipeline/run_ids.py):
+RESULT = "result"  # changes the output: hashed into the ID
+OPERATIONAL = "operational"  # changes only how the work is done (logging, worker count): never hashed
+RESULT_IF_CHANGED = "result_if_changed"  # added after IDs existed: hashed only when off its default, so that the
+#                                          IDs of runs made before the setting existed stay the same
+
+SCRIPTS = ("shard", "samples", "pretrain")  # dataset/shard_data.py, dataset/generate_samples.py, run_pretraining.py
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A numeric range such as ``[0, 1)``: bounds (None = unbounded) and whether each is included."""
+
+    low: Any
+    high: Any
+    low_closed: bool
+    high_closed: bool
+
+    @classmethod
+    def parse(cls, text: str) -> "Interval":
+        left, right = text.strip()[0], text.strip()[-1]
+        low_text, high_text = (part.strip() for part in text.strip()[1:-1].split(","))
+        if left not in "[(" or right not in "])":
+            raise ValueError(f"bad interval {text!r}")
+        return cls(_bound(low_text), _bound(high_text), left == "[", right == "]")
+
+    def __contains__(self, value) -> bool:
+        ok_low = self.low is None or (value >= self.low if self.low_closed else value > self.low)
+        ok_high = self.high is None or (value <= self.high if self.high_closed else value < self.high)
+        return ok_low and ok_high
+
+    def __str__(self) -> str:
+        low = "-inf" if self.low is None else self.low
+        high = "inf" if self.high is None else self.high
+        return f"{'[' if self.low_closed else '('}{low}, {high}{']' if self.high_closed else ')'}"
+
+
+def _bound(text: str):
+    if text in ("inf", "-inf"):
+        return None
+    value = float(text)
+    return int(value) if value.is_integer() and "." not in text and "e" not in text else value
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configuration key.
+
+    ``flags`` are the script flags that set it, for the scripts named in ``scripts`` (see ``SCRIPTS``). A flag is
+    ``"--name"`` (takes a value; a bool setting's ``--name`` is a switch with a ``--no-name`` twin),
+    ``"--name=VALUE"`` (sets the constant VALUE, e.g. ``--fp16=fp16``) or ``"--name:value"`` (a bool setting whose
+    flag takes 0/1/true/false, e.g. ``--do_lower_case 1``).
+    """
+
+    key: str
+    default: Any
+    help: str
+    choices: tuple = ()
+    range: str = ""
+    flags: tuple = ()
+    scripts: tuple = ()
+    element_type: type = None  # element type of a list whose default is empty
+    identity: str = RESULT
+
+    @property
+    def interval(self):
+        return Interval.parse(self.range) if self.range else None
+
+    def check_value(self, value) -> str:
+        """One line saying why ``value`` is not allowed, or "" when it is."""
+        if self.choices and value not in self.choices:
+            return f"{self.key} = {value!r} is not one of: {', '.join(map(str, self.choices))}"
+        interval = self.interval
+        if interval is not None and not (isinstance(value, (int, float)) and not math.isnan(value)
+                                         and value in interval):
+            return f"{self.key} = {value} is out of range {interval}"
+        return ""

@@ -1,0 +1,243 @@
+"""The training loop: one optimizer step = ``accumulation`` micro-batches; log, validate and checkpoint every N
+steps; stop exactly at NUM_STEPS, at the time budget (leaving room for the end-of-run work), on SIGTERM (after a
+checkpoint) or when training diverges."""
+import hashlib
+import math
+import shutil
+import signal
+import time
+
+import numpy as np
+import torch
+
+from pipeline.errors import ExtremeBertError
+from pretraining.checkpointing import save_checkpoint
+from pretraining.data.loader import SampleStream
+from pretraining.engine import all_reduce, loss_scale
+from pretraining.held_out import held_out_loss
+from pretraining.modeling import pretraining_flops_per_sample
+from pretraining.weights_export import export_final_model
+
+
+class TrainingStopped(ExtremeBertError):
+    """The run ended before its budget for a reason that makes its model useless (divergence, early-stop rule).
+    It is not marked done; rerunning the same command would resume and most likely stop again."""
+
+
+def seed_dropout(seed: int, rank: int, micro_batch_index: int) -> None:
+    """Dropout randomness as a function of (seed, rank, position): a resumed run draws the same masks as an
+    uninterrupted one without saving every rank's RNG state."""
+    state = np.random.SeedSequence([seed, rank, micro_batch_index]).generate_state(1, np.uint64)[0]
+    torch.manual_seed(int(state) & (2 ** 63 - 1))
+
+
+class StopSignal:
+    """Turns SIGTERM/SIGINT into a flag the loop checks between steps (a second SIGINT kills at once)."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = {}
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (e.g. called from a test worker thread): no handler
+                pass
+
+    def _handle(self, signum, frame):
+        self.requested = True
+        if signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def restore(self):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _empty_window() -> dict:
+    return {"loss": 0.0, "micro": 0, "seconds": 0.0, "steps": 0, "predictions": 0}
+
+
+class TrainingLoop:
+    """Owns what changes while training: the train state, the schedule, the budget and the log windows."""
+
+    def __init__(self, run, parts, state, scheduler, clock, budget, metrics, stop_signal, peak_flops):
+        self.run = run  # trainer.RunSetup: config, paths, data, model config, precision (fixed for the run)
+        self.parts = parts  # engine.EngineParts
+        self.state = state  # checkpointing.TrainState
+        self.scheduler = scheduler
+        self.clock = clock
+        self.budget = budget  # budget.TimeBudget
+        self.metrics = metrics  # metrics_log.MetricsLog
+        self.stop_signal = stop_signal
+        self.peak_flops = peak_flops  # the devices' peak FLOP/s for MFU (None on CPU)
+        self.last_checkpoint_step = state.step
+        self.last_validation_step = state.step if state.last_val_loss is not None else -1
+        self.first_batch_reported = False
+
+    # -- bookkeeping ---------------------------------------------------------------------------------------------
+    def log(self, message: str) -> None:
+        if self.run.rank == 0:
+            print(message, flush=True)
+
+    def checkpoint(self) -> None:
+        started = time.monotonic()
+        self.state.elapsed_s = self.clock.elapsed()
+        self.state.scheduler = self.scheduler.state_dict()
+        save_checkpoint(self.parts.engine, self.run.paths.output_dir, self.state, self.run.cfg.PRETRAIN.KEEP_CHECKPOINTS)
+        self.budget.costs.record("checkpoint", time.monotonic() - started)
+        self.last_checkpoint_step = self.state.step
+
+    def validation_step(self) -> None:
+        run, p = self.run, self.run.cfg.PRETRAIN
+        started = time.monotonic()
+        val_loss = held_out_loss(self.parts.engine, run.test_shards, run.vocab, run.cfg, run.rank, run.world_size)
+        self.budget.costs.record("validation", time.monotonic() - started)
+        self.last_validation_step = self.state.step
+        if val_loss is None:
+            return
+        self.state.last_val_loss = val_loss
+        self.metrics.log({"step": self.state.step, "val_loss": val_loss, "elapsed_s": round(self.clock.elapsed(), 3)})
+        self.log(f"step {self.state.step}: validation loss {val_loss:.4f}")
+        if not math.isfinite(val_loss):
+            raise TrainingStopped(f"validation loss is {val_loss} at step {self.state.step}: training diverged;"
+                                  f" lower --lr or use --bf16")
+        if (p.EARLY_STOP_EVAL_LOSS > 0 and self.clock.elapsed() >= 60 * p.EARLY_STOP_TIME_MINUTES
+                and val_loss > p.EARLY_STOP_EVAL_LOSS):
+            raise TrainingStopped(f"early stop: validation loss {val_loss:.4f} > --early_stop_eval_loss"
+                                  f" {p.EARLY_STOP_EVAL_LOSS} after {p.EARLY_STOP_TIME_MINUTES} minutes")
+
+    def export(self, final_dir) -> None:
+        export_final_model(self.parts.model, self.run.model_config, self.run.tokenizer, final_dir, self.run.rank)
+
+    def rehearse_finish(self) -> None:
+        """Do the end-of-run work once (a validation, a checkpoint, an export to a scratch folder, the curves),
+        timing each, so that the budget keeps a measured rather than guessed reserve for them (exporting a large
+        model alone takes tens of seconds)."""
+        self.validation_step()
+        self.checkpoint()
+        scratch = self.run.paths.output_dir / ".export_timing"
+        started = time.monotonic()
+        self.export(scratch)
+        self.budget.costs.record("export", time.monotonic() - started)
+        if self.run.rank == 0:
+            shutil.rmtree(scratch, ignore_errors=True)
+            started = time.monotonic()
+            self.metrics.plot()
+            self.budget.costs.record("plot", time.monotonic() - started)
+
+    def should_stop(self) -> str:
+        """"" to go on, else why the loop ends; every rank gets the same answer."""
+        if self.state.step >= self.run.cfg.PRETRAIN.NUM_STEPS:
+            return "max_steps"
+        out_of_time = self.budget.out_of_time(self.clock.elapsed(), self.state.step + 1)
+        interrupted, out_of_time = all_reduce([float(self.stop_signal.requested), float(out_of_time)],
+                                              self.parts.device, self.run.world_size, "max")
+        if interrupted:
+            return "interrupted"
+        return "time_budget" if out_of_time else ""
+
+    # -- one step ------------------------------------------------------------------------------------------------
+    def _report_first_batch(self, batch) -> None:
+        digest = hashlib.sha1(batch["input_ids"].numpy().tobytes()).hexdigest()[:12]
+        # One write with its newline: under the launcher, ranks share a pipe and print() writes the text and the
+        # newline separately, so lines of two ranks could run together.
+        print(f"rank {self.run.rank}/{self.run.world_size}: first training batch of this run {digest}\n", end="",
+              flush=True)
+        self.first_batch_reported = True
+
+    def train_step(self, batches) -> tuple:
+        """One optimizer step's micro-batches; returns (summed micro losses as a tensor, predictions)."""
+        engine, run = self.parts.engine, self.run
+        loss_sum = torch.zeros((), device=self.parts.device)
+        predictions = 0
+        for _ in range(run.accumulation):
+            batch = next(batches)
+            predictions += batch.pop("num_predictions")
+            if not self.first_batch_reported:
+                self._report_first_batch(batch)
+            seed_dropout(run.cfg.SYSTEM.SEED, run.rank, self.state.micro_batches)
+            loss = engine(**{k: (v.to(engine.device, non_blocking=True) if v is not None else None)
+                             for k, v in batch.items()})
+            engine.backward(loss)
+            engine.step()
+            loss_sum += loss.detach().float()
+            self.state.micro_batches += 1
+            self.state.samples_consumed += run.cfg.PRETRAIN.MICRO_BATCH_SIZE_PER_GPU
+        return loss_sum, predictions
+
+    def log_window(self, window: dict) -> None:
+        run, p = self.run, self.run.cfg.PRETRAIN
+        loss_sum, micro, seconds = all_reduce([float(window["loss"]), window["micro"], window["seconds"]],
+                                              self.parts.device, run.world_size)
+        loss = loss_sum / micro if micro else float("nan")
+        seconds /= run.world_size
+        samples_per_s = window["steps"] * p.BATCH_SIZE / seconds if seconds else 0.0
+        row = {"step": self.state.step, "loss": loss, "lr": self.scheduler.get_last_lr()[0],
+               "samples_per_s": round(samples_per_s, 2), "tokens_per_s": round(samples_per_s * run.seq_length, 1),
+               "loss_scale": loss_scale(self.parts.engine, run.precision), "skipped_steps": self.state.skipped_steps,
+               "elapsed_s": round(self.clock.elapsed(), 3)}
+        if self.peak_flops:
+            predictions_per_sample = window["predictions"] / max(1, window["micro"] * p.MICRO_BATCH_SIZE_PER_GPU)
+            flops = pretraining_flops_per_sample(run.model_config, run.seq_length, predictions_per_sample)
+            row["mfu"] = round(flops * samples_per_s / (self.peak_flops * run.world_size), 4)
+        self.metrics.log(row)
+        mfu = f" | MFU {row['mfu']:.1%}" if "mfu" in row else ""
+        self.log(f"step {self.state.step}/{p.NUM_STEPS} | loss {loss:.4f} | lr {row['lr']:.3e} | "
+                 f"{samples_per_s:.1f} samples/s{mfu} | scale {row['loss_scale']:g} | skipped "
+                 f"{self.state.skipped_steps} | {row['elapsed_s'] / 3600:.3f} h")
+        if not math.isfinite(loss):
+            raise TrainingStopped(f"training loss is {loss} at step {self.state.step}: training diverged; lower --lr,"
+                                  f" add --gradient_clipping, or use --bf16")
+
+    def _skipped_step(self, stuck_at_min_scale: int) -> int:
+        """Count an fp16 overflow; returns the new count of overflows in a row at the minimum loss scale."""
+        scale = loss_scale(self.parts.engine, self.run.precision)
+        self.state.skipped_steps += 1
+        self.log(f"step {self.state.step + 1}: fp16 overflow, step skipped (loss scale now {scale:g},"
+                 f" {self.state.skipped_steps} skipped so far)")
+        stuck_at_min_scale = stuck_at_min_scale + 1 if scale <= 1.0 else 0
+        if stuck_at_min_scale >= self.run.cfg.PRETRAIN.MIN_LOSS_SCALE_STEPS:
+            raise TrainingStopped(f"fp16 loss scale stuck at its minimum for {stuck_at_min_scale} steps: training"
+                                  f" diverged; lower --lr or use --bf16")
+        return stuck_at_min_scale
+
+    # -- the loop ------------------------------------------------------------------------------------------------
+    def run_until_stop(self) -> str:
+        """Train until a stop condition; returns its reason (max_steps, time_budget or interrupted)."""
+        run, p = self.run, self.run.cfg.PRETRAIN
+        stream = SampleStream(run.train_shards, run.vocab, p.MICRO_BATCH_SIZE_PER_GPU, run.rank, run.world_size,
+                              run.cfg.SYSTEM.SEED, start_sample=self.state.samples_consumed,
+                              pin_memory=torch.cuda.is_available())
+        batches = iter(stream)
+        window = _empty_window()
+        stuck_at_min_scale = 0
+        try:
+            while True:
+                reason = self.should_stop()
+                if reason:
+                    return reason
+                started = time.monotonic()
+                loss_sum, predictions = self.train_step(batches)
+                if not self.parts.engine.was_step_applied():
+                    stuck_at_min_scale = self._skipped_step(stuck_at_min_scale)
+                    continue
+                stuck_at_min_scale = 0
+                self.state.step += 1
+                self.scheduler.step()
+                elapsed = time.monotonic() - started
+                window.update(loss=window["loss"] + loss_sum, micro=window["micro"] + run.accumulation,
+                              predictions=window["predictions"] + predictions, steps=window["steps"] + 1,
+                              seconds=window["seconds"] + elapsed)
+                self.budget.record_step(elapsed)
+                if self.state.step % p.LOG_EVERY_STEPS == 0:
+                    window["loss"] = float(window["loss"])
+                    self.log_window(window)
+                    window = _empty_window()
+                if self.budget.rehearsal_due(self.clock.elapsed()):
+                    self.rehearse_finish()
+                if p.VALIDATION_EVERY_STEPS and self.state.step % p.VALIDATION_EVERY_STEPS == 0:
+                    self.validation_step()
+                if self.state.step % p.CHECKPOINT_EVERY_STEPS == 0:
+                    self.checkpoint()
+        finally:
+            batches.close()
