@@ -48,7 +48,7 @@ _C.TOKENIZER.TRAIN_MAX_CHARS = 500_000_000  # characters of corpus used to train
 _C.DATASET = CN()
 _C.DATASET.ENABLED = True  # run the dataset stage (raw text -> text shards -> HDF5 samples)
 _C.DATASET.ID = ""  # name of the prepared dataset; "" = derived from the inputs (their files' sizes and times) and every setting below
-_C.DATASET.HUGGINGFACE_DATASETS = []  # hub datasets as [name, subset] or [name, subset, text_column]
+_C.DATASET.HUGGINGFACE_DATASETS = []  # hub datasets as [name, subset] or [name, subset, text_column], then optional "split=NAME", "revision=REF" items
 _C.DATASET.CUSTOMIZED_DATASETS = []  # folders of .txt files, articles separated by blank lines
 _C.DATASET.ENCODING_ERRORS = "strict"  # non-UTF-8 bytes in .txt files: strict (error) | replace | ignore
 _C.DATASET.NUM_TRAIN_SHARDS = 256  # number of training shards

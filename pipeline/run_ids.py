@@ -9,6 +9,7 @@ import json
 import re
 from pathlib import Path
 
+from dataset.hub_entries import HubEntry
 from pipeline.manifest import read_manifest
 
 # PRETRAIN keys that do not change the trained weights.
@@ -72,7 +73,7 @@ def _slug(text: str) -> str:
 
 
 def derive_dataset_id(cfg) -> str:
-    names = [_slug(str(entry[0]).split("/")[-1]) for entry in cfg.DATASET.HUGGINGFACE_DATASETS]
+    names = [_slug(HubEntry.parse(entry).name.split("/")[-1]) for entry in cfg.DATASET.HUGGINGFACE_DATASETS]
     names += [_slug(Path(folder).name) for folder in cfg.DATASET.CUSTOMIZED_DATASETS]
     prefix = "+".join(names[:3]) if names else "data"
     fingerprint = {"settings": dataset_settings(cfg), "corpus": corpus_fingerprint(cfg.DATASET.CUSTOMIZED_DATASETS)}

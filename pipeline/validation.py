@@ -100,13 +100,6 @@ def _check_corpus_folders(cfg, problems):
             problems.append(f"DATASET.CUSTOMIZED_DATASETS: folder holds no .txt files: {folder}")
 
 
-def _check_hub_datasets(cfg, problems):
-    for i, entry in enumerate(cfg.DATASET.HUGGINGFACE_DATASETS):
-        if not (2 <= len(entry) <= 3) or not all(isinstance(x, str) for x in entry):
-            problems.append(f"DATASET.HUGGINGFACE_DATASETS[{i}] must be [name, subset] or [name, subset, text_column],"
-                            f" got {list(entry)!r}")
-
-
 def _check_batch_sizes(cfg, problems):
     from pipeline.hardware import data_parallel_processes
 
@@ -147,7 +140,6 @@ def validate(cfg) -> list:
         message = _check_range(key, get_key(cfg, key), bounds)
         if message:
             problems.append(message)
-    _check_hub_datasets(cfg, problems)
     if cfg.DATASET.ENABLED:
         _check_corpus_folders(cfg, problems)
     _check_paths(cfg, problems)
