@@ -4,49 +4,54 @@ Two kinds of source:
 - ``custom``: every ``.txt`` under a folder, sorted by relative path so the order does not depend on the
   filesystem. Articles are separated by blank lines (whitespace-only lines and CRLF endings count as blank); each
   file's end also ends an article. Files are read as bytes so that a decoding error can name its byte offset.
-- ``hub``: a Hugging Face dataset, streamed (``datasets.load_dataset(name, subset, split="train",
-  streaming=True)``); one record is one article. The generic local builders (``json``, ``csv``, ``parquet``,
-  ``text``) take a file path or glob in place of the subset, which is how local data (and the tests) use the same
-  code path. With the ``text`` builder each record is a line and empty records separate articles.
+- ``hub``: a Hugging Face dataset, streamed (``datasets.load_dataset(..., split=split, streaming=True)`` with the
+  subset, split and revision of its ``DATASET.HUGGINGFACE_DATASETS`` entry, see ``dataset.hub_entries``); one
+  record is one article. The generic local builders (``json``, ``csv``, ``parquet``, ``text``) take a file path or
+  glob in place of the subset, and a local folder of data files stands in for a hub repo, which is how local data
+  (and the tests) use the same code path. With the ``text`` builder each record is a line and empty records
+  separate articles.
 
 Memory stays bounded whatever the input: a line longer than ``MAX_LINE_BYTES`` is cut (at whitespace when there
 is some), and an article longer than ``MAX_ARTICLE_CHARS`` is split into consecutive articles. Both limits are
 constants, not derived from the memory cap, so that the output never depends on the cap.
 """
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from pipeline.errors import DataError
 
+from dataset.hub_entries import HubEntry
+
 MAX_LINE_BYTES = 1 << 20
 MAX_ARTICLE_CHARS = 8 << 20
-LOCAL_BUILDERS = ("json", "csv", "parquet", "text")
 _BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(frozen=True)
 class CorpusSource:
-    """One input: ``kind`` is "custom" (``name`` = folder) or "hub" (``name``, ``subset``, ``text_column``)."""
+    """One input: ``kind`` is "custom" (``name`` = folder) or "hub" (the other fields are its HubEntry's)."""
     kind: str
     name: str
     subset: str = ""
     text_column: str = "text"
+    split: str = "train"
+    revision: str = ""
+
+    @classmethod
+    def from_hub_entry(cls, entry: HubEntry) -> "CorpusSource":
+        return cls("hub", **asdict(entry))
+
+    def hub_entry(self) -> HubEntry:
+        return HubEntry(**{f.name: getattr(self, f.name) for f in fields(HubEntry)})
 
     def describe(self) -> str:
-        return self.name if self.kind == "custom" else f"{self.name} {self.subset}".strip()
+        return self.name if self.kind == "custom" else self.hub_entry().describe()
 
 
 def sources_from_lists(custom_folders, hub_entries) -> list:
-    """Sources in a fixed order: hub datasets first (as listed), then custom folders (as listed)."""
-    sources = []
-    for entry in hub_entries:
-        entry = [str(x) for x in entry]
-        if not 1 <= len(entry) <= 3:
-            raise DataError(f"a hub dataset is [name, subset] or [name, subset, text_column], got {entry!r}")
-        name = entry[0]
-        subset = entry[1] if len(entry) > 1 else ""
-        column = entry[2] if len(entry) > 2 else "text"
-        sources.append(CorpusSource("hub", name, subset, column or "text"))
+    """Sources in a fixed order: hub datasets first (as listed), then custom folders (as listed).
+    A malformed hub entry raises ConfigError (the config check reports it earlier, naming the key)."""
+    sources = [CorpusSource.from_hub_entry(HubEntry.parse(entry)) for entry in hub_entries]
     sources.extend(CorpusSource("custom", str(folder)) for folder in custom_folders)
     return sources
 
@@ -135,41 +140,37 @@ def iter_custom_articles(folder, encoding_errors: str = "strict", stats: dict = 
         yield from _articles_from_lines(iter_file_lines(path, encoding_errors), stats)
 
 
-def load_hub_stream(name: str, subset: str):
-    """A streaming iterator over the train split of a hub dataset, or of local files through a generic builder."""
+def load_hub_stream(entry: HubEntry):
+    """A streaming iterator over the entry's split (at its revision) of a hub dataset, a local folder of data
+    files, or local files through a generic builder. Streaming keeps memory bounded whatever the dataset's size."""
     import datasets
 
-    if name in LOCAL_BUILDERS:
-        if not subset:
-            raise DataError(f"hub dataset '{name}' is a local builder: give the data file(s) as its subset")
-        return datasets.load_dataset(name, data_files=subset, split="train", streaming=True)
-    return datasets.load_dataset(name, subset or None, split="train", streaming=True)
+    return datasets.load_dataset(**entry.dataset_arguments(), split=entry.split, streaming=True)
 
 
-def _hub_lines(name: str, subset: str, text_column: str):
+def _hub_lines(entry: HubEntry):
     """Each record's text as lines, with a blank line after every record (the ``text`` builder: after blank ones)."""
     try:
-        stream = load_hub_stream(name, subset)
-        for record in stream:
-            if text_column not in record:
-                raise DataError(f"hub dataset {name} {subset} has no column '{text_column}' (columns: "
-                                f"{', '.join(record)}): give the text column as the third element")
-            text = record[text_column] or ""
+        for record in load_hub_stream(entry):
+            if entry.text_column not in record:
+                raise DataError(f"hub dataset {entry.describe()} has no column '{entry.text_column}' (columns: "
+                                f"{', '.join(record)}): give the text column as the third item")
+            text = record[entry.text_column] or ""
             for line in text.split("\n"):
                 line = line.strip()
                 if line:
                     yield line
-            if name != "text" or not text.strip():
+            if entry.name != "text" or not text.strip():
                 yield ""
     except DataError:
         raise
     except Exception as e:  # network, missing dataset, bad files: one line naming the dataset
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DataError(f"cannot read hub dataset {name} {subset}: {first_line}") from None
+        raise DataError(f"cannot read hub dataset {entry.describe()}: {first_line}") from None
 
 
-def iter_hub_articles(name: str, subset: str, text_column: str = "text", stats: dict = None):
-    yield from _articles_from_lines(_hub_lines(name, subset, text_column), {} if stats is None else stats)
+def iter_hub_articles(entry: HubEntry, stats: dict = None):
+    yield from _articles_from_lines(_hub_lines(entry), {} if stats is None else stats)
 
 
 def check_sources(sources) -> None:
@@ -189,4 +190,4 @@ def iter_articles(sources, encoding_errors: str = "strict", stats: dict = None):
         if source.kind == "custom":
             yield from iter_custom_articles(source.name, encoding_errors, stats)
         else:
-            yield from iter_hub_articles(source.name, source.subset, source.text_column, stats)
+            yield from iter_hub_articles(source.hub_entry(), stats)

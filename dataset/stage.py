@@ -12,8 +12,9 @@ from pipeline.manifest import read_json, read_manifest, write_json_atomic, write
 from pipeline.run_ids import corpus_fingerprint, dataset_settings, local_inputs_fingerprint
 from pipeline.stage_status import manifest_status
 
-from dataset import memory
+from dataset import hub_check, memory
 from dataset.corpus_readers import sources_from_lists
+from dataset.hub_entries import HubEntry
 
 MEMORY_KEY = "SYSTEM.MAX_MEMORY_IN_GB"
 SETTINGS_FILE = "settings.json"
@@ -121,11 +122,16 @@ def _outputs_ok(cfg) -> bool:
 
 def dataset_status(cfg):
     reads = list(cfg.DATASET.CUSTOMIZED_DATASETS)
-    reads += [f"hub:{' '.join(map(str, entry))}" for entry in cfg.DATASET.HUGGINGFACE_DATASETS]
+    reads += [f"hub:{HubEntry.parse(entry).describe()}" for entry in cfg.DATASET.HUGGINGFACE_DATASETS]
     if not cfg.TOKENIZER.TRAIN:
         reads.append(f"tokenizer:{cfg.TOKENIZER.NAME_OR_PATH}")
     root = layout.dataset_dir(cfg)
-    return manifest_status(root, stage_settings(cfg), reads=reads, writes=[root], outputs_ok=lambda: _outputs_ok(cfg))
+    status = manifest_status(root, stage_settings(cfg), reads=reads, writes=[root],
+                             outputs_ok=lambda: _outputs_ok(cfg))
+    note = hub_check.skipped_note(cfg.DATASET.HUGGINGFACE_DATASETS) if not status.complete else ""
+    if note:  # the plan shows it: validation could not ask the hub about these entries
+        status.detail = f"{status.detail}; {note}"
+    return status
 
 
 def _looks_like_path(value: str) -> bool:
@@ -133,10 +139,11 @@ def _looks_like_path(value: str) -> bool:
 
 
 def validate_config(cfg) -> list:
-    """Cheap checks of the dataset settings (no imports of heavy libraries, no network)."""
+    """Checks of the dataset settings: cheap ones, then what `datasets` cannot read in DATASET.HUGGINGFACE_DATASETS
+    (asking the hub when it can be reached; entries are well formed even when the stage is off, for the ID)."""
     if not cfg.DATASET.ENABLED:
-        return []
-    problems = []
+        return hub_check.check_entry_shapes(cfg.DATASET.HUGGINGFACE_DATASETS)
+    problems = hub_check.check_hub_entries(cfg.DATASET.HUGGINGFACE_DATASETS)
     d, t = cfg.DATASET, cfg.TOKENIZER
     if not t.TRAIN and _looks_like_path(t.NAME_OR_PATH):
         folder = Path(t.NAME_OR_PATH).expanduser()

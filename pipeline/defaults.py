@@ -67,8 +67,8 @@ SETTINGS = (
     S("DATASET.ENABLED", True, "run the dataset stage (raw text -> text shards -> HDF5 samples)", identity=OPERATIONAL),
     S("DATASET.ID", "", "name of the prepared dataset; \"\" = derived from the inputs (their files' sizes and times)"
                         " and every setting below", identity=OPERATIONAL),
-    S("DATASET.HUGGINGFACE_DATASETS", [], "hub datasets as [name, subset] or [name, subset, text_column]",
-      element_type=list),
+    S("DATASET.HUGGINGFACE_DATASETS", [], "hub datasets as [name, subset] or [name, subset, text_column], then"
+                                          " optional \"split=NAME\", \"revision=REF\" items", element_type=list),
     S("DATASET.CUSTOMIZED_DATASETS", [], "folders of .txt files, articles separated by blank lines", element_type=str),
     S("DATASET.ENCODING_ERRORS", "strict", "non-UTF-8 bytes in .txt files: strict (error) | replace | ignore",
       choices=("strict", "replace", "ignore"), flags=("--encoding_errors",), scripts=_SHARD),

@@ -26,13 +26,6 @@ def _check_corpus_folders(cfg, problems):
             problems.append(f"DATASET.CUSTOMIZED_DATASETS: folder holds no .txt files: {folder}")
 
 
-def _check_hub_datasets(cfg, problems):
-    for i, entry in enumerate(cfg.DATASET.HUGGINGFACE_DATASETS):
-        if not (2 <= len(entry) <= 3) or not all(isinstance(x, str) for x in entry):
-            problems.append(f"DATASET.HUGGINGFACE_DATASETS[{i}] must be [name, subset] or [name, subset, text_column],"
-                            f" got {list(entry)!r}")
-
-
 def _check_batch_sizes(cfg, problems):
     from pipeline.hardware import data_parallel_processes
 
@@ -65,7 +58,6 @@ def _check_paths(cfg, problems):
 def validate(cfg) -> list:
     """Every problem in ``cfg``, one line each (an empty list when the config is good)."""
     problems = value_problems(cfg, SETTINGS)
-    _check_hub_datasets(cfg, problems)
     if cfg.DATASET.ENABLED:
         _check_corpus_folders(cfg, problems)
     _check_paths(cfg, problems)

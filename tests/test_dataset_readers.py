@@ -1,4 +1,5 @@
-"""Reading raw corpora: article boundaries, line endings, encodings and every bad-input case."""
+"""Reading raw corpora: article boundaries, line endings, encodings, hub entries (split, revision) and every
+bad-input case."""
 import pytest
 
 from dataset import corpus_readers
@@ -117,3 +118,27 @@ def test_hub_dataset_missing_text_column_names_the_columns(tmp_path):
 def test_unreachable_hub_dataset_is_a_one_line_error():
     with pytest.raises(DataError, match="cannot read hub dataset no-such-user/no-such-dataset"):
         list(iter_articles(sources_from_lists([], [["no-such-user/no-such-dataset", "x"]])))
+
+
+def _write_parquet(path, texts):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"title": [f"t{i}" for i in range(len(texts))], "text": texts}), path)
+
+
+def test_hub_reader_reads_the_split_the_entry_names_from_a_parquet_repo(tmp_path):
+    _write_parquet(tmp_path / "repo" / "data" / "train-00000-of-00001.parquet", ["train one\ntrain two"])
+    _write_parquet(tmp_path / "repo" / "data" / "validation-00000-of-00001.parquet", ["held out"])
+    repo = str(tmp_path / "repo")
+    assert list(iter_articles(sources_from_lists([], [[repo, ""]]))) == [["train one", "train two"]]
+    assert list(iter_articles(sources_from_lists([], [[repo, "", "text", "split=validation"]]))) == [["held out"]]
+
+
+def test_hub_reader_reads_one_subset_folder_of_a_parquet_export(tmp_path):
+    # The layout of a repo's refs/convert/parquet revision: <subset>/<split>/NNNN.parquet, "partial-" when cut short.
+    _write_parquet(tmp_path / "export" / "20220301.en" / "partial-train" / "0000.parquet", ["English"])
+    _write_parquet(tmp_path / "export" / "20220301.de" / "train" / "0000.parquet", ["Deutsch"])
+    entry = [str(tmp_path / "export"), "20220301.en", "text", "revision=refs/convert/parquet"]
+    assert list(iter_articles(sources_from_lists([], [entry]))) == [["English"]]
