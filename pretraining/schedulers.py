@@ -163,7 +163,8 @@ def decay_multiplier(t: float, curve: str, *, decay_horizon: Optional[float] = N
         raise ValueError(f"unknown curve {curve!r}; choose one of {', '.join(CURVES)}")
     unknown = sorted(set(params) - _ALL_PARAMETERS)
     if unknown:
-        raise ValueError(f"unknown curve parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(_ALL_PARAMETERS))}")
+        raise ValueError(f"unknown curve parameter(s) {', '.join(unknown)}; "
+                         f"known: {', '.join(sorted(_ALL_PARAMETERS))}")
     function = CURVES[curve]
     accepted = _keywords(function)
     kwargs = {k: v for k, v in params.items() if k in accepted}
