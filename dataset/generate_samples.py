@@ -5,78 +5,73 @@
         --max_predictions_per_seq 20 --n_processes 8
 
 Writes ``OUT/{train,test}_shard_NNNNN.hdf5``, the tokenizer used (``OUT/tokenizer/``) and ``OUT/manifest.json``.
-``--masking dynamic`` stores token ids only (masks are drawn by the pretraining loader; ``--dup_factor`` is then
-ignored). Rerunning the same command writes only the shards that are missing.
+The flags and their defaults are the DATASET/TOKENIZER settings of the config (``--help``): masking is dynamic by
+default (token ids only, masks drawn by the pretraining loader); ``--masking static`` writes ``--dup_factor``
+differently-masked copies. Rerunning the same command writes only the shards that are missing.
 """
 import argparse
-import os
+import dataclasses
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.errors import ExtremeBertError  # noqa: E402
+from pipeline.errors import ConfigError, ExtremeBertError  # noqa: E402
+from pipeline.hardware import num_workers  # noqa: E402
 from pipeline.manifest import write_manifest  # noqa: E402
+from pipeline.script_flags import add_setting_flags, config_from_flags, given_settings  # noqa: E402
 
 from dataset import memory  # noqa: E402
 from dataset.sample_generation import generate_samples, manifest_outputs  # noqa: E402
-from dataset.sample_writer import SampleOptions  # noqa: E402
 from dataset.sharding import list_text_shards  # noqa: E402
-from dataset.tokenizer_setup import TokenizerRequest, prepare_tokenizer  # noqa: E402
+from dataset.stage import sample_options, tokenizer_request  # noqa: E402
+from dataset.tokenizer_setup import prepare_tokenizer  # noqa: E402
+
+SCRIPT = "samples"  # the script's name in the settings table (pipeline/defaults.py): its flags come from there
 from dataset.workers import run_in_child  # noqa: E402
+
+
+IO_FLAGS = ("--dir", "--output_dir", "--no_progress", "--model_name")  # flags that are not settings
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dir", required=True, help="folder of text shards written by shard_data.py")
     parser.add_argument("-o", "--output_dir", required=True, help="folder that receives the HDF5 samples")
-    parser.add_argument("--tokenizer_name", default=None, help="hub name or local tokenizer folder")
-    parser.add_argument("--model_name", default=None, help="accepted for compatibility: the tokenizer when "
-                                                           "--tokenizer_name is not given")
-    parser.add_argument("--train_tokenizer", action="store_true", help="train a WordPiece vocabulary on --dir")
-    parser.add_argument("--vocab_size", type=int, default=30522, help="vocabulary size with --train_tokenizer")
-    parser.add_argument("--masking", choices=("static", "dynamic"), default="static")
-    parser.add_argument("--dup_factor", type=int, default=10, help="differently-masked copies (static masking)")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--do_lower_case", type=int, choices=(0, 1), default=1)
-    parser.add_argument("--masked_lm_prob", type=float, default=0.15)
-    parser.add_argument("--max_seq_length", type=int, default=128)
-    parser.add_argument("--max_predictions_per_seq", type=int, default=20)
-    parser.add_argument("--n_processes", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--max_memory", type=float, default=16.0, help="RAM cap in GB for this step")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+    parser.add_argument("--model_name", default="", help="the original script's fallback: the tokenizer when"
+                                                         " --tokenizer_name is not given")
+    add_setting_flags(parser, SCRIPT)
     return parser
 
 
-def _check(args) -> None:
-    if not (args.tokenizer_name or args.model_name or args.train_tokenizer):
-        raise ExtremeBertError("give --tokenizer_name (hub name or local folder) or --train_tokenizer")
-    if not 0 < args.masked_lm_prob < 1:
-        raise ExtremeBertError(f"--masked_lm_prob must be in (0, 1), got {args.masked_lm_prob}")
-    if not 1 <= args.max_predictions_per_seq <= args.max_seq_length - 2:
-        raise ExtremeBertError(f"--max_predictions_per_seq must be in [1, max_seq_length - 2 = "
-                               f"{args.max_seq_length - 2}], got {args.max_predictions_per_seq}")
-    if args.dup_factor < 1 or args.n_processes < 1 or not 8 <= args.max_seq_length <= 65535:
-        raise ExtremeBertError("--dup_factor and --n_processes must be >= 1, --max_seq_length in [8, 65535]")
+def _check(cfg) -> None:
+    d = cfg.DATASET
+    if d.MAX_PREDICTIONS_PER_SEQ > d.MAX_SEQ_LENGTH - 2:
+        raise ConfigError(f"--max_predictions_per_seq must be at most max_seq_length - 2 = {d.MAX_SEQ_LENGTH - 2},"
+                          f" got {d.MAX_PREDICTIONS_PER_SEQ}")
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        _check(args)
-        memory.check_memory_cap(args.max_memory, "--max_memory")
+        cfg = config_from_flags(args, SCRIPT)
+        if args.model_name and "TOKENIZER.NAME_OR_PATH" not in given_settings(args):
+            cfg.TOKENIZER.NAME_OR_PATH = args.model_name
+        _check(cfg)
+        memory.check_memory_cap(cfg.SYSTEM.MAX_MEMORY_IN_GB, "--max_memory")
         out_dir = Path(args.output_dir)
-        request = TokenizerRequest(name_or_path=args.tokenizer_name or args.model_name or "", key="--tokenizer_name",
-                                   train=args.train_tokenizer, vocab_size=args.vocab_size, train_max_chars=0,
-                                   do_lower_case=bool(args.do_lower_case))
-        options = SampleOptions(max_seq_length=args.max_seq_length, masking=args.masking,
-                                masked_lm_prob=args.masked_lm_prob, max_predictions_per_seq=args.max_predictions_per_seq,
-                                dup_factor=args.dup_factor, seed=args.seed)
+        request = dataclasses.replace(tokenizer_request(cfg), key="--tokenizer_name")
+        options = sample_options(cfg)
         out_dir.mkdir(parents=True, exist_ok=True)
         info = run_in_child(prepare_tokenizer, out_dir / "tokenizer", request, list_text_shards(args.dir, "train"))
-        entries = generate_samples(args.dir, out_dir, out_dir / "tokenizer", options, args.n_processes,
-                                   args.max_memory, "--max_memory", progress=not args.no_progress)
+        entries = generate_samples(args.dir, out_dir, out_dir / "tokenizer", options, num_workers(cfg),
+                                   cfg.SYSTEM.MAX_MEMORY_IN_GB, "--max_memory", progress=not args.no_progress)
+    except ConfigError as e:
+        for problem in e.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
     except ExtremeBertError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -12,11 +12,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.errors import ExtremeBertError  # noqa: E402
+from pipeline.errors import ConfigError, ExtremeBertError  # noqa: E402
+from pipeline.script_flags import add_setting_flags, config_from_flags  # noqa: E402
 
 from dataset import memory  # noqa: E402
 from dataset.corpus_readers import CorpusSource  # noqa: E402
-from dataset.sharding import ShardingOptions, shard_corpus  # noqa: E402
+from dataset.sharding import shard_corpus  # noqa: E402
+from dataset.stage import sharding_options  # noqa: E402
+
+SCRIPT = "shard"  # the script's name in the settings table (pipeline/defaults.py): its flags come from there
 
 
 def parse_sources(specs) -> list:
@@ -31,32 +35,31 @@ def parse_sources(specs) -> list:
     return sources
 
 
+IO_FLAGS = ("--output_dir", "--dataset", "--no_progress")  # flags that are not settings
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output_dir", required=True, help="folder that receives the text shards")
     parser.add_argument("--dataset", nargs="+", action="append", required=True, metavar="ARG",
                         help="NAME SUBSET [TEXT_COLUMN] for a hub dataset, or custom DIR for a folder of .txt")
-    parser.add_argument("--num_train_shards", type=int, default=256)
-    parser.add_argument("--num_test_shards", type=int, default=128)
-    parser.add_argument("--frac_test", type=float, default=0.1, help="fraction of the text held out, in [0, 1)")
-    parser.add_argument("--max_memory", type=float, default=16.0, help="RAM cap in GB for this step")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--encoding_errors", choices=("strict", "replace", "ignore"), default="strict",
-                        help="what to do with bytes that are not UTF-8 (strict = stop with the byte offset)")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+    add_setting_flags(parser, SCRIPT)
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if not 0 <= args.frac_test < 1 or args.num_train_shards < 1 or args.num_test_shards < 0:
-            raise ExtremeBertError("--frac_test must be in [0, 1), --num_train_shards >= 1, --num_test_shards >= 0")
+        cfg = config_from_flags(args, SCRIPT)
         sources = parse_sources(args.dataset)
-        memory.check_memory_cap(args.max_memory, "--max_memory", uses_hub=any(s.kind == "hub" for s in sources))
-        options = ShardingOptions(args.num_train_shards, args.num_test_shards, args.frac_test, args.seed,
-                                  args.encoding_errors)
-        record = shard_corpus(sources, args.output_dir, options, progress=not args.no_progress)
+        memory.check_memory_cap(cfg.SYSTEM.MAX_MEMORY_IN_GB, "--max_memory",
+                                uses_hub=any(s.kind == "hub" for s in sources))
+        record = shard_corpus(sources, args.output_dir, sharding_options(cfg), progress=not args.no_progress)
+    except ConfigError as e:
+        for problem in e.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
     except ExtremeBertError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -9,15 +9,13 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, DataError
 from pipeline.manifest import read_json, write_json_atomic
+from pipeline.tokenizer_loading import load_tokenizer, lowercases
 
 INFO_FILE = "extremebert_tokenizer.json"
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # [PAD] first, so that pad id = 0
 TRAIN_BATCH_LINES = 1000
-# A loaded tokenizer with fewer ordinary tokens than this is broken (transformers 5 offline returns a
-# 5-token tokenizer for a hub name instead of raising).
-MIN_ORDINARY_TOKENS = 10
 
 
 @dataclass(frozen=True)
@@ -94,39 +92,17 @@ def _wrap_trained(tokenizer, do_lower_case: bool):
 
 
 def load_pretrained_tokenizer(request: TokenizerRequest):
-    """The tokenizer named by ``request.name_or_path`` (hub name or local folder), checked to be usable."""
-    from transformers import AutoTokenizer, BertTokenizerFast
-
-    name = request.name_or_path
-    folder = Path(name)
-    try:
-        if folder.is_dir() and (folder / "vocab.txt").is_file() and not (folder / "tokenizer.json").is_file() \
-                and not (folder / "tokenizer_config.json").is_file():
-            # A bare BERT vocab.txt folder (the 24h-BERT / ExtremeBERT habit): AutoTokenizer cannot tell its class.
-            tokenizer = BertTokenizerFast.from_pretrained(str(folder), do_lower_case=request.do_lower_case)
-        else:
-            tokenizer = AutoTokenizer.from_pretrained(name)
-    except Exception as e:
-        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ConfigError(f"{request.key}: cannot load tokenizer '{name}': {first_line}") from None
-    if not getattr(tokenizer, "is_fast", False) or getattr(tokenizer, "backend_tokenizer", None) is None:
-        raise ConfigError(f"{request.key}: '{name}' has no fast (Rust) tokenizer; give one that has a tokenizer.json")
-    ordinary = len(tokenizer) - len(set(tokenizer.all_special_ids))
-    if ordinary < MIN_ORDINARY_TOKENS:
-        raise ConfigError(f"{request.key}: tokenizer '{name}' loaded with only {len(tokenizer)} tokens (offline"
-                          f" without a cached copy, or a folder without a vocabulary?); give a local tokenizer folder"
-                          f" or connect to the Hugging Face Hub")
-    missing = [t for t in ("pad", "cls", "sep", "mask") if getattr(tokenizer, f"{t}_token_id") is None]
-    if missing:
-        raise ConfigError(f"{request.key}: tokenizer '{name}' has no {'/'.join(missing)} token; masked-LM samples"
-                          f" need a BERT-style tokenizer")
+    """The tokenizer named by ``request.name_or_path``, loaded as every stage loads one, that also has the Rust
+    ``tokenizer.json`` the sample workers read."""
+    tokenizer = load_tokenizer(request.name_or_path, request.do_lower_case, setting=request.key)
+    if getattr(tokenizer, "backend_tokenizer", None) is None:
+        raise DataError(f"{request.key}: '{request.name_or_path}' has no fast (Rust) tokenizer; give one that has a"
+                        f" tokenizer.json or a vocab.txt")
     return tokenizer
 
 
 def tokenizer_info(tokenizer, request: TokenizerRequest) -> dict:
     """What the sample writer and the manifest need to know about a Hugging Face tokenizer."""
-    lowercases = tokenizer.backend_tokenizer.normalizer is not None and \
-        tokenizer.backend_tokenizer.normalizer.normalize_str("A") == "a"
     return {
         "request": asdict(request),
         "vocab_size": len(tokenizer),
@@ -136,7 +112,7 @@ def tokenizer_info(tokenizer, request: TokenizerRequest) -> dict:
         "mask_id": tokenizer.mask_token_id,
         "unk_id": tokenizer.unk_token_id,
         "special_ids": sorted(set(tokenizer.all_special_ids)),
-        "lowercases": lowercases,
+        "lowercases": lowercases(tokenizer),
     }
 
 
@@ -162,15 +138,11 @@ def prepare_tokenizer(tokenizer_dir, request: TokenizerRequest, train_files=()) 
     else:
         tokenizer = load_pretrained_tokenizer(request)
     info = tokenizer_info(tokenizer, request)
-    if not request.train and info["lowercases"] != request.do_lower_case:
-        print(f"warning: do_lower_case = {request.do_lower_case} but tokenizer '{request.name_or_path}' "
-              f"{'lower-cases' if info['lowercases'] else 'keeps case'}; the tokenizer's own behaviour is used",
-              flush=True)
     partial = tokenizer_dir.with_name(tokenizer_dir.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     tokenizer.save_pretrained(str(partial))
     if not (partial / "tokenizer.json").is_file():
-        raise ConfigError(f"{request.key}: tokenizer '{request.name_or_path}' did not save a tokenizer.json")
+        raise DataError(f"{request.key}: tokenizer '{request.name_or_path}' did not save a tokenizer.json")
     write_json_atomic(partial / INFO_FILE, info)
     shutil.rmtree(tokenizer_dir, ignore_errors=True)
     partial.replace(tokenizer_dir)

@@ -22,7 +22,7 @@ MODEL_PRESETS = {
     "bert-large": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096),
 }
 # Learning-rate curves after warmup (the PRETRAIN.SCHEDULER choices); pretraining.schedulers implements each.
-LR_CURVES = ("esd", "linear", "cosine", "constant")
+LR_CURVES = ("esd", "linear", "cosine", "constant", "exp", "inverse_time", "poly", "step")
 PRECISIONS = ("auto", "fp16", "bf16", "fp32")
 
 _PRE, _DATA, _SHARD, _SAMPLES = ("pretrain",), ("shard", "samples"), ("shard",), ("samples",)
@@ -54,7 +54,7 @@ SETTINGS = (
       flags=("--wandb_mode",), scripts=_PRE),
     # -- TOKENIZER -----------------------------------------------------------------------------------------------
     S("TOKENIZER.NAME_OR_PATH", "bert-base-uncased", "Hugging Face hub name or local tokenizer folder",
-      flags=("--tokenizer_name", "--model_name"), scripts=_SAMPLES),
+      flags=("--tokenizer_name",), scripts=_SAMPLES),
     S("TOKENIZER.TRAIN", False, "train a new WordPiece vocabulary on the dataset's own text instead of loading one",
       flags=("--train_tokenizer",), scripts=_SAMPLES),
     S("TOKENIZER.VOCAB_SIZE", 30522, "vocabulary size when TRAIN is True", range="[8, inf]", flags=("--vocab_size",),
@@ -120,9 +120,11 @@ SETTINGS = (
       flags=("--max_steps",), scripts=_PRE),
     S("PRETRAIN.TOTAL_TRAINING_HOURS", 24.0, "wall-clock budget in hours (the time schedule's horizon and a stop)",
       range="(0, inf]", flags=("--total_training_time",), scripts=_PRE),
-    S("PRETRAIN.SCHEDULE_BASIS", "step", "step (schedule over NUM_STEPS) | time (over TOTAL_TRAINING_HOURS)",
-      choices=("step", "time"), flags=("--lr_schedule",), scripts=_PRE),
-    S("PRETRAIN.SCHEDULER", "esd", "esd (Elastic Step Decay) | linear | cosine | constant, after linear warmup",
+    S("PRETRAIN.SCHEDULE_BASIS", "step", "step (schedule over NUM_STEPS) | time (over TOTAL_TRAINING_HOURS) |"
+                                         " constant_step (over NUM_STEPS, warmup WARMUP_STEPS steps)",
+      choices=("step", "time", "constant_step"), flags=("--lr_schedule",), scripts=_PRE),
+    S("PRETRAIN.SCHEDULER", "esd", "curve after the warmup: esd (Elastic Step Decay) | linear | cosine | constant | exp |"
+                                   " inverse_time | poly | step (the originals' curves, parameters below)",
       choices=LR_CURVES, flags=("--curve",), scripts=_PRE),
     S("PRETRAIN.WARMUP_PROPORTION", 0.06, "fraction of the horizon spent in linear warmup, in [0, 1)", range="[0, 1)",
       flags=("--warmup_proportion",), scripts=_PRE),
@@ -168,6 +170,24 @@ SETTINGS = (
       range="[0, inf]", flags=("--validation_micro_batch",), scripts=_PRE, identity=OPERATIONAL),
     S("PRETRAIN.MIN_LOSS_SCALE_STEPS", 20, "fp16: stop when this many steps in a row overflow at the minimum loss scale",
       range="[1, inf]", flags=("--min_loss_scale_steps",), scripts=_PRE, identity=OPERATIONAL),
+    S("PRETRAIN.WARMUP_STEPS", 0, "warmup in optimizer steps instead of WARMUP_PROPORTION; 0 = the proportion (with"
+                                  " SCHEDULE_BASIS constant_step: 1000, the original's default)", range="[0, inf]",
+      flags=("--num_warmup_steps",), scripts=_PRE, identity=RESULT_IF_CHANGED),
+    S("PRETRAIN.GRADIENT_ACCUMULATION_STEPS", 0, "micro-batches per optimizer step; 0 = BATCH_SIZE / (micro batch x"
+                                                 " processes), which any other value must equal", range="[0, inf]",
+      flags=("--gradient_accumulation_steps",), scripts=_PRE, identity=OPERATIONAL),
+    S("PRETRAIN.EXP.DECAY_RATE", 0.99, "exp curve: the rate is multiplied by this every DECAY_STEP steps (or hours)",
+      range="(0, 1]", flags=("--decay_rate",), scripts=_PRE, identity=RESULT_IF_CHANGED),
+    S("PRETRAIN.EXP.DECAY_STEP", 1000.0, "exp curve: steps (hours on a time basis) per DECAY_RATE factor",
+      range="(0, inf]", flags=("--decay_step",), scripts=_PRE, identity=RESULT_IF_CHANGED),
+    S("PRETRAIN.INVERSE_TIME.LAMBDA", 3.33, "inverse_time curve: lambda of ExtremeBERT's inverse-time decay",
+      range="(0, inf]", flags=("--inverse_time_lambda",), scripts=_PRE, identity=RESULT_IF_CHANGED),
+    S("PRETRAIN.POLY.POWER", 1.0, "poly curve: (1 - t)^POWER after the warmup (1 = linear)", range="(0, inf]",
+      flags=("--poly_power",), scripts=_PRE, identity=RESULT_IF_CHANGED),
+    S("PRETRAIN.STEP.DECAY_RATE", 10.0, "step curve: the rate is divided by this at each interval edge", range="(1, inf]",
+      flags=("--step_decay_rate",), scripts=_PRE, identity=RESULT_IF_CHANGED),
+    S("PRETRAIN.STEP.NUM_INTERVALS", 3, "step curve: equal intervals of constant rate after the warmup",
+      range="[1, inf]", flags=("--step_num_intervals",), scripts=_PRE, identity=RESULT_IF_CHANGED),
     S("PRETRAIN.EARLY_EXIT_HOURS", 0.0, "stop after this many hours without changing the schedule's horizon (0 = off)",
       range="[0, inf]", flags=("--early_exit_time_marker",), scripts=_PRE, identity=RESULT_IF_CHANGED),
     # -- FINETUNE ------------------------------------------------------------------------------------------------

@@ -26,6 +26,26 @@ def _check_corpus_folders(cfg, problems):
             problems.append(f"DATASET.CUSTOMIZED_DATASETS: folder holds no .txt files: {folder}")
 
 
+def recipe_problems(cfg) -> list:
+    """Cross-key rules of the PRETRAIN recipe (also checked by run_pretraining.py on its own flags)."""
+    p, problems = cfg.PRETRAIN, []
+    if p.WARMUP_STEPS and p.SCHEDULE_BASIS == "time":
+        problems.append("PRETRAIN.WARMUP_STEPS counts steps but PRETRAIN.SCHEDULE_BASIS = time: use"
+                        " WARMUP_PROPORTION, or a step basis (step, constant_step)")
+    if p.WARMUP_STEPS and p.SCHEDULE_BASIS != "time" and p.WARMUP_STEPS >= p.NUM_STEPS:
+        problems.append(f"PRETRAIN.WARMUP_STEPS = {p.WARMUP_STEPS} leaves no step after the warmup of"
+                        f" PRETRAIN.NUM_STEPS = {p.NUM_STEPS}")
+    if p.MICRO_BATCH_SIZE_PER_GPU > p.BATCH_SIZE:
+        problems.append(f"PRETRAIN.MICRO_BATCH_SIZE_PER_GPU = {p.MICRO_BATCH_SIZE_PER_GPU} exceeds PRETRAIN.BATCH_SIZE"
+                        f" = {p.BATCH_SIZE}")
+    if p.EARLY_STOP_TIME_MINUTES > 0 and p.EARLY_STOP_EVAL_LOSS == 0:
+        problems.append("PRETRAIN.EARLY_STOP_TIME_MINUTES is set but PRETRAIN.EARLY_STOP_EVAL_LOSS = 0 (off); set the"
+                        " loss threshold too, or set the time back to 0")
+    if p.SCHEDULE_BASIS == "time" and p.EARLY_STOP_TIME_MINUTES > 60 * p.TOTAL_TRAINING_HOURS:
+        problems.append("PRETRAIN.EARLY_STOP_TIME_MINUTES is after the end of PRETRAIN.TOTAL_TRAINING_HOURS")
+    return problems
+
+
 def _check_batch_sizes(cfg, problems):
     from pipeline.hardware import data_parallel_processes
 
@@ -34,6 +54,10 @@ def _check_batch_sizes(cfg, problems):
     if cfg.PRETRAIN.BATCH_SIZE % per_step:
         problems.append(f"PRETRAIN.BATCH_SIZE = {cfg.PRETRAIN.BATCH_SIZE} is not divisible by MICRO_BATCH_SIZE_PER_GPU"
                         f" x processes = {cfg.PRETRAIN.MICRO_BATCH_SIZE_PER_GPU} x {processes}")
+    elif cfg.PRETRAIN.GRADIENT_ACCUMULATION_STEPS not in (0, cfg.PRETRAIN.BATCH_SIZE // per_step):
+        problems.append(f"PRETRAIN.GRADIENT_ACCUMULATION_STEPS = {cfg.PRETRAIN.GRADIENT_ACCUMULATION_STEPS}"
+                        f" contradicts BATCH_SIZE / (MICRO_BATCH_SIZE_PER_GPU x processes) ="
+                        f" {cfg.PRETRAIN.BATCH_SIZE // per_step}; set it to 0 (derived) or to that value")
 
 
 def _check_model_shape(cfg, problems):
@@ -64,4 +88,5 @@ def validate(cfg) -> list:
     _check_model_shape(cfg, problems)
     if cfg.PRETRAIN.ENABLED:
         _check_batch_sizes(cfg, problems)
+        problems += recipe_problems(cfg)
     return problems

@@ -15,6 +15,7 @@ from pathlib import Path
 from pipeline import layout
 from pipeline.errors import ConfigError
 from pipeline.script_flags import add_not_applicable, add_setting_flags, config_from_flags, not_applicable_notes
+from pipeline.validation import recipe_problems
 
 SCRIPT = "pretrain"  # the script's name in the settings table
 # Flags that are not settings: where to read and write, and what launchers pass.
@@ -97,4 +98,7 @@ def parse_arguments(argv=None) -> tuple:
         for note in not_applicable_notes(args):
             print(note, file=sys.stderr, flush=True)
     cfg = config_from_flags(args, SCRIPT, args.config)
+    problems = recipe_problems(cfg)
+    if problems:
+        raise ConfigError(problems)
     return cfg, _paths(args, cfg)

@@ -64,7 +64,12 @@ def accumulation_steps(cfg, world_size: int) -> int:
     if p.BATCH_SIZE % per_step:
         raise ConfigError(f"--train_batch_size {p.BATCH_SIZE} is not divisible by --train_micro_batch_size_per_gpu x"
                           f" processes = {p.MICRO_BATCH_SIZE_PER_GPU} x {world_size}; choose a multiple of {per_step}")
-    return p.BATCH_SIZE // per_step
+    steps = p.BATCH_SIZE // per_step
+    if p.GRADIENT_ACCUMULATION_STEPS and p.GRADIENT_ACCUMULATION_STEPS != steps:
+        raise ConfigError(f"--gradient_accumulation_steps {p.GRADIENT_ACCUMULATION_STEPS} contradicts"
+                          f" --train_batch_size {p.BATCH_SIZE} = {p.MICRO_BATCH_SIZE_PER_GPU} per micro-batch x"
+                          f" {world_size} processes x {steps} steps; give two of the three (or all three agreeing)")
+    return steps
 
 
 def effective_zero_stage(requested: int, precision: str) -> int:

@@ -1,19 +1,32 @@
-"""Learning-rate schedules for pretraining: linear warmup, then Elastic Step Decay (ESD), linear, cosine or constant.
+"""Learning-rate schedules for pretraining: a warmup, then one of the decay curves in ``CURVES``.
 
 Every schedule is a multiplier of the peak learning rate as a function of *progress* in [0, 1] over the whole
 horizon. The horizon is either the step budget (progress = step / num_steps) or the wall-clock budget
 (progress = elapsed / total_training_time); the trainer decides which and hands ``PretrainLRScheduler`` a
 ``progress()`` callable, so one scheduler class serves both. No DeepSpeed import: DeepSpeed only needs the
-``step()``/``state_dict()`` protocol.
+``step()``/``state_dict()`` protocol. No torch import either, so a config table can read ``CURVES`` cheaply.
+
+The curves: ESD (the ExtremeBERT paper's), linear, cosine and constant, plus the ones the original scripts
+offer. 24h-BERT's ``run_pretraining.py`` (academic-budget-bert, ``pretraining/schedules.py``) has ``--curve
+linear|exp``; ExtremeBERT's adds ``--curve customized`` with a conf file whose curves include inverse-time,
+polynomial ("poly_remain_time_decay") and step decay (``pretraining/customized_lr_curves.py``). Each curve here is
+a function of the post-warmup progress ``t`` in [0, 1]; the ones that count in steps (exp, inverse_time) also take
+``decay_horizon``, the length of the post-warmup horizon in the horizon's unit (steps, or hours for a time budget,
+which is what the originals count in then too), so that ``t * decay_horizon`` is the originals' step count.
+
+The originals' ``--lr_schedule`` picks the horizon and how warmup is measured: ``step`` (``--max_steps``, warmup
+``--warmup_proportion`` of it), ``time`` (``--total_training_time`` hours, warmup the same proportion of it) and
+``constant_step``: the step horizon with a warmup of a fixed number of steps, ``--num_warmup_steps`` (default 1000),
+ignoring ``--warmup_proportion`` (their ``FixedWarmupScheduler``). ``warmup_fraction`` turns either into one number.
 """
+import inspect
 import math
 import os
 from pathlib import Path
-from typing import Callable, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 from pipeline.defaults import LR_CURVES
 
-SCHEDULERS = LR_CURVES  # declared with the PRETRAIN.SCHEDULER setting
 DEFAULT_ESD_RATIO = 2 ** -0.5
 DEFAULT_ESD_START_INTERVAL = 6
 
@@ -47,32 +60,160 @@ def esd_multiplier(t: float, ratio: float = DEFAULT_ESD_RATIO,
     return (1.0 / (2.0 * ratio)) ** (interval - start_interval)
 
 
-def decay_multiplier(t: float, scheduler: str, esd_ratio: float = DEFAULT_ESD_RATIO,
-                     esd_start_interval: int = DEFAULT_ESD_START_INTERVAL) -> float:
-    """The post-warmup curve at post-warmup progress ``t`` in [0, 1]."""
-    t = min(max(float(t), 0.0), 1.0)
-    if scheduler == "esd":
-        return esd_multiplier(t, esd_ratio, esd_start_interval)
-    if scheduler == "linear":
-        return 1.0 - t
-    if scheduler == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * t))
-    if scheduler == "constant":
-        return 1.0
-    raise ValueError(f"unknown scheduler {scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
+def _esd_curve(t: float, *, esd_ratio: float = DEFAULT_ESD_RATIO,
+               esd_start_interval: int = DEFAULT_ESD_START_INTERVAL) -> float:
+    """ESD under the registry's parameter names (``esd_multiplier`` holds the equation)."""
+    return esd_multiplier(t, esd_ratio, esd_start_interval)
 
 
-def lr_multiplier(progress: float, scheduler: str, warmup_proportion: float, esd_ratio: float = DEFAULT_ESD_RATIO,
-                  esd_start_interval: int = DEFAULT_ESD_START_INTERVAL) -> float:
-    """Multiplier of the peak rate at ``progress`` in [0, 1] of the whole horizon: a linear ramp from 0 to 1 over
-    the first ``warmup_proportion``, then ``scheduler``'s curve over the rest (rescaled to [0, 1])."""
-    if not 0.0 <= warmup_proportion < 1.0:
-        raise ValueError(f"warmup_proportion must be in [0, 1), got {warmup_proportion}")
+def linear_multiplier(t: float) -> float:
+    """Straight down to 0 at the end of the horizon: 24h-BERT's ``LinearCurve``, whose
+    ``(total - current) / (total - total_warmup)`` is ``1 - t``."""
+    return 1.0 - t
+
+
+def cosine_multiplier(t: float) -> float:
+    """Half a cosine period from the peak down to 0."""
+    return 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def constant_multiplier(t: float) -> float:
+    """The peak rate until the end."""
+    return 1.0
+
+
+def exp_multiplier(t: float, *, decay_horizon: float, decay_rate: float = 0.99, decay_step: float = 1000) -> float:
+    """24h-BERT's ``--curve exp`` (``ExpCurve``): the rate shrinks by ``decay_rate`` every ``decay_step`` units after
+    warmup, continuously: ``decay_rate ** (s / decay_step)`` with ``s = t * decay_horizon``. It never reaches 0 (the
+    run simply ends), and its warmup is quadratic (``WARMUP_EXPONENT``)."""
+    if not 0.0 < decay_rate <= 1.0:
+        raise ValueError(f"decay_rate must be in (0, 1], got {decay_rate}")
+    if decay_step <= 0:
+        raise ValueError(f"decay_step must be > 0, got {decay_step}")
+    return decay_rate ** (t * decay_horizon / decay_step)
+
+
+def inverse_time_multiplier(t: float, *, decay_horizon: float, peak_lr: float,
+                            inverse_time_lambda: float = 3.33) -> float:
+    """ExtremeBERT's ``inverse_time_decay``: ``eta = eta_0 / (1 + eta_0 * lambda * s)`` with ``s = t * decay_horizon``
+    steps after warmup, so the multiplier depends on the peak rate ``eta_0`` itself. 0 at the end of the horizon,
+    as for all of ExtremeBERT's conf-file curves (``CustomizedCurve``)."""
+    if inverse_time_lambda < 0:
+        raise ValueError(f"inverse_time_lambda must be >= 0, got {inverse_time_lambda}")
+    if t >= 1.0:
+        return 0.0
+    return 1.0 / (1.0 + peak_lr * inverse_time_lambda * t * decay_horizon)
+
+
+def poly_multiplier(t: float, *, poly_power: float = 1.0) -> float:
+    """ExtremeBERT's ``poly_remain_time_decay``: ``eta = eta_0 * (1 - t) ** C``; C is its conf key ``decay_rate``,
+    which has no default there (1.0 here: the linear curve, as in transformers' polynomial schedule)."""
+    if poly_power < 0:
+        raise ValueError(f"poly_power must be >= 0, got {poly_power}")
+    if t >= 1.0:
+        return 0.0
+    return (1.0 - t) ** poly_power
+
+
+def step_multiplier(t: float, *, step_decay_rate: float = 10.0, step_num_intervals: int = 3) -> float:
+    """ExtremeBERT's ``step_decay``: the post-warmup horizon cut into ``step_num_intervals`` equal intervals, the rate
+    divided by ``step_decay_rate`` at the start of each: ``eta_0 / rate ** floor(t * n)`` (defaults from its
+    ``conf/lr-scheduler_step-decay.conf``: 3 intervals, / 10 each). 0 at the end of the horizon."""
+    if step_decay_rate <= 1.0:
+        raise ValueError(f"step_decay_rate must be > 1, got {step_decay_rate}")
+    if step_num_intervals < 1:
+        raise ValueError(f"step_num_intervals must be >= 1, got {step_num_intervals}")
+    if t >= 1.0:
+        return 0.0
+    # An edge k/n computed as steps / horizon may land a rounding error below k/n: it belongs to interval k.
+    return step_decay_rate ** -math.floor(t * step_num_intervals + 1e-9)
+
+
+CURVES: dict = {
+    "esd": _esd_curve,
+    "linear": linear_multiplier,
+    "cosine": cosine_multiplier,
+    "constant": constant_multiplier,
+    "exp": exp_multiplier,
+    "inverse_time": inverse_time_multiplier,
+    "poly": poly_multiplier,
+    "step": step_multiplier,
+}
+if tuple(CURVES) != LR_CURVES:  # the names are declared once, with the PRETRAIN.SCHEDULER setting
+    raise ImportError(f"pretraining.schedulers implements {tuple(CURVES)} but the settings declare {LR_CURVES}")
+# What a curve may need besides its own parameters (the caller knows these; the config does not set them), and
+# what to say when it is missing.
+_CONTEXT = {"decay_horizon": "counts in steps: give horizon (the horizon's length in steps, or hours)",
+            "peak_lr": "depends on the peak rate itself: give peak_lr"}
+# 24h-BERT's ExpCurve warms up along the square of the warmup progress; every other curve (theirs and ours) linearly.
+WARMUP_EXPONENT = {"exp": 2}
+
+
+def _keywords(function) -> dict:
+    return {p.name: p.default for p in inspect.signature(function).parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+# Each curve's own parameters and their defaults, read off the functions above so that they are written once.
+CURVE_PARAMETERS = {name: {k: v for k, v in _keywords(f).items() if k not in _CONTEXT} for name, f in CURVES.items()}
+_ALL_PARAMETERS = {k for params in CURVE_PARAMETERS.values() for k in params}
+
+
+def decay_multiplier(t: float, curve: str, *, decay_horizon: Optional[float] = None, peak_lr: Optional[float] = None,
+                     **params) -> float:
+    """``curve``'s multiplier at post-warmup progress ``t`` in [0, 1]. ``params`` may hold any curve's parameters
+    (see ``CURVE_PARAMETERS``): those of other curves are ignored, so one call site can pass every setting."""
+    if curve not in CURVES:
+        raise ValueError(f"unknown curve {curve!r}; choose one of {', '.join(CURVES)}")
+    unknown = sorted(set(params) - _ALL_PARAMETERS)
+    if unknown:
+        raise ValueError(f"unknown curve parameter(s) {', '.join(unknown)}; "
+                         f"known: {', '.join(sorted(_ALL_PARAMETERS))}")
+    function = CURVES[curve]
+    accepted = _keywords(function)
+    kwargs = {k: v for k, v in params.items() if k in accepted}
+    for name, value in (("decay_horizon", decay_horizon), ("peak_lr", peak_lr)):
+        if name in accepted:
+            if value is None:
+                raise ValueError(f"curve {curve!r} {_CONTEXT[name]}")
+            kwargs[name] = value
+    return function(min(max(float(t), 0.0), 1.0), **kwargs)
+
+
+def warmup_fraction(warmup_proportion: float = 0.0, num_warmup_steps: Optional[int] = None,
+                    num_steps: Optional[int] = None) -> float:
+    """The warmup as a fraction of the horizon: ``warmup_proportion``, or ``num_warmup_steps`` out of a step horizon
+    of ``num_steps`` (the originals' ``--lr_schedule constant_step``), which then wins over the proportion."""
+    if num_warmup_steps is None:
+        fraction = warmup_proportion
+    elif not num_steps or num_steps <= 0:
+        raise ValueError("num_warmup_steps needs the number of steps of the horizon (num_steps)")
+    else:
+        fraction = num_warmup_steps / num_steps
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"the warmup must be a fraction in [0, 1) of the horizon, got {fraction:g}"
+                         + (f" ({num_warmup_steps} of {num_steps} steps)" if num_warmup_steps is not None else ""))
+    return fraction
+
+
+def lr_multiplier(progress: float, curve: str, warmup_proportion: float = 0.0, esd_ratio: float = DEFAULT_ESD_RATIO,
+                  esd_start_interval: int = DEFAULT_ESD_START_INTERVAL, *, num_warmup_steps: Optional[int] = None,
+                  horizon: Optional[float] = None, peak_lr: Optional[float] = None, **curve_params) -> float:
+    """Multiplier of the peak rate at ``progress`` in [0, 1] of the whole horizon: a ramp from 0 to 1 over the warmup
+    (linear; quadratic for ``exp``), then ``curve`` over the rest (rescaled to [0, 1]).
+
+    ``horizon`` is the whole horizon's length in its unit (``max_steps``, or hours for a time budget): needed with
+    ``num_warmup_steps`` (a step horizon) and by the curves that count in steps. ``peak_lr`` is needed by
+    ``inverse_time``; ``curve_params`` are the curves' own parameters (``CURVE_PARAMETERS``).
+    """
+    warmup = warmup_fraction(warmup_proportion, num_warmup_steps, horizon)
     progress = min(max(float(progress), 0.0), 1.0)
-    if progress < warmup_proportion:
-        return progress / warmup_proportion
-    t = (progress - warmup_proportion) / (1.0 - warmup_proportion)
-    return decay_multiplier(t, scheduler, esd_ratio, esd_start_interval)
+    if progress < warmup:
+        return (progress / warmup) ** WARMUP_EXPONENT.get(curve, 1)
+    t = (progress - warmup) / (1.0 - warmup)
+    decay_horizon = None if horizon is None else horizon * (1.0 - warmup)
+    return decay_multiplier(t, curve, decay_horizon=decay_horizon, peak_lr=peak_lr, esd_ratio=esd_ratio,
+                            esd_start_interval=esd_start_interval, **curve_params)
 
 
 class PretrainLRScheduler:
@@ -127,27 +268,29 @@ class PretrainLRScheduler:
             group["lr"] = lr
 
 
-def plot_schedule(path, scheduler: Union[str, Sequence[str]], warmup_proportion: float,
+def plot_schedule(path, curve: Union[str, Sequence[str]], warmup_proportion: float,
                   esd_ratio: float = DEFAULT_ESD_RATIO, esd_start_interval: int = DEFAULT_ESD_START_INTERVAL,
                   peak_lr: float = 1.0, horizon: float = 1.0, xlabel: str = "fraction of training",
-                  num_points: int = 2001) -> Path:
+                  num_points: int = 2001, **schedule) -> Path:
     """Draw the learning rate against progress (x from 0 to ``horizon``, e.g. steps or hours) as a PNG at ``path``.
-    ``scheduler`` may be a list of names to compare curves on one plot. Written to a temporary name, then renamed."""
+    ``curve`` may be a list of names to compare curves on one plot; ``schedule`` holds ``lr_multiplier``'s other
+    keywords (``num_warmup_steps``, curve parameters). Written to a temporary name, then renamed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [scheduler] if isinstance(scheduler, str) else list(scheduler)
+    names = [curve] if isinstance(curve, str) else list(curve)
     xs = [i / (num_points - 1) for i in range(num_points)]
     fig, ax = plt.subplots(figsize=(7, 4))
     for name in names:
-        ys = [peak_lr * lr_multiplier(x, name, warmup_proportion, esd_ratio, esd_start_interval) for x in xs]
+        ys = [peak_lr * lr_multiplier(x, name, warmup_proportion, esd_ratio, esd_start_interval, horizon=horizon,
+                                      peak_lr=peak_lr, **schedule) for x in xs]
         ax.plot([x * horizon for x in xs], ys, label=name)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("learning rate" if peak_lr != 1.0 else "learning rate / peak")
-    ax.set_title(f"warmup {warmup_proportion:g}" + (f", ESD r={esd_ratio:.4g} l={esd_start_interval}"
-                                                    if "esd" in names else ""))
+    warmup = warmup_fraction(warmup_proportion, schedule.get("num_warmup_steps"), horizon)
+    ax.set_title(f"warmup {warmup:g}" + (f", ESD r={esd_ratio:.4g} l={esd_start_interval}" if "esd" in names else ""))
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

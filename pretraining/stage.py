@@ -117,14 +117,6 @@ def validate_config(cfg) -> list:
     no_gpu = cfg.SYSTEM.NUM_GPUS == 0 or (cfg.SYSTEM.NUM_GPUS < 0 and not _machine_has_gpu())
     if p.PRECISION == "fp16" and no_gpu:
         problems.append("PRETRAIN.PRECISION = fp16 needs a GPU (DeepSpeed has no fp16 on CPU); use bf16, fp32 or auto")
-    if p.MICRO_BATCH_SIZE_PER_GPU > p.BATCH_SIZE:
-        problems.append(f"PRETRAIN.MICRO_BATCH_SIZE_PER_GPU = {p.MICRO_BATCH_SIZE_PER_GPU} exceeds PRETRAIN.BATCH_SIZE"
-                        f" = {p.BATCH_SIZE}")
-    if p.EARLY_STOP_TIME_MINUTES > 0 and p.EARLY_STOP_EVAL_LOSS == 0:
-        problems.append("PRETRAIN.EARLY_STOP_TIME_MINUTES is set but PRETRAIN.EARLY_STOP_EVAL_LOSS = 0 (off); set the"
-                        " loss threshold too, or set the time back to 0")
-    if p.SCHEDULE_BASIS == "time" and p.EARLY_STOP_TIME_MINUTES > 60 * p.TOTAL_TRAINING_HOURS:
-        problems.append("PRETRAIN.EARLY_STOP_TIME_MINUTES is after the end of PRETRAIN.TOTAL_TRAINING_HOURS")
     if not cfg.DATASET.ENABLED and cfg.DATASET.ID and not layout.samples_dir(cfg).is_dir():
         problems.append(f"DATASET.ENABLED is False but there are no samples at {layout.samples_dir(cfg)}: enable the"
                         f" dataset stage or set DATASET.ID to a prepared dataset")

@@ -15,6 +15,7 @@ import torch
 
 from pipeline.errors import ConfigError
 from pipeline.manifest import write_manifest
+from pipeline.tokenizer_loading import load_tokenizer
 from pretraining.arguments import PretrainPaths
 from pretraining.budget import RunClock, TimeBudget, budget_seconds
 from pretraining.checkpointing import TrainState, check_signature, load_latest_checkpoint
@@ -29,28 +30,13 @@ from pretraining.stage import stage_settings
 
 FINAL_MODEL_DIRNAME = "final_model"
 INTERRUPT_EXIT_CODE = 143  # 128 + SIGTERM, what a shell reports for a terminated process
+CONSTANT_STEP_WARMUP = 1000  # warmup steps of the originals' --lr_schedule constant_step without --num_warmup_steps
 
 __all__ = ["train", "prepare_run", "TrainingStopped", "Interrupted", "INTERRUPT_EXIT_CODE"]
 
 
 class Interrupted(Exception):
     """SIGTERM/SIGINT arrived; a checkpoint was written and the same command resumes."""
-
-
-def load_tokenizer(name: str):
-    from transformers import AutoTokenizer
-
-    from pipeline.errors import DataError
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(name)
-    except (OSError, ValueError) as e:
-        raise DataError(f"cannot load the tokenizer {name!r} ({str(e).splitlines()[0]}); give --tokenizer_name a"
-                        f" tokenizer folder (the dataset stage writes one next to the samples)") from e
-    if tokenizer.mask_token_id is None or tokenizer.pad_token_id is None or len(tokenizer) < 8:
-        raise DataError(f"tokenizer {name!r} loaded with {len(tokenizer)} tokens and no [MASK]/[PAD] token (an"
-                        f" offline hub name gives such a stub); give --tokenizer_name the dataset's tokenizer folder")
-    return tokenizer
 
 
 @dataclass(frozen=True)
@@ -94,7 +80,7 @@ def prepare_run(cfg, paths: PretrainPaths) -> RunSetup:
     rank, world_size, local_rank = ensure_distributed_env()
     accumulation = accumulation_steps(cfg, world_size)
     list_sample_files(paths.samples_dir)  # a missing dataset fails before the seconds a tokenizer load takes
-    tokenizer = load_tokenizer(paths.tokenizer)
+    tokenizer = load_tokenizer(paths.tokenizer, setting="--tokenizer_name")
     vocab = Vocabulary.from_tokenizer(tokenizer)
     try:
         model_config = model_config_from_cfg(cfg, len(tokenizer))
@@ -130,20 +116,35 @@ def resume_state(run: RunSetup, engine) -> TrainState:
     return dataclasses.replace(state, world_size=run.world_size)
 
 
+def schedule_multiplier(cfg):
+    """progress in [0, 1] of the horizon -> multiplier of the peak rate, for ``cfg``'s PRETRAIN schedule."""
+    p = cfg.PRETRAIN
+    on_steps = p.SCHEDULE_BASIS != "time"
+    warmup_steps = p.WARMUP_STEPS or (CONSTANT_STEP_WARMUP if p.SCHEDULE_BASIS == "constant_step" else 0)
+    curve_parameters = dict(esd_ratio=p.ESD.RATIO, esd_start_interval=p.ESD.START_INTERVAL,
+                            decay_rate=p.EXP.DECAY_RATE, decay_step=p.EXP.DECAY_STEP,
+                            inverse_time_lambda=p.INVERSE_TIME.LAMBDA, poly_power=p.POLY.POWER,
+                            step_decay_rate=p.STEP.DECAY_RATE, step_num_intervals=p.STEP.NUM_INTERVALS)
+
+    def multiplier(progress: float) -> float:
+        return lr_multiplier(progress, p.SCHEDULER, p.WARMUP_PROPORTION, num_warmup_steps=warmup_steps or None,
+                             horizon=p.NUM_STEPS if on_steps else p.TOTAL_TRAINING_HOURS, peak_lr=p.LEARNING_RATE,
+                             **curve_parameters)
+
+    return multiplier
+
+
 def make_scheduler(cfg, optimizer, state: TrainState, clock: RunClock) -> PretrainLRScheduler:
     """Warmup then the configured curve, over NUM_STEPS or TOTAL_TRAINING_HOURS; the position in it is that of
     the *next* optimizer step (the scheduler sets the rate that step will use)."""
     p = cfg.PRETRAIN
-
-    def multiplier(progress: float) -> float:
-        return lr_multiplier(progress, p.SCHEDULER, p.WARMUP_PROPORTION, p.ESD.RATIO, p.ESD.START_INTERVAL)
 
     def progress() -> float:
         if p.SCHEDULE_BASIS == "time":
             return clock.elapsed() / (3600.0 * p.TOTAL_TRAINING_HOURS)
         return (state.step + 1) / p.NUM_STEPS
 
-    scheduler = PretrainLRScheduler(optimizer, multiplier, progress)
+    scheduler = PretrainLRScheduler(optimizer, schedule_multiplier(cfg), progress)
     if state.scheduler:
         scheduler.load_state_dict(state.scheduler)
     return scheduler

@@ -138,7 +138,8 @@ def test_cli_scripts_shard_then_generate_static_samples(tmp_path):
     shard = _run("shard_data.py", "--output_dir", tmp_path / "tmp", "--num_train_shards", 2, "--num_test_shards", 1,
                  "--frac_test", 0.1, "--max_memory", 2, "--dataset", "custom", corpus)
     assert shard.returncode == 0, shard.stderr
-    generate = _run("generate_samples.py", "--dir", tmp_path / "tmp", "-o", tmp_path / "out", "--dup_factor", 2,
+    generate = _run("generate_samples.py", "--dir", tmp_path / "tmp", "-o", tmp_path / "out", "--masking", "static",
+                    "--dup_factor", 2,
                     "--seed", 42, "--do_lower_case", 1, "--masked_lm_prob", 0.15, "--max_seq_length", 32,
                     "--tokenizer_name", vocab, "--max_predictions_per_seq", 5, "--n_processes", 2,
                     "--model_name", "bert-large-uncased", "--max_memory", 2)
@@ -157,7 +158,7 @@ def test_cli_bad_input_is_a_one_line_error(tmp_path):
     assert result.stderr.strip().count("\n") == 0 and "error: corpus folder" in result.stderr
     result = _run("generate_samples.py", "--dir", tmp_path / "tmp", "-o", tmp_path / "out", "--tokenizer_name", "x",
                   "--max_memory", 0.1)
-    assert result.returncode == 1 and "error: --max_memory = 0.1 GB is too small" in result.stderr
+    assert result.returncode == 2 and "error: --max_memory = 0.1 GB is too small" in result.stderr  # a setting: 2
 
 
 def test_fixed_dataset_id_reused_with_other_settings_starts_over(tmp_path):

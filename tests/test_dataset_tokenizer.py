@@ -4,7 +4,7 @@ import json
 import pytest
 
 from dataset.tokenizer_setup import INFO_FILE, TokenizerRequest, load_pretrained_tokenizer, prepare_tokenizer
-from pipeline.errors import ConfigError
+from pipeline.errors import DataError
 from tests.test_dataset_fixtures import write_corpus, write_vocab
 
 
@@ -43,14 +43,14 @@ def test_prepared_tokenizer_is_reused_for_the_same_request_and_redone_for_anothe
 
 def test_hub_name_that_resolves_to_a_stub_tokenizer_is_a_clear_error():
     # Offline, transformers 5 returns a 5-token tokenizer for a hub name it cannot fetch, or raises.
-    with pytest.raises(ConfigError, match=r"TOKENIZER.NAME_OR_PATH: (tokenizer 'bert-base-uncased' loaded with only "
-                                          r"\d+ tokens|cannot load tokenizer 'bert-base-uncased')"):
+    with pytest.raises(DataError, match=r"TOKENIZER.NAME_OR_PATH: (tokenizer 'bert-base-uncased' loaded with only "
+                                        r"\d+ tokens|cannot load tokenizer 'bert-base-uncased')"):
         load_pretrained_tokenizer(TokenizerRequest(name_or_path="bert-base-uncased"))
 
 
 def test_folder_that_is_not_a_tokenizer_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ConfigError, match="cannot load tokenizer"):
+    with pytest.raises(DataError, match="TOKENIZER.NAME_OR_PATH: .* holds no tokenizer"):
         load_pretrained_tokenizer(TokenizerRequest(name_or_path=str(tmp_path / "empty")))
 
 
@@ -58,8 +58,18 @@ def test_tokenizer_without_a_vocabulary_is_rejected_by_its_size(tmp_path):
     # transformers 5 builds a 5-token BERT tokenizer from a config alone (as it does offline for a hub name).
     (tmp_path / "stub").mkdir()
     (tmp_path / "stub" / "tokenizer_config.json").write_text('{"tokenizer_class": "BertTokenizer"}')
-    with pytest.raises(ConfigError, match=r"loaded with only 5 tokens"):
+    with pytest.raises(DataError, match=r"loaded with only 5 tokens"):
         load_pretrained_tokenizer(TokenizerRequest(name_or_path=str(tmp_path / "stub")))
+
+
+def test_vocab_only_folder_is_saved_as_a_tokenizer_folder_with_the_requested_casing(tmp_path):
+    from transformers import AutoTokenizer
+
+    vocab = write_vocab(tmp_path / "vocab")  # a bare vocab.txt, as 24h-BERT's scripts take
+    info = prepare_tokenizer(tmp_path / "tok", TokenizerRequest(name_or_path=str(vocab), key="--tokenizer_name"))
+    tokenizer = AutoTokenizer.from_pretrained(str(tmp_path / "tok"))
+    assert info["lowercases"] is True and tokenizer.tokenize("The RIVER") == ["the", "river"]
+    assert info["vocab_size"] == len((vocab / "vocab.txt").read_text(encoding="utf-8").split()) == len(tokenizer)
 
 
 def test_trained_ids_are_numbered_canonically(tmp_path):

@@ -216,3 +216,33 @@ def test_wandb_offline_mode_logs_without_a_network(one_rank_group, tiny, tmp_pat
     run(tiny, out, max_steps=5, wandb=True, wandb_mode="offline", validation_every_steps=0)
     runs = list((out / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].glob("*.wandb"))
+
+
+def test_the_original_schedule_flags_drive_the_logged_rates(one_rank_group, tiny, tmp_path):
+    """--lr_schedule constant_step with --num_warmup_steps, an original decay curve with its parameter, and
+    --gradient_accumulation_steps agreeing with the batch split: the rate each logged step reports is the one the
+    schedule's formula gives."""
+    out = tmp_path / "run"
+    manifest = run(tiny, out, max_steps=20, lr=2e-3, lr_schedule="constant_step", num_warmup_steps=4, curve="poly",
+                   poly_power=2.0, gradient_accumulation_steps=2, train_batch_size=8, train_micro_batch_size_per_gpu=4,
+                   print_steps=2, validation_every_steps=0)
+    assert manifest["steps"] == 20 and checkpoint_contents(out, 20)["train_state"]["micro_batches"] == 40
+    for row in (r for r in read_metrics(out / "metrics.jsonl") if "lr" in r):
+        progress = min(1.0, (row["step"] + 1) / 20)
+        expected = 2e-3 * (progress / 0.2 if progress < 0.2 else (1 - (progress - 0.2) / 0.8) ** 2)
+        assert row["lr"] == pytest.approx(expected), row["step"]
+    with pytest.raises(ConfigError, match="--gradient_accumulation_steps 3 contradicts"):
+        run(tiny, tmp_path / "bad", gradient_accumulation_steps=3, train_batch_size=8, train_micro_batch_size_per_gpu=4)
+
+
+def test_a_folder_holding_only_vocab_txt_is_a_tokenizer_the_script_trains_with(one_rank_group, tiny, tmp_path):
+    vocab_only = tmp_path / "vocab"
+    vocab_only.mkdir()
+    (vocab_only / "vocab.txt").write_text((tiny["tokenizer"] / "vocab.txt").read_text())
+    from pretraining.trainer import train
+
+    manifest = train(*parse_arguments(pretrain_argv(tiny["dynamic"], tmp_path / "run", vocab_only, max_steps=3,
+                                                    validation_every_steps=0)))
+    assert manifest["steps"] == 3
+    final = tmp_path / "run" / "final_model"
+    assert (final / "tokenizer.json").is_file() or (final / "vocab.txt").is_file()

@@ -1,0 +1,168 @@
+"""The one way every stage and script loads a tokenizer, and the one set of errors when it cannot.
+
+Accepted: a folder holding only a BERT ``vocab.txt`` (the 24h-BERT / ExtremeBERT habit, e.g. Google's checkpoint
+folders), a folder holding a ``tokenizer.json`` (as the ``tokenizers`` library saves one), a folder saved by
+``save_pretrained`` (a tokenizer or a whole model: ``tokenizer_config.json`` beside the files), or a Hugging Face Hub
+name. Whatever cannot give a usable BERT-style tokenizer is a one-line ``DataError``: a missing folder, a folder
+with none of those files, the 5-token stub transformers 5 returns for a hub name it cannot fetch offline (instead of
+raising), a tokenizer without [PAD]/[CLS]/[SEP]/[MASK].
+
+transformers is imported inside the functions: pipeline modules are imported by light processes (the runner,
+status checks) that never load a tokenizer.
+"""
+import sys
+from pathlib import Path
+from typing import Optional
+
+from pipeline.errors import DataError
+
+VOCAB_FOLDER = "vocab.txt folder"
+TOKENIZER_JSON_FOLDER = "tokenizer.json folder"
+SAVED_FOLDER = "saved tokenizer folder"
+HUB_NAME = "hub name"
+BERT_SPECIAL_TOKENS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]",
+                       "mask_token": "[MASK]"}
+BERT_INPUT_NAMES = ["input_ids", "token_type_ids", "attention_mask"]
+# Masked-LM samples need [PAD] and [MASK]; samples and finetuning inputs are framed by [CLS] ... [SEP].
+REQUIRED_TOKENS = ("pad", "cls", "sep", "mask")
+# A tokenizer with fewer ordinary (non-special) tokens than this is a stub, not a vocabulary.
+MIN_ORDINARY_TOKENS = 10
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith(("/", "./", "../", "~")) or name.endswith("/")
+
+
+def tokenizer_source(name_or_path) -> str:
+    """What ``name_or_path`` is (one of the kinds above), judged from the files alone: cheap enough for config checks.
+    Raises ``DataError`` for a missing folder or one that holds no tokenizer files."""
+    name = str(name_or_path)
+    if not name:
+        raise DataError("no tokenizer given: name a tokenizer folder (a BERT vocab.txt folder will do) or a hub name")
+    path = Path(name).expanduser()
+    if not path.exists():
+        if _looks_like_path(name):
+            raise DataError(f"tokenizer folder does not exist: {name}")
+        return HUB_NAME
+    if not path.is_dir():
+        raise DataError(f"{name} is a file: give the folder that holds the tokenizer files")
+    if (path / "tokenizer_config.json").is_file():
+        return SAVED_FOLDER
+    if (path / "tokenizer.json").is_file():
+        return TOKENIZER_JSON_FOLDER
+    if (path / "vocab.txt").is_file():
+        return VOCAB_FOLDER
+    raise DataError(f"{name} holds no tokenizer: expected vocab.txt, tokenizer.json or tokenizer_config.json")
+
+
+def vocab_is_uncased(vocab_file) -> bool:
+    """True when lower-casing would change none of the vocabulary's ordinary tokens, as in an uncased BERT vocabulary
+    (whose text must then be lower-cased to match it); bracketed special tokens such as [CLS] do not count."""
+    with open(vocab_file, encoding="utf-8") as f:
+        tokens = (line.rstrip("\n") for line in f)
+        return not any(t != t.lower() for t in tokens if not (t.startswith("[") and t.endswith("]")))
+
+
+def lowercases(tokenizer) -> bool:
+    """Whether ``tokenizer`` lower-cases its input (its Rust normaliser turns "A" into "a")."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    normalizer = backend.normalizer if backend is not None else None
+    if normalizer is None:
+        return bool(getattr(tokenizer, "do_lower_case", False))
+    return normalizer.normalize_str("A") == "a"
+
+
+def _load_vocab_folder(folder: Path, do_lower_case: Optional[bool]):
+    from transformers import BertTokenizerFast
+
+    vocab = folder / "vocab.txt"
+    if do_lower_case is None:
+        do_lower_case = vocab_is_uncased(vocab)
+    # vocab=, not vocab_file=: transformers 5 silently ignores vocab_file and builds a 5-token tokenizer.
+    return BertTokenizerFast(vocab=str(vocab), do_lower_case=do_lower_case)
+
+
+def _load_tokenizer_json_folder(folder: Path):
+    """The ``tokenizer.json`` as written (normaliser, pre-tokeniser and all), its BERT special tokens declared when
+    its vocabulary holds them, BERT's [CLS] A [SEP] B [SEP] framing when it has no post-processor of its own, and
+    BERT's inputs (segment ids included)."""
+    from tokenizers import Tokenizer, processors
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    vocab = backend.get_vocab()
+    if backend.post_processor is None and "[CLS]" in vocab and "[SEP]" in vocab:
+        backend.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+            special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
+    present = {role: token for role, token in BERT_SPECIAL_TOKENS.items() if token in vocab}
+    return PreTrainedTokenizerFast(tokenizer_object=backend, model_input_names=BERT_INPUT_NAMES, **present)
+
+
+def _load_saved_folder(folder: Path):
+    from transformers import AutoTokenizer
+
+    # AutoTokenizer reads a model folder's config.json; importing ``pretraining`` registers the pre-LN
+    # ``extremebert`` model type, which transformers would otherwise warn about as unknown.
+    import pretraining  # noqa: F401
+    return AutoTokenizer.from_pretrained(str(folder))
+
+
+def _load_hub_name(name: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(name)
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def check_tokenizer(tokenizer, name: str, setting: str = "") -> None:
+    """Raise ``DataError`` unless ``tokenizer`` has a real vocabulary and the BERT special tokens."""
+    prefix = f"{setting}: " if setting else ""
+    ordinary = len(tokenizer) - len(set(tokenizer.all_special_ids))
+    if ordinary < MIN_ORDINARY_TOKENS:
+        raise DataError(f"{prefix}tokenizer '{name}' loaded with only {len(tokenizer)} tokens (a hub name offline"
+                        f" without a cached copy gives such a stub); give a local tokenizer folder or go online")
+    missing = [f"[{t.upper()}]" for t in REQUIRED_TOKENS if getattr(tokenizer, f"{t}_token_id", None) is None]
+    if missing:
+        raise DataError(f"{prefix}tokenizer '{name}' has no {'/'.join(missing)} token; masked-LM pretraining and"
+                        f" BERT finetuning need a BERT-style tokenizer")
+
+
+def load_tokenizer(name_or_path, do_lower_case: Optional[bool] = None, *, setting: str = ""):
+    """The tokenizer at ``name_or_path`` (any kind in the module docstring), checked to be usable.
+
+    ``do_lower_case`` applies to a ``vocab.txt`` folder, whose files do not say; ``None`` there lower-cases when
+    the vocabulary is uncased (bert-base-uncased's is). Every other kind carries its own normaliser, which is kept:
+    a ``do_lower_case`` that contradicts it only draws a warning. ``setting`` names the flag or config key that gave
+    ``name_or_path`` (e.g. ``--tokenizer_name``), to start the error messages.
+    """
+    name = str(name_or_path)
+    prefix = f"{setting}: " if setting else ""
+    try:
+        kind = tokenizer_source(name)
+    except DataError as e:
+        raise DataError(f"{prefix}{e}") from None
+    folder = Path(name).expanduser()
+    try:
+        if kind == VOCAB_FOLDER:
+            tokenizer = _load_vocab_folder(folder, do_lower_case)
+        elif kind == TOKENIZER_JSON_FOLDER:
+            tokenizer = _load_tokenizer_json_folder(folder)
+        elif kind == SAVED_FOLDER:
+            tokenizer = _load_saved_folder(folder)
+        else:
+            tokenizer = _load_hub_name(name)
+    except Exception as e:  # transformers raises OSError, ValueError, TypeError, JSON errors ... for a bad source
+        where, hint = ("from the Hugging Face Hub", "; give a local tokenizer folder or go online") \
+            if kind == HUB_NAME else (f"({kind})", "")
+        raise DataError(f"{prefix}cannot load tokenizer '{name}' {where}: {_first_line(e)}{hint}") from None
+    check_tokenizer(tokenizer, name, setting)
+    own = lowercases(tokenizer)
+    if do_lower_case is not None and kind != VOCAB_FOLDER and own != do_lower_case:
+        print(f"warning: {prefix}do_lower_case = {do_lower_case} but tokenizer '{name}' "
+              f"{'lower-cases' if own else 'keeps case'}; the tokenizer's own behaviour is kept",
+              file=sys.stderr, flush=True)
+    return tokenizer
