@@ -54,6 +54,8 @@ def read_old_export(folder: Path):
     from pretraining.export_stock import SHARED_FIELDS
     from pretraining.modeling import ModelConfig
 
+    if not folder.is_dir():
+        raise DataError(f"{folder} does not exist or is not a folder")
     config = _read_config(folder)
     if not config or config.get("model_type") != OLD_MODEL_TYPE:
         raise DataError(f"{folder} is not a model folder of the old format (its config.json does not say model type "
@@ -79,8 +81,11 @@ def convert(old_dir, new_dir) -> None:
     from pretraining.export_stock import build_stock_masked_lm
     from pretraining.hf_model import write_model_folder
 
-    old_dir = Path(old_dir)
+    old_dir, new_dir = Path(old_dir), Path(new_dir)
     config, state = read_old_export(old_dir)
+    if new_dir.exists() and new_dir.resolve() != old_dir.resolve() and any(new_dir.iterdir()):
+        raise DataError(f"{new_dir} exists and is not empty; give a new folder, or {old_dir} itself to convert in "
+                        f"place")
     # The old config.json names a model type transformers does not know; the tokenizer is BERT WordPiece, so say
     # so rather than let AutoTokenizer guess from that file (tokenizer_config.json's class still comes first).
     tokenizer = AutoTokenizer.from_pretrained(old_dir, config=BertConfig())

@@ -243,8 +243,14 @@ def test_an_old_format_folder_converts_to_stock_with_the_same_logits(tokenizer, 
     torch.testing.assert_close(theirs[real], our_logits(model, batch)[real], rtol=0, atol=1e-5)
 
 
-def test_converting_a_folder_that_is_not_of_the_old_format_says_so(exported, tmp_path, capsys):
+def test_converting_refuses_a_folder_not_of_the_old_format_and_a_target_holding_something(exported, tokenizer,
+                                                                                          tmp_path, capsys):
     _, stock = exported["pre-ln"]
     assert convert_main([str(stock), str(tmp_path / "new")]) == 1
     assert "is not a model folder of the old format" in capsys.readouterr().err
     assert not (tmp_path / "new").exists()
+    model, config = trained_looking_model("pre-ln", len(tokenizer), "gelu")
+    write_old_format(model, config, tokenizer, tmp_path / "old")
+    assert convert_main([str(tmp_path / "old"), str(stock)]) == 1
+    assert "exists and is not empty" in capsys.readouterr().err
+    assert json.loads((stock / "config.json").read_text())["model_type"] == "roberta-prelayernorm"
