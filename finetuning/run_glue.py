@@ -79,22 +79,24 @@ def parse_args(argv=None):
     return parser.parse_args_into_dataclasses(args=argv)
 
 
-def register_custom_architectures() -> None:
-    """Importing ``pretraining`` registers the pre-LN architecture with the Auto classes (a no-op for stock BERT)."""
-    try:
-        import pretraining  # noqa: F401
-    except ImportError:
-        pass
-
-
 def _log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def refuse_old_format(model_path: str) -> None:
+    """A model folder of the old pre-LN format (model type ``extremebert``) stops here with the command that
+    converts it, rather than with transformers' "does not recognize this architecture"."""
+    from pretraining.convert_checkpoint import old_format_error
+
+    message = old_format_error(model_path)
+    if message:
+        raise DataError(message)
 
 
 def load_tokenizer(model_path: str):
     from transformers import AutoTokenizer
 
-    register_custom_architectures()  # AutoTokenizer reads config.json; an unknown model type warns
+    refuse_old_format(model_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_path)
     except (OSError, ValueError) as e:
@@ -110,7 +112,7 @@ def load_model(model_path: str, task, random_init: bool = False):
     """``AutoModelForSequenceClassification`` for ``task``; a head of another size (STILT) starts fresh."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    register_custom_architectures()
+    refuse_old_format(model_path)
     label_kwargs = {"num_labels": 1, "problem_type": "regression"} if task.is_regression else {
         "num_labels": len(task.labels), "problem_type": "single_label_classification",
         "id2label": dict(enumerate(task.labels)), "label2id": {label: i for i, label in enumerate(task.labels)}}

@@ -163,7 +163,7 @@ def test_static_data_trains_and_the_final_model_loads_with_the_auto_classes(one_
     # The export holds DeepSpeed's fp32 master weights, not the bf16 copies the forward pass used.
     state = checkpoint_contents(out, 4)["module"]
     assert state["encoder.embeddings.word.weight"].dtype == torch.bfloat16
-    exported = model.state_dict()["bert.encoder.embeddings.word.weight"]
+    exported = model.state_dict()["roberta_prelayernorm.embeddings.word_embeddings.weight"]
     assert exported.dtype == torch.float32 and not torch.equal(exported, exported.bfloat16().float())
     assert AutoModelForSequenceClassification.from_pretrained(final, num_labels=3).num_labels == 3
 

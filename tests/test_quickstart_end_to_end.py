@@ -30,8 +30,6 @@ def _main(tmp_path, *extra):
 def test_quickstart_runs_every_stage_then_skips_then_force_redoes_pretraining(tmp_path):
     from transformers import AutoModelForMaskedLM
 
-    import pretraining  # noqa: F401  (registers the pre-LN architecture with the Auto classes)
-
     first = _main(tmp_path)
     for stage in ("install", "dataset", "pretrain", "finetune", "result_collection"):
         assert f"[done] {stage}" in first
