@@ -102,9 +102,6 @@ def _load_tokenizer_json_folder(folder: Path):
 def _load_saved_folder(folder: Path):
     from transformers import AutoTokenizer
 
-    # AutoTokenizer reads a model folder's config.json; importing ``pretraining`` registers the pre-LN
-    # ``extremebert`` model type, which transformers would otherwise warn about as unknown.
-    import pretraining  # noqa: F401
     return AutoTokenizer.from_pretrained(str(folder))
 
 
