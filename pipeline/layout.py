@@ -62,6 +62,11 @@ def finetune_dir(cfg) -> Path:
     return run_dir(cfg) / "finetune"
 
 
+def random_init_finetune_dir(cfg) -> Path:
+    """The random-initialisation baseline's finetune jobs (FINETUNE.RANDOM_INIT_BASELINE; same layout as finetune/)."""
+    return run_dir(cfg) / "finetune_random_init"
+
+
 def results_dir(cfg) -> Path:
     """Result collection writes report.md, results.json and glue_submission.zip at the run folder's top."""
     return run_dir(cfg)

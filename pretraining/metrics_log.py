@@ -34,18 +34,28 @@ def gpu_peak_flops(device_name: str, precision: str):
 
 
 def read_metrics(path) -> list:
-    """The JSON lines of a metrics file (a torn last line from a killed run is skipped)."""
+    """The lines of a metrics file, in order (a torn last line from a killed run, or a line that is not a step's
+    record, is skipped). The one reader of ``metrics.jsonl``: the report reads it too."""
     rows = []
     try:
         with open(path, encoding="utf-8") as f:
             for line in f:
                 try:
-                    rows.append(json.loads(line))
+                    row = json.loads(line)
                 except ValueError:
                     continue
+                if isinstance(row, dict) and "step" in row:
+                    rows.append(row)
     except OSError:
         pass
     return rows
+
+
+def split_metrics(rows) -> tuple:
+    """(training lines, validation lines) of ``read_metrics``' rows."""
+    train = [r for r in rows if r.get("loss") is not None and "val_loss" not in r]
+    val = [r for r in rows if r.get("val_loss") is not None]
+    return train, val
 
 
 def _clean(value):
@@ -113,13 +123,13 @@ def _load_matplotlib():
     return plt
 
 
-def plot_training_curves(metrics_path, png_path) -> None:
-    """Loss (training and validation) and learning rate against step, one PNG, written via a temporary name."""
+def plot_training_curves(metrics_path, png_path):
+    """Loss (training and validation) and learning rate against step, one PNG written via a temporary name;
+    returns its path, or None when the metrics hold no line yet."""
+    train, val = split_metrics(read_metrics(metrics_path))
+    if not train and not val:
+        return None
     plt = _load_matplotlib()
-
-    rows = read_metrics(metrics_path)
-    train = [r for r in rows if "loss" in r and r.get("loss") is not None]
-    val = [r for r in rows if r.get("val_loss") is not None]
     fig, (ax_loss, ax_lr) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
     ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], label="training loss")
     if val:
@@ -133,7 +143,9 @@ def plot_training_curves(metrics_path, png_path) -> None:
     ax_lr.grid(alpha=0.3)
     fig.tight_layout()
     png_path = Path(png_path)
+    png_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = png_path.with_name(f".{png_path.stem}.tmp-{os.getpid()}.png")
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
     os.replace(tmp, png_path)
+    return png_path

@@ -1,31 +1,9 @@
 """Summarise the pretraining run from its manifest and ``metrics.jsonl`` (docs/interfaces.md, pretrain section)."""
-import json
 import statistics
-from pathlib import Path
 
 from pipeline import layout
 from pipeline.manifest import read_json
-
-
-def read_metrics(path) -> tuple:
-    """(training lines, validation lines) of a ``metrics.jsonl``; unparsable lines (a torn last write) are skipped."""
-    train, val = [], []
-    path = Path(path)
-    if not path.is_file():
-        return train, val
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if not isinstance(record, dict) or "step" not in record:
-                continue
-            if "val_loss" in record:
-                val.append(record)
-            elif "loss" in record:
-                train.append(record)
-    return train, val
+from pretraining.metrics_log import read_metrics, split_metrics
 
 
 def _median_of(records, key):
@@ -39,7 +17,7 @@ def summarize_pretraining(cfg) -> dict:
     pretrain_dir = layout.pretrain_dir(cfg)
     manifest = read_json(pretrain_dir / "manifest.json")
     metrics_path = pretrain_dir / "metrics.jsonl"
-    train, val = read_metrics(metrics_path)
+    train, val = split_metrics(read_metrics(metrics_path))
     if not isinstance(manifest, dict) and not train and not val:
         reason = ("pretraining was disabled (PRETRAIN.ENABLED is False)" if not cfg.PRETRAIN.ENABLED
                   else "pretraining has not completed")

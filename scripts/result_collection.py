@@ -35,11 +35,6 @@ def tables_dir(cfg) -> Path:
     return layout.results_dir(cfg) / "results"
 
 
-def random_init_finetune_dir(cfg) -> Path:
-    """Where the finetune stage writes the random-initialisation baseline's jobs (same layout as finetune/)."""
-    return layout.run_dir(cfg) / "finetune_random_init"
-
-
 def submission_path(cfg) -> Path:
     return layout.results_dir(cfg) / SUBMISSION_NAME
 
@@ -53,7 +48,7 @@ def _settings(cfg) -> dict:
     """What the outputs depend on: the completed jobs (both trees), the pretraining record, the test files' folder,
     demo labelling and this stage's options."""
     glue_dir = cfg.FINETUNE.GLUE_DIR
-    random_dir = random_init_finetune_dir(cfg)
+    random_dir = layout.random_init_finetune_dir(cfg)
     return {
         "finetune_jobs": jobs_fingerprint(layout.finetune_dir(cfg)),
         "random_init_jobs": jobs_fingerprint(random_dir) if random_dir.is_dir() else None,
@@ -134,7 +129,7 @@ def gather(cfg) -> Collection:
     """Read the planned jobs of both finetune trees and select each task's best configuration."""
     finetune_dir = layout.finetune_dir(cfg)
     jobs = planned_jobs_only(cfg, load_jobs(finetune_dir), finetune_dir)
-    random_dir = random_init_finetune_dir(cfg)
+    random_dir = layout.random_init_finetune_dir(cfg)
     random_jobs = planned_jobs_only(cfg, load_jobs(random_dir), random_dir) if random_dir.is_dir() else None
     if cfg.FINETUNE.get("RANDOM_INIT_BASELINE", False) and not random_jobs:
         print(f"note: FINETUNE.RANDOM_INIT_BASELINE is set but {random_dir} holds no jobs", flush=True)
@@ -248,12 +243,11 @@ def _tasks_without_results(cfg, collection: Collection) -> dict:
 
 
 def _draw_plots(cfg, collection: Collection) -> dict:
-    from scripts.pretrain_summary import read_metrics
-    from scripts.result_plots import plot_pretraining_curves, plot_seed_spread
+    from pretraining.metrics_log import plot_training_curves
+    from scripts.result_plots import plot_seed_spread
 
     plots = {}
-    train, val = read_metrics(layout.pretrain_dir(cfg) / "metrics.jsonl")
-    if plot_pretraining_curves(train, val, tables_dir(cfg) / "pretraining_curves.png"):
+    if plot_training_curves(layout.pretrain_dir(cfg) / "metrics.jsonl", tables_dir(cfg) / "pretraining_curves.png"):
         plots["pretraining_curves"] = "results/pretraining_curves.png"
     names = {task: entry["name"] for task, entry in (collection.demo or {"tasks": {}})["tasks"].items()}
     if plot_seed_spread(collection.bests, tables_dir(cfg) / "seed_spread.png", names):
@@ -284,7 +278,7 @@ def build_results(cfg, collection: Collection, tables: dict, submission: dict, p
     }
     if collection.random_init_bests is not None:
         results["random_init"] = {
-            "finetune_dir": str(random_init_finetune_dir(cfg)),
+            "finetune_dir": str(layout.random_init_finetune_dir(cfg)),
             "tasks": baseline_comparison(collection.bests, collection.random_init_bests),
             "glue_score": glue_score(collection.random_init_bests).as_dict(),
         }

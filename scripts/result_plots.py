@@ -1,4 +1,5 @@
-"""The report's figures: the pretraining loss/learning-rate curve and the spread of each task's score over seeds.
+"""The report's figure of the spread of each task's score over seeds (the pretraining curves are drawn by
+``pretraining.metrics_log.plot_training_curves``, the one plot of ``metrics.jsonl``).
 
 matplotlib is imported inside the functions (the stage module must import cheaply) with the Agg backend, so the
 figures render on machines without a display.
@@ -23,35 +24,6 @@ def _save(fig, path) -> Path:
     fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
     os.replace(tmp, path)
     return path
-
-
-def plot_pretraining_curves(train: list, val: list, path):
-    """Training loss and validation loss against step, the learning rate on a second axis; None without data."""
-    if not train and not val:
-        return None
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    if train:
-        ax.plot([r["step"] for r in train], [r["loss"] for r in train], label="training loss", linewidth=1)
-    if val:
-        ax.plot([r["step"] for r in val], [r["val_loss"] for r in val], "o-", label="validation loss", linewidth=1.5)
-    ax.set_xlabel("step")
-    ax.set_ylabel("MLM loss")
-    handles, labels = ax.get_legend_handles_labels()
-    with_lr = [r for r in train if isinstance(r.get("lr"), (int, float))]
-    if with_lr:
-        lr_ax = ax.twinx()
-        lr_ax.plot([r["step"] for r in with_lr], [r["lr"] for r in with_lr], color="tab:gray", linestyle="--",
-                   linewidth=1, label="learning rate")
-        lr_ax.set_ylabel("learning rate")
-        lr_handles, lr_labels = lr_ax.get_legend_handles_labels()
-        handles, labels = handles + lr_handles, labels + lr_labels
-    ax.legend(handles, labels, loc="upper right")
-    ax.set_title("Pretraining")
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
 
 
 def plot_seed_spread(bests: dict, path, names=None):
