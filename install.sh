@@ -32,6 +32,13 @@ modules = ["torch", "deepspeed", "transformers", "accelerate", "datasets", "toke
            "psutil", "tqdm", "pytest"]
 for name in modules:
     importlib.import_module(name)
+import shutil
+import subprocess
+
 import torch
 print(f"install.sh: environment ready (torch {torch.__version__}, CUDA available: {torch.cuda.is_available()})")
+smi = shutil.which("nvidia-smi")
+if smi and not torch.cuda.is_available() and subprocess.run([smi, "-L"], capture_output=True).returncode == 0:
+    print("install.sh: warning: this machine has an NVIDIA GPU but this torch cannot use it (a CPU-only build, or a"
+          " driver too old for its CUDA); install a CUDA build of torch==2.13.0 into the environment")
 PY

@@ -21,7 +21,8 @@ def make_parser(description: str) -> argparse.ArgumentParser:
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", help="the YAML file the pipeline ran with")
-    source.add_argument("--run-dir", help="a run folder (OUTPUT_ROOT/runs/<PRETRAIN.ID>) holding config.yaml")
+    source.add_argument("--run-dir", "--run_dir", dest="run_dir",
+                        help="a run folder (OUTPUT_ROOT/runs/<PRETRAIN.ID>) holding config.yaml")
     parser.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE",
                         help="override config keys, e.g. --opts RESULT_COLLECTION.WRITE_PLOTS False")
 

@@ -32,8 +32,8 @@ def test_summarize_val_prints_and_writes_every_task_table(run_dir):
     assert (run_dir / "results" / "MNLI.csv").read_text().startswith("job,learning_rate,batch_size,epochs,seed,")
 
 
-def test_collect_best_val_prints_bests_and_the_glue_score(run_dir):
-    result = _run("collect_best_val.py", "--run-dir", run_dir)
+def test_collect_best_val_prints_bests_and_the_glue_score_given_the_readmes_run_dir_flag(run_dir):
+    result = _run("collect_best_val.py", "--run_dir", run_dir)
     assert result.returncode == 0, result.stderr
     assert "RTE    accuracy  median  82.50 over 3 seeds" in result.stdout
     assert "GLUE score (dev): " in result.stdout and "(average of all 9)" in result.stdout
