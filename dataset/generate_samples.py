@@ -17,10 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.errors import ConfigError, ExtremeBertError  # noqa: E402
+from pipeline.errors import ConfigError  # noqa: E402
 from pipeline.hardware import num_workers  # noqa: E402
 from pipeline.manifest import write_manifest  # noqa: E402
-from pipeline.script_flags import add_setting_flags, config_from_flags, given_settings  # noqa: E402
+from pipeline.script_flags import add_setting_flags, config_from_flags, exit_code_of, given_settings  # noqa: E402
 
 from dataset import memory  # noqa: E402
 from dataset.sample_generation import generate_samples, manifest_outputs  # noqa: E402
@@ -53,33 +53,27 @@ def _check(cfg) -> None:
                           f" got {d.MAX_PREDICTIONS_PER_SEQ}")
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        cfg = config_from_flags(args, SCRIPT)
-        if args.model_name and "TOKENIZER.NAME_OR_PATH" not in given_settings(args):
-            cfg.TOKENIZER.NAME_OR_PATH = args.model_name
-        _check(cfg)
-        memory.check_memory_cap(cfg.SYSTEM.MAX_MEMORY_IN_GB, "--max_memory")
-        out_dir = Path(args.output_dir)
-        request = dataclasses.replace(tokenizer_request(cfg), key="--tokenizer_name")
-        options = sample_options(cfg)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        info = run_in_child(prepare_tokenizer, out_dir / "tokenizer", request, list_text_shards(args.dir, "train"))
-        entries = generate_samples(args.dir, out_dir, out_dir / "tokenizer", options, num_workers(cfg),
-                                   cfg.SYSTEM.MAX_MEMORY_IN_GB, "--max_memory", progress=not args.no_progress)
-    except ConfigError as e:
-        for problem in e.problems:
-            print(f"error: {problem}", file=sys.stderr)
-        return 2
-    except ExtremeBertError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+def generate(args) -> None:
+    cfg = config_from_flags(args, SCRIPT)
+    if args.model_name and "TOKENIZER.NAME_OR_PATH" not in given_settings(args):
+        cfg.TOKENIZER.NAME_OR_PATH = args.model_name
+    _check(cfg)
+    memory.check_memory_cap(cfg.SYSTEM.MAX_MEMORY_IN_GB, "--max_memory")
+    out_dir = Path(args.output_dir)
+    request = dataclasses.replace(tokenizer_request(cfg), key="--tokenizer_name")
+    options = sample_options(cfg)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    info = run_in_child(prepare_tokenizer, out_dir / "tokenizer", request, list_text_shards(args.dir, "train"))
+    entries = generate_samples(args.dir, out_dir, out_dir / "tokenizer", options, num_workers(cfg),
+                               cfg.SYSTEM.MAX_MEMORY_IN_GB, "--max_memory", progress=not args.no_progress)
     settings = {"tokenizer": asdict(request), "samples": asdict(options), "text_dir": str(Path(args.dir).resolve())}
     write_manifest(out_dir, "generate_samples", settings, **manifest_outputs(info, options, entries))
     print(f"{len(entries)} sample shards, {sum(e['samples'] for e in entries)} samples in {out_dir}")
-    return 0
 
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return exit_code_of(lambda: generate(args))
 
 if __name__ == "__main__":
     sys.exit(main())

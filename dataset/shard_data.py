@@ -12,8 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.errors import ConfigError, ExtremeBertError  # noqa: E402
-from pipeline.script_flags import add_setting_flags, config_from_flags  # noqa: E402
+from pipeline.errors import ExtremeBertError  # noqa: E402
+from pipeline.script_flags import add_setting_flags, config_from_flags, exit_code_of  # noqa: E402
 
 from dataset import memory  # noqa: E402
 from dataset.corpus_readers import CorpusSource  # noqa: E402
@@ -48,25 +48,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        cfg = config_from_flags(args, SCRIPT)
-        sources = parse_sources(args.dataset)
-        memory.check_memory_cap(cfg.SYSTEM.MAX_MEMORY_IN_GB, "--max_memory",
-                                uses_hub=any(s.kind == "hub" for s in sources))
-        record = shard_corpus(sources, args.output_dir, sharding_options(cfg), progress=not args.no_progress)
-    except ConfigError as e:
-        for problem in e.problems:
-            print(f"error: {problem}", file=sys.stderr)
-        return 2
-    except ExtremeBertError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+def shard(args) -> None:
+    cfg = config_from_flags(args, SCRIPT)
+    sources = parse_sources(args.dataset)
+    memory.check_memory_cap(cfg.SYSTEM.MAX_MEMORY_IN_GB, "--max_memory", uses_hub=any(s.kind == "hub" for s in sources))
+    record = shard_corpus(sources, args.output_dir, sharding_options(cfg), progress=not args.no_progress)
     print(f"{len(record['shards'])} text shards, {record['articles']} articles, {record['chars']} characters "
           f"({record['test_chars'] / record['chars']:.1%} held out) in {args.output_dir}")
-    return 0
 
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return exit_code_of(lambda: shard(args))
 
 if __name__ == "__main__":
     sys.exit(main())

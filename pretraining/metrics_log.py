@@ -10,6 +10,7 @@ import math
 import os
 from pathlib import Path
 
+from pipeline.figures import pyplot, save_figure
 from pipeline.manifest import write_text_atomic
 
 METRICS_NAME = "metrics.jsonl"
@@ -75,7 +76,7 @@ class MetricsLog:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._truncate_after(resume_step)
-        _load_matplotlib()  # now rather than at the end: the time budget's reserve then holds drawing time only
+        pyplot()  # now rather than at the end: the time budget's reserve then holds drawing time only
         if wandb_settings and wandb_settings.get("enabled"):
             self._wandb = _start_wandb(output_dir, wandb_settings)
 
@@ -114,22 +115,13 @@ def _start_wandb(output_dir, settings: dict):
                       resume="allow", mode=mode, dir=str(output_dir))
 
 
-def _load_matplotlib():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_training_curves(metrics_path, png_path):
     """Loss (training and validation) and learning rate against step, one PNG written via a temporary name;
     returns its path, or None when the metrics hold no line yet."""
     train, val = split_metrics(read_metrics(metrics_path))
     if not train and not val:
         return None
-    plt = _load_matplotlib()
+    plt = pyplot()
     fig, (ax_loss, ax_lr) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
     ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], label="training loss")
     if val:
@@ -142,10 +134,4 @@ def plot_training_curves(metrics_path, png_path):
     ax_lr.set_xlabel("step")
     ax_lr.grid(alpha=0.3)
     fig.tight_layout()
-    png_path = Path(png_path)
-    png_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = png_path.with_name(f".{png_path.stem}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, png_path)
-    return png_path
+    return save_figure(fig, png_path)

@@ -21,11 +21,11 @@ ignoring ``--warmup_proportion`` (their ``FixedWarmupScheduler``). ``warmup_frac
 """
 import inspect
 import math
-import os
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
 from pipeline.defaults import LR_CURVES
+from pipeline.figures import pyplot, save_figure
 
 DEFAULT_ESD_RATIO = 2 ** -0.5
 DEFAULT_ESD_START_INTERVAL = 6
@@ -275,10 +275,7 @@ def plot_schedule(path, curve: Union[str, Sequence[str]], warmup_proportion: flo
     """Draw the learning rate against progress (x from 0 to ``horizon``, e.g. steps or hours) as a PNG at ``path``.
     ``curve`` may be a list of names to compare curves on one plot; ``schedule`` holds ``lr_multiplier``'s other
     keywords (``num_warmup_steps``, curve parameters). Written to a temporary name, then renamed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     names = [curve] if isinstance(curve, str) else list(curve)
     xs = [i / (num_points - 1) for i in range(num_points)]
@@ -294,10 +291,4 @@ def plot_schedule(path, curve: Union[str, Sequence[str]], warmup_proportion: flo
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path, dpi=120)

@@ -1,29 +1,7 @@
 """The report's figure of the spread of each task's score over seeds (the pretraining curves are drawn by
 ``pretraining.metrics_log.plot_training_curves``, the one plot of ``metrics.jsonl``).
-
-matplotlib is imported inside the functions (the stage module must import cheaply) with the Agg backend, so the
-figures render on machines without a display.
 """
-import os
-from pathlib import Path
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    os.replace(tmp, path)
-    return path
+from pipeline.figures import pyplot, save_figure
 
 
 def plot_seed_spread(bests: dict, path, names=None):
@@ -33,7 +11,7 @@ def plot_seed_spread(bests: dict, path, names=None):
     """
     if not bests:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     tasks = list(bests)
     fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(tasks) + 2), 4.5))
     series = [[100 * v for v in bests[t].config.values(bests[t].metric)] for t in tasks]
@@ -45,7 +23,4 @@ def plot_seed_spread(bests: dict, path, names=None):
     ax.set_ylabel("dev score (%)")
     ax.set_title("Best configuration of each task: spread over seeds")
     ax.grid(axis="y", alpha=0.3)
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return save_figure(fig, path, dpi=120)
