@@ -1,0 +1,29 @@
+"""The exit codes of ``main.py`` (and of a stage's process), in one place, and the one-line reporting of the
+errors that map onto them. docs/interfaces.md has the table for users."""
+import sys
+
+from pipeline.errors import ExtremeBertError
+
+OK = 0
+FAILED = 1  # a stage failed, or another error with a one-line message
+CONFIG = 2  # the config is invalid
+DISK = 3  # a folder is not writable or too full (pipeline.disk)
+BUSY = 4  # another run holds a folder and --no-wait was given (pipeline.locks)
+SIGNAL_BASE = 128  # + the signal's number when a signal stopped the run, as shells report it
+
+
+def run_reporting_errors(call) -> int:
+    """``call()``'s exit code (it returns one); an error meant for the user (an ExtremeBertError, or an OSError of a full or read-only
+    disk) becomes one ``error:`` line on stderr and its own exit code instead of a traceback."""
+    from pipeline.disk import describe, is_disk_error
+
+    try:
+        return call()
+    except ExtremeBertError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return getattr(e, "exit_code", FAILED)
+    except OSError as e:
+        if not is_disk_error(e):
+            raise
+        print(f"error: {describe(e)}", file=sys.stderr)
+        return DISK
