@@ -1,8 +1,9 @@
 """Advisory locks on the folders stages write, so that two runs on one OUTPUT_ROOT take turns instead of writing the
 same files at once.
 
-A folder's lock file sits next to it (``runs/<ID>.lock`` beside ``runs/<ID>/``), so rebuilding or deleting the
-folder (``--force``) never removes a lock that a waiting run holds. The lock itself is ``fcntl.flock``: the kernel
+A folder's lock file lives in ``OUTPUT_ROOT/locks/`` (``runs/<ID>/`` has ``locks/runs--<ID>.lock``): outside the
+folder, so rebuilding or deleting it (``--force``) never removes a lock that a waiting run holds, and outside
+``runs/`` and ``datasets/``, which keep holding only runs and datasets. The lock itself is ``fcntl.flock``: the kernel
 drops it when the holding process ends, however it ends, so a killed run never leaves a stale lock behind. The
 file's text (PID, host, since when) only serves the message another run prints while it waits or refuses.
 
@@ -25,9 +26,13 @@ class FolderBusy(ExtremeBertError):
     exit_code = exit_codes.BUSY
 
 
-def lock_path(folder) -> Path:
-    folder = Path(folder)
-    return folder.with_name(folder.name + ".lock")
+LOCKS_DIRNAME = "locks"
+
+
+def lock_path(folder, output_root) -> Path:
+    """The lock file of ``folder``, a folder under ``output_root``."""
+    relative = Path(folder).resolve().relative_to(Path(output_root).resolve())
+    return Path(output_root) / LOCKS_DIRNAME / f"{'--'.join(relative.parts)}.lock"
 
 
 def _holder(path: Path) -> str:
@@ -46,9 +51,9 @@ class FolderLock:
     ``wait`` chooses what happens when another run holds it: wait for it (printing one line), or raise FolderBusy.
     """
 
-    def __init__(self, folder, wait: bool = True):
+    def __init__(self, folder, output_root, wait: bool = True):
         self.folder = Path(folder)
-        self.path = lock_path(folder)
+        self.path = lock_path(folder, output_root)
         self.wait = wait
         self.shared = False
         self._fd = None

@@ -178,7 +178,8 @@ def run_pipeline(cfg, force=(), stages=STAGES, wait: bool = True, deep: bool = F
     run_folder = layout.run_dir(cfg)
     disk.check_writable(run_folder)
     with ExitStack() as held:
-        held.enter_context(FolderLock(run_folder, wait)).acquire()
+        root = layout.output_root(cfg)
+        held.enter_context(FolderLock(run_folder, root, wait)).acquire()
         config_path = write_text_atomic(run_folder / "config.yaml", cfg.dump())
         redo = forced_stages(list(force), stages)
         rows = plan(cfg, force, stages, deep)
@@ -188,7 +189,8 @@ def run_pipeline(cfg, force=(), stages=STAGES, wait: bool = True, deep: bool = F
             if planned == "disabled":
                 continue
             turn = _Turn(stage, status, cfg, redo, deep)
-            lock = None if stage.folder(cfg) == run_folder else held.enter_context(FolderLock(stage.folder(cfg), wait))
+            folder = stage.folder(cfg)
+            lock = None if folder == run_folder else held.enter_context(FolderLock(folder, root, wait))
             action = turn.settle(planned, lock, ran_earlier)
             if action == "run" and planned == "skip":
                 print(f"\n[run] {stage.name}: {turn.status.detail} (after the stages above ran)", flush=True)

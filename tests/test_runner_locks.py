@@ -87,7 +87,7 @@ def test_two_real_main_py_runs_of_configs_sharing_a_dataset_started_together_wri
     assert [run.returncode for run in runs] == [0, 0], outputs
     assert sum("[done] dataset" in out for out in outputs) == 1
     assert sum("[skip] dataset" in out for out in outputs) == 1
-    (dataset,) = [path for path in (tmp_path / "runs" / "datasets").iterdir() if path.is_dir()]
+    (dataset,) = (tmp_path / "runs" / "datasets").iterdir()
     text_dir = dataset / "text_shards"
     articles = [a for path in text_dir.glob("*.txt") for a in path.read_text().split("\n\n") if a.strip()]
     assert len(articles) == 20 == len(set(articles))  # every article once: not twice, not lost
