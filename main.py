@@ -1,14 +1,21 @@
 """ExtremeBERT: pretrain your own BERT on your own corpus and score it on GLUE, from one YAML file.
 
     python main.py --config configs/quickstart.yaml [--opts KEY VALUE ...] [--dry-run] [--force STAGE]
+                   [--no-wait] [--verify]
+
+Exit codes: 0 done; 1 a stage failed; 2 bad config; 3 the output disk is full, read-only or not ours to write;
+4 another run holds a folder this run needs (--no-wait); 128+N stopped by signal N (130 Ctrl-C, 143 SIGTERM).
 """
 import argparse
+import signal
 import sys
+from functools import partial
 
 try:
+    from pipeline import exit_codes
+    from pipeline.errors import ConfigError
     from pipeline.load import load_config
-    from pipeline.errors import ConfigError, ExtremeBertError
-    from pipeline.runner import STAGE_NAMES, format_plan, plan, run_pipeline
+    from pipeline.runner import STAGE_NAMES, STAGES, format_plan, plan, run_pipeline
 except ModuleNotFoundError as missing:  # the environment is not set up yet
     sys.exit(f"error: missing Python package '{missing.name}': run `bash install.sh`, then use .venv/bin/python")
 
@@ -21,26 +28,38 @@ def parse_args(argv=None):
     parser.add_argument("--dry-run", action="store_true", help="print the resolved config and the plan; run nothing")
     parser.add_argument("--force", action="append", default=[], choices=STAGE_NAMES,
                         help="redo this stage (and every stage after it) even if complete; repeatable")
+    parser.add_argument("--no-wait", action="store_true",
+                        help="if another run is using this run's folder or its dataset, stop (exit code 4) instead "
+                             "of waiting for it")
+    parser.add_argument("--verify", action="store_true",
+                        help="hash every output a stage recorded instead of comparing sizes; what differs is redone")
     return parser.parse_args(argv)
 
 
-def main(argv=None) -> int:
+def print_plan(cfg, force, stages, deep: bool) -> int:
+    print(cfg.dump())
+    print(format_plan(plan(cfg, force, stages, deep)))
+    return exit_codes.OK
+
+
+def main(argv=None, stages=STAGES) -> int:
+    """``stages`` is for tests: the runner's mechanics with cheap stand-in stages, in a real process."""
     args = parse_args(argv)
     try:
         cfg = load_config(args.config, args.opts)
     except ConfigError as e:
         for problem in e.problems:
             print(f"config error: {problem}", file=sys.stderr)
-        return 2
+        return exit_codes.CONFIG
+    if args.dry_run:
+        run = partial(print_plan, cfg, args.force, stages, args.verify)
+    else:
+        run = partial(run_pipeline, cfg, args.force, stages, wait=not args.no_wait, deep=args.verify)
     try:
-        if args.dry_run:
-            print(cfg.dump())
-            print(format_plan(plan(cfg, args.force)))
-            return 0
-        return run_pipeline(cfg, args.force)
-    except ExtremeBertError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return exit_codes.run_reporting_errors(run)
+    except KeyboardInterrupt:  # Ctrl-C outside a stage (e.g. while waiting for another run): nothing to stop
+        print("interrupted", file=sys.stderr)
+        return exit_codes.SIGNAL_BASE + signal.SIGINT
 
 
 if __name__ == "__main__":

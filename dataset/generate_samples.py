@@ -17,10 +17,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline.exit_codes import run_reporting_errors  # noqa: E402
 from pipeline.errors import ConfigError  # noqa: E402
 from pipeline.hardware import num_workers  # noqa: E402
 from pipeline.manifest import write_manifest  # noqa: E402
-from pipeline.script_flags import add_setting_flags, config_from_flags, exit_code_of, given_settings  # noqa: E402
+from pipeline.script_flags import add_setting_flags, config_from_flags, given_settings  # noqa: E402
 
 from dataset import memory  # noqa: E402
 from dataset.sample_generation import generate_samples, manifest_outputs  # noqa: E402
@@ -73,7 +74,7 @@ def generate(args) -> None:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return exit_code_of(lambda: generate(args))
+    return run_reporting_errors(lambda: generate(args))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -8,12 +8,13 @@ Sequences are masked in blocks of exactly ``MASK_BLOCK_ROWS`` rows with a genera
 index), so the output depends on neither the worker count, the text batch size nor the memory cap. The file is
 written under a temporary name and renamed when complete, with its sha256 computed from the final bytes.
 """
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from pipeline.manifest import file_sha256
 
 from dataset.masking import mask_block, replacement_candidates
 from dataset.packing import SequencePacker, iter_line_batches
@@ -56,14 +57,6 @@ def partial_path(out_path) -> Path:
 
 def ids_dtype(vocab_size: int):
     return np.uint16 if vocab_size <= np.iinfo(np.uint16).max + 1 else np.int32
-
-
-def file_sha256(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def shard_attributes(options: SampleOptions, info: dict) -> dict:

@@ -12,8 +12,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline.exit_codes import run_reporting_errors  # noqa: E402
 from pipeline.errors import ExtremeBertError  # noqa: E402
-from pipeline.script_flags import add_setting_flags, config_from_flags, exit_code_of  # noqa: E402
+from pipeline.script_flags import add_setting_flags, config_from_flags  # noqa: E402
 
 from dataset import memory  # noqa: E402
 from dataset.corpus_readers import CorpusSource  # noqa: E402
@@ -59,7 +60,7 @@ def shard(args) -> None:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return exit_code_of(lambda: shard(args))
+    return run_reporting_errors(lambda: shard(args))
 
 if __name__ == "__main__":
     sys.exit(main())

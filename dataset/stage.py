@@ -7,8 +7,9 @@ are written. Module top level stays light (the runner imports it for status and 
 from pathlib import Path
 
 from pipeline import layout
+from pipeline.disk import folder_bytes
 from pipeline.errors import ConfigError
-from pipeline.manifest import read_json, read_manifest, write_json_atomic, write_manifest
+from pipeline.manifest import changed_files, file_records, read_json, read_manifest, write_json_atomic, write_manifest
 from pipeline.run_ids import corpus_fingerprint, dataset_settings, local_inputs_fingerprint
 from pipeline.stage_status import manifest_status
 
@@ -18,6 +19,7 @@ from dataset.hub_entries import HubEntry
 
 MEMORY_KEY = "SYSTEM.MAX_MEMORY_IN_GB"
 SETTINGS_FILE = "settings.json"
+OUTPUT_FOLDERS = ("text_shards", "tokenizer", "samples")  # what the manifest's "files" records
 
 
 def _sources(cfg):
@@ -109,29 +111,60 @@ def prepare_dataset(cfg) -> dict:
         print(f"warning: peak RAM {peak_gb:.2f} GB exceeded {MEMORY_KEY} = {cap:g}", flush=True)
     return write_manifest(root, "dataset", settings, **manifest_outputs(info, options, entries),
                           tokenizer_dir=str(layout.dataset_tokenizer_dir(cfg)), articles=record["articles"],
-                          peak_rss_gb=round(peak_gb, 3))
+                          peak_rss_gb=round(peak_gb, 3), files=_file_records(root, entries))
 
 
-def _outputs_ok(cfg) -> bool:
-    manifest = read_manifest(layout.dataset_dir(cfg)) or {}
-    shards = manifest.get("shards") or []
-    samples = layout.samples_dir(cfg)
-    return bool(shards) and all((samples / entry["file"]).is_file() for entry in shards) and \
-        (layout.dataset_tokenizer_dir(cfg) / "tokenizer.json").is_file()
+def _output_files(root: Path) -> list:
+    """The files of the finished dataset; hidden names are temporary or partial outputs."""
+    return [path for sub in OUTPUT_FOLDERS for path in (root / sub).rglob("*")
+            if path.is_file() and not any(part.startswith(".") for part in path.relative_to(root).parts)]
 
 
-def dataset_status(cfg):
+def _file_records(root: Path, entries: list) -> dict:
+    """Size and sha256 of every output file (the sample shards' hashes are known from their entries)."""
+    return file_records(root, _output_files(root), {f"samples/{entry['file']}": entry["sha256"] for entry in entries})
+
+
+def damaged_outputs(cfg, deep: bool = False) -> list:
+    """Outputs of the dataset that are missing or changed since its manifest recorded them (sizes; sha256 too with
+    ``deep``), widened to what has to be redone with them: a sample shard alone is written again; a text shard
+    makes the sharding run again (it is deterministic; the samples stay, made from the text as recorded); a
+    tokenizer file takes the tokenizer and every sample shard. Paths relative to the dataset folder."""
+    root = layout.dataset_dir(cfg)
+    manifest = read_manifest(root)
+    if manifest is None:
+        return []
+    records = manifest.get("files")
+    if records is None:  # a manifest from before sizes were recorded: the sample shards' hashes and the tokenizer
+        records = {f"samples/{entry['file']}": {"sha256": entry.get("sha256")} for entry in manifest.get("shards", [])}
+        records["tokenizer/tokenizer.json"] = {}
+    changed = changed_files(root, records, deep)
+    if any(name.startswith("tokenizer/") for name in changed):
+        return ["tokenizer", "samples"]
+    return changed
+
+
+def dataset_status(cfg, deep: bool = False):
     reads = list(cfg.DATASET.CUSTOMIZED_DATASETS)
     reads += [f"hub:{HubEntry.parse(entry).describe()}" for entry in cfg.DATASET.HUGGINGFACE_DATASETS]
     if not cfg.TOKENIZER.TRAIN:
         reads.append(f"tokenizer:{cfg.TOKENIZER.NAME_OR_PATH}")
     root = layout.dataset_dir(cfg)
     status = manifest_status(root, stage_settings(cfg), reads=reads, writes=[root],
-                             outputs_ok=lambda: _outputs_ok(cfg))
+                             outputs_ok=lambda: bool((read_manifest(root) or {}).get("shards")),
+                             damaged=damaged_outputs(cfg, deep))
     note = hub_check.skipped_note(cfg.DATASET.HUGGINGFACE_DATASETS) if not status.complete else ""
     if note:  # the plan shows it: validation could not ask the hub about these entries
         status.detail = f"{status.detail}; {note}"
     return status
+
+
+def estimate_bytes(cfg) -> int:
+    """Disk the stage may need (checked by the runner): the text shards (~the corpus) plus the samples (~2 bytes per
+    token plus padding, ~1x the corpus per masked copy). Hub corpora count 0: their size is unknown before the
+    download."""
+    copies = cfg.DATASET.DUP_FACTOR if cfg.DATASET.MASKING == "static" else 1
+    return folder_bytes(cfg.DATASET.CUSTOMIZED_DATASETS) * (2 + copies)
 
 
 def _looks_like_path(value: str) -> bool:

@@ -1,9 +1,12 @@
 """Stage manifests: the small JSON record a stage writes when (and only when) it has completed.
 
 "Complete" means the manifest exists and its ``settings`` equal the settings the current config asks for; a stage
-may also check the outputs the manifest lists. Manifests are written atomically (temporary name, then rename) so an
-interrupted run never leaves a manifest that a later run would trust.
+may also check the outputs the manifest lists: ``file_records`` stores each output's size and sha256, and
+``changed_files`` compares them (sizes on every run, a ``stat`` per file; hashes with main.py --verify).
+Manifests are written atomically (temporary name, then rename) so an interrupted run never leaves a manifest that
+a later run would trust.
 """
+import hashlib
 import json
 import os
 import time
@@ -57,3 +60,40 @@ def manifest_matches(stage_dir, settings: dict) -> bool:
     if manifest is None:
         return False
     return json.loads(json.dumps(manifest.get("settings"), default=str)) == json.loads(json.dumps(settings, default=str))
+
+
+def file_sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_records(root, files, known_sha256=None) -> dict:
+    """``{path relative to root: {"bytes": size, "sha256": hash}}`` for ``files``; ``known_sha256`` (by relative
+    path) holds hashes computed already, so that large outputs are not read twice."""
+    root, known = Path(root), known_sha256 or {}
+    records = {}
+    for path in sorted(map(Path, files)):
+        name = path.relative_to(root).as_posix()
+        records[name] = {"bytes": path.stat().st_size, "sha256": known.get(name) or file_sha256(path)}
+    return records
+
+
+def changed_files(root, records: dict, deep: bool = False) -> list:
+    """The recorded files under ``root`` that are missing or have another size than recorded, or with ``deep``
+    another sha256. A record without "bytes" or "sha256" skips that comparison."""
+    changed = []
+    for name, record in sorted(records.items()):
+        path = Path(root) / name
+        try:
+            size = path.stat().st_size
+        except OSError:
+            changed.append(name)
+            continue
+        if record.get("bytes", size) != size:
+            changed.append(name)
+        elif deep and record.get("sha256") and record["sha256"] != file_sha256(path):
+            changed.append(name)
+    return changed

@@ -1,16 +1,31 @@
 """Run the pipeline's stages in order: skip the complete ones, stream each stage's output to the console and to its
-log file, and stop at the first failure with a one-line summary naming the stage and its log."""
-import importlib
+log file, and stop at the first failure with a one-line summary naming the stage and its log.
+
+Two runs on one OUTPUT_ROOT take turns (``pipeline.locks``): a run holds its run folder's lock from start to end,
+and a stage whose folder is shared between runs (the dataset) holds that folder's lock, exclusively while it writes
+and shared for the rest of the run, since later stages read it. A run that had to wait asks the stage again before
+running it, so a dataset another run has just built is skipped. Before a stage runs, its folder must be writable
+and have room for the stage's estimate (``pipeline.disk``).
+"""
+import inspect
 import os
 import shutil
-import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Optional
 
-from pipeline import layout
+from dataset import stage as dataset_stage
+from finetuning import stage as finetune_stage
+from pipeline import disk, exit_codes, install_check, layout
+from pipeline.locks import FolderLock
+from pipeline.manifest import write_text_atomic
+from pipeline.stage_process import run_logged
 from pipeline.stage_status import StageStatus
+from pretraining import stage as pretrain_stage
+from scripts import result_collection
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,27 +34,38 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 class Stage:
     name: str  # as used by --force and in log file names
     section: str  # config section whose ENABLED flag switches the stage
-    module: str  # module holding the entry and status functions
-    entry: str  # entry function, called with the resolved config in a child process
-    status: str  # function returning a StageStatus for the resolved config
+    entry: Callable  # entry function, called with the resolved config in a child process
+    status: Optional[Callable]  # cfg -> StageStatus; None: always run (the install check)
+    folder: Callable = layout.run_dir  # the folder the stage writes: its lock is held and its disk checked
+    estimate: Optional[Callable] = None  # cfg -> bytes the stage may write (None: a small default)
 
 
 STAGES = (
-    Stage("install", "INSTALL", "pipeline.install_check", "check_install", ""),
-    Stage("dataset", "DATASET", "dataset.stage", "prepare_dataset", "dataset_status"),
-    Stage("pretrain", "PRETRAIN", "pretraining.stage", "pretrain", "pretrain_status"),
-    Stage("finetune", "FINETUNE", "finetuning.stage", "finetune", "finetune_status"),
-    Stage("result_collection", "RESULT_COLLECTION", "scripts.result_collection", "collect_test_result",
-          "result_collection_status"),
+    Stage("install", "INSTALL", install_check.check_install, None),
+    Stage("dataset", "DATASET", dataset_stage.prepare_dataset, dataset_stage.dataset_status, layout.dataset_dir,
+          dataset_stage.estimate_bytes),
+    Stage("pretrain", "PRETRAIN", pretrain_stage.pretrain, pretrain_stage.pretrain_status,
+          estimate=pretrain_stage.estimate_bytes),
+    Stage("finetune", "FINETUNE", finetune_stage.finetune, finetune_stage.finetune_status),
+    Stage("result_collection", "RESULT_COLLECTION", result_collection.collect_test_result,
+          result_collection.result_collection_status),
 )
 STAGE_NAMES = tuple(stage.name for stage in STAGES)
 
 
-def stage_status(stage: Stage, cfg) -> StageStatus:
-    if not stage.status:  # the install check is cheap and always runs
+def stage_status(stage: Stage, cfg, deep: bool = False) -> StageStatus:
+    """The stage's status; ``deep`` (main.py --verify) asks a status function that takes ``deep`` to hash its
+    outputs rather than compare their sizes."""
+    if stage.status is None:  # the install check is cheap and always runs
         return StageStatus(reads=["requirements.txt"], writes=[], complete=False, detail="always checked")
-    module = importlib.import_module(stage.module)
-    return getattr(module, stage.status)(cfg)
+    if deep and "deep" in inspect.signature(stage.status).parameters:
+        return stage.status(cfg, deep=True)
+    return stage.status(cfg)
+
+
+def estimate_bytes(stage: Stage, cfg) -> int:
+    """What the stage may write: its ``estimate(cfg)``, or a small default."""
+    return int(stage.estimate(cfg)) if stage.estimate else disk.DEFAULT_ESTIMATE_BYTES
 
 
 def forced_stages(force: list, stages=STAGES) -> set:
@@ -51,7 +77,7 @@ def forced_stages(force: list, stages=STAGES) -> set:
     return set(names[first:])
 
 
-def plan(cfg, force=(), stages=STAGES) -> list:
+def plan(cfg, force=(), stages=STAGES, deep: bool = False) -> list:
     """(stage, action, status) for every stage; action is run | skip | disabled."""
     redo = forced_stages(list(force), stages)
     rows = []
@@ -59,10 +85,13 @@ def plan(cfg, force=(), stages=STAGES) -> list:
         if not cfg[stage.section].ENABLED:
             rows.append((stage, "disabled", None))
             continue
-        status = stage_status(stage, cfg)
-        action = "skip" if status.complete and stage.name not in redo else "run"
-        rows.append((stage, action, status))
+        status = stage_status(stage, cfg, deep)
+        rows.append((stage, _action(stage, status, redo), status))
     return rows
+
+
+def _action(stage: Stage, status: StageStatus, redo: set) -> str:
+    return "skip" if status.complete and stage.name not in redo else "run"
 
 
 def format_plan(rows) -> str:
@@ -83,24 +112,13 @@ def _banner(text: str) -> None:
     print(f"\n{'=' * 100}\n== {text}\n{'=' * 100}", flush=True)
 
 
-def run_stage_subprocess(stage: Stage, config_path: Path, log_file: Path) -> int:
-    """Run one stage in a child process; its output goes to the console and is appended to ``log_file``."""
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "pipeline.run_stage", f"{stage.module}:{stage.entry}", str(config_path)]
+def run_stage_subprocess(stage: Stage, config_path: Path, log_file: Path):
+    """Run one stage in a child process (see ``pipeline.stage_process``); returns its Outcome."""
+    entry = f"{stage.entry.__module__}:{stage.entry.__qualname__}"  # a child process finds a function by its name
+    command = [sys.executable, "-m", "pipeline.run_stage", entry, str(config_path)]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH", "")]))
-    with open(log_file, "ab") as log:
-        log.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command)}\n".encode())
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=os.getcwd())
-        # Copy raw chunks rather than lines so that progress bars ('\r' updates) stay live on the console.
-        while True:
-            chunk = os.read(process.stdout.fileno(), 65536)
-            if not chunk:
-                break
-            sys.stdout.buffer.write(chunk)
-            sys.stdout.buffer.flush()
-            log.write(chunk)
-        return process.wait()
+    return run_logged(command, env, log_file, cwd=os.getcwd())
 
 
 def _clear(paths) -> None:
@@ -111,39 +129,89 @@ def _clear(paths) -> None:
             path.unlink()
 
 
-def run_pipeline(cfg, force=(), stages=STAGES) -> int:
-    """Run every enabled stage that is not complete; returns the process exit code (0 = all stages succeeded)."""
-    config_path = layout.run_dir(cfg) / "config.yaml"
-    config_path.parent.mkdir(parents=True, exist_ok=True)
-    config_path.write_text(cfg.dump(), encoding="utf-8")
-    redo = forced_stages(list(force), stages)
-    rows = plan(cfg, force, stages)
-    print(format_plan(rows), flush=True)
-    ran_earlier = False
-    for stage, action, status in rows:
-        if action == "disabled":
-            continue
-        if action == "skip" and ran_earlier:
-            # An earlier stage just rewrote this stage's inputs (e.g. a dataset rebuilt under the same ID): ask again.
-            status = stage_status(stage, cfg)
-            if not status.complete:
-                action = "run"
-                print(f"\n[run] {stage.name}: {status.detail} (after the stages above ran)", flush=True)
-        if action == "skip":
-            print(f"\n[skip] {stage.name}: complete ({', '.join(status.writes)})", flush=True)
-            continue
-        ran_earlier = ran_earlier or bool(stage.status)  # the install check writes nothing a stage reads
-        if stage.name in redo:
-            _clear(status.clear_paths)
-        log_file = layout.log_path(cfg, stage.name)
-        _banner(f"stage {stage.name}  (log: {log_file})")
-        started = time.time()
-        code = run_stage_subprocess(stage, config_path, log_file)
-        elapsed = time.time() - started
-        if code != 0:
-            print(f"\nFAILED: stage '{stage.name}' exited with code {code} after {elapsed:.0f}s; log: {log_file}",
-                  file=sys.stderr, flush=True)
-            return 1
-        print(f"\n[done] {stage.name} in {elapsed:.1f}s", flush=True)
+class _Turn:
+    """One stage's decision to run or skip, settled under the lock of its folder when that folder is shared."""
+
+    def __init__(self, stage: Stage, status: StageStatus, cfg, redo: set, deep: bool):
+        self.stage, self.status, self.cfg, self.redo, self.deep = stage, status, cfg, redo, deep
+
+    def ask_again(self) -> str:
+        self.status = stage_status(self.stage, self.cfg, self.deep)
+        return _action(self.stage, self.status, self.redo)
+
+    def settle(self, action: str, lock, inputs_changed: bool) -> str:
+        """Readers share the folder; a writer has it alone. After waiting for another run, or after an earlier
+        stage rewrote this one's inputs, the stage is asked again: the other run may have written it already."""
+        ask_again = inputs_changed and action == "skip"
+        if lock is not None:
+            ask_again = lock.acquire(shared=True) or inputs_changed
+        if ask_again:
+            action = self.ask_again()
+        if action == "run" and lock is not None and lock.acquire(shared=False):
+            action = self.ask_again()
+        return action
+
+
+def _prepare_to_run(stage: Stage, status: StageStatus, cfg, forced: bool) -> None:
+    """Clear what must be redone, then check that the stage's folder takes its writes."""
+    if forced:
+        _clear(status.clear_paths)
+    _clear(status.damaged)
+    folder = stage.folder(cfg)
+    disk.check_writable(folder)
+    needed = max(estimate_bytes(stage, cfg) - disk.folder_bytes(status.writes), 0) + disk.MARGIN_BYTES
+    disk.check_free_space(folder, needed, stage.name)
+
+
+def _stopped(stage: Stage, outcome, elapsed: float, log_file: Path) -> int:
+    """The summary line of a stage that did not succeed, and the pipeline's exit code for it."""
+    if outcome.interrupted_by:
+        print(f"\nINTERRUPTED: stage '{stage.name}' {outcome.reason} after {elapsed:.0f}s; rerun the same command "
+              f"to continue; log: {log_file}", file=sys.stderr, flush=True)
+        return exit_codes.SIGNAL_BASE + outcome.interrupted_by
+    print(f"\nFAILED: stage '{stage.name}' {outcome.reason} after {elapsed:.0f}s; log: {log_file}",
+          file=sys.stderr, flush=True)
+    return exit_codes.DISK if outcome.returncode == exit_codes.DISK else exit_codes.FAILED
+
+
+def run_pipeline(cfg, force=(), stages=STAGES, wait: bool = True, deep: bool = False) -> int:
+    """Run every enabled stage that is not complete; returns the process exit code (0 = all stages succeeded).
+
+    ``wait`` False makes a folder held by another run an error (FolderBusy) instead of a wait; ``deep`` hashes
+    outputs instead of comparing sizes (main.py --verify). DiskError and FolderBusy propagate to the caller."""
+    run_folder = layout.run_dir(cfg)
+    disk.check_writable(run_folder)
+    with ExitStack() as held:
+        root = layout.output_root(cfg)
+        held.enter_context(FolderLock(run_folder, root, wait)).acquire()
+        config_path = write_text_atomic(run_folder / "config.yaml", cfg.dump())
+        redo = forced_stages(list(force), stages)
+        rows = plan(cfg, force, stages, deep)
+        print(format_plan(rows), flush=True)
+        ran_earlier = False
+        for stage, planned, status in rows:
+            if planned == "disabled":
+                continue
+            turn = _Turn(stage, status, cfg, redo, deep)
+            folder = stage.folder(cfg)
+            lock = None if folder == run_folder else held.enter_context(FolderLock(folder, root, wait))
+            action = turn.settle(planned, lock, ran_earlier)
+            if action == "run" and planned == "skip":
+                print(f"\n[run] {stage.name}: {turn.status.detail} (after the stages above ran)", flush=True)
+            if action == "skip":
+                print(f"\n[skip] {stage.name}: complete ({', '.join(turn.status.writes)})", flush=True)
+                continue
+            ran_earlier = ran_earlier or bool(stage.status)  # the install check writes nothing a stage reads
+            _prepare_to_run(stage, turn.status, cfg, stage.name in redo)
+            log_file = layout.log_path(cfg, stage.name)
+            _banner(f"stage {stage.name}  (log: {log_file})")
+            started = time.time()
+            outcome = run_stage_subprocess(stage, config_path, log_file)
+            elapsed = time.time() - started
+            if outcome.returncode != 0 or outcome.interrupted_by:
+                return _stopped(stage, outcome, elapsed, log_file)
+            print(f"\n[done] {stage.name} in {elapsed:.1f}s", flush=True)
+            if lock is not None:
+                lock.acquire(shared=True)  # the later stages read what it wrote: keep other writers out
     print(f"\nPipeline finished. Run folder: {layout.run_dir(cfg)}", flush=True)
-    return 0
+    return exit_codes.OK

@@ -9,12 +9,11 @@ Flags of the original ExtremeBERT / 24h-BERT scripts that mean nothing here are 
 ``add_not_applicable``: they are accepted, and a given one prints a one-line note naming what to use instead.
 """
 import argparse
-import sys
 
 from pipeline.config import load_yaml_file, merge_mapping
 from pipeline.config_tree import set_key
 from pipeline.defaults import SETTINGS, get_default_config
-from pipeline.errors import ConfigError, ExtremeBertError
+from pipeline.errors import ConfigError
 from pipeline.validation import value_problems
 
 SETTINGS_ATTR = "_settings_given"  # namespace attribute: {key: (flag, value)} of the table flags given
@@ -123,17 +122,3 @@ def config_from_flags(args, script: str, config_file=None):
         raise ConfigError(problems)
     return cfg
 
-
-def exit_code_of(body) -> int:
-    """Run ``body()`` as a script's main work: 0 when it returns; a ConfigError prints one line per problem and
-    gives 2 (a wrong setting), any other ExtremeBertError one line and 1 (bad data, a failed step)."""
-    try:
-        body()
-    except ConfigError as e:
-        for problem in e.problems:
-            print(f"error: {problem}", file=sys.stderr, flush=True)
-        return 2
-    except ExtremeBertError as e:
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        return 1
-    return 0

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from pipeline.disk import MARGIN_BYTES, DiskError, human, is_disk_error
 from pipeline.errors import ConfigError
 
 CHECKPOINTS_DIRNAME = "checkpoints"
@@ -105,7 +106,18 @@ def save_checkpoint(engine, output_dir, state: TrainState, keep: int) -> str:
         directory.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(directory / tag, ignore_errors=True)  # a partial folder of an earlier, killed save
     dist.barrier()
-    engine.save_checkpoint(str(directory), tag=tag, client_state=state.to_client_state(), save_latest=False)
+    try:
+        engine.save_checkpoint(str(directory), tag=tag, client_state=state.to_client_state(), save_latest=False)
+    except BaseException as e:  # a full disk, a kill: leave no partial folder behind (the pointer still holds)
+        # torch reports a failed write as a RuntimeError without errno: a disk left with (almost) nothing free
+        # while the partial folder still stands tells it was full.
+        free = shutil.disk_usage(directory).free
+        shutil.rmtree(directory / tag, ignore_errors=True)
+        if is_disk_error(e) or (isinstance(e, Exception) and free < MARGIN_BYTES):
+            cause = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise DiskError(f"saving checkpoint {directory / tag} failed with {human(free)} left on the disk "
+                            f"({cause}); free some space and rerun to resume from the previous checkpoint") from e
+        raise
     dist.barrier()  # every rank's files are on disk before the pointer says the checkpoint is complete
     if engine.global_rank == 0:
         _write_pointer(directory, tag)

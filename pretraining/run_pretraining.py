@@ -7,29 +7,26 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.errors import ConfigError, ExtremeBertError  # noqa: E402
+from pipeline.exit_codes import run_reporting_errors  # noqa: E402
 from pretraining.arguments import parse_arguments  # noqa: E402
 
 
 def main(argv=None) -> int:
-    try:
-        cfg, paths = parse_arguments(argv)
-    except ConfigError as e:
-        for problem in e.problems:
-            print(f"error: {problem}", file=sys.stderr, flush=True)
-        return 2
-    from pretraining.trainer import INTERRUPT_EXIT_CODE, Interrupted, train
+    """0 when done; 2 for a bad flag or setting, 3 for a full or read-only disk, 1 for any other error (one line
+    each), 143 when SIGTERM/SIGINT stopped the run after a checkpoint."""
 
-    try:
-        train(cfg, paths)
-    except ExtremeBertError as e:
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        return 1
-    except Interrupted as e:
-        print(str(e), file=sys.stderr, flush=True)
-        return INTERRUPT_EXIT_CODE
-    return 0
+    def run() -> int:
+        cfg, paths = parse_arguments(argv)  # before importing torch: a bad flag fails at once
+        from pretraining.trainer import INTERRUPT_EXIT_CODE, Interrupted, train
 
+        try:
+            train(cfg, paths)
+        except Interrupted as e:
+            print(str(e), file=sys.stderr, flush=True)
+            return INTERRUPT_EXIT_CODE
+        return 0
+
+    return run_reporting_errors(run)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -16,7 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline import layout
+from pipeline import exit_codes, layout
+from pipeline.disk import DiskError
 from pipeline.errors import DataError, ExtremeBertError
 from pipeline.hardware import free_port
 from pipeline.manifest import read_manifest, write_text_atomic
@@ -73,6 +74,8 @@ def pretrain(cfg) -> None:
     command = launch_command(cfg, num_gpus, config_file)
     print(f"launching: {' '.join(command)}", flush=True)
     code = subprocess.run(command, cwd=REPO_ROOT, env=launch_env(cfg, num_gpus)).returncode
+    if code == exit_codes.DISK:  # the script said why on the line above; keep the code for main.py
+        raise DiskError(f"pretraining stopped: the disk of {out} is full or read-only (see the line above)")
     if code != 0:
         raise ExtremeBertError(f"pretraining exited with code {code} (see the lines above); rerun the same command"
                                f" to resume from the newest checkpoint in {out / 'checkpoints'}")
@@ -122,3 +125,16 @@ def validate_config(cfg) -> list:
                         f" dataset stage or set DATASET.ID to a prepared dataset")
     return problems
 
+
+
+def estimate_bytes(cfg) -> int:
+    """Disk the stage may need (checked by the runner): KEEP_CHECKPOINTS + 1 checkpoints (one is written before
+    the oldest goes) of ~16 bytes per parameter (weights, Adam's two moments, a master copy), plus the exported
+    fp32 model. Imports torch (the model presets live with the model), so only call it when the stage will run."""
+    from pretraining.modeling import model_config_from_cfg
+
+    vocab = (read_manifest(layout.dataset_dir(cfg)) or {}).get("vocab_size") or cfg.TOKENIZER.VOCAB_SIZE
+    m = model_config_from_cfg(cfg, vocab)
+    h, layers, inner = m.hidden_size, m.num_hidden_layers, m.intermediate_size
+    params = (m.vocab_size + m.max_position_embeddings + 2) * h + layers * (4 * h * h + 2 * h * inner + 9 * h + inner)
+    return params * (16 * (cfg.PRETRAIN.KEEP_CHECKPOINTS + 1) + 4)

@@ -40,6 +40,11 @@ def test_a_stage_imports_only_the_foundation_and_earlier_stages(stage):
 
 
 def test_no_module_imports_by_a_string():
+    """Plain imports only, so that a reader (and a tool) can follow every call. The one exception is the child
+    process of a stage, which is handed its entry function's name on its command line by the runner."""
     for folder in ("pipeline", *STAGE_ORDER):
         for path in _modules(folder):
-            assert "importlib.import_module(" not in path.read_text(encoding="utf-8"), path.relative_to(REPO)
+            text = path.read_text(encoding="utf-8")
+            if path.relative_to(REPO) == Path("pipeline/run_stage.py"):
+                continue
+            assert "import_module(" not in text and "resolve_name(" not in text, path.relative_to(REPO)

@@ -13,7 +13,7 @@ import main
 from dataset.hub_check import check_hub_entries, hub_offline_reason
 from dataset.hub_entries import HubEntry
 from dataset.stage import dataset_status
-from pipeline.config import build_config
+from pipeline.load import load_config
 from pipeline.runner import STAGES, format_plan, plan
 
 KEY = "DATASET.HUGGINGFACE_DATASETS"
@@ -137,7 +137,7 @@ def test_a_missing_folder_of_the_parquet_export_lists_the_ones_there(tmp_path):
 def test_hub_repos_are_not_asked_offline_and_the_dry_run_plan_says_so(tmp_path):
     assert hub_offline_reason() == "HF_HUB_OFFLINE is set"  # tests/conftest.py sets it
     assert check_hub_entries([["no-such-user/no-such-dataset", "x"]]) == []
-    cfg = build_config(REPO_ROOT / "configs" / "bert-base.yaml", ["SYSTEM.OUTPUT_ROOT", str(tmp_path / "runs")])
+    cfg = load_config(REPO_ROOT / "configs" / "bert-base.yaml", ["SYSTEM.OUTPUT_ROOT", str(tmp_path / "runs")])
     plan_lines = format_plan(plan(cfg, stages=[s for s in STAGES if s.name == "dataset"])).splitlines()
     skipped = [line for line in plan_lines if "not checked against the hub" in line]
     assert skipped == ["  [run     ] dataset: not run yet; hub datasets not checked against the hub (HF_HUB_OFFLINE "
@@ -165,7 +165,7 @@ def test_an_unreachable_hub_is_detected_and_named(monkeypatch):
 def test_revision_and_split_change_the_dataset_id(tmp_path):
     def dataset_id(entry):
         opts = ["SYSTEM.OUTPUT_ROOT", str(tmp_path), "DATASET.HUGGINGFACE_DATASETS", json.dumps([entry])]
-        return build_config(None, opts).DATASET.ID
+        return load_config(None, opts).DATASET.ID
 
     base = dataset_id(["user/books", "plain"])
     assert base.startswith("books-")

@@ -3,15 +3,11 @@ from pathlib import Path
 
 from pipeline.load import load_config
 from pipeline.runner import format_plan, forced_stages, plan, run_pipeline
-from tests.runner_test_stages import TWO_STAGES, WITH_FAILURE, WITH_READER
+from tests.runner_test_stages import TWO_STAGES, WITH_FAILURE, WITH_READER, config_opts
 
 
 def _config(tmp_path, *opts):
-    corpus = tmp_path / "corpus"
-    corpus.mkdir(exist_ok=True)
-    (corpus / "a.txt").write_text("One article.\n")
-    return load_config(None, ["SYSTEM.OUTPUT_ROOT", str(tmp_path / "out"), "DATASET.CUSTOMIZED_DATASETS",
-                               f"[{corpus}]", "PRETRAIN.BATCH_SIZE", "32", *opts])
+    return load_config(None, config_opts(tmp_path, *opts))
 
 
 def _calls(cfg):

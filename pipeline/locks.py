@@ -1,0 +1,116 @@
+"""Advisory locks on the folders stages write, so that two runs on one OUTPUT_ROOT take turns instead of writing the
+same files at once.
+
+A folder's lock file lives in ``OUTPUT_ROOT/locks/`` (``runs/<ID>/`` has ``locks/runs--<ID>.lock``): outside the
+folder, so rebuilding or deleting it (``--force``) never removes a lock that a waiting run holds, and outside
+``runs/`` and ``datasets/``, which keep holding only runs and datasets. The lock itself is ``fcntl.flock``: the kernel
+drops it when the holding process ends, however it ends, so a killed run never leaves a stale lock behind. The
+file's text (PID, host, since when) only serves the message another run prints while it waits or refuses.
+
+A writer takes the lock exclusively; a run that only reads a folder (a dataset it trains on) holds it shared, which
+keeps writers out (``--force dataset`` in another run waits) but lets any number of readers in.
+"""
+import fcntl
+import os
+import socket
+import time
+from pathlib import Path
+
+from pipeline import exit_codes
+from pipeline.errors import ExtremeBertError
+
+
+class FolderBusy(ExtremeBertError):
+    """Another run holds the folder and we were asked not to wait (``main.py --no-wait``)."""
+
+    exit_code = exit_codes.BUSY
+
+
+LOCKS_DIRNAME = "locks"
+
+
+def lock_path(folder, output_root) -> Path:
+    """The lock file of ``folder``, a folder under ``output_root``."""
+    relative = Path(folder).resolve().relative_to(Path(output_root).resolve())
+    return Path(output_root) / LOCKS_DIRNAME / f"{'--'.join(relative.parts)}.lock"
+
+
+def _holder(path: Path) -> str:
+    """Who holds the lock, as its holder recorded it. Our own record is stale (a shared lock we just let go of
+    to take it exclusively): then the holder is a reader that did not record itself (yet)."""
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        text = ""
+    return text if text and not text.startswith(f"PID {os.getpid()} ") else "another run"
+
+
+class FolderLock:
+    """A lock on one folder, taken with ``acquire`` and held until ``release`` or the end of the process.
+
+    ``wait`` chooses what happens when another run holds it: wait for it (printing one line), or raise FolderBusy.
+    """
+
+    def __init__(self, folder, output_root, wait: bool = True):
+        self.folder = Path(folder)
+        self.path = lock_path(folder, output_root)
+        self.wait = wait
+        self.shared = False
+        self._fd = None
+
+    def acquire(self, shared: bool = False) -> bool:
+        """Take the lock, shared (to read the folder) or exclusive (to write it); a lock already held is released
+        first, never converted in place, so two readers that both want to write cannot deadlock. Returns True when
+        another run held the folder first: what it wrote may change the caller's plan."""
+        self.release()
+        mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            waited = not _try_lock(fd, mode)
+            if waited:
+                holder = _holder(self.path)
+                if not self.wait:
+                    raise FolderBusy(f"{self.folder} is in use by {holder}; let that run finish, or leave out "
+                                     f"--no-wait to wait for it")
+                print(f"waiting for {self.folder}: in use by {holder}", flush=True)
+                fcntl.flock(fd, mode)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd, self.shared = fd, shared
+        self._record_holder()
+        return waited
+
+    def _record_holder(self) -> None:
+        text = (f"PID {os.getpid()} on host {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+                f"{' (reading)' if self.shared else ''}\n")
+        data = text.encode()
+        try:  # write, then cut the rest: a waiting run reading it meanwhile never finds the file empty
+            os.pwrite(self._fd, data, 0)
+            os.ftruncate(self._fd, len(data))
+        except OSError:  # a full disk: the lock holds all the same, only the waiting message is vaguer
+            pass
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the only descriptor drops the flock
+            self._fd = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def _try_lock(fd: int, mode: int) -> bool:
+    try:
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True

@@ -1,0 +1,155 @@
+"""Run one stage's child process so that nothing outlives the runner and nothing it printed is lost.
+
+- The child starts in its own process group (together with everything it starts: DeepSpeed, finetune jobs,
+  dataset workers). SIGTERM, SIGINT or SIGHUP to the runner is passed on to that whole group as SIGTERM, the signal
+  every stage treats as "stop cleanly" (pretraining writes a checkpoint first); a second signal sends SIGKILL.
+  The runner then reads the group's output until the last process has closed it, so it returns only once they
+  are gone.
+- The child asks the kernel for SIGTERM should the runner die (even by SIGKILL), see ``pipeline.run_stage``.
+- If the child itself dies while something it started still writes, that something is stopped too.
+- Output is copied to the console and to the log file chunk by chunk, unbuffered: a kill loses nothing that was
+  shown. A full disk turns the log off (one warning) instead of stopping the stage; a vanished console
+  (terminal closed) turns the console off.
+- The log's last line says why the stage stopped: done, failed with exit code N, interrupted by SIGTERM.
+"""
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+RUNNER_PID_ENV = "EXTREMEBERT_RUNNER_PID"  # tells the child which parent to die with
+POLL_S = 1.0  # how often the copy loop looks whether the child is still there while its output is quiet
+
+
+@dataclass
+class Outcome:
+    returncode: int
+    interrupted_by: Optional[int]  # the signal the runner received and passed on, if any
+
+    @property
+    def reason(self) -> str:
+        if self.interrupted_by:
+            return f"interrupted by {signal.Signals(self.interrupted_by).name}"
+        if self.returncode < 0:
+            return f"killed by {signal.Signals(-self.returncode).name}"
+        return "done" if self.returncode == 0 else f"failed with exit code {self.returncode}"
+
+
+class _Output:
+    """The console and the log file; each switches itself off when writing to it fails."""
+
+    def __init__(self, log_file: Path):
+        self.console = sys.stdout.buffer
+        try:
+            self.log = open(log_file, "ab", buffering=0)  # unbuffered: every chunk is a write(2)
+        except OSError as e:
+            self.log = None
+            self._warn(f"cannot open the log {log_file} ({e.strerror}); output goes to the console only")
+        self.log_file = log_file
+
+    def _warn(self, text: str) -> None:
+        print(f"warning: {text}", file=sys.stderr, flush=True)
+
+    def write(self, chunk: bytes, to_console: bool = True) -> None:
+        if to_console and self.console is not None:
+            try:
+                self.console.write(chunk)
+                self.console.flush()
+            except OSError:  # the terminal went away (SIGHUP) or a closed pipe: keep logging
+                self.console = None
+        if self.log is not None:
+            try:
+                self.log.write(chunk)
+            except OSError as e:
+                self.log.close()
+                self.log = None
+                self._warn(f"stopped writing {self.log_file} ({e.strerror}); output goes to the console only")
+
+    def close(self) -> None:
+        if self.log is not None:
+            self.log.close()
+
+
+class _SignalForwarder:
+    """While installed, SIGTERM/SIGINT/SIGHUP to this process stop the child's process group instead of this one."""
+
+    def __init__(self):
+        self.received = None
+        self.group = None
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in FORWARDED_SIGNALS:
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (a runner driven from a worker thread): signals stay as they are
+                break
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum, frame):
+        first = self.received is None
+        self.received = self.received or signum
+        if self.group is not None:
+            self.stop_group(signal.SIGTERM if first else signal.SIGKILL)
+
+    def started(self, pid: int) -> None:
+        self.group = pid  # the child leads its own group
+        if self.received is not None:  # a signal came while the child was being started
+            self.stop_group(signal.SIGTERM)
+
+    def stop_group(self, sig=signal.SIGTERM) -> None:
+        try:
+            os.killpg(self.group, sig)
+        except ProcessLookupError:  # every process of the group has ended
+            pass
+
+
+def run_logged(command: list, env: dict, log_file: Path, cwd=None) -> Outcome:
+    """Run ``command`` in its own process group; its output goes to the console and is appended to ``log_file``,
+    which then ends with the reason it stopped."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    output = _Output(log_file)
+    output.write(f"\n# {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command)}\n".encode(), to_console=False)
+    started = time.time()
+    env = dict(env, **{RUNNER_PID_ENV: str(os.getpid())})
+    try:
+        with _SignalForwarder() as forwarder:
+            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                       stderr=subprocess.STDOUT, env=env, cwd=cwd, process_group=0)
+            forwarder.started(process.pid)
+            _copy_until_closed(process, forwarder, output)
+            outcome = Outcome(process.wait(), forwarder.received)
+        output.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} stage {outcome.reason} after "
+                     f"{time.time() - started:.1f}s\n".encode(), to_console=False)
+    finally:
+        output.close()
+    return outcome
+
+
+def _copy_until_closed(process: subprocess.Popen, forwarder: _SignalForwarder, output: _Output) -> None:
+    """Copy raw chunks rather than lines, so that progress bars ('\\r' updates) stay live on the console, until
+    every process holding the output has closed it."""
+    fd = process.stdout.fileno()
+    orphans_stopped = False
+    while True:
+        ready, _, _ = select.select([fd], [], [], POLL_S)
+        if ready:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            output.write(chunk)
+        elif process.poll() is not None and not orphans_stopped:
+            # The stage's own process is gone but something it started still holds the output: stop it too.
+            forwarder.stop_group(signal.SIGTERM)
+            orphans_stopped = True
+    process.stdout.close()
