@@ -13,7 +13,6 @@ from pipeline.load import load_config
 from pipeline.disk import DiskError
 from pipeline.runner import run_pipeline
 from tests.runner_test_stages import DISK_FULL, TWO_STAGES, config_opts
-from tests.test_pretrain_training import one_rank_group  # noqa: F401  (a pytest fixture)
 
 
 def _main(tmp_path, stages, *opts) -> int:
@@ -84,7 +83,7 @@ def test_a_full_disk_under_the_log_file_turns_the_log_off_and_the_stage_goes_on(
     assert "second: wrote" in (logs / "second.log").read_text()
 
 
-def test_a_checkpoint_save_that_hits_a_full_disk_leaves_no_partial_folder(one_rank_group, tmp_path):  # noqa: F811
+def test_a_checkpoint_save_that_hits_a_full_disk_leaves_no_partial_folder(one_rank_group, tmp_path):
     import deepspeed
     import torch
 
