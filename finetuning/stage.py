@@ -245,7 +245,8 @@ def _job_arguments(cfg, job, job_dir: Path, model: str, random_init: bool, save_
                  "--num_train_epochs", str(job.epochs), "--lr_scheduler_type", ft.LR_SCHEDULER,
                  "--warmup_ratio", repr(ft.WARMUP_RATIO), "--seed", str(job.seed), "--precision", ft.PRECISION,
                  "--max_train_samples", str(ft.MAX_TRAIN_SAMPLES), "--max_eval_samples", str(ft.MAX_EVAL_SAMPLES),
-                 "--tokenized_cache_dir", str(layout.finetune_dir(cfg) / job.task / CACHE_SUBDIR)]
+                 "--tokenized_cache_dir", str(layout.finetune_dir(cfg) / job.task / CACHE_SUBDIR),
+                 "--save_strategy", "no", "--logging_steps", "0.1"]  # no checkpoints; ten loss lines per job
     if ft.GLUE_DIR:
         arguments += ["--data_dir", ft.GLUE_DIR]
     if ft.GROUP_BY_LENGTH:
