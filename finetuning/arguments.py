@@ -321,6 +321,8 @@ def finalize(model_args: ModelArguments, data_args: DataTrainingArguments, args:
     for name, why in _LEGACY_NO_EFFECT.items():
         if getattr(args, name) is not None:
             notes.append(f"note: --{name} has no effect here ({why})")
+    if args.resume_from_checkpoint and not args.do_train:
+        notes.append("note: --resume_from_checkpoint has no effect without --do_train")
     if not (args.do_train or args.do_eval or args.do_predict):
         problems.append("nothing to do: give --do_train, --do_eval and/or --do_predict")
     if model_args.use_auth_token and not model_args.token:

@@ -18,6 +18,8 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from pipeline.errors import DataError
+
 # Rows per length-sorted "megabatch" when grouping by length, in batches (as in the HF LengthGroupedSampler):
 # large enough that batches have near-uniform lengths, small enough that order stays random across the epoch.
 _MEGABATCH_BATCHES = 50
@@ -65,7 +67,8 @@ def plan_steps(n_rows: int, settings: TrainSettings, world_size: int = 1) -> Ste
     full, rest = divmod(n_rows, rows_per_step)
     steps_per_epoch = full + (rest >= _min_rows_per_step(settings, world_size) and rest > 0)
     if steps_per_epoch == 0:
-        raise ValueError(f"{n_rows} training rows give no step at {rows_per_step} rows per step")
+        raise DataError(f"{n_rows} training rows give no step at {rows_per_step} rows per step (batch size x devices x"
+                        f" gradient accumulation); use a smaller batch or more rows")
     if settings.max_steps > 0:
         total = settings.max_steps
     else:
