@@ -314,3 +314,15 @@ def test_report_to_wandb_runs_with_wandb_disabled(tmp_path, model, glue, capsys,
     monkeypatch.setenv("WANDB_MODE", "disabled")
     assert main(_quick(model, glue, tmp_path / "o", "--max_steps", "2", "--report_to", "wandb")) == 0
     assert _notes(capsys.readouterr().err) == []
+
+
+def test_dataset_name_reads_a_dataset_folder_with_train_and_validation_splits(tmp_path, model):
+    dataset = tmp_path / "my_dataset"
+    dataset.mkdir()
+    _write_rows(dataset / "train.csv", _own_rows(16))
+    _write_rows(dataset / "validation.csv", _own_rows(6))
+    out = tmp_path / "out"
+    assert main(["--model_name_or_path", str(model), "--dataset_name", str(dataset), "--output_dir", str(out),
+                 "--do_train", "--do_eval", "--max_seq_length", "32", "--per_device_train_batch_size", "8",
+                 "--num_train_epochs", "1", "--max_eval_samples", "4"]) == 0
+    assert _json(out / "eval_results.json")["eval_samples"] == 4
