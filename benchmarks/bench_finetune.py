@@ -62,10 +62,12 @@ def run_ours(model: str, task_name: str, glue_dir: str, rows: int, lr: float, ba
     set_seed(seed)
     net = load_model(model, task)
     device = torch.device("cpu")
+    settings = train_loop.TrainSettings(batch_size=batch, learning_rate=lr, weight_decay=0.01, epochs=epochs,
+                                        lr_scheduler_type="polynomial", warmup_ratio=0.06, seed=seed,
+                                        sampling="group_by_length" if group_by_length else "random", precision="fp32")
     with Timer() as train_time:
-        train_loop.train(net, train, batch_size=batch, learning_rate=lr, weight_decay=0.01, epochs=epochs,
-                         lr_scheduler_type="polynomial", warmup_ratio=0.06, seed=seed, group_by_length=group_by_length,
-                         device=device, pad_id=tokenizer.pad_token_id, precision="fp32", log=lambda _: None)
+        train_loop.train(net, train, settings, train_loop.plan_steps(len(train), settings), device=device,
+                         pad_id=tokenizer.pad_token_id)
     with Timer() as eval_time:
         logits, _ = train_loop.predict(net, dev, batch_size=128, device=device, pad_id=tokenizer.pad_token_id)
     scores = task_dev_metrics(task, "dev", logits.argmax(axis=1), dev.labels)

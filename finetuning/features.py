@@ -97,15 +97,17 @@ def _load(path: Path) -> Optional[EncodedSplit]:
 
 
 def load_encoded(task, kind: str, name: str, tokenizer, max_seq_length: int, data_dir: str = "", max_rows: int = 0,
-                 cache_dir: str = "", hub_path: str = HUB_DATASET, tokenizer_key: str = "") -> EncodedSplit:
-    """The tokenized split, from ``cache_dir`` when it holds it, else read, tokenized and (when set) cached."""
+                 cache_dir: str = "", hub_path: str = HUB_DATASET, tokenizer_key: str = "",
+                 overwrite_cache: bool = False) -> EncodedSplit:
+    """The tokenized split, from ``cache_dir`` when it holds it (unless ``overwrite_cache``), else read, tokenized
+    and (when ``cache_dir`` is set) cached."""
     cache_path = None
     if cache_dir:
         key = short_hash({"tokenizer": tokenizer_key or tokenizer_fingerprint(tokenizer), "len": max_seq_length,
                           "source": _source_fingerprint(task, kind, name, data_dir, hub_path), "rows": max_rows},
                          length=12)
         cache_path = Path(cache_dir) / f"{kind}-{name}-{key}.npz"
-        cached = _load(cache_path)
+        cached = None if overwrite_cache else _load(cache_path)
         if cached is not None:
             return cached
     split = load_split(task, kind, name, data_dir, hub_path).head(max_rows)

@@ -33,10 +33,16 @@ class GlueTask:
     test: dict  # submission file name (without .tsv) -> LocalSplit
     hub_dev: dict  # eval name -> hub split name
     hub_test: dict  # submission file name -> hub split name
+    also_predicts: tuple = ()  # tasks without training data whose test sets this task's model predicts
 
     @property
     def is_regression(self) -> bool:
         return self.labels is None
+
+    @property
+    def riders(self) -> list:
+        """The rows of ``also_predicts``: their test sets ride along with this task's jobs (MNLI: AX)."""
+        return [GLUE_TASKS[name] for name in self.also_predicts]
 
 
 def _split(file, text_columns, label_column=None, has_header=True):
@@ -83,7 +89,7 @@ GLUE_TASKS = {
         test={"MNLI-m": _split("test_matched.tsv", ("sentence1", "sentence2")),
               "MNLI-mm": _split("test_mismatched.tsv", ("sentence1", "sentence2"))},
         hub_dev={"dev_matched": "validation_matched", "dev_mismatched": "validation_mismatched"},
-        hub_test={"MNLI-m": "test_matched", "MNLI-mm": "test_mismatched"}),
+        hub_test={"MNLI-m": "test_matched", "MNLI-mm": "test_mismatched"}, also_predicts=("AX",)),
     "QNLI": GlueTask(
         "QNLI", "QNLI", "qnli", ("question", "sentence"), ("entailment", "not_entailment"), ("accuracy",),
         "accuracy",
@@ -103,7 +109,7 @@ GLUE_TASKS = {
         dev={"dev": _split("dev.tsv", ("sentence1", "sentence2"), "label")},
         test={"WNLI": _split("test.tsv", ("sentence1", "sentence2"))},
         hub_dev={"dev": "validation"}, hub_test={"WNLI": "test"}),
-    # AX has no training data: it is predicted with the MNLI model (same labels).
+    # AX has no training data: it is predicted with the MNLI model (same labels; see MNLI's also_predicts).
     "AX": GlueTask(
         "AX", "diagnostic", "ax", ("premise", "hypothesis"), ("entailment", "neutral", "contradiction"), (), "",
         train=None, dev={}, test={"AX": _split("diagnostic.tsv", ("sentence1", "sentence2"))},
@@ -143,3 +149,12 @@ def canonical_task_name(name: str) -> str:
 
 def get_task(name: str) -> GlueTask:
     return GLUE_TASKS[canonical_task_name(name)]
+
+
+def predicting_task(name: str) -> str:
+    """The finetuned task whose jobs predict test split (submission file) ``name``: the task that holds it, or the
+    one that lists its holder in ``also_predicts``."""
+    for task in GLUE_TASKS.values():
+        if task.train is not None and (name in task.test or any(name in rider.test for rider in task.riders)):
+            return task.name
+    raise ConfigError(f"no finetuned GLUE task predicts {name!r}")

@@ -1,7 +1,8 @@
 """GLUE dev metrics computed with scikit-learn and scipy (the ``evaluate`` hub metrics cannot load offline).
 
 Names are those of the task table and of ``eval_results.json``: ``mcc``, ``accuracy``, ``f1``, ``pearson``,
-``spearman``; MNLI's mismatched accuracy is reported as ``accuracy_mm`` by the caller.
+``spearman`` (``mse`` for a regression task of one's own); MNLI's mismatched accuracy is reported as
+``accuracy_mm`` by the caller. ``hf_metric_name`` gives the name the Hugging Face GLUE metric uses for each.
 """
 import numpy as np
 
@@ -34,7 +35,18 @@ def _spearman(predictions, labels):
     return spearmanr(predictions, labels)[0]
 
 
-METRIC_FUNCTIONS = {"mcc": _mcc, "accuracy": _accuracy, "f1": _f1, "pearson": _pearson, "spearman": _spearman}
+def _mse(predictions, labels):
+    return float(np.mean((np.asarray(predictions, dtype=np.float64) - np.asarray(labels, dtype=np.float64)) ** 2))
+
+
+METRIC_FUNCTIONS = {"mcc": _mcc, "accuracy": _accuracy, "f1": _f1, "pearson": _pearson, "spearman": _spearman,
+                    "mse": _mse}
+# Where the HF ``glue`` metric (and so HF's eval_results.json) names a metric otherwise.
+_HF_NAMES = {"mcc": "matthews_correlation", "spearman": "spearmanr"}
+
+
+def hf_metric_name(name: str) -> str:
+    return _HF_NAMES.get(name, name)
 
 
 def compute_metrics(metric_names, predictions, labels) -> dict:

@@ -1,82 +1,48 @@
-"""Finetune one model on one GLUE task with one set of hyperparameters: the unit of work of the finetune stage.
+"""Finetune one model on one GLUE task (or a task of one's own) with one set of hyperparameters.
 
-Flags follow the Hugging Face ``run_glue.py`` example, e.g.::
+The flags are those of the Hugging Face ``run_glue.py`` example, in the transformers 5 and the transformers 4
+spelling, e.g. the ExtremeBERT paper's command::
 
     python finetuning/run_glue.py --model_name_or_path MODEL --task_name MRPC --max_seq_length 128 \\
-        --output_dir OUT --overwrite_output_dir --do_train --do_eval --do_predict \\
-        --per_device_train_batch_size 32 --learning_rate 5e-5 --weight_decay 0.01 --num_train_epochs 5 \\
-        --lr_scheduler_type polynomial --warmup_ratio 0.06 --seed 42 [--data_dir GLUE_DIR]
+        --output_dir OUT --overwrite_output_dir --do_train --do_eval --evaluation_strategy steps \\
+        --per_device_train_batch_size 32 --gradient_accumulation_steps 1 --per_device_eval_batch_size 32 \\
+        --learning_rate 5e-5 --weight_decay 0.01 --eval_steps 50 --max_grad_norm 1.0 --num_train_epochs 5 \\
+        --lr_scheduler_type polynomial --warmup_steps 50 [--data_dir GLUE_DIR]
 
-Writes ``eval_results.json`` (dev metrics + ``eval_loss``), ``predictions_<SUBMISSION>.tsv`` (MNLI jobs also
-``predictions_AX.tsv``) and, with ``--save_model``, the finetuned model under ``OUTPUT_DIR/model``. Under
+Training runs in ExtremeBERT's own loop (several times faster than the HF Trainer on these small jobs), not in the
+HF Trainer. GLUE data comes from --data_dir (the official layout) or the Hub; one's own task from --train_file /
+--validation_file / --test_file (CSV or JSON) or --dataset_name. Writes ``eval_results.json`` (the dev metrics
+under the task table's names, e.g. ``f1``, and as the HF example names them, e.g. ``eval_f1``),
+``train_results.json``, ``all_results.json``, ``trainer_state.json`` (the log history: loss lines and dev
+evaluations), ``predictions_<SUBMISSION>.tsv`` with --do_predict (MNLI jobs also ``predictions_AX.tsv``; one's
+own task ``predictions_test.tsv``), checkpoints ``checkpoint-<STEP>/`` (resumed from by a rerun without
+--overwrite_output_dir) and, with --save_model, the finetuned model under ``OUTPUT_DIR/model``. Under
 ``torchrun`` (several GPUs) it trains with DistributedDataParallel and rank 0 writes the outputs.
 """
+import json
 import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from finetuning.glue_data import HUB_DATASET  # noqa: E402
-from finetuning.glue_tasks import GLUE_TASKS, get_task  # noqa: E402
-from pipeline.errors import DataError, ExtremeBertError  # noqa: E402
+from finetuning import checkpoints  # noqa: E402
+from finetuning.arguments import DataTrainingArguments, ModelArguments, TrainingArguments, finalize, parse_args  # noqa
+from finetuning.results import dev_metrics, remove_stale_results, write_results  # noqa: E402
+from finetuning.train_loop import TrainSettings  # noqa: E402
+from pipeline.errors import ConfigError, DataError, ExtremeBertError  # noqa: E402
 from pipeline.manifest import write_json_atomic, write_text_atomic  # noqa: E402
 
 MODEL_SUBDIR = "model"  # where --save_model writes the finetuned model (STILT starts from it)
-
-
-@dataclass
-class ModelArguments:
-    model_name_or_path: str = field(metadata={"help": "model folder (a pretrain final_model, any HF BERT) or hub name"})
-    random_init: bool = field(default=False, metadata={
-        "help": "start from random weights of the same architecture (the no-pretraining baseline)"})
-    save_model: bool = field(default=False, metadata={"help": "write the finetuned model to OUTPUT_DIR/model"})
-
-
-@dataclass
-class DataArguments:
-    task_name: str = field(metadata={"help": "GLUE task, any usual spelling: cola, SST-2, sts-b, mnli, ..."})
-    data_dir: str = field(default="", metadata={
-        "help": "GLUE folder in the official layout; empty = nyu-mll/glue from the Hugging Face Hub"})
-    max_seq_length: int = field(default=128, metadata={"help": "longest tokenized input (longer pairs are cut)"})
-    max_train_samples: int = field(default=0, metadata={"help": "use only the first N training rows (0 = all)"})
-    max_eval_samples: int = field(default=0, metadata={"help": "use only the first N rows of each dev split (0 = all)"})
-    tokenized_cache_dir: str = field(default="", metadata={
-        "help": "folder that keeps tokenized splits for the next job of the same task (empty = no cache)"})
-    hub_dataset: str = field(default=HUB_DATASET, metadata={
-        "help": "dataset name (or local folder in its layout) used when --data_dir is empty"})
-
-
-@dataclass
-class JobArguments:
-    output_dir: str = field(metadata={"help": "folder for eval_results.json and the test predictions"})
-    overwrite_output_dir: bool = field(default=False, metadata={"help": "write into an existing, non-empty folder"})
-    do_train: bool = field(default=False, metadata={"help": "finetune on the train split"})
-    do_eval: bool = field(default=False, metadata={"help": "evaluate on the dev split(s)"})
-    do_predict: bool = field(default=False, metadata={"help": "predict the test split(s) (and AX for MNLI)"})
-    per_device_train_batch_size: int = field(default=32, metadata={"help": "training batch size per device"})
-    per_device_eval_batch_size: int = field(default=128, metadata={"help": "evaluation batch size per device"})
-    learning_rate: float = field(default=5e-5, metadata={"help": "peak AdamW learning rate"})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay (not on biases and LayerNorm)"})
-    num_train_epochs: float = field(default=3.0, metadata={"help": "passes over the training data"})
-    lr_scheduler_type: str = field(default="linear", metadata={
-        "help": "polynomial | linear | cosine | constant (transformers get_scheduler names)"})
-    warmup_ratio: float = field(default=0.0, metadata={"help": "fraction of the steps spent in linear warmup"})
-    seed: int = field(default=42, metadata={"help": "seed for the classifier initialisation and data order"})
-    group_by_length: bool = field(default=False, metadata={"help": "batch rows of similar length (less padding)"})
-    precision: str = field(default="auto", metadata={
-        "help": "auto (bf16, else fp16 on GPU; fp32 on CPU) | bf16 | fp16 | fp32"})
-    use_cpu: bool = field(default=False, metadata={"help": "run on the CPU even when a GPU is visible"})
-
-
-def parse_args(argv=None):
-    from transformers import HfArgumentParser
-
-    parser = HfArgumentParser((ModelArguments, DataArguments, JobArguments))
-    return parser.parse_args_into_dataclasses(args=argv)
+EPILOG = """Defaults that differ from the HF example: --pad_to_max_length is off (each batch is padded to its own
+longest row: same results, faster), --per_device_eval_batch_size is 128, --precision auto uses bf16 (else fp16)
+autocast on a GPU. --ignore_mismatched_sizes is always on. Every other flag of the installed transformers'
+TrainingArguments (--push_to_hub, --deepspeed, --torch_compile, ...) is accepted and reported, one line each, as
+having no effect here; an unknown flag is an error (exit 2)."""
 
 
 def _log(message: str) -> None:
@@ -93,12 +59,13 @@ def refuse_old_format(model_path: str) -> None:
         raise DataError(message)
 
 
-def load_tokenizer(model_path: str):
+def load_tokenizer(model_path: str, **hub_options):
+    """``AutoTokenizer`` for ``model_path``; ``hub_options`` go to ``from_pretrained`` (revision, token, ...)."""
     from transformers import AutoTokenizer
 
     refuse_old_format(model_path)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        tokenizer = AutoTokenizer.from_pretrained(model_path, **hub_options)
     except (OSError, ValueError) as e:
         raise DataError(f"cannot load a tokenizer from {model_path}: {str(e).splitlines()[0]}")
     # Offline, a hub name can yield a tokenizer holding only the special tokens instead of raising.
@@ -108,8 +75,10 @@ def load_tokenizer(model_path: str):
     return tokenizer
 
 
-def load_model(model_path: str, task, random_init: bool = False):
-    """``AutoModelForSequenceClassification`` for ``task``; a head of another size (STILT) starts fresh."""
+def load_model(model_path: str, task, random_init: bool = False, config_name: str = "", **hub_options):
+    """``AutoModelForSequenceClassification`` for ``task``; a head of another size (STILT) starts fresh.
+
+    ``config_name`` loads the config from elsewhere; ``hub_options`` go to ``from_pretrained``."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     refuse_old_format(model_path)
@@ -117,15 +86,16 @@ def load_model(model_path: str, task, random_init: bool = False):
         "num_labels": len(task.labels), "problem_type": "single_label_classification",
         "id2label": dict(enumerate(task.labels)), "label2id": {label: i for i, label in enumerate(task.labels)}}
     try:
-        config = AutoConfig.from_pretrained(model_path, **label_kwargs)
+        config = AutoConfig.from_pretrained(config_name or model_path, **label_kwargs, **hub_options)
     except (OSError, ValueError) as e:
         raise DataError(f"cannot load a model config from {model_path}: {str(e).splitlines()[0]}")
     if random_init:
         return AutoModelForSequenceClassification.from_config(config)
-    return AutoModelForSequenceClassification.from_pretrained(model_path, config=config, ignore_mismatched_sizes=True)
+    return AutoModelForSequenceClassification.from_pretrained(model_path, config=config, ignore_mismatched_sizes=True,
+                                                              **hub_options)
 
 
-def _setup_device(args: JobArguments):
+def _setup_device(args: TrainingArguments):
     """(device, rank, world_size); under torchrun each rank drives its LOCAL_RANK GPU."""
     import torch
 
@@ -142,8 +112,10 @@ def _setup_device(args: JobArguments):
 
 
 def _prediction_strings(task, logits) -> list:
-    if task.is_regression:
+    if task.name == "STS-B":
         return [f"{min(5.0, max(0.0, float(value))):.3f}" for value in logits[:, 0]]  # the server's range
+    if task.is_regression:
+        return [f"{float(value):.3f}" for value in logits[:, 0]]
     return [task.labels[i] for i in logits.argmax(axis=1)]
 
 
@@ -152,88 +124,229 @@ def write_predictions(path: Path, index: list, predictions: list) -> None:
     write_text_atomic(path, "index\tprediction\n" + rows)
 
 
-def _check_output_dir(args: JobArguments) -> Path:
+def prepare_output_dir(args: TrainingArguments) -> tuple:
+    """(output folder, checkpoint to resume from or None), as the HF example decides: the newest checkpoint in a
+    non-empty folder unless --overwrite_output_dir, which trains from scratch; a non-empty folder without
+    checkpoints needs --overwrite_output_dir."""
     out = Path(args.output_dir)
-    if out.is_dir() and any(out.iterdir()) and not args.overwrite_output_dir and args.do_train:
-        raise DataError(f"output folder {out} already exists and is not empty; pass --overwrite_output_dir")
+    resume = None
+    if args.do_train:
+        found = checkpoints.latest_checkpoint(out)
+        if args.resume_from_checkpoint:
+            resume = Path(args.resume_from_checkpoint)
+        elif args.overwrite_output_dir:
+            removed = checkpoints.remove_checkpoints(out)
+            if removed:
+                _log(f"--overwrite_output_dir: removed {', '.join(removed)}; training from scratch")
+        elif found is not None:
+            resume = found
+        elif out.is_dir() and any(out.iterdir()):
+            raise DataError(f"output folder {out} already exists and is not empty; pass --overwrite_output_dir")
     out.mkdir(parents=True, exist_ok=True)
-    return out
+    return out, resume
 
 
-def run(model_args: ModelArguments, data_args: DataArguments, args: JobArguments) -> dict:
-    """Train, evaluate and predict as the flags ask; returns the dev metrics (empty without --do_eval)."""
-    from finetuning.features import load_encoded, tokenizer_fingerprint
+def train_settings(data_args: DataTrainingArguments, args: TrainingArguments) -> TrainSettings:
+    return TrainSettings(
+        batch_size=args.per_device_train_batch_size, learning_rate=args.learning_rate, epochs=args.num_train_epochs,
+        max_steps=args.max_steps, gradient_accumulation_steps=args.gradient_accumulation_steps,
+        weight_decay=args.weight_decay, adam_betas=(args.adam_beta1, args.adam_beta2),
+        adam_epsilon=args.adam_epsilon, max_grad_norm=args.max_grad_norm, lr_scheduler_type=args.lr_scheduler_type,
+        lr_scheduler_kwargs=json.loads(args.lr_scheduler_kwargs) if args.lr_scheduler_kwargs else {},
+        warmup_steps=args.warmup_steps, warmup_ratio=args.warmup_ratio,
+        seed=args.seed if args.data_seed is None else args.data_seed, sampling=args.train_sampling_strategy,
+        precision=args.precision, pad_to=data_args.max_seq_length if data_args.pad_to_max_length else 0)
 
-    task = get_task(data_args.task_name)
-    if task.train is None:
-        raise DataError(f"{task.name} has no training data: it is predicted by the MNLI jobs")
-    out = _check_output_dir(args)
+
+def run_settings(model_args: ModelArguments, data_args: DataTrainingArguments, args: TrainingArguments,
+                 world_size: int) -> dict:
+    """What a checkpoint must share with this run to be resumed by it."""
+    d = data_args
+    data = {"task": d.task_name, "data_dir": d.data_dir, "dataset": [d.dataset_name, d.dataset_config_name],
+            "train_file": d.train_file, "max_seq_length": d.max_seq_length, "max_train_samples": d.max_train_samples}
+    return {"model_name_or_path": model_args.model_name_or_path, "random_init": model_args.random_init,
+            "config_name": model_args.config_name, "seed": args.seed, "world_size": world_size, **data,
+            **asdict(train_settings(data_args, args))}
+
+
+@dataclass
+class Job:
+    """The pieces of one run that training, evaluation and prediction share."""
+    model_args: ModelArguments
+    data_args: DataTrainingArguments
+    args: TrainingArguments
+    out: Path
+    device: object
+    rank: int
+    world_size: int
+    tokenizer: object
+    model: object
+    data: object  # TaskData
+    report: object = None  # WandbReport or None
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+
+    def predict(self, encoded):
+        from finetuning.train_loop import predict
+
+        pad_to = self.data_args.max_seq_length if self.data_args.pad_to_max_length else 0
+        return predict(self.model, encoded, batch_size=self.args.per_device_eval_batch_size, device=self.device,
+                       pad_id=self.pad_id, precision=self.args.precision, pad_to=pad_to)
+
+    def evaluate(self, names) -> tuple:
+        """(metrics under the task table's names, ``eval_*`` metrics) over the dev splits ``names``."""
+        plain, hf = {}, {}
+        for name in names:
+            data = self.data.dev[name]
+            started = time.time()
+            logits, loss = self.predict(data)
+            batches = -(-len(data) // self.args.per_device_eval_batch_size)
+            split_plain, split_hf = dev_metrics(self.data.task, name, logits, data.labels, loss,
+                                                time.time() - started, batches)
+            plain.update(split_plain)
+            plain.setdefault("eval_loss", loss)  # the first dev split (MNLI: matched) defines eval_loss
+            hf.update(split_hf)
+        return plain, hf
+
+    def log_to_wandb(self, metrics: dict, step: int) -> None:
+        if self.report is not None:
+            self.report.log(metrics, step)
+
+
+def _train(job: Job, resume_from: Optional[Path]) -> tuple:
+    """Train with periodic logging, evaluation and checkpoints; returns (train metrics, the monitor, a function that
+    gives ``trainer_state.json`` at a step)."""
+    import torch
+
+    from finetuning.monitor import Interval, TrainingMonitor
+    from finetuning.train_loop import plan_steps, train
+
+    args, model = job.args, job.model
+    settings = train_settings(job.data_args, args)
+    plan = plan_steps(len(job.data.train), settings, job.world_size)
+    eval_steps = args.eval_steps if args.eval_steps is not None else args.logging_steps
+    intervals = [Interval.resolve(strategy, steps, plan.total_steps) for strategy, steps in (
+        (args.logging_strategy, args.logging_steps), (args.eval_strategy, eval_steps),
+        (args.save_strategy, args.save_steps))]
+    settings_of_run = run_settings(job.model_args, job.data_args, args, job.world_size)
+
+    def trainer_state(step: int) -> dict:
+        return {"global_step": step, "max_steps": plan.total_steps, "num_train_epochs": args.num_train_epochs,
+                "epoch": monitor.epoch(step), "train_batch_size": args.per_device_train_batch_size,
+                "logging_steps": intervals[0].steps, "eval_steps": intervals[1].steps, "save_steps": intervals[2].steps,
+                "run_settings": settings_of_run, "wandb_run_id": job.report.run_id if job.report else None,
+                **monitor.state_dict()}
+
+    def save(step: int, training_state: dict) -> None:
+        folder = checkpoints.save_checkpoint(job.out, step, model, job.tokenizer, training_state, trainer_state(step),
+                                             keep=args.save_total_limit)
+        _log(f"saved {folder.name}")
+
+    monitor = TrainingMonitor(plan, *intervals, evaluate=lambda step: job.evaluate(list(job.data.dev)[:1])[1],
+                              save=save, report=job.log_to_wandb, log=_log, logging_first_step=args.logging_first_step)
+    resume_state = None
+    if resume_from is not None:
+        resume_state, saved = checkpoints.load_checkpoint(resume_from, model, settings_of_run)
+        monitor.load_state_dict(saved)
+        _log(f"resuming from {resume_from} at step {resume_state['step']}/{plan.total_steps} (to train from scratch"
+             f" instead, pass --overwrite_output_dir or another --output_dir)")
+    remove_stale_results(job.out)
+    _log(f"training on {len(job.data.train)} rows: {plan.total_steps} steps of {plan.rows_per_step} rows (batch"
+         f" {args.per_device_train_batch_size} x {job.world_size} device(s) x {args.gradient_accumulation_steps}"
+         f" accumulation), {plan.steps_per_epoch} steps per epoch, warmup {plan.warmup_steps} steps, lr"
+         f" {args.learning_rate:g} ({args.lr_scheduler_type}), precision {args.precision}, seed {args.seed}")
+    trained = model
+    if job.world_size > 1:
+        trained = torch.nn.parallel.DistributedDataParallel(model, device_ids=[job.device]
+                                                            if job.device.type == "cuda" else None)
+    summary = train(trained, job.data.train, settings, plan, device=job.device, pad_id=job.pad_id, rank=job.rank,
+                    world_size=job.world_size, resume_state=resume_state,
+                    after_step=monitor.after_step if job.rank == 0 else None)
+    runtime = max(summary["train_runtime_s"], 1e-9)
+    metrics = {"train_runtime": round(runtime, 4),
+               "train_samples_per_second": round(summary["steps_run"] * plan.rows_per_step / runtime, 3),
+               "train_steps_per_second": round(summary["steps_run"] / runtime, 3),
+               "train_loss": monitor.train_loss, "epoch": monitor.epoch(plan.total_steps)}
+    monitor.record(metrics, plan.total_steps)
+    _log(f"trained {plan.total_steps} steps ({summary['steps_run']} in this run) in {runtime:.1f}s: train_loss"
+         f" {monitor.train_loss:.4f}")
+    return {**metrics, "train_samples": len(job.data.train)}, monitor, trainer_state
+
+
+def _start_wandb(job: Job, resume_from: Optional[Path]) -> None:
+    from finetuning.wandb_report import WandbReport
+
+    saved = checkpoints.read_trainer_state(resume_from) if resume_from is not None else {}
+    config = {**asdict(job.model_args), **asdict(job.data_args), **asdict(job.args)}
+    job.report = WandbReport(job.args.run_name or job.args.output_dir, config, str(job.out), saved.get("wandb_run_id"))
+
+
+def _finish(job: Job, train_metrics: Optional[dict], monitor, trainer_state) -> dict:
+    """Final evaluation, predictions, the saved model and the result files (rank 0)."""
+    from finetuning.monitor import format_metrics
+
+    evaluation = {}
+    if job.data.dev:
+        plain, hf = job.evaluate(list(job.data.dev))
+        evaluation = {**plain, **hf}
+        if monitor is not None:
+            evaluation["epoch"] = monitor.epoch(monitor.plan.total_steps)
+            monitor.record_evaluation(hf, monitor.plan.total_steps, what="final dev")
+        else:
+            _log(f"dev: {format_metrics(hf)}")
+    for name, (split_task, data) in job.data.test.items():
+        logits, _ = job.predict(data)
+        write_predictions(job.out / f"predictions_{name}.tsv", data.index, _prediction_strings(split_task, logits))
+        _log(f"wrote predictions_{name}.tsv ({len(data)} rows)")
+    if job.model_args.save_model:
+        save_model(job.model, job.tokenizer, job.out / MODEL_SUBDIR)
+    if monitor is not None:
+        write_json_atomic(job.out / checkpoints.TRAINER_STATE, trainer_state(monitor.plan.total_steps))
+    write_results(job.out, train_metrics, evaluation)
+    return evaluation
+
+
+def _hub_options(model_args: ModelArguments) -> dict:
+    """The ``from_pretrained`` options the flags set (only those that differ from the defaults)."""
+    options = {"cache_dir": model_args.cache_dir, "token": model_args.token,
+               "revision": model_args.model_revision if model_args.model_revision != "main" else None,
+               "trust_remote_code": model_args.trust_remote_code or None}
+    return {key: value for key, value in options.items() if value is not None}
+
+
+def run(model_args: ModelArguments, data_args: DataTrainingArguments, args: TrainingArguments) -> dict:
+    """Train, evaluate and predict as the flags ask; returns the dev results (empty without --do_eval)."""
+    from finetuning.task_data import load_task_data
+
+    out, resume_from = prepare_output_dir(args)
     import torch
     from transformers import set_seed
 
-    from finetuning.train_loop import predict, train
-
     device, rank, world_size = _setup_device(args)
+    if resume_from is not None:  # refuse a checkpoint of other settings before loading anything
+        checkpoints.check_settings(resume_from, run_settings(model_args, data_args, args, world_size))
     set_seed(args.seed)
-    _log(f"{task.name}: model {model_args.model_name_or_path}{' (random init)' if model_args.random_init else ''},"
+    source = data_args.task_name or data_args.dataset_name or data_args.train_file or data_args.validation_file
+    _log(f"{source}: model {model_args.model_name_or_path}{' (random init)' if model_args.random_init else ''},"
          f" device {device}, world size {world_size}")
-    tokenizer = load_tokenizer(model_args.model_name_or_path)
-    tokenizer_key = tokenizer_fingerprint(tokenizer)
-
-    def encoded(kind, name, rows=0, for_task=task):
-        return load_encoded(for_task, kind, name, tokenizer, data_args.max_seq_length, data_args.data_dir, rows,
-                            data_args.tokenized_cache_dir, data_args.hub_dataset, tokenizer_key)
-
-    # Read every split first so that a data problem stops the job before any training.
-    train_data = encoded("train", "train", data_args.max_train_samples) if args.do_train else None
-    dev_data = {name: encoded("dev", name, data_args.max_eval_samples) for name in task.dev} if args.do_eval else {}
-    test_data = {}
-    if args.do_predict:
-        test_data = {name: (task, encoded("test", name)) for name in task.test}
-        if task.name == "MNLI":  # the diagnostic set is scored by the MNLI model
-            ax = GLUE_TASKS["AX"]
-            test_data["AX"] = (ax, encoded("test", "AX", for_task=ax))
-    model = load_model(model_args.model_name_or_path, task, model_args.random_init).to(device)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-
-    if args.do_train:
-        _log(f"training on {len(train_data)} rows: lr {args.learning_rate}, batch {args.per_device_train_batch_size}"
-             f" x {world_size}, epochs {args.num_train_epochs}, seed {args.seed}")
-        trained = model
-        if world_size > 1:
-            trained = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda"
-                                                                else None)
-        summary = train(trained, train_data, batch_size=args.per_device_train_batch_size,
-                        learning_rate=args.learning_rate, weight_decay=args.weight_decay,
-                        epochs=args.num_train_epochs, lr_scheduler_type=args.lr_scheduler_type,
-                        warmup_ratio=args.warmup_ratio, seed=args.seed, group_by_length=args.group_by_length,
-                        device=device, pad_id=pad_id, precision=args.precision, rank=rank, world_size=world_size,
-                        log=_log)
-        _log(f"trained {summary['train_steps']} steps in {summary['train_runtime_s']:.1f}s")
+    hub = _hub_options(model_args)
+    tokenizer = load_tokenizer(model_args.tokenizer_name or model_args.model_name_or_path, **hub,
+                               **({} if model_args.use_fast_tokenizer else {"use_fast": False}))
+    data = load_task_data(model_args, data_args, args, tokenizer)
+    model = load_model(model_args.model_name_or_path, data.task, model_args.random_init, model_args.config_name or "",
+                       **hub).to(device)
+    job = Job(model_args, data_args, args, out, device, rank, world_size, tokenizer, model, data)
+    if "wandb" in args.report_to and rank == 0:
+        _start_wandb(job, resume_from)
+    train_metrics, monitor, trainer_state = _train(job, resume_from) if args.do_train else (None, None, None)
     if rank != 0:
         torch.distributed.destroy_process_group()
         return {}
-
-    results = {}
-    for name, data in dev_data.items():
-        logits, loss = predict(model, data, batch_size=args.per_device_eval_batch_size, device=device, pad_id=pad_id,
-                               precision=args.precision)
-        predictions = logits[:, 0] if task.is_regression else logits.argmax(axis=1)
-        from finetuning.metrics import task_dev_metrics
-
-        results.update(task_dev_metrics(task, name, predictions, data.labels))
-        if "eval_loss" not in results:  # the first dev split (MNLI: matched) defines eval_loss
-            results["eval_loss"] = loss
-    if dev_data:
-        write_json_atomic(out / "eval_results.json", results)
-        _log(f"dev: {', '.join(f'{k} {v:.4f}' for k, v in results.items())}")
-    for name, (split_task, data) in test_data.items():
-        logits, _ = predict(model, data, batch_size=args.per_device_eval_batch_size, device=device, pad_id=pad_id,
-                            precision=args.precision)
-        write_predictions(out / f"predictions_{name}.tsv", data.index, _prediction_strings(split_task, logits))
-        _log(f"wrote predictions_{name}.tsv ({len(data)} rows)")
-    if model_args.save_model:
-        save_model(model, tokenizer, out / MODEL_SUBDIR)
+    results = _finish(job, train_metrics, monitor, trainer_state)
+    if job.report is not None:
+        job.report.finish()
     if world_size > 1:
         torch.distributed.destroy_process_group()
     return results
@@ -251,9 +364,18 @@ def save_model(model, tokenizer, target: Path) -> None:
 
 
 def main(argv=None) -> int:
-    model_args, data_args, job_args = parse_args(argv)
+    """Exit 0 on success, 2 on a flag problem (one line, before any work), 1 on a data or model problem."""
+    model_args, data_args, args, notes = parse_args(argv, description=__doc__, epilog=EPILOG)
     try:
-        run(model_args, data_args, job_args)
+        import torch
+
+        notes += finalize(model_args, data_args, args, torch.cuda.is_available())
+        for note in notes:
+            print(note, file=sys.stderr, flush=True)
+        run(model_args, data_args, args)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 2
     except ExtremeBertError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 1

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from finetuning.glue_data import HUB_DATASET, local_task_files
-from finetuning.glue_tasks import GLUE_TASKS, canonical_task_name
+from finetuning.glue_tasks import GLUE_TASKS, canonical_task_name, predicting_task
 from finetuning.jobs import claim, expected_record, is_completed, release, run_job
 from finetuning.search import best_job, plan_task_jobs
 from pipeline import layout
@@ -28,11 +28,6 @@ CACHE_SUBDIR = ".cache"
 
 class FinetuneJobsFailed(ExtremeBertError):
     """Some jobs failed; they are recorded as failed and retried when the same command runs again."""
-
-
-def random_init_dir(cfg) -> Path:
-    """Where the random-initialisation baseline writes its jobs (same layout as ``finetune/``)."""
-    return layout.run_dir(cfg) / "finetune_random_init"
 
 
 def _tasks(cfg) -> list:
@@ -51,7 +46,7 @@ def _trees(cfg) -> list:
     """(root folder, random_init) for every search this config asks for."""
     trees = [(layout.finetune_dir(cfg), False)]
     if cfg.FINETUNE.RANDOM_INIT_BASELINE:
-        trees.append((random_init_dir(cfg), True))
+        trees.append((layout.random_init_finetune_dir(cfg), True))
     return trees
 
 
@@ -183,8 +178,9 @@ def _check_names(cfg, problems: list) -> list:
             except ConfigError as e:
                 problems.append(f"{key}: {e}")
                 continue
-            if canonical == "AX":
-                problems.append(f"{key}: AX is not finetuned (MNLI jobs predict it); remove it")
+            if GLUE_TASKS[canonical].train is None:
+                problems.append(f"{key}: {canonical} is not finetuned ({predicting_task(canonical)} jobs predict it);"
+                                f" remove it")
             elif key == "FINETUNE.TASKS":
                 tasks.append(canonical)
     if not cfg.FINETUNE.TASKS:
@@ -200,9 +196,7 @@ def _check_glue_dir(glue_dir: str, tasks: list, problems: list) -> None:
             problems.append(f"FINETUNE.GLUE_DIR: missing {folder} (task {task_name}; add its official files or remove"
                             f" {task_name} from FINETUNE.TASKS)")
             continue
-        needed = local_task_files(glue_dir, task)
-        if task_name == "MNLI":
-            needed += local_task_files(glue_dir, GLUE_TASKS["AX"])
+        needed = [path for owner in [task, *task.riders] for path in local_task_files(glue_dir, owner)]
         for path in needed:
             if not path.is_file():
                 problems.append(f"FINETUNE.GLUE_DIR: missing {path} (task {task_name})")
@@ -245,7 +239,8 @@ def _job_arguments(cfg, job, job_dir: Path, model: str, random_init: bool, save_
                  "--num_train_epochs", str(job.epochs), "--lr_scheduler_type", ft.LR_SCHEDULER,
                  "--warmup_ratio", repr(ft.WARMUP_RATIO), "--seed", str(job.seed), "--precision", ft.PRECISION,
                  "--max_train_samples", str(ft.MAX_TRAIN_SAMPLES), "--max_eval_samples", str(ft.MAX_EVAL_SAMPLES),
-                 "--tokenized_cache_dir", str(layout.finetune_dir(cfg) / job.task / CACHE_SUBDIR)]
+                 "--tokenized_cache_dir", str(layout.finetune_dir(cfg) / job.task / CACHE_SUBDIR),
+                 "--save_strategy", "no", "--logging_steps", "0.1"]  # no checkpoints; ten loss lines per job
     if ft.GLUE_DIR:
         arguments += ["--data_dir", ft.GLUE_DIR]
     if ft.GROUP_BY_LENGTH:
@@ -273,9 +268,7 @@ def _pretokenize(cfg, tasks) -> None:
         cache = str(layout.finetune_dir(cfg) / name / CACHE_SUBDIR)
         splits = [(task, "train", "train", ft.MAX_TRAIN_SAMPLES)]
         splits += [(task, "dev", dev, ft.MAX_EVAL_SAMPLES) for dev in task.dev]
-        splits += [(task, "test", test, 0) for test in task.test]
-        if name == "MNLI":
-            splits.append((GLUE_TASKS["AX"], "test", "AX", 0))
+        splits += [(owner, "test", test, 0) for owner in [task, *task.riders] for test in owner.test]
         started = time.time()
         for split_task, kind, split, rows in splits:
             load_encoded(split_task, kind, split, tokenizer, ft.MAX_SEQ_LENGTH, ft.GLUE_DIR, rows, cache,

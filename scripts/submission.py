@@ -11,7 +11,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from finetuning.glue_tasks import GLUE_TASKS, SUBMISSION_FILES
+from finetuning.glue_tasks import GLUE_TASKS, SUBMISSION_FILES, predicting_task
 from pipeline.errors import DataError
 
 HEADER = ("index", "prediction")
@@ -24,14 +24,12 @@ OFFICIAL_TEST_ROWS = {"CoLA": 1063, "SST-2": 1821, "MRPC": 1725, "STS-B": 1379, 
 
 def source_task(name: str) -> str:
     """The finetuned task whose jobs predict submission file ``name`` (AX is predicted by the MNLI model)."""
-    if name == "AX":
-        return "MNLI"
-    return next(task.name for task in GLUE_TASKS.values() if name in task.test)
+    return predicting_task(name)
 
 
 def _owner_task(name: str):
     """The task-table row that holds the test file and the labels of submission file ``name``."""
-    return GLUE_TASKS["AX"] if name == "AX" else GLUE_TASKS[source_task(name)]
+    return next(task for task in GLUE_TASKS.values() if name in task.test)
 
 
 def test_file_path(glue_dir, name: str) -> Path:

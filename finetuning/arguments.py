@@ -1,0 +1,332 @@
+"""The command line of ``run_glue.py``: the flags of the Hugging Face ``run_glue.py`` example, old and new spellings.
+
+Three dataclasses as in the example (``ModelArguments``, ``DataTrainingArguments``, ``TrainingArguments``), parsed
+by ``HfArgumentParser``. ``TrainingArguments`` holds the fields our own training loop implements, in the
+transformers 5 spelling and in the transformers 4 spelling the ExtremeBERT paper's commands use
+(``--evaluation_strategy``, ``--warmup_ratio``, ``--overwrite_output_dir``, ``--group_by_length``, ``--no_cuda``).
+Every other flag of the installed transformers' ``TrainingArguments`` is accepted and reported, one line each, as
+having no effect here; any other flag is an error (one line, exit 2), as is a bad combination of flags.
+"""
+import json
+import sys
+from dataclasses import dataclass, field, fields
+from typing import Literal, Optional
+
+from finetuning.glue_data import HUB_DATASET
+from pipeline.errors import ConfigError
+
+STRATEGIES = ("no", "steps", "epoch")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+SAMPLING = ("random", "sequential", "group_by_length")
+OPTIMIZERS = ("adamw_torch_fused", "adamw_torch")  # both are torch's AdamW here (fused where the device has it)
+INTEGRATIONS = ("wandb",)  # what --report_to can reach here
+# transformers 4 flags that transformers 5 dropped and that change nothing here: (flag, why)
+_LEGACY_NO_EFFECT = {"logging_dir": "there is no TensorBoard writer here", "fp16_opt_level": "there is no apex here"}
+
+
+def _help(text: str, **extra) -> dict:
+    return {"help": text, **extra}
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(metadata=_help("model folder (a pretrain final_model, any HF encoder) or hub name"))
+    config_name: Optional[str] = field(default=None, metadata=_help("config folder or name if not the model's"))
+    tokenizer_name: Optional[str] = field(default=None, metadata=_help("tokenizer folder or name if not the model's"))
+    cache_dir: Optional[str] = field(default=None, metadata=_help("where hub downloads (models, datasets) are kept"))
+    use_fast_tokenizer: bool = field(default=True, metadata=_help("use the Rust (fast) tokenizer"))
+    model_revision: str = field(default="main", metadata=_help("hub branch, tag or commit of the model"))
+    token: Optional[str] = field(default=None, metadata=_help("hub token for private models (default: the login's)"))
+    use_auth_token: bool = field(default=False, metadata=_help("transformers 4 spelling of --token: use the login's"))
+    trust_remote_code: bool = field(default=False, metadata=_help("allow a hub model's own modelling code to run"))
+    ignore_mismatched_sizes: bool = field(default=False, metadata=_help(
+        "always on here: a classifier head of another size (STILT, another task) starts fresh"))
+    random_init: bool = field(default=False, metadata=_help(
+        "start from random weights of the same architecture (the no-pretraining baseline)"))
+    save_model: bool = field(default=False, metadata=_help("write the finetuned model to OUTPUT_DIR/model"))
+
+
+@dataclass
+class DataTrainingArguments:
+    task_name: Optional[str] = field(default=None, metadata=_help(
+        "GLUE task, any usual spelling (cola, SST-2, sts-b, mnli, ...); without it, --dataset_name or --train_file"))
+    data_dir: str = field(default="", metadata=_help(
+        "GLUE folder in the official layout; empty = nyu-mll/glue from the Hugging Face Hub"))
+    dataset_name: Optional[str] = field(default=None, metadata=_help(
+        "a dataset of one's own on the hub (or a local dataset folder) with train/validation/test splits"))
+    dataset_config_name: Optional[str] = field(default=None, metadata=_help("configuration of --dataset_name"))
+    train_file: Optional[str] = field(default=None, metadata=_help(
+        "CSV or JSON training data of one's own task: a `label` column (floats = regression) and one or two text"
+        " columns (`sentence1`/`sentence2`, else the first one or two text columns)"))
+    validation_file: Optional[str] = field(default=None, metadata=_help("CSV or JSON dev data, same columns"))
+    test_file: Optional[str] = field(default=None, metadata=_help(
+        "CSV or JSON test data (a label column is ignored); --do_predict writes predictions_test.tsv"))
+    max_seq_length: int = field(default=128, metadata=_help("longest tokenized input (longer pairs are cut)"))
+    pad_to_max_length: bool = field(default=False, metadata=_help(
+        "pad every batch to --max_seq_length (default here: pad each batch to its own longest row, which gives the"
+        " same results faster; the HF example's default is to pad)"))
+    overwrite_cache: bool = field(default=False, metadata=_help("tokenize again instead of reading the cache"))
+    max_train_samples: Optional[int] = field(default=None, metadata=_help("use only the first N training rows"))
+    max_eval_samples: Optional[int] = field(default=None, metadata=_help("use only the first N rows of each dev split"))
+    max_predict_samples: Optional[int] = field(default=None, metadata=_help("predict only the first N test rows"))
+    tokenized_cache_dir: str = field(default="", metadata=_help(
+        "folder that keeps tokenized GLUE splits for the next job of the same task (empty = no cache)"))
+    hub_dataset: str = field(default=HUB_DATASET, metadata=_help(
+        "GLUE dataset name (or local folder in its layout) used when --data_dir is empty"))
+
+
+@dataclass
+class TrainingArguments:
+    output_dir: str = field(metadata=_help("folder for the results, predictions and checkpoints"))
+    overwrite_output_dir: bool = field(default=False, metadata=_help(
+        "write into a non-empty folder and train from scratch, removing its checkpoints (without it, a folder with"
+        " checkpoints resumes from the newest)"))
+    do_train: bool = field(default=False, metadata=_help("finetune on the train split"))
+    do_eval: bool = field(default=False, metadata=_help("evaluate on the dev split(s) after training"))
+    do_predict: bool = field(default=False, metadata=_help("predict the test split(s) (and AX for MNLI)"))
+    eval_strategy: Literal[STRATEGIES] = field(default="no", metadata=_help(
+        "evaluate on the dev set during training: no | steps (every --eval_steps) | epoch"))
+    evaluation_strategy: Optional[Literal[STRATEGIES]] = field(default=None, metadata=_help(
+        "transformers 4 spelling of --eval_strategy"))
+    eval_steps: Optional[float] = field(default=None, metadata=_help(
+        "optimizer steps between evaluations (a float < 1 = that fraction of all steps); default --logging_steps"))
+    per_device_train_batch_size: int = field(default=8, metadata=_help("training batch size per device"))
+    per_device_eval_batch_size: int = field(default=128, metadata=_help(
+        "evaluation batch size per device (HF default 8; only speed depends on it)"))
+    gradient_accumulation_steps: int = field(default=1, metadata=_help(
+        "batches whose gradients make one optimizer step (batch per step = batch size x devices x this)"))
+    learning_rate: float = field(default=5e-5, metadata=_help("peak AdamW learning rate"))
+    weight_decay: float = field(default=0.0, metadata=_help("AdamW weight decay (not on biases and LayerNorm)"))
+    adam_beta1: float = field(default=0.9, metadata=_help("AdamW beta1"))
+    adam_beta2: float = field(default=0.999, metadata=_help("AdamW beta2"))
+    adam_epsilon: float = field(default=1e-8, metadata=_help("AdamW epsilon"))
+    optim: str = field(default="adamw_torch_fused", metadata=_help(f"optimizer: {' | '.join(OPTIMIZERS)} (AdamW)"))
+    max_grad_norm: float = field(default=1.0, metadata=_help("clip the gradient norm to this (0 = no clipping)"))
+    num_train_epochs: float = field(default=3.0, metadata=_help("passes over the training data (may be fractional)"))
+    max_steps: int = field(default=-1, metadata=_help("optimizer steps to train; > 0 overrides --num_train_epochs"))
+    lr_scheduler_type: str = field(default="linear", metadata=_help(
+        "transformers scheduler name: linear | polynomial | cosine | constant | constant_with_warmup | ..."))
+    lr_scheduler_kwargs: Optional[str] = field(default=None, metadata=_help(
+        "JSON object of extra scheduler arguments, e.g. '{\"power\": 2.0}' for polynomial"))
+    warmup_steps: float = field(default=0, metadata=_help(
+        "optimizer steps of linear warmup (a float < 1 = that fraction of all steps); overrides --warmup_ratio"))
+    warmup_ratio: float = field(default=0.0, metadata=_help("transformers 4: fraction of all steps spent in warmup"))
+    logging_strategy: Literal[STRATEGIES] = field(default="steps", metadata=_help(
+        "print and record the training loss: no | steps (every --logging_steps) | epoch"))
+    logging_steps: float = field(default=500, metadata=_help(
+        "optimizer steps between loss lines (a float < 1 = that fraction of all steps)"))
+    logging_first_step: bool = field(default=False, metadata=_help("also log after the first step"))
+    logging_dir: Optional[str] = field(default=None, metadata=_help("accepted; no effect here (no TensorBoard)"))
+    save_strategy: Literal[STRATEGIES] = field(default="steps", metadata=_help(
+        "write resumable checkpoints OUTPUT_DIR/checkpoint-STEP: no | steps (every --save_steps) | epoch"))
+    save_steps: float = field(default=500, metadata=_help(
+        "optimizer steps between checkpoints (a float < 1 = that fraction of all steps)"))
+    save_total_limit: Optional[int] = field(default=None, metadata=_help("keep only the newest N checkpoints"))
+    resume_from_checkpoint: Optional[str] = field(default=None, metadata=_help(
+        "checkpoint folder to resume from (default: the newest in OUTPUT_DIR unless --overwrite_output_dir)"))
+    seed: int = field(default=42, metadata=_help("seed for the classifier initialisation, dropout and data order"))
+    data_seed: Optional[int] = field(default=None, metadata=_help("seed of the data order alone (default --seed)"))
+    fp16: bool = field(default=False, metadata=_help("fp16 autocast with loss scaling (needs a CUDA GPU)"))
+    bf16: bool = field(default=False, metadata=_help("bf16 autocast (GPU, or a CPU)"))
+    fp16_opt_level: Optional[str] = field(default=None, metadata=_help("accepted; no effect here (no apex)"))
+    precision: Literal[PRECISIONS] = field(default="auto", metadata=_help(
+        "auto (bf16, else fp16 on a GPU; fp32 on a CPU) | fp32 | bf16 | fp16; --fp16/--bf16 set it"))
+    group_by_length: bool = field(default=False, metadata=_help(
+        "transformers 4 spelling of --train_sampling_strategy group_by_length"))
+    train_sampling_strategy: Literal[SAMPLING] = field(default="random", metadata=_help(
+        "random | sequential | group_by_length (batches of rows of similar length: less padding)"))
+    report_to: list[str] = field(default_factory=lambda: ["none"], metadata=_help(
+        "none | wandb | all (the project is $WANDB_PROJECT, default huggingface; WANDB_MODE=offline works offline)"))
+    run_name: Optional[str] = field(default=None, metadata=_help("the run's name for wandb (default OUTPUT_DIR)"))
+    use_cpu: bool = field(default=False, metadata=_help("run on the CPU even when a GPU is visible"))
+    no_cuda: bool = field(default=False, metadata=_help("transformers 4 spelling of --use_cpu"))
+
+
+def _one_line_parser(dataclass_types, **kwargs):
+    """An ``HfArgumentParser`` whose errors are one line and exit 2, as command-line mistakes should be."""
+    from transformers import HfArgumentParser
+
+    class OneLineErrors(HfArgumentParser):
+        def error(self, message):
+            print(f"error: {message} (see {self.prog} --help)", file=sys.stderr, flush=True)
+            sys.exit(2)
+
+    return OneLineErrors(dataclass_types, allow_abbrev=False, prog="run_glue.py", **kwargs)
+
+
+def build_parser(description: str = "", epilog: str = ""):
+    import argparse
+
+    return _one_line_parser((ModelArguments, DataTrainingArguments, TrainingArguments), description=description,
+                            epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def _trainer_only_flags(remaining: list) -> list:
+    """Notes for flags of the installed transformers' ``TrainingArguments`` that this script has no use for."""
+    from transformers import TrainingArguments as HfTrainingArguments
+
+    ours = {f.name for f in fields(TrainingArguments)}
+    parser = _one_line_parser(HfTrainingArguments)
+    namespace, unknown = parser.parse_known_args(remaining)
+    if unknown:
+        parser.error(f"unrecognized argument{'s' if len(unknown) > 1 else ''}: {' '.join(unknown)}")
+    defaults = vars(parser.parse_known_args([])[0])
+    return [f"note: --{name} has no effect here (a Hugging Face Trainer setting; run_glue.py trains with its own"
+            f" loop)" for name, value in sorted(vars(namespace).items())
+            if name not in ours and value != defaults.get(name)]
+
+
+def parse_args(argv=None, description: str = "", epilog: str = ""):
+    """(model, data, training arguments, notes); exits 2 with one line on an unknown flag or a bad value."""
+    parser = build_parser(description, epilog)
+    model_args, data_args, training_args, remaining = parser.parse_args_into_dataclasses(
+        args=argv, return_remaining_strings=True)
+    notes = _trainer_only_flags(remaining) if remaining else []
+    return model_args, data_args, training_args, notes
+
+
+def _strategy(args: TrainingArguments, problems: list) -> None:
+    if args.evaluation_strategy is not None:
+        if args.eval_strategy not in ("no", args.evaluation_strategy):
+            problems.append(f"--evaluation_strategy {args.evaluation_strategy} and --eval_strategy"
+                            f" {args.eval_strategy} disagree: give one of them")
+        args.eval_strategy = args.evaluation_strategy
+    if args.eval_strategy != "no":
+        args.do_eval = True  # as in transformers: evaluating during training implies evaluating
+    for name in ("eval_steps", "logging_steps", "save_steps"):
+        value = getattr(args, name)
+        if value is not None and (value <= 0 or (value > 1 and value != int(value))):
+            problems.append(f"--{name} {value:g} must be a whole number of steps >= 1, or a fraction in (0, 1)")
+
+
+def _precision(args: TrainingArguments, gpu: bool, problems: list) -> None:
+    if args.fp16 and args.bf16:
+        problems.append("--fp16 and --bf16 both given: choose one")
+        return
+    wanted = "fp16" if args.fp16 else "bf16" if args.bf16 else None
+    if wanted and args.precision not in ("auto", wanted):
+        problems.append(f"--{wanted} and --precision {args.precision} disagree: give one of them")
+        return
+    args.precision = wanted or args.precision
+    if args.precision == "fp16" and not gpu:
+        problems.append("fp16 needs a CUDA GPU and this run has none (no GPU visible, or --use_cpu): use --bf16 or"
+                        " drop --fp16")
+
+
+def _schedule(args: TrainingArguments, problems: list, notes: list) -> None:
+    from transformers import SchedulerType
+
+    try:
+        SchedulerType(args.lr_scheduler_type)
+    except ValueError:
+        problems.append(f"--lr_scheduler_type {args.lr_scheduler_type!r} is not a transformers scheduler: use one of"
+                        f" {', '.join(s.value for s in SchedulerType if s.value != 'reduce_lr_on_plateau')}")
+    if args.lr_scheduler_type == "reduce_lr_on_plateau":
+        problems.append("--lr_scheduler_type reduce_lr_on_plateau is not supported here (it steps on the eval loss):"
+                        " use linear, polynomial, cosine or constant")
+    if args.lr_scheduler_kwargs:
+        try:
+            kwargs = json.loads(args.lr_scheduler_kwargs)
+        except ValueError:
+            kwargs = None
+        if not isinstance(kwargs, dict):
+            problems.append(f"--lr_scheduler_kwargs must be a JSON object, e.g. '{{\"power\": 2.0}}'; got"
+                            f" {args.lr_scheduler_kwargs!r}")
+    if args.warmup_steps < 0 or args.warmup_ratio < 0 or args.warmup_ratio >= 1 or (
+            args.warmup_steps > 1 and args.warmup_steps != int(args.warmup_steps)):
+        problems.append("--warmup_steps must be a whole number of steps or a fraction in [0, 1); --warmup_ratio a"
+                        " fraction in [0, 1)")
+    elif args.warmup_steps and args.warmup_ratio:
+        notes.append(f"note: --warmup_ratio {args.warmup_ratio:g} has no effect: --warmup_steps {args.warmup_steps:g}"
+                     f" takes precedence")
+
+
+def _sizes(args: TrainingArguments, problems: list) -> None:
+    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+        if getattr(args, name) < 1:
+            problems.append(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.max_grad_norm < 0:
+        problems.append(f"--max_grad_norm must be >= 0 (0 = no clipping), got {args.max_grad_norm:g}")
+    if args.do_train and args.max_steps <= 0 and args.num_train_epochs <= 0:
+        problems.append("--num_train_epochs must be > 0 (or give --max_steps)")
+    if args.save_total_limit is not None and args.save_total_limit < 1:
+        problems.append(f"--save_total_limit must be >= 1, got {args.save_total_limit}")
+    if args.optim not in OPTIMIZERS:
+        problems.append(f"--optim {args.optim} is not available here: the loop uses torch's AdamW"
+                        f" ({' | '.join(OPTIMIZERS)})")
+
+
+def _sampling(args: TrainingArguments, problems: list) -> None:
+    if args.group_by_length:
+        if args.train_sampling_strategy not in ("random", "group_by_length"):
+            problems.append(f"--group_by_length and --train_sampling_strategy {args.train_sampling_strategy} disagree")
+        args.train_sampling_strategy = "group_by_length"
+    args.use_cpu = args.use_cpu or args.no_cuda
+
+
+def _report_to(args: TrainingArguments, notes: list) -> None:
+    import importlib.util
+
+    wanted = [name.lower() for name in args.report_to]
+    if "all" in wanted:
+        wanted = [name for name in INTEGRATIONS if importlib.util.find_spec(name) is not None]
+    kept = []
+    for name in wanted:
+        if name in INTEGRATIONS:
+            kept.append(name)
+        elif name != "none":
+            notes.append(f"note: --report_to {name} has no effect here (only {', '.join(INTEGRATIONS)} is supported)")
+    args.report_to = sorted(set(kept))
+
+
+def _data_source(data_args: DataTrainingArguments, args: TrainingArguments, problems: list, notes: list) -> None:
+    files = {"train_file": data_args.train_file, "validation_file": data_args.validation_file,
+             "test_file": data_args.test_file}
+    if data_args.task_name:
+        from finetuning.glue_tasks import canonical_task_name
+
+        try:
+            canonical_task_name(data_args.task_name)
+        except ConfigError as e:
+            problems.append(str(e))
+        for name, value in files.items():
+            if value:
+                notes.append(f"note: --{name} has no effect with --task_name (GLUE data is read)")
+        return
+    if data_args.dataset_name:
+        return
+    needed = {"train_file": args.do_train, "validation_file": args.do_eval, "test_file": args.do_predict}
+    missing = [f"--{name}" for name, need in needed.items() if need and not files[name]]
+    if missing:
+        problems.append(f"no data: give --task_name (GLUE), --dataset_name, or the files your flags need"
+                        f" ({', '.join(missing)})")
+    for name, value in files.items():
+        if value and not value.lower().endswith((".csv", ".json", ".jsonl")):
+            problems.append(f"--{name} {value}: expected a .csv, .json or .jsonl file")
+
+
+def finalize(model_args: ModelArguments, data_args: DataTrainingArguments, args: TrainingArguments,
+             gpu_available: bool) -> list:
+    """Check the flags together and settle each old spelling into its new one; returns notes to print.
+
+    Raises ``ConfigError`` with every problem, before anything is loaded."""
+    problems, notes = [], []
+    _strategy(args, problems)
+    _sampling(args, problems)
+    _precision(args, gpu_available and not args.use_cpu, problems)
+    _schedule(args, problems, notes)
+    _sizes(args, problems)
+    _report_to(args, notes)
+    _data_source(data_args, args, problems, notes)
+    for name, why in _LEGACY_NO_EFFECT.items():
+        if getattr(args, name) is not None:
+            notes.append(f"note: --{name} has no effect here ({why})")
+    if args.resume_from_checkpoint and not args.do_train:
+        notes.append("note: --resume_from_checkpoint has no effect without --do_train")
+    if not (args.do_train or args.do_eval or args.do_predict):
+        problems.append("nothing to do: give --do_train, --do_eval and/or --do_predict")
+    if model_args.use_auth_token and not model_args.token:
+        model_args.token = True
+    if problems:
+        raise ConfigError(problems)
+    return notes
