@@ -20,6 +20,7 @@ from finetuning.jobs import claim, expected_record, is_completed, release, run_j
 from finetuning.search import best_job, plan_task_jobs
 from pipeline import layout
 from pipeline.errors import ConfigError, DataError, ExtremeBertError
+from pipeline.hardware import gpus_may_be_used
 from pipeline.run_ids import file_stamp
 from pipeline.stage_status import StageStatus
 
@@ -207,6 +208,9 @@ def validate_config(cfg) -> list:
     if not cfg.FINETUNE.ENABLED:
         return []
     problems: list = []
+    if cfg.FINETUNE.PRECISION == "fp16" and not gpus_may_be_used(cfg):
+        problems.append("FINETUNE.PRECISION = fp16 needs a GPU (every job would fail on this machine); use bf16, fp32"
+                        " or auto")
     tasks = _check_names(cfg, problems)
     stilt = cfg.FINETUNE.STILT
     if stilt.ENABLED and tasks and not problems:

@@ -1,6 +1,8 @@
 """What hardware a run will use, decided in one place."""
 import os
+import shutil
 import socket
+from pathlib import Path
 
 
 def visible_gpu_count() -> int:
@@ -21,6 +23,17 @@ def data_parallel_processes(cfg) -> int:
 
 def num_workers(cfg) -> int:
     return cfg.SYSTEM.NUM_WORKERS or os.cpu_count() or 1
+
+
+def machine_has_gpu() -> bool:
+    """A cheap guess (no CUDA initialisation): an NVIDIA device node exists."""
+    return any(Path("/dev").glob("nvidia[0-9]*")) or (shutil.which("nvidia-smi") is not None
+                                                       and Path("/proc/driver/nvidia").exists())
+
+
+def gpus_may_be_used(cfg) -> bool:
+    """False when the config or the machine rules GPUs out (checked without initialising CUDA)."""
+    return cfg.SYSTEM.NUM_GPUS > 0 or (cfg.SYSTEM.NUM_GPUS < 0 and machine_has_gpu())
 
 
 def free_port() -> int:

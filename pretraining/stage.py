@@ -11,7 +11,6 @@ never complete.
 Top-level imports stay light (no torch): the runner imports this module for status and validation.
 """
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 from pipeline import exit_codes, layout
 from pipeline.disk import DiskError
 from pipeline.errors import DataError, ExtremeBertError
-from pipeline.hardware import free_port
+from pipeline.hardware import free_port, gpus_may_be_used
 from pipeline.manifest import read_manifest, write_text_atomic
 from pipeline.run_ids import pretrain_settings, samples_identity
 from pipeline.stage_status import StageStatus, manifest_status
@@ -105,20 +104,13 @@ def pretrain_status(cfg) -> StageStatus:
                            writes=[layout.pretrain_dir(cfg)], outputs_ok=lambda: _final_model_ok(cfg))
 
 
-def _machine_has_gpu() -> bool:
-    """A cheap guess (no CUDA initialisation): an NVIDIA device node exists."""
-    return any(Path("/dev").glob("nvidia[0-9]*")) or (shutil.which("nvidia-smi") is not None
-                                                       and Path("/proc/driver/nvidia").exists())
-
-
 def validate_config(cfg) -> list:
     """Pretraining checks that need neither torch nor the data."""
     problems = []
     p = cfg.PRETRAIN
     if not p.ENABLED:
         return problems
-    no_gpu = cfg.SYSTEM.NUM_GPUS == 0 or (cfg.SYSTEM.NUM_GPUS < 0 and not _machine_has_gpu())
-    if p.PRECISION == "fp16" and no_gpu:
+    if p.PRECISION == "fp16" and not gpus_may_be_used(cfg):
         problems.append("PRETRAIN.PRECISION = fp16 needs a GPU (DeepSpeed has no fp16 on CPU); use bf16, fp32 or auto")
     if not cfg.DATASET.ENABLED and cfg.DATASET.ID and not layout.samples_dir(cfg).is_dir():
         problems.append(f"DATASET.ENABLED is False but there are no samples at {layout.samples_dir(cfg)}: enable the"

@@ -191,3 +191,16 @@ def test_a_single_training_step_with_warmup_trains(tmp_path, model):
                  "4", "--per_device_train_batch_size", "8", "--num_train_epochs", "1", "--warmup_ratio", "0.5",
                  "--lr_scheduler_type", "polynomial", "--max_seq_length", "32"]) == 0
     assert "accuracy" in json.loads((tmp_path / "out" / "eval_results.json").read_text())
+
+
+def test_fp16_finetuning_without_a_gpu_is_a_config_error(tmp_path):
+    from finetuning.stage import validate_config
+    from pipeline.load import load_config
+
+    cfg = load_config(None, ["SYSTEM.NUM_GPUS", "0", "DATASET.ENABLED", "False", "PRETRAIN.ENABLED", "False",
+                             "FINETUNE.MODEL_NAME_OR_PATH", "m", "FINETUNE.PRECISION", "bf16"])
+    assert validate_config(cfg) == []
+    cfg.defrost()
+    cfg.FINETUNE.PRECISION = "fp16"
+    assert validate_config(cfg) == ["FINETUNE.PRECISION = fp16 needs a GPU (every job would fail on this machine);"
+                                    " use bf16, fp32 or auto"]
