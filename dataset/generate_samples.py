@@ -21,7 +21,7 @@ from pipeline.exit_codes import run_reporting_errors  # noqa: E402
 from pipeline.errors import ConfigError  # noqa: E402
 from pipeline.hardware import num_workers  # noqa: E402
 from pipeline.manifest import write_manifest  # noqa: E402
-from pipeline.script_flags import add_setting_flags, config_from_flags, given_settings  # noqa: E402
+from pipeline.script_flags import ScriptParser, add_setting_flags, config_from_flags, given_settings  # noqa: E402
 
 from dataset import memory  # noqa: E402
 from dataset.sample_generation import generate_samples, manifest_outputs  # noqa: E402
@@ -37,7 +37,7 @@ IO_FLAGS = ("--dir", "--output_dir", "--no_progress", "--model_name")  # flags t
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ScriptParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dir", required=True, help="folder of text shards written by shard_data.py")
     parser.add_argument("-o", "--output_dir", required=True, help="folder that receives the HDF5 samples")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")

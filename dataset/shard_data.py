@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.exit_codes import run_reporting_errors  # noqa: E402
 from pipeline.errors import ExtremeBertError  # noqa: E402
-from pipeline.script_flags import add_setting_flags, config_from_flags  # noqa: E402
+from pipeline.script_flags import ScriptParser, add_setting_flags, config_from_flags  # noqa: E402
 
 from dataset import memory  # noqa: E402
 from dataset.corpus_readers import CorpusSource  # noqa: E402
@@ -40,7 +40,7 @@ IO_FLAGS = ("--output_dir", "--dataset", "--no_progress")  # flags that are not 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ScriptParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output_dir", required=True, help="folder that receives the text shards")
     parser.add_argument("--dataset", nargs="+", action="append", required=True, metavar="ARG",
                         help="NAME SUBSET [TEXT_COLUMN] for a hub dataset, or custom DIR for a folder of .txt")

@@ -20,6 +20,13 @@ SETTINGS_ATTR = "_settings_given"  # namespace attribute: {key: (flag, value)} o
 NOTES_ATTR = "_not_applicable_given"  # namespace attribute: notes for the not-applicable flags given
 
 
+class ScriptParser(argparse.ArgumentParser):
+    """argparse with a one-line error (``error: ...; see --help``, exit 2) instead of the usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def script_settings(script: str) -> list:
     """The settings whose flags ``script`` takes, in table order."""
     return [setting for setting in SETTINGS if script in setting.scripts]

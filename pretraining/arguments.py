@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pipeline import layout
 from pipeline.errors import ConfigError
-from pipeline.script_flags import add_not_applicable, add_setting_flags, config_from_flags, not_applicable_notes
+from pipeline.script_flags import ScriptParser, add_not_applicable, add_setting_flags, config_from_flags, not_applicable_notes
 from pipeline.validation import recipe_problems
 
 SCRIPT = "pretrain"  # the script's name in the settings table
@@ -60,7 +60,7 @@ def _add_original_flags(p) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ScriptParser(
         description="Pretrain a BERT with the masked-language-model objective on HDF5 samples (DeepSpeed). Run with"
                     " `deepspeed [--num_gpus N] pretraining/run_pretraining.py ...` or plain `python ...` (one"
                     " process, CPU or one GPU). Rerunning the same command resumes from the newest checkpoint.")

@@ -88,3 +88,12 @@ def test_two_processes_under_the_deepspeed_launcher_train_on_different_samples(t
     assert manifest["tokens_seen"] == 6 * 8 * 32  # 8 samples per step = 2 per micro-batch x 2 ranks x 2 accumulation
     assert [r["step"] for r in read_metrics(out / "metrics.jsonl") if "loss" in r] == [3, 6]
     assert (out / "final_model" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("bad", [["--optimizer_type", "lamb"], ["--no_such_flag", "1"], ["--lr", "fast"]])
+def test_a_wrong_flag_is_one_line_and_exit_2_before_torch_is_imported(bad):
+    result = subprocess.run([sys.executable, "pretraining/run_pretraining.py", "--dataset_path", "d", *bad],
+                            cwd=REPO_ROOT, env=child_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("run_pretraining.py: error: ") and "(see --help)" in lines[0]
