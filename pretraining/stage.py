@@ -46,14 +46,20 @@ def launch_command(cfg, num_gpus: int, config_file) -> list:
     return command + script_args
 
 
+# torch.distributed variables a parent process may carry (a job scheduler's, or a process group of its own): the
+# training process must form its own group, not join or collide with that one.
+INHERITED_DISTRIBUTED_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
 def launch_env(cfg, num_gpus: int) -> dict:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = {k: v for k, v in os.environ.items() if k not in INHERITED_DISTRIBUTED_ENV}
+    env.update(PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH", "")]))
     if num_gpus <= 0:
         # One CPU process: let torch use the cores the config grants (the launcher's default would be 1 thread).
         env.setdefault("OMP_NUM_THREADS", str(cfg.SYSTEM.NUM_WORKERS or os.cpu_count() or 1))
         if cfg.SYSTEM.MASTER_PORT:
-            env.setdefault("MASTER_PORT", str(cfg.SYSTEM.MASTER_PORT))
+            env["MASTER_PORT"] = str(cfg.SYSTEM.MASTER_PORT)
     if not cfg.WANDB.ENABLED:
         env["WANDB_MODE"] = "disabled"
     return env

@@ -99,3 +99,15 @@ def test_samples_rebuilt_under_the_same_dataset_id_make_the_model_stale_and_the_
         pretrain(cfg)
     printed = capfd.readouterr()
     assert "holds checkpoints of a different run (DATA: [['test_shard_00000.hdf5'" in printed.out + printed.err
+
+
+def test_the_training_process_forms_its_own_group_whatever_the_parent_carries(tmp_path, monkeypatch):
+    from pretraining.stage import launch_env
+
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("MASTER_PORT", "41199")  # e.g. the parent's own process group is listening there
+    cfg = tiny_config(tmp_path, prepare_samples=True)
+    env = launch_env(cfg, 0)
+    assert "RANK" not in env and "MASTER_PORT" not in env
+    cfg = tiny_config(tmp_path, "SYSTEM.MASTER_PORT", "29555", prepare_samples=True)
+    assert launch_env(cfg, 0)["MASTER_PORT"] == "29555"
