@@ -77,7 +77,9 @@ def train(model, encoded, *, batch_size: int, learning_rate: float, weight_decay
 
     rng = np.random.default_rng(seed)
     lengths = encoded.lengths
-    steps_per_epoch = math.ceil(len(encoded) / batch_size) // world_size
+    global_batch = batch_size * world_size
+    # One process keeps the short last batch; several drop it, as every rank must take a full, equal share.
+    steps_per_epoch = math.ceil(len(encoded) / global_batch) if world_size == 1 else len(encoded) // global_batch
     if steps_per_epoch == 0:
         raise ValueError(f"{len(encoded)} training rows give no step at batch size {batch_size} x {world_size}")
     total_steps = max(1, math.ceil(steps_per_epoch * epochs))
@@ -93,9 +95,12 @@ def train(model, encoded, *, batch_size: int, learning_rate: float, weight_decay
     model.train()
     step, started, running_loss, running_n = 0, time.time(), 0.0, 0
     while step < total_steps:
-        batches = training_batches(lengths, batch_size, rng, group_by_length)
-        # Every rank takes its own slice; all ranks make the same number of steps.
-        for rows in batches[rank:steps_per_epoch * world_size:world_size]:
+        # The batches of the global batch size, the same for any number of processes; rank r trains on rows
+        # [r*batch_size, (r+1)*batch_size) of each, so that N processes take the steps one process would.
+        batches = training_batches(lengths, global_batch, rng, group_by_length)
+        if world_size > 1:
+            batches = [batch for batch in batches if len(batch) == global_batch]
+        for rows in (batch[rank * batch_size:(rank + 1) * batch_size] for batch in batches):
             if step >= total_steps:
                 break
             batch = {k: v.to(device, non_blocking=True) for k, v in collate(encoded, rows, pad_id, pad_multiple).items()}

@@ -4,10 +4,14 @@ The "corpus" draws words from a Zipf distribution (word k has weight 1/(k+1)), s
 few dozen steps (the loss falls from ln(46) = 3.8 towards the distribution's entropy, about 3.1): a falling loss is
 a real signal.
 """
+import os
 from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
+
+from pipeline.hardware import free_port
 
 SPECIALS = ["[PAD]", "[unused0]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 PAD, UNUSED, UNK, CLS, SEP, MASK = range(6)
@@ -136,9 +140,35 @@ DISTRIBUTED_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PO
 def child_env(**extra) -> dict:
     """The environment of a training subprocess: this process's, minus any torch.distributed variables (the
     in-process tests set them), offline, one OpenMP thread per process (they share the CPU cores)."""
-    import os
-
     env = {k: v for k, v in os.environ.items() if k not in DISTRIBUTED_ENV}
     env.update(HF_HUB_OFFLINE="1", WANDB_MODE="disabled", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     env.update(extra)
     return env
+
+
+@pytest.fixture(scope="module")
+def one_rank_group():
+    """A one-process torch.distributed group for the in-process runs, torn down (with its env) afterwards so that
+    later test modules do not see a distributed environment. One torch thread: the tiny model gains nothing from
+    more, and on a shared machine oversubscribed OpenMP threads make steps many times slower."""
+    import deepspeed.ops
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False  # skip the ~30 s JIT build of a comm op
+    env = dict(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    torch.set_num_threads(threads)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

@@ -2,7 +2,6 @@
 schedule, validation, checkpoints, the time budget, SIGTERM, resume rules, the exported model, bad input."""
 import os
 import signal
-import socket
 import threading
 import time
 
@@ -13,39 +12,8 @@ from pretraining.arguments import parse_arguments
 from pretraining.checkpointing import latest_tag
 from pretraining.metrics_log import read_metrics
 from pretraining.schedulers import lr_multiplier
-from tests.pretrain_fixtures import (REPO_ROOT, checkpoint_contents, child_env, make_dataset, pretrain_argv,
-                                     write_dynamic, write_tokenizer)
-
-
-@pytest.fixture(scope="module")
-def one_rank_group():
-    """A one-process torch.distributed group for the in-process runs, torn down (with its env) afterwards so that
-    later test modules do not see a distributed environment. One torch thread: the tiny model gains nothing from
-    more, and on a shared machine oversubscribed OpenMP threads make steps many times slower."""
-    import deepspeed.ops
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-
-    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False  # skip the ~30 s JIT build of a comm op
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    yield
-    import torch.distributed as dist
-
-    if dist.is_initialized():
-        dist.destroy_process_group()
-    torch.set_num_threads(threads)
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+from tests.pretrain_fixtures import (REPO_ROOT, checkpoint_contents, child_env, make_dataset,  # noqa: F401
+                                     one_rank_group, pretrain_argv, write_dynamic, write_tokenizer)
 
 
 @pytest.fixture(scope="module")
