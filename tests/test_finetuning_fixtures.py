@@ -12,7 +12,7 @@ def sentence(rng: random.Random, n_words: int = 0) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(n_words or rng.randint(3, 9)))
 
 
-def write_tiny_model(folder: Path) -> Path:
+def write_tiny_model(folder: Path, dropout: float = 0.1) -> Path:
     """A randomly initialised 2-layer BertModel plus a fast tokenizer over ``WORDS``, saved as a model folder."""
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
@@ -21,7 +21,8 @@ def write_tiny_model(folder: Path) -> Path:
     vocab.write_text("\n".join(SPECIAL + ["\"", "'", "."] + WORDS) + "\n", encoding="utf-8")
     tokenizer = BertTokenizerFast(vocab=str(vocab), do_lower_case=True)
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64)
+                        intermediate_size=64, max_position_embeddings=64, hidden_dropout_prob=dropout,
+                        attention_probs_dropout_prob=dropout)
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
