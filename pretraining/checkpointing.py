@@ -121,8 +121,9 @@ def save_checkpoint(engine, output_dir, state: TrainState, keep: int) -> str:
 
 
 def zero_partitions(folder) -> int:
-    """How many processes wrote the ZeRO optimizer partitions of a checkpoint folder (0: not a ZeRO checkpoint)."""
-    return len(list(Path(folder).glob("zero_pp_rank_*_optim_states.pt")))
+    """How many processes wrote the ZeRO optimizer partitions of a checkpoint folder (0: not a ZeRO checkpoint).
+    DeepSpeed names them ``[bf16_]zero_pp_rank_<rank>_mp_rank_00_optim_states.pt``."""
+    return len(list(Path(folder).glob("*zero_pp_rank_*_optim_states.pt")))
 
 
 def check_world_size(folder, zero_stage: int, world_size: int) -> None:
