@@ -49,7 +49,8 @@ def train(samples: Path, vocab: Path, out: Path, ranks: int, args) -> float:
              "--print_steps", str(args.log_every), "--validation_every_steps", "0", "--no-do_validation",
              "--checkpoint_every_steps", str(10 * args.steps), "--precision", args.precision]
     cores = args.cores or os.cpu_count() or 1
-    env = dict(os.environ, OMP_NUM_THREADS=str(max(1, cores // ranks)), HF_HUB_OFFLINE="1", WANDB_MODE="disabled")
+    env = dict(os.environ, OMP_NUM_THREADS=str(max(1, cores // ranks)), OMP_WAIT_POLICY="PASSIVE", HF_HUB_OFFLINE="1",
+               WANDB_MODE="disabled")  # passive: spinning OpenMP threads distort a shared CPU (bench_pretrain.py)
     if ranks == 1:
         command = [sys.executable] + flags
     else:

@@ -153,7 +153,8 @@ def bench_preset(preset, args, device):
     for other, target in (("hf-full", 3.0), ("hf-gather", 1.2)):
         print(f"  ours / {other:9s} = {ratios[other]:.2f}x median per-round ratio, "
               f"{medians['ours'] / medians[other]:.2f}x ratio of medians   (target >= {target:g}x)")
-    return [{"preset": preset, "contender": name, "samples_per_s": round(medians[name], 1),
+    return [{"preset": preset, "contender": name, "batch": args.batch_size, "seq_len": args.seq_len,
+             "samples_per_s": round(medians[name], 1),
              "mfu": round(medians[name] * flops / peak, 4) if peak else None,
              "peak_memory_mib": round(peak_mib[name]) if device.type == "cuda" else None,
              "vs_ours": round(1.0 if name == "ours" else 1 / ratios[name], 3)} for name in names]

@@ -21,6 +21,9 @@ HEADER = ("| what | precision | samples/s | MFU | loss: first -> last logged | l
           " peak GPU MiB | wall s |")
 
 
+CONTENDERS = {"ours": "ours", "hf-full": "HF BertForMaskedLM", "hf-gather": "HF, head at masked rows"}
+
+
 class CheckFailed(Exception):
     """A phase ran but its result is wrong."""
 
@@ -63,8 +66,9 @@ def bench_rows(out: Path, phase: tuple) -> list:
     rows = json.loads((out / "bench.json").read_text())
     lines = []
     for row in rows:
-        name = {"ours": "ours", "hf-full": "HF BertForMaskedLM", "hf-gather": "HF, head at masked rows"}[row["contender"]]
-        lines.append(f"| bench {row['preset']} 256 x 128: {name} ({row['vs_ours']:g}x ours) | bf16 autocast |"
+        name = CONTENDERS[row["contender"]]
+        lines.append(f"| bench {row['preset']} {row['batch']} x {row['seq_len']}: {name} ({row['vs_ours']:g}x ours) |"
+                     f" bf16 autocast |"
                      f" {row['samples_per_s']:.0f} | {_percent(row['mfu'])} | - | - |"
                      f" {row['peak_memory_mib'] if row['peak_memory_mib'] is not None else '-'} | {phase[0]} |")
     return lines

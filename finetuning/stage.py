@@ -5,9 +5,9 @@
     finetune_random_init/<TASK>/<JOB>/   the same grid from random weights (FINETUNE.RANDOM_INIT_BASELINE)
 
 Jobs run one per GPU group of ``FINETUNE.MULTIPROCESS_GPU_LIST`` in parallel, else one per GPU of the node in
-parallel, else one at a time on the CPU (as ``SYSTEM.PROCESSES_PER_NODE`` processes when > 1): ``job_slots``. STILT targets
-wait for the source task's search and start from its best job (median over seeds, then best seed). Top-level
-imports stay light: the runner imports this module for status and validation.
+parallel, else one at a time on the CPU (as ``SYSTEM.PROCESSES_PER_NODE`` processes when > 1): ``job_slots``.
+STILT targets wait for the source task's search and start from its best job (median over seeds, then best seed).
+Top-level imports stay light: the runner imports this module for status and validation.
 """
 import os
 import queue

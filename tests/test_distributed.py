@@ -26,7 +26,7 @@ from tests.pretrain_fixtures import (REPO_ROOT, child_env, make_dataset, one_ran
 
 pytestmark = pytest.mark.slow
 
-STEPS, CHECKPOINT_EVERY = 40, 10
+STEPS, CHECKPOINT_EVERY = 60, 10
 RECIPE = dict(train_batch_size=16, max_steps=STEPS, print_steps=1, validation_every_steps=0,
               checkpoint_every_steps=CHECKPOINT_EVERY, num_checkpoints_to_keep=STEPS // CHECKPOINT_EVERY,
               hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
@@ -68,47 +68,56 @@ def launcher(ranks: int, argv: list) -> list:
             str(free_port()), "pretraining/run_pretraining.py", *argv]
 
 
-def run_to_end(command, log: Path, env=None) -> str:
+def start(command, log: Path, env=None) -> subprocess.Popen:
+    """``command`` in the background, its output to ``log``."""
     with open(log, "w") as out:
-        code = subprocess.run(command, cwd=REPO_ROOT, env=env or child_env(), stdout=out, stderr=subprocess.STDOUT,
-                              timeout=WAIT_S).returncode
-    text = log.read_text()
-    assert code == 0, text[-3000:]
-    return text
+        return subprocess.Popen(command, cwd=REPO_ROOT, env=env or child_env(), stdout=out, stderr=subprocess.STDOUT)
+
+
+def finish(children: list, logs: list) -> list:
+    """Wait for every child; returns their exit codes (a child still running after WAIT_S is killed)."""
+    codes = []
+    for child in children:
+        try:
+            codes.append(child.wait(timeout=WAIT_S))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            raise AssertionError(f"{child.args} did not end; see {logs}")
+    return codes
+
+
+def run_to_end(command, log: Path, env=None) -> str:
+    assert finish([start(command, log, env)], [log]) == [0], log.read_text()[-3000:]
+    return log.read_text()
 
 
 def rank_pids(marker: str) -> dict:
-    """{local rank: pid} of the live training processes whose command line holds ``marker``."""
+    """{global rank: pid} of the live training processes (those with a RANK, unlike their launchers) whose command
+    line holds ``marker``."""
     pids = {}
     for proc in Path("/proc").iterdir():
         try:
             argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            environ = (proc / "environ").read_bytes().decode(errors="replace").split("\0")
         except OSError:
             continue
-        if any("run_pretraining.py" in a for a in argv) and any(marker in a for a in argv):
-            local = next((a.split("=", 1)[1] for a in argv if a.startswith("--local_rank=")), None)
-            if local is not None:
-                pids[int(local)] = int(proc.name)
+        rank = next((item[5:] for item in environ if item.startswith("RANK=")), None)
+        if rank is not None and any("run_pretraining.py" in a for a in argv) and any(marker in a for a in argv):
+            pids[int(rank)] = int(proc.name)
     return pids
 
 
-def start_and_kill_rank_1(command, checkpoints, marker: str, log: Path) -> tuple:
-    """Start ``command``, SIGKILL its rank 1 once ``checkpoints()`` (the folder) holds a complete checkpoint;
-    returns (exit code, output, {local rank: pid})."""
-    with open(log, "w") as out:
-        child = subprocess.Popen(command, cwd=REPO_ROOT, env=child_env(), stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + WAIT_S
-        try:
-            while latest_tag(checkpoints()) is None:
-                assert child.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-                time.sleep(0.02)
-            pids = rank_pids(marker)
-            os.kill(pids[1], signal.SIGKILL)
-            code = child.wait(timeout=WAIT_S)
-        finally:
-            if child.poll() is None:
-                child.kill()
-    return code, log.read_text(), pids
+def kill_rank_1_after_a_checkpoint(children: list, checkpoints, marker: str, logs: list, after_step: int = 0) -> dict:
+    """Once ``checkpoints()`` (a folder) holds a complete checkpoint of a step after ``after_step``, SIGKILL global
+    rank 1 of the run whose command lines hold ``marker``; returns {global rank: pid} as they were."""
+    deadline = time.monotonic() + WAIT_S
+    while int((latest_tag(checkpoints()) or "step0")[4:]) <= after_step:
+        assert all(child.poll() is None for child in children), [log.read_text()[-3000:] for log in logs]
+        assert time.monotonic() < deadline, f"no checkpoint after step {after_step} in {WAIT_S} s"
+        time.sleep(0.02)
+    pids = rank_pids(marker)
+    os.kill(pids[1], signal.SIGKILL)
+    return pids
 
 
 def losses(out) -> list:
@@ -162,7 +171,10 @@ def pipeline_run(reference, data):
     def checkpoints():  # the run folder's name is the ID the pipeline derives
         return checkpoints_dir(next(runs.glob("*/pretrain"), runs / "not-yet"))
 
-    first = start_and_kill_rank_1(command, checkpoints, str(data["root"] / "runs"), data["root"] / "pipeline.log")
+    log = data["root"] / "pipeline.log"
+    child = start(command, log)
+    pids = kill_rank_1_after_a_checkpoint([child], checkpoints, str(data["root"] / "runs"), [log])
+    first = (finish([child], [log])[0], log.read_text(), pids)
     out = next(runs.glob("*/pretrain"))
     aside = data["root"] / "killed_run"
     shutil.copytree(out, aside)
@@ -195,9 +207,10 @@ def test_a_zero_checkpoint_of_two_processes_is_refused_on_one_in_one_line(pipeli
 def test_zero_3_with_accumulation_killed_on_one_rank_resumes_to_the_uninterrupted_weights(reference, data):
     out = data["root"] / "zero3"
     command = launcher(2, recipe_argv(data, out, 4, zero_stage=3))  # 2 ranks x 4 x 2 accumulation steps
-    code, output, _ = start_and_kill_rank_1(command, lambda: checkpoints_dir(out), str(out),
-                                            out.with_suffix(".killed.log"))
-    assert code != 0, output[-3000:]
+    log = out.with_suffix(".killed.log")
+    child = start(command, log)
+    kill_rank_1_after_a_checkpoint([child], lambda: checkpoints_dir(out), str(out), [log])
+    assert finish([child], [log]) != [0], log.read_text()[-3000:]
     assert not (out / "manifest.json").exists()
     resumed = run_to_end(command, out.with_suffix(".resumed.log"))
     assert "resumed from step" in resumed
@@ -231,43 +244,54 @@ def copy_checkpoint(source, target, step: int) -> None:
 
 @pytest.fixture(scope="module")
 def two_nodes(reference, data):
-    """Two torchrun "nodes" of one rank each (ZeRO 0) resume the reference's 1-process checkpoint of step 20, with
-    an audit hook in every process that records which rank opens which file of the run folder for writing."""
+    """Two torchrun "nodes" of one rank each (ZeRO 0) resume the reference's 1-process checkpoint of step 10; rank 1
+    (node 1) is SIGKILLed after their first checkpoint, and the same two commands run again. An audit hook in every
+    process records which rank opens which file of the run folder for writing."""
     out = data["root"] / "two_nodes"
-    copy_checkpoint(reference, out, STEPS // 2)
+    copy_checkpoint(reference, out, CHECKPOINT_EVERY)
     hook = data["root"] / "audit"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(AUDIT_HOOK)
     audit = data["root"] / "two_nodes.audit"
     env = child_env(PYTHONPATH=os.pathsep.join([str(hook), str(REPO_ROOT)]), AUDIT_ROOT=str(out),
                     AUDIT_LOG=str(audit))
-    port = str(free_port())
-    nodes = []
-    for node in (0, 1):
-        command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(node),
-                   "--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port", port,
-                   "pretraining/run_pretraining.py", *recipe_argv(data, out, 8)]
-        log = open(data["root"] / f"node{node}.log", "w")
-        nodes.append((subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log))
-    for child, log in nodes:
-        assert child.wait(timeout=WAIT_S) == 0, (data["root"] / "node0.log").read_text()[-3000:]
-        log.close()
+
+    def start_nodes(logs):
+        port = str(free_port())  # the rendezvous on node 0's host
+        return [start([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(node),
+                       "--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port", port,
+                       "pretraining/run_pretraining.py", *recipe_argv(data, out, 8)], log, env)
+                for node, log in enumerate(logs)]
+
+    logs = [data["root"] / f"node{node}.killed.log" for node in (0, 1)]
+    children = start_nodes(logs)
+    kill_rank_1_after_a_checkpoint(children, lambda: checkpoints_dir(out), str(out), logs, CHECKPOINT_EVERY)
+    killed = finish(children, logs)
+    logs = [data["root"] / f"node{node}.log" for node in (0, 1)]
+    resumed = finish(start_nodes(logs), logs)
+    assert resumed == [0, 0], logs[0].read_text()[-3000:]
     writers = {}
     for line in audit.read_text().splitlines():
         rank, path = line.split(" ", 1)
         writers.setdefault(path, set()).add(rank)
-    return {"out": out, "writers": writers,
-            "outputs": [(data["root"] / f"node{node}.log").read_text() for node in (0, 1)]}
+    return {"out": out, "writers": writers, "killed": killed, "outputs": [log.read_text() for log in logs]}
 
 
-def test_two_nodes_on_localhost_split_the_data_by_global_rank_and_write_each_file_once(two_nodes, reference):
+def test_a_node_whose_rank_dies_stops_both_nodes_and_the_same_commands_resume(two_nodes, reference):
+    assert 0 not in two_nodes["killed"]
+    assert "resumed from step" in two_nodes["outputs"][0]
+    assert_same_training(two_nodes["out"], reference)  # 1 x 8 x 2, then 2 x 8 on two nodes, across a kill
+
+
+def test_two_nodes_on_localhost_split_the_data_by_global_rank_and_write_each_file_once(two_nodes):
     """Node 1's local rank 0 is global rank 1: it reads its own share of each batch and writes nothing."""
     node0, node1 = two_nodes["outputs"]
     assert "node 0 " in node0 and "global ranks 0-0" in node0
     assert "node 1 " in node1 and "global ranks 1-1" in node1
     assert "rank 0/2: first training batch" in node0 and "rank 1/2: first training batch" in node1
     assert "done:" in node0 and "done:" not in node1
-    assert_same_training(two_nodes["out"], reference)  # 1 x 8 x 2 resumed as 2 x 8: one metrics.jsonl, no step twice
+    steps = [row["step"] for row in read_metrics(two_nodes["out"] / "metrics.jsonl") if "loss" in row]
+    assert steps == list(range(1, STEPS + 1))  # one metrics.jsonl, no step written twice
     writers = two_nodes["writers"]
     assert any(path.endswith("metrics.jsonl") for path in writers) and any("final_model" in p for p in writers)
     assert all(len(ranks) == 1 for ranks in writers.values()), {p: r for p, r in writers.items() if len(r) > 1}
@@ -276,7 +300,7 @@ def test_two_nodes_on_localhost_split_the_data_by_global_rank_and_write_each_fil
 
 def test_a_zero_0_checkpoint_of_two_processes_continues_on_one(two_nodes, reference, data):
     out = data["root"] / "two_to_one"
-    copy_checkpoint(two_nodes["out"], out, 3 * STEPS // 4)
+    copy_checkpoint(two_nodes["out"], out, STEPS - 2 * CHECKPOINT_EVERY)
     train_here(recipe_argv(data, out, 8))
     assert_same_training(out, reference)
 
