@@ -19,6 +19,7 @@ times samples/s, divided by the device's dense bf16 peak. Example:
     python benchmarks/bench_pretrain.py --presets bert-mini bert-small --precision bf16
 """
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -127,10 +128,15 @@ def bench_preset(preset, args, device):
         time_steps(step, args.warmup, device)
     names = list(steps)
     rates = {name: [] for name in names}
+    peak_mib = {name: 0.0 for name in names}  # GPU: the most allocated while it stepped (all contenders resident)
     for round_index in range(args.repeats):
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
             rates[name].append(args.steps * args.batch_size / time_steps(steps[name], args.steps, device))
+            if device.type == "cuda":
+                peak_mib[name] = max(peak_mib[name], torch.cuda.max_memory_allocated(device) / 2 ** 20)
     medians = {name: statistics.median(values) for name, values in rates.items()}
     ratios = {other: statistics.median(a / b for a, b in zip(rates["ours"], rates[other]))
               for other in ("hf-full", "hf-gather")}
@@ -147,7 +153,11 @@ def bench_preset(preset, args, device):
     for other, target in (("hf-full", 3.0), ("hf-gather", 1.2)):
         print(f"  ours / {other:9s} = {ratios[other]:.2f}x median per-round ratio, "
               f"{medians['ours'] / medians[other]:.2f}x ratio of medians   (target >= {target:g}x)")
-    return medians, ratios
+    return [{"preset": preset, "contender": name, "batch": args.batch_size, "seq_len": args.seq_len,
+             "samples_per_s": round(medians[name], 1),
+             "mfu": round(medians[name] * flops / peak, 4) if peak else None,
+             "peak_memory_mib": round(peak_mib[name]) if device.type == "cuda" else None,
+             "vs_ours": round(1.0 if name == "ours" else 1 / ratios[name], 3)} for name in names]
 
 
 def parse_args(argv=None):
@@ -167,6 +177,7 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     parser.add_argument("--device", default="auto", help="auto (cuda when available) | cpu | cuda")
     parser.add_argument("--compile", action="store_true", help="torch.compile our model (not the baselines)")
+    parser.add_argument("--json", default="", help="also write the table's rows to this JSON file")
     return parser.parse_args(argv)
 
 
@@ -180,8 +191,9 @@ def main(argv=None):
         torch.backends.cuda.matmul.allow_tf32 = True
         print(f"device: {torch.cuda.get_device_name(device)}")
     print(f"torch {torch.__version__}")
-    for preset in args.presets:
-        bench_preset(preset, args, device)
+    rows = [row for preset in args.presets for row in bench_preset(preset, args, device)]
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -105,16 +105,18 @@ def _error_line(log_path: Path, returncode: int) -> str:
     return f"exit code {returncode}: {message[:500]}"
 
 
-def job_command(arguments: list, num_gpus: int) -> list:
-    """The child command for ``run_glue.py arguments``; a group of several GPUs runs it under torchrun."""
-    if num_gpus > 1:
-        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={num_gpus}",
+def job_command(arguments: list, processes: int) -> list:
+    """The child command for ``run_glue.py arguments``; a job of several processes (a GPU group, or CPU ranks)
+    runs under torchrun."""
+    if processes > 1:
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
                 str(RUN_GLUE), *arguments]
     return [sys.executable, str(RUN_GLUE), *arguments]
 
 
-def run_job(job_dir: Path, record: dict, arguments: list, gpus: Optional[list]) -> dict:
-    """Run one claimed job as a child process (its output to ``job.log``) and record the outcome in ``job.json``."""
+def run_job(job_dir: Path, record: dict, arguments: list, gpus: Optional[list], processes: int = 1) -> dict:
+    """Run one claimed job as a child process (its output to ``job.log``) and record the outcome in ``job.json``.
+    ``gpus``: the GPU group (one process each); without one, ``processes`` CPU processes share the cores."""
     _clear_previous_attempt(job_dir)
     started = time.time()
     record = {**record, "status": "running", "started_at": _now(), "finished_at": None, "wall_time_s": None,
@@ -124,8 +126,11 @@ def run_job(job_dir: Path, record: dict, arguments: list, gpus: Optional[list]) 
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH", "")]))
     if gpus is not None:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus)
+        processes = len(gpus)
+    elif processes > 1:
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
     log_path = job_dir / LOG_FILE
-    command = job_command(arguments, len(gpus) if gpus else 1)
+    command = job_command(arguments, processes)
     with open(log_path, "wb") as log:
         log.write(f"# {_now()} {' '.join(command)}\n".encode())
         log.flush()

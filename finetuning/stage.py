@@ -4,9 +4,10 @@
     finetune/<TASK>/.cache/              tokenized splits shared by the task's jobs
     finetune_random_init/<TASK>/<JOB>/   the same grid from random weights (FINETUNE.RANDOM_INIT_BASELINE)
 
-Jobs run one at a time, or one per GPU group of ``FINETUNE.MULTIPROCESS_GPU_LIST`` in parallel. STILT targets
-wait for the source task's search and start from its best job (median over seeds, then best seed). Top-level
-imports stay light: the runner imports this module for status and validation.
+Jobs run one per GPU group of ``FINETUNE.MULTIPROCESS_GPU_LIST`` in parallel, else one per GPU of the node in
+parallel, else one at a time on the CPU (as ``SYSTEM.PROCESSES_PER_NODE`` processes when > 1): ``job_slots``.
+STILT targets wait for the source task's search and start from its best job (median over seeds, then best seed).
+Top-level imports stay light: the runner imports this module for status and validation.
 """
 import os
 import queue
@@ -153,6 +154,32 @@ def _check_gpu_list(cfg, problems: list) -> None:
                                 f" MULTIPROCESS_GPU_LIST[{i}] (each GPU takes an equal share)")
 
 
+def _cpu_process_problems(cfg, processes: int) -> list:
+    """Each job's batch is split evenly over its ``processes`` CPU processes."""
+    sizes = {*cfg.FINETUNE.SEARCH.LARGE.BATCH_SIZES, *cfg.FINETUNE.SEARCH.SMALL.BATCH_SIZES}
+    return [f"FINETUNE: batch size {size} is not divisible by SYSTEM.PROCESSES_PER_NODE = {processes} (on CPU each job"
+            f" runs as that many processes, each taking an equal share)" for size in sorted(sizes) if size % processes]
+
+
+def job_slots(cfg) -> list:
+    """Where jobs run side by side, as ``(GPU group or None, processes per job)``: the MULTIPROCESS_GPU_LIST
+    groups; else one job per GPU of the node, in parallel (every GPU in use); else one job at a time on the CPU,
+    as SYSTEM.PROCESSES_PER_NODE processes (torchrun, gloo) when that is > 1."""
+    groups = [list(group) for group in cfg.FINETUNE.MULTIPROCESS_GPU_LIST]
+    if groups:
+        return [(group, len(group)) for group in groups]
+    from pipeline.hardware import resolve_num_gpus
+
+    gpus = resolve_num_gpus(cfg)
+    if gpus > 1:
+        return [([gpu], 1) for gpu in range(gpus)]
+    processes = 1 if gpus else max(1, cfg.SYSTEM.PROCESSES_PER_NODE)
+    problems = _cpu_process_problems(cfg, processes)
+    if problems:
+        raise ConfigError(problems[0])
+    return [(None, processes)]
+
+
 def _check_grids(cfg, problems: list) -> None:
     if not cfg.FINETUNE.SEEDS:
         problems.append("FINETUNE.SEEDS is empty: give at least one seed, e.g. [42]")
@@ -221,6 +248,8 @@ def validate_config(cfg) -> list:
                             f" FINETUNE.STILT.ENABLED False")
     _check_grids(cfg, problems)
     _check_gpu_list(cfg, problems)
+    if cfg.SYSTEM.NUM_GPUS == 0 and cfg.SYSTEM.PROCESSES_PER_NODE > 1:
+        problems += _cpu_process_problems(cfg, cfg.SYSTEM.PROCESSES_PER_NODE)
     model = cfg.FINETUNE.MODEL_NAME_OR_PATH
     if model and _looks_local(model) and not Path(model).is_dir():
         problems.append(f"FINETUNE.MODEL_NAME_OR_PATH: folder does not exist: {model}")
@@ -233,9 +262,9 @@ def validate_config(cfg) -> list:
 # Running the search
 
 
-def _job_arguments(cfg, job, job_dir: Path, model: str, random_init: bool, save_model: bool, gpus) -> list:
+def _job_arguments(cfg, job, job_dir: Path, model: str, random_init: bool, save_model: bool, processes: int) -> list:
     ft = cfg.FINETUNE
-    per_device = job.batch_size // (len(gpus) if gpus else 1)
+    per_device = job.batch_size // processes
     arguments = ["--model_name_or_path", model, "--task_name", job.task, "--output_dir", str(job_dir),
                  "--overwrite_output_dir", "--do_train", "--do_eval", "--do_predict",
                  "--max_seq_length", str(ft.MAX_SEQ_LENGTH), "--per_device_train_batch_size", str(per_device),
@@ -281,14 +310,14 @@ def _pretokenize(cfg, tasks) -> None:
 
 
 class _Scheduler:
-    """Runs jobs on the GPU groups, one job per group at a time; without groups, one job at a time."""
+    """Runs jobs on the slots of ``job_slots``, one job per slot at a time."""
 
     def __init__(self, cfg):
-        groups = [list(group) for group in cfg.FINETUNE.MULTIPROCESS_GPU_LIST] or [None]
+        slots = job_slots(cfg)
         self.free = queue.Queue()
-        for group in groups:
-            self.free.put(group)
-        self.workers = len(groups)
+        for slot in slots:
+            self.free.put(slot)
+        self.workers = len(slots)
         self.failures = []
         self.finished = 0
 
@@ -296,11 +325,11 @@ class _Scheduler:
         model = self.model_for(search, init_from)
 
         def one(job):
-            gpus = self.free.get()
+            slot = self.free.get()
             try:
-                self._run_one(search, job, model, init_from, job.task in save_tasks, gpus, len(jobs))
+                self._run_one(search, job, model, init_from, job.task in save_tasks, slot)
             finally:
-                self.free.put(gpus)
+                self.free.put(slot)
 
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             list(pool.map(one, jobs))
@@ -315,9 +344,11 @@ class _Scheduler:
                             f" {search.root / init_from} and rerun to train it again")
         return str(model)
 
-    def _run_one(self, search, job, model, init_from, save_model, gpus, batch_total) -> None:
+    def _run_one(self, search, job, model, init_from, save_model, slot) -> None:
+        gpus, processes = slot
         job_dir = search.job_dir(job)
-        where = f"GPUs {','.join(map(str, gpus))}" if gpus else "default device"
+        where = (f"GPUs {','.join(map(str, gpus))}" if gpus else f"{processes} CPU processes" if processes > 1
+                 else "default device")
         tree = " (random init)" if search.random_init else ""
         if not claim(job_dir):
             print(f"[busy] {job.task}/{job.name}{tree}: claimed by another process, skipped", flush=True)
@@ -325,9 +356,9 @@ class _Scheduler:
             return
         try:
             arguments = _job_arguments(search.cfg, job, job_dir, model, search.random_init and init_from is None,
-                                       save_model, gpus)
+                                       save_model, processes)
             print(f"[start] {job.task}/{job.name}{tree} on {where}", flush=True)
-            record = run_job(job_dir, search.expected(job, init_from), arguments, gpus)
+            record = run_job(job_dir, search.expected(job, init_from), arguments, gpus, processes)
         finally:
             release(job_dir)
         self.finished += 1

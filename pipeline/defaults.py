@@ -39,6 +39,9 @@ SETTINGS = (
       scripts=("shard", "samples", "pretrain")),
     S("SYSTEM.HOSTFILE", "", "DeepSpeed hostfile for multi-node pretraining (\"\" = single node)"),
     S("SYSTEM.MASTER_PORT", 0, "torch.distributed rendezvous port: 0 = pick a free one", range="[0, 65535]"),
+    S("SYSTEM.PROCESSES_PER_NODE", 0, "training processes per node: 0 = one per GPU (one process on CPU); N = N ranks"
+      " through the DeepSpeed launcher (gloo on CPU; on CPU each finetuning job also runs as N processes)",
+      range="[0, inf]", identity=OPERATIONAL),
     # -- INSTALL -------------------------------------------------------------------------------------------------
     S("INSTALL.ENABLED", True, "check that the running environment has every dependency before the other stages"),
     # -- DEMO_DATA -----------------------------------------------------------------------------------------------
@@ -145,7 +148,8 @@ SETTINGS = (
     S("PRETRAIN.ADAM_EPS", 1e-6, "AdamW epsilon", range="(0, inf]", flags=("--adam_eps",), scripts=_PRE),
     S("PRETRAIN.GRADIENT_CLIPPING", 0.0, "max gradient norm; 0 = no clipping", range="[0, inf]",
       flags=("--gradient_clipping",), scripts=_PRE),
-    S("PRETRAIN.ZERO_STAGE", 0, "DeepSpeed ZeRO stage 0-3", range="[0, 3]", flags=("--zero_stage",), scripts=_PRE),
+    S("PRETRAIN.ZERO_STAGE", 0, "DeepSpeed ZeRO stage 0-3; fp16/bf16 run at stage >= 1 (0 becomes 1: DeepSpeed keeps"
+                                " fp32 master weights there)", range="[0, 3]", flags=("--zero_stage",), scripts=_PRE),
     S("PRETRAIN.LOG_EVERY_STEPS", 10, "steps between console/metrics.jsonl lines", range="[1, inf]",
       flags=("--print_steps", "--log_every_steps"), scripts=_PRE, identity=OPERATIONAL),
     S("PRETRAIN.VALIDATION_EVERY_STEPS", 500, "steps between validation-loss evaluations (0 = only at the end)",

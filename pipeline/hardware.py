@@ -16,9 +16,10 @@ def resolve_num_gpus(cfg) -> int:
     return visible_gpu_count() if cfg.SYSTEM.NUM_GPUS < 0 else cfg.SYSTEM.NUM_GPUS
 
 
-def data_parallel_processes(cfg) -> int:
-    """Processes that share one global batch on this node: one per GPU, or one on CPU."""
-    return max(1, resolve_num_gpus(cfg))
+def data_parallel_processes(cfg, num_gpus=None) -> int:
+    """Training processes on this node (they share one global batch): SYSTEM.PROCESSES_PER_NODE, or one per GPU
+    (one process on a machine without GPUs). ``num_gpus``: the node's GPUs, when already resolved."""
+    return cfg.SYSTEM.PROCESSES_PER_NODE or max(1, resolve_num_gpus(cfg) if num_gpus is None else num_gpus)
 
 
 def num_workers(cfg) -> int:

@@ -6,9 +6,10 @@ replaced atomically after every rank has finished writing, so a run killed in th
 the previous checkpoint; folders the pointer does not cover are leftovers and are deleted.
 
 ``TrainState`` travels inside the checkpoint as DeepSpeed's ``client_state``. It records only counters that are
-the same on every rank (data position as samples consumed per rank, applied/skipped steps, elapsed time), so the
-copy rank 0 writes is valid for all ranks; dropout randomness is re-derived from the seed and the position rather
-than saved (see ``trainer.seed_dropout``).
+the same on every rank (data position in the global sample stream, applied/skipped steps, elapsed time), so the
+copy rank 0 writes is valid for all ranks, and for another number of ranks (``pretraining.data.loader``); dropout
+randomness is re-derived from the seed and the position rather than saved (see ``loop.seed_dropout``). Under ZeRO
+the optimizer state is split into one file per process, so such a checkpoint resumes only with as many processes.
 """
 import os
 import re
@@ -23,6 +24,7 @@ from pipeline.errors import ConfigError
 CHECKPOINTS_DIRNAME = "checkpoints"
 POINTER_NAME = "latest_step"
 TAG_PATTERN = re.compile(r"^step(\d{8,})$")
+GLOBAL_ORDER = "global"  # TrainState.data_order of checkpoints that count the global stream's position
 
 
 @dataclass
@@ -32,20 +34,24 @@ class TrainState:
     step: int = 0  # optimizer steps applied (fp16 overflow skips excluded)
     skipped_steps: int = 0  # optimizer steps skipped for fp16 overflow
     micro_batches: int = 0  # micro-batches consumed per rank (also the dropout-seed counter)
-    samples_consumed: int = 0  # samples this rank read from its training stream: the data position
+    samples_consumed: int = 0  # samples of the global training stream consumed (all ranks): the data position
     elapsed_s: float = 0.0  # training wall-clock time of every run so far (schedule and budget clock)
     last_val_loss: Optional[float] = None
     scheduler: dict = field(default_factory=dict)  # PretrainLRScheduler.state_dict()
     signature: dict = field(default_factory=dict)  # settings that must not change across a resume
     world_size: int = 1
+    data_order: str = GLOBAL_ORDER  # how samples_consumed counts (checkpoints before the global order: per rank)
 
     def to_client_state(self) -> dict:
         return {"train_state": asdict(self)}
 
     @classmethod
     def from_client_state(cls, client_state: dict) -> "TrainState":
-        known = {k: v for k, v in client_state["train_state"].items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+        saved = client_state["train_state"]
+        known = {k: v for k, v in saved.items() if k in cls.__dataclass_fields__}
+        if "data_order" not in saved:  # counted per rank: the global position is the sum over the ranks
+            known["samples_consumed"] = saved.get("samples_consumed", 0) * saved.get("world_size", 1)
+        return cls(**{**known, "data_order": GLOBAL_ORDER})
 
 
 def checkpoints_dir(output_dir) -> Path:
@@ -126,12 +132,29 @@ def save_checkpoint(engine, output_dir, state: TrainState, keep: int) -> str:
     return tag
 
 
+def zero_partitions(folder) -> int:
+    """How many processes wrote the ZeRO optimizer partitions of a checkpoint folder (0: not a ZeRO checkpoint).
+    DeepSpeed names them ``[bf16_]zero_pp_rank_<rank>_mp_rank_00_optim_states.pt``."""
+    return len(list(Path(folder).glob("*zero_pp_rank_*_optim_states.pt")))
+
+
+def check_world_size(folder, zero_stage: int, world_size: int) -> None:
+    """A ZeRO checkpoint holds one optimizer partition per process, which DeepSpeed cannot re-split: refuse to
+    resume it with another number of processes (a ZeRO-0 checkpoint holds the whole state and resumes with any)."""
+    writers = zero_partitions(folder)
+    if zero_stage and writers and writers != world_size:
+        raise ConfigError(f"{folder} was written by {writers} processes under ZeRO stage {zero_stage}, which splits the"
+                          f" optimizer state per process; resume it with {writers} processes"
+                          f" (SYSTEM.PROCESSES_PER_NODE or SYSTEM.NUM_GPUS), or start over in a new output folder")
+
+
 def load_latest_checkpoint(engine, output_dir) -> Optional[TrainState]:
     """Load the newest complete checkpoint into ``engine`` (weights, optimizer, loss scale); None if none."""
     directory = checkpoints_dir(output_dir)
     tag = latest_tag(directory)
     if tag is None:
         return None
+    check_world_size(directory / tag, engine.zero_optimization_stage(), engine.dp_world_size)
     path, client_state = engine.load_checkpoint(str(directory), tag=tag, load_optimizer_states=True,
                                                 load_lr_scheduler_states=False)
     if path is None or not client_state or "train_state" not in client_state:

@@ -25,6 +25,18 @@ def ensure_distributed_env() -> tuple:
     return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", "0"))
 
 
+def node_report(rank: int, local_rank: int) -> str:
+    """Which global ranks this node runs (said once per node, by its local rank 0): the global rank splits the data
+    and picks the one writer (0); the local rank picks the device. Launchers number a node's ranks contiguously."""
+    import socket
+
+    local_size = int(os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("LOCAL_SIZE") or 1)
+    node = os.environ.get("GROUP_RANK") or os.environ.get("CROSS_RANK") or "0"
+    first = rank - local_rank
+    return (f"node {node} ({socket.gethostname()}): global ranks {first}-{first + local_size - 1}, local ranks"
+            f" 0-{local_size - 1}")
+
+
 def cpu_has_bf16_math() -> bool:
     """True when the CPU has bf16 dot-product instructions (AVX512-BF16 or AMX); without them bf16 is emulated and
     several times slower than fp32."""
@@ -152,10 +164,11 @@ def loss_scale(engine, precision: str) -> float:
 
 
 def all_reduce(values, device, world_size: int, op: str = "sum") -> list:
-    """``values`` summed (or maxed) over every rank, as floats."""
+    """``values`` summed (or maxed) over every rank, as floats (one process: the values, with no device sync)."""
     import torch.distributed as dist
 
+    if world_size == 1:
+        return [float(value) for value in values]
     tensor = torch.tensor(values, dtype=torch.float64, device=device)
-    if world_size > 1:
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
     return tensor.tolist()

@@ -6,15 +6,15 @@ from pretraining.engine import all_reduce
 
 
 def held_out_loss(engine, test_shards, vocab, cfg, rank: int, world_size: int):
-    """The loss over at most VALIDATION_MAX_SAMPLES held-out samples, with masks fixed by the seed so that
-    successive validations are comparable; None when there is nothing to validate on."""
+    """The loss over the first VALIDATION_MAX_SAMPLES held-out samples (all ranks together), with masks fixed by
+    the seed so that successive validations are comparable, and the same samples and masks for any number of
+    processes; None when there is nothing to validate on."""
     p = cfg.PRETRAIN
     if not (p.VALIDATE and test_shards):
         return None
-    per_rank_cap = -(-p.VALIDATION_MAX_SAMPLES // world_size) if p.VALIDATION_MAX_SAMPLES else 0
     micro_batch = p.VALIDATION_MICRO_BATCH or p.MICRO_BATCH_SIZE_PER_GPU
     stream = SampleStream(test_shards, vocab, micro_batch, rank, world_size, cfg.SYSTEM.SEED, shuffle=False,
-                          repeat=False, max_samples=per_rank_cap, salt=VALIDATION_SALT)
+                          repeat=False, max_samples=p.VALIDATION_MAX_SAMPLES, salt=VALIDATION_SALT)
     total, count = 0.0, 0
     engine.eval()
     with torch.no_grad():

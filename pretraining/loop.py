@@ -146,30 +146,37 @@ class TrainingLoop:
         self.first_batch_reported = True
 
     def train_step(self, batches) -> tuple:
-        """One optimizer step's micro-batches; returns (summed micro losses as a tensor, predictions)."""
+        """One optimizer step's micro-batches; returns (the step's loss summed over this rank's predicted tokens,
+        as a tensor, and this rank's predicted tokens).
+
+        The step's loss is the mean over every predicted token of the global batch, whatever the split into ranks
+        and micro-batches: each micro-batch's mean loss is weighted by its share of the global batch's predicted
+        tokens, times ``world_size x accumulation`` because DeepSpeed averages over both (the data-order rule in
+        ``pretraining.data.loader``)."""
         engine, run = self.parts.engine, self.run
+        micro_batches = [next(batches) for _ in range(run.accumulation)]
+        counts = [batch.pop("num_predictions") for batch in micro_batches]
+        (step_predictions,) = all_reduce([sum(counts)], self.parts.device, run.world_size)
         loss_sum = torch.zeros((), device=self.parts.device)
-        predictions = 0
-        for _ in range(run.accumulation):
-            batch = next(batches)
-            predictions += batch.pop("num_predictions")
+        for batch, count in zip(micro_batches, counts):
             if not self.first_batch_reported:
                 self._report_first_batch(batch)
             seed_dropout(run.cfg.SYSTEM.SEED, run.rank, self.state.micro_batches)
             loss = engine(**{k: (v.to(engine.device, non_blocking=True) if v is not None else None)
                              for k, v in batch.items()})
-            engine.backward(loss)
+            weight = count * run.world_size * run.accumulation / step_predictions if step_predictions else 0.0
+            engine.backward(loss * weight)
             engine.step()
-            loss_sum += loss.detach().float()
+            loss_sum += loss.detach().float() * count
             self.state.micro_batches += 1
-            self.state.samples_consumed += run.cfg.PRETRAIN.MICRO_BATCH_SIZE_PER_GPU
-        return loss_sum, predictions
+            self.state.samples_consumed += run.cfg.PRETRAIN.MICRO_BATCH_SIZE_PER_GPU * run.world_size
+        return loss_sum, sum(counts)
 
     def log_window(self, window: dict) -> None:
         run, p = self.run, self.run.cfg.PRETRAIN
-        loss_sum, micro, seconds = all_reduce([float(window["loss"]), window["micro"], window["seconds"]],
-                                              self.parts.device, run.world_size)
-        loss = loss_sum / micro if micro else float("nan")
+        loss_sum, predictions, seconds = all_reduce([float(window["loss"]), window["predictions"],
+                                                     window["seconds"]], self.parts.device, run.world_size)
+        loss = loss_sum / predictions if predictions else float("nan")  # mean over every predicted token
         seconds /= run.world_size
         samples_per_s = window["steps"] * p.BATCH_SIZE / seconds if seconds else 0.0
         row = {"step": self.state.step, "loss": loss, "lr": self.scheduler.get_last_lr()[0],
@@ -206,8 +213,8 @@ class TrainingLoop:
         """Train until a stop condition; returns its reason (max_steps, time_budget or interrupted)."""
         run, p = self.run, self.run.cfg.PRETRAIN
         stream = SampleStream(run.train_shards, run.vocab, p.MICRO_BATCH_SIZE_PER_GPU, run.rank, run.world_size,
-                              run.cfg.SYSTEM.SEED, start_sample=self.state.samples_consumed,
-                              pin_memory=torch.cuda.is_available())
+                              run.cfg.SYSTEM.SEED, rank_share=p.MICRO_BATCH_SIZE_PER_GPU * run.accumulation,
+                              start_sample=self.state.samples_consumed, pin_memory=torch.cuda.is_available())
         batches = iter(stream)
         window = _empty_window()
         stuck_at_min_scale = 0

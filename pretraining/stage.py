@@ -2,9 +2,10 @@
 
 The stage writes the resolved config into the pretrain folder and hands the script that file (``--config``), so
 the script trains on exactly the pipeline's settings and paths. The script runs in its own process(es): under the
-DeepSpeed launcher with ``--num_gpus N`` on a GPU machine (``--hostfile`` for several nodes), as one plain
-``python`` process on CPU. Its output goes straight to this process's stdout, which the runner copies to the
-console and the stage log. Rerunning resumes from the newest checkpoint, because the script does so whenever its
+DeepSpeed launcher with ``--num_gpus N`` on a GPU machine or with ``SYSTEM.PROCESSES_PER_NODE`` > 1 on CPU
+(``--hostfile`` for several nodes; README "Several GPUs, several machines"), else as one plain ``python``
+process. Its output goes straight to this process's stdout, which the runner copies to the console and the stage
+log. Rerunning resumes from the newest checkpoint, because the script does so whenever its
 output folder holds one. The script writes ``manifest.json`` (with ``stage_settings``) last, so a crashed run is
 never complete.
 
@@ -17,8 +18,8 @@ from pathlib import Path
 
 from pipeline import exit_codes, layout
 from pipeline.disk import DiskError
-from pipeline.errors import DataError, ExtremeBertError
-from pipeline.hardware import free_port, gpus_may_be_used
+from pipeline.errors import ConfigError, DataError, ExtremeBertError
+from pipeline.hardware import data_parallel_processes, free_port, gpus_may_be_used
 from pipeline.manifest import read_manifest, write_text_atomic
 from pipeline.run_ids import pretrain_settings, samples_identity
 from pipeline.stage_status import StageStatus, manifest_status
@@ -35,11 +36,14 @@ def _deepspeed_launcher() -> list:
 
 
 def launch_command(cfg, num_gpus: int, config_file) -> list:
-    """The argument list that runs pretraining: the DeepSpeed launcher on GPUs, one python process on CPU."""
+    """The argument list that runs pretraining: the DeepSpeed launcher with one process per GPU (or
+    SYSTEM.PROCESSES_PER_NODE of them, gloo ranks on CPU; ``--hostfile`` for several nodes), else one plain python
+    process on CPU."""
     script_args = [SCRIPT, "--config", str(config_file)]
-    if num_gpus <= 0:
+    processes = data_parallel_processes(cfg, num_gpus)
+    if num_gpus <= 0 and processes == 1 and not cfg.SYSTEM.HOSTFILE:
         return [sys.executable] + script_args
-    command = _deepspeed_launcher() + ["--num_gpus", str(num_gpus)]
+    command = _deepspeed_launcher() + ["--num_gpus", str(processes)]
     if cfg.SYSTEM.HOSTFILE:
         command += ["--hostfile", cfg.SYSTEM.HOSTFILE]
     command += ["--master_port", str(cfg.SYSTEM.MASTER_PORT or free_port())]
@@ -56,13 +60,20 @@ def launch_env(cfg, num_gpus: int) -> dict:
     env.update(PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH", "")]))
     if num_gpus <= 0:
-        # One CPU process: let torch use the cores the config grants (the launcher's default would be 1 thread).
-        env.setdefault("OMP_NUM_THREADS", str(cfg.SYSTEM.NUM_WORKERS or os.cpu_count() or 1))
+        # CPU ranks share the cores the config grants (the launcher would leave each rank torch's default, all of
+        # them: N ranks x all cores oversubscribe the CPU several-fold).
+        cores = cfg.SYSTEM.NUM_WORKERS or os.cpu_count() or 1
+        env.setdefault("OMP_NUM_THREADS", str(max(1, cores // data_parallel_processes(cfg, num_gpus))))
         if cfg.SYSTEM.MASTER_PORT:
             env["MASTER_PORT"] = str(cfg.SYSTEM.MASTER_PORT)
     if not cfg.WANDB.ENABLED:
         env["WANDB_MODE"] = "disabled"
     return env
+
+
+def _too_many_processes(cfg, num_gpus: int) -> str:
+    return (f"SYSTEM.PROCESSES_PER_NODE = {cfg.SYSTEM.PROCESSES_PER_NODE} exceeds the node's {num_gpus} GPUs (one"
+            f" process per GPU); set it to 0 (one per GPU) or at most {num_gpus}")
 
 
 def pretrain(cfg) -> None:
@@ -76,6 +87,8 @@ def pretrain(cfg) -> None:
     config_file = out / CONFIG_FILE
     write_text_atomic(config_file, cfg.dump())
     num_gpus = resolve_num_gpus(cfg)
+    if 0 < num_gpus < cfg.SYSTEM.PROCESSES_PER_NODE:
+        raise ConfigError(_too_many_processes(cfg, num_gpus))
     command = launch_command(cfg, num_gpus, config_file)
     print(f"launching: {' '.join(command)}", flush=True)
     code = subprocess.run(command, cwd=REPO_ROOT, env=launch_env(cfg, num_gpus)).returncode
@@ -118,6 +131,8 @@ def validate_config(cfg) -> list:
         return problems
     if p.PRECISION == "fp16" and not gpus_may_be_used(cfg):
         problems.append("PRETRAIN.PRECISION = fp16 needs a GPU (DeepSpeed has no fp16 on CPU); use bf16, fp32 or auto")
+    if 0 < cfg.SYSTEM.NUM_GPUS < cfg.SYSTEM.PROCESSES_PER_NODE:
+        problems.append(_too_many_processes(cfg, cfg.SYSTEM.NUM_GPUS))
     if not cfg.DATASET.ENABLED and cfg.DATASET.ID and not layout.samples_dir(cfg).is_dir():
         problems.append(f"DATASET.ENABLED is False but there are no samples at {layout.samples_dir(cfg)}: enable the"
                         f" dataset stage or set DATASET.ID to a prepared dataset")

@@ -20,7 +20,8 @@ from pretraining.arguments import PretrainPaths
 from pretraining.budget import RunClock, TimeBudget, budget_seconds
 from pretraining.checkpointing import TrainState, check_signature, load_latest_checkpoint
 from pretraining.data.shards import MaskingDefaults, Vocabulary, describe_dataset, list_sample_files
-from pretraining.engine import accumulation_steps, build_engine, ensure_distributed_env, machine_precision
+from pretraining.engine import (accumulation_steps, build_engine, ensure_distributed_env, machine_precision,
+                                node_report)
 from pretraining.held_out import validation_sample_count
 from pretraining.loop import StopSignal, TrainingLoop, TrainingStopped
 from pretraining.metrics_log import MetricsLog, gpu_peak_flops
@@ -109,10 +110,10 @@ def resume_state(run: RunSetup, engine) -> TrainState:
         return TrainState(signature=run.signature, world_size=run.world_size)
     check_signature(state.signature, run.signature, run.paths.output_dir)
     if state.world_size != run.world_size:
-        _log(run, f"warning: resuming a {state.world_size}-process run with {run.world_size} processes: the data"
-                  f" order from here on differs from the original run's")
+        _log(run, f"note: resuming a {state.world_size}-process run with {run.world_size} processes: same global"
+                  f" batch, same data order (pretraining.data.loader)")
     _log(run, f"resumed from step {state.step} (elapsed {state.elapsed_s / 3600:.3f} h, {state.samples_consumed}"
-              f" samples read per rank)")
+              f" samples read)")
     return dataclasses.replace(state, world_size=run.world_size)
 
 
@@ -159,7 +160,8 @@ def _metrics_log(run: RunSetup, state: TrainState) -> MetricsLog:
 
 def _describe_run(run: RunSetup, parts, device_name: str) -> str:
     p = run.cfg.PRETRAIN
-    return (f"{describe(run.model_config)} | {run.precision} ZeRO-{parts.zero_stage} on {run.world_size} x"
+    raised = f" (ZERO_STAGE {p.ZERO_STAGE}: {run.precision} runs at >= 1)" if parts.zero_stage != p.ZERO_STAGE else ""
+    return (f"{describe(run.model_config)} | {run.precision} ZeRO-{parts.zero_stage}{raised} on {run.world_size} x"
             f" {device_name} | batch {p.BATCH_SIZE} = {p.MICRO_BATCH_SIZE_PER_GPU} x {run.world_size} x"
             f" {run.accumulation} | {len(run.train_shards)} train files, seq {run.seq_length}")
 
@@ -203,6 +205,8 @@ def train(cfg, paths: PretrainPaths) -> dict:
     device_name = torch.cuda.get_device_name(run.local_rank) if on_gpu else "cpu"
     metrics = _metrics_log(run, state)
     _log(run, _describe_run(run, parts, device_name))
+    if run.local_rank == 0:
+        print(node_report(run.rank, run.local_rank) + "\n", end="", flush=True)  # one write: ranks share a pipe
     stop_signal = StopSignal()
     loop = TrainingLoop(run, parts, state, scheduler, clock, budget, metrics, stop_signal,
                         gpu_peak_flops(device_name, run.precision) if on_gpu else None)

@@ -4,10 +4,12 @@ The "corpus" draws words from a Zipf distribution (word k has weight 1/(k+1)), s
 few dozen steps (the loss falls from ln(46) = 3.8 towards the distribution's entropy, about 3.1): a falling loss is
 a real signal.
 """
+import os
 from pathlib import Path
 
 import h5py
 import numpy as np
+
 
 SPECIALS = ["[PAD]", "[unused0]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 PAD, UNUSED, UNK, CLS, SEP, MASK = range(6)
@@ -136,8 +138,6 @@ DISTRIBUTED_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PO
 def child_env(**extra) -> dict:
     """The environment of a training subprocess: this process's, minus any torch.distributed variables (the
     in-process tests set them), offline, one OpenMP thread per process (they share the CPU cores)."""
-    import os
-
     env = {k: v for k, v in os.environ.items() if k not in DISTRIBUTED_ENV}
     env.update(HF_HUB_OFFLINE="1", WANDB_MODE="disabled", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     env.update(extra)

@@ -12,7 +12,7 @@ from finetuning.glue_tasks import GLUE_TASKS
 from finetuning.jobs import claim, expected_record, is_completed, release
 from finetuning.metrics import task_dev_metrics
 from finetuning.search import Job, best_job, job_name, plan_task_jobs
-from pipeline.errors import DataError
+from pipeline.errors import ConfigError, DataError
 from tests.test_finetuning_fixtures import finetune_config, write_glue
 
 
@@ -217,9 +217,28 @@ def test_a_gpu_group_runs_its_job_under_torchrun_with_the_batch_split_across_its
     from finetuning.stage import _job_arguments
 
     cfg = finetune_config(tmp_path, tmp_path, "", **{"SYSTEM.NUM_GPUS": -1})
-    arguments = _job_arguments(cfg, Job("RTE", 1e-5, 32, 3, 42), tmp_path / "job", "m", False, False, [2, 3])
+    arguments = _job_arguments(cfg, Job("RTE", 1e-5, 32, 3, 42), tmp_path / "job", "m", False, False, 2)
     assert arguments[arguments.index("--per_device_train_batch_size") + 1] == "16"
     assert "--use_cpu" not in arguments and "--save_model" not in arguments
-    command = job_command(arguments, num_gpus=2)
+    command = job_command(arguments, processes=2)
     assert command[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    assert job_command(arguments, num_gpus=1)[1].endswith("run_glue.py")
+    assert job_command(arguments, processes=1)[1].endswith("run_glue.py")
+
+
+def test_jobs_use_every_gpu_of_the_node_or_the_configured_cpu_processes(tmp_path, monkeypatch):
+    from finetuning.stage import job_slots
+
+    groups = finetune_config(tmp_path, tmp_path, "", **{"SYSTEM.NUM_GPUS": -1,
+                                                        "FINETUNE.MULTIPROCESS_GPU_LIST": "[[0, 1], [2, 3]]"})
+    assert job_slots(groups) == [([0, 1], 2), ([2, 3], 2)]
+    cpu = finetune_config(tmp_path, tmp_path, "", **{"SYSTEM.PROCESSES_PER_NODE": 2})
+    assert job_slots(cpu) == [(None, 2)]
+    assert job_slots(finetune_config(tmp_path, tmp_path, "")) == [(None, 1)]
+    monkeypatch.setattr("pipeline.hardware.visible_gpu_count", lambda: 4)  # a 4-GPU node, no GPU list
+    node = finetune_config(tmp_path, tmp_path, "", **{"SYSTEM.NUM_GPUS": -1})
+    assert job_slots(node) == [([0], 1), ([1], 1), ([2], 1), ([3], 1)]
+
+
+def test_cpu_processes_must_split_every_batch_size_evenly(tmp_path):
+    with pytest.raises(ConfigError, match="batch size 8 is not divisible by SYSTEM.PROCESSES_PER_NODE = 3"):
+        finetune_config(tmp_path, tmp_path, "", **{"SYSTEM.PROCESSES_PER_NODE": 3})

@@ -2,9 +2,10 @@
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from pipeline.errors import DataError
-from pretraining.data.loader import SampleStream, rank_rows
+from pretraining.data.loader import SampleStream
 from pretraining.data.masking import IGNORE_INDEX, dynamic_mask, static_labels
 from pretraining.data.shards import MaskingDefaults, Vocabulary, describe_dataset
 from tests.pretrain_fixtures import (CLS, MASK, PAD, SEP, SPECIALS, UNUSED, make_dataset, write_dynamic, write_static,
@@ -108,26 +109,41 @@ def _row_keys(batches):
     return [bytes(row) for batch in batches for row in batch["input_ids"].numpy().astype(np.int64)]
 
 
-def test_ranks_read_disjoint_parts_of_every_file_and_an_epoch_visits_every_file(tmp_path, vocab):
-    for i in range(3):
-        write_static(tmp_path / f"train_{i}.hdf5", num_samples=10 + i, seq_length=16, seed=10 + i)
+@pytest.mark.parametrize("kind", ["dynamic", "static"])
+def test_ranks_split_each_global_batch_of_the_one_stream_that_one_process_reads(tmp_path, vocab, kind):
+    """The data-order rule: rank r of W takes samples [r*B/W, (r+1)*B/W) of each global batch B of one global
+    stream, masks included, so any split of the same global batch trains on the same samples."""
+    make_dataset(tmp_path, kind=kind, train_files=3, test_files=0, samples=10, seq_length=16)
     train, _ = describe(tmp_path, vocab)
-    per_rank = sum(rank_rows(s.num_samples, 0, 2)[1] for s in train)  # 5 + 5 + 6 = 16 rows per rank and epoch
-    seen = {}
-    for rank in (0, 1):
-        stream = SampleStream(train, vocab, 4, rank, 2, seed=3)
-        assert stream.samples_per_epoch == per_rank
-        seen[rank] = _row_keys(collect(stream, per_rank // 4))
-    assert not set(seen[0]) & set(seen[1])
-    all_rows = set()
-    for i, shard in enumerate(train):
-        with h5py.File(shard.path) as f:
-            rows = [bytes(r) for r in f["input_ids"][:].astype(np.int64)]
-        for rank in (0, 1):
-            lo, hi = rank_rows(len(rows), rank, 2)
-            assert set(rows[lo:hi]) <= set(seen[rank])  # this rank read its whole slice of every file
-        all_rows |= set(rows)
-    assert set(seen[0]) | set(seen[1]) <= all_rows
+    batch_size = 8
+
+    def samples(stream, count):
+        batches = collect(stream, count // stream.micro_batch_size)
+        return [{k: b[k][i] for k in ("input_ids", "labels")} for b in batches for i in range(len(b["input_ids"]))]
+
+    one = samples(SampleStream(train, vocab, 8, 0, 1, seed=3), 80)  # 80 samples: 2.7 epochs of 30
+    for world_size, micro in ((2, 4), (2, 2), (4, 2)):
+        share = batch_size // world_size
+        ranks = [samples(SampleStream(train, vocab, micro, r, world_size, seed=3, rank_share=share), 80 // world_size)
+                 for r in range(world_size)]
+        merged = [sample for k in range(0, 80 // world_size, share) for rank in ranks for sample in rank[k:k + share]]
+        assert len(merged) == len(one)
+        for a, b in zip(one, merged):
+            assert torch.equal(a["input_ids"], b["input_ids"]) and torch.equal(a["labels"], b["labels"])
+
+
+def test_validation_reads_the_same_capped_samples_with_any_number_of_ranks(tmp_path, vocab):
+    make_dataset(tmp_path, kind="dynamic", train_files=1, test_files=2, samples=7, seq_length=16)
+    _, test = describe(tmp_path, vocab)
+
+    def rows(rank, world_size):
+        stream = SampleStream(test, vocab, 4, rank, world_size, seed=0, shuffle=False, repeat=False, max_samples=11)
+        return _row_keys(list(stream))
+
+    one = rows(0, 1)
+    assert len(one) == 11
+    assert sorted(rows(0, 2) + rows(1, 2)) == sorted(one)
+    assert sorted(rows(0, 3) + rows(1, 3) + rows(2, 3)) == sorted(one)
 
 
 def test_epochs_are_reshuffled_and_the_order_depends_only_on_the_seed(tmp_path, vocab):

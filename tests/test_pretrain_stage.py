@@ -63,6 +63,19 @@ def test_gpus_launch_through_deepspeed_and_cpu_runs_one_python_process(tmp_path)
     assert multi[multi.index("--hostfile") + 1] == str(hostfile)
 
 
+def test_processes_per_node_starts_that_many_cpu_ranks_through_the_launcher_with_the_cores_shared(tmp_path,
+                                                                                                  monkeypatch):
+    from pretraining.stage import launch_env
+
+    cfg = tiny_config(tmp_path, "SYSTEM.PROCESSES_PER_NODE", "2", "SYSTEM.NUM_WORKERS", "4", prepare_samples=True)
+    command = launch_command(cfg, 0, "config.yaml")
+    assert "deepspeed" in " ".join(command[:3]) and command[command.index("--num_gpus") + 1] == "2"
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert launch_env(cfg, 0)["OMP_NUM_THREADS"] == "2"  # 4 cores / 2 ranks
+    with pytest.raises(ExtremeBertError, match="SYSTEM.PROCESSES_PER_NODE = 4 exceeds the node's 2 GPUs"):
+        tiny_config(tmp_path, "SYSTEM.NUM_GPUS", "2", "SYSTEM.PROCESSES_PER_NODE", "4", prepare_samples=True)
+
+
 def test_config_checks_catch_fp16_without_a_gpu_and_missing_samples(tmp_path):
     with pytest.raises(Exception) as e:
         tiny_config(tmp_path, "PRETRAIN.PRECISION", "fp16")

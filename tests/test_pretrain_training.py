@@ -214,3 +214,14 @@ def test_a_folder_holding_only_vocab_txt_is_a_tokenizer_the_script_trains_with(o
     assert manifest["steps"] == 3
     final = tmp_path / "run" / "final_model"
     assert (final / "tokenizer.json").is_file() or (final / "vocab.txt").is_file()
+
+
+def test_a_zero_checkpoint_names_how_many_processes_wrote_it_when_their_number_changes(tmp_path):
+    from pretraining.checkpointing import check_world_size
+
+    for rank in (0, 1):
+        (tmp_path / f"bf16_zero_pp_rank_{rank}_mp_rank_00_optim_states.pt").touch()
+    check_world_size(tmp_path, zero_stage=1, world_size=2)
+    with pytest.raises(ConfigError, match="written by 2 processes under ZeRO stage 1, .* resume it with 2 processes"):
+        check_world_size(tmp_path, zero_stage=1, world_size=1)
+    check_world_size(tmp_path / "a ZeRO-0 folder", zero_stage=0, world_size=1)

@@ -1,13 +1,18 @@
-"""The stream of micro-batches one rank trains on: deterministic, disjoint across ranks, and resumable.
+"""The stream of micro-batches one rank trains on: one global order, the same for any number of processes.
 
-Order: epoch ``e`` visits every file, in an order shuffled by ``(seed, e)``. Of a file with ``n`` rows, rank ``r``
-of ``w`` reads the contiguous rows ``[r*n//w, (r+1)*n//w)`` (one sequential HDF5 read; the ranks' slices never
-overlap) in an order shuffled by ``(seed, e, file)``. Dynamic masks are drawn per block of rows from
-``(seed, e, file, rank, block)``. Every rank therefore reads the same number of samples per epoch, and the whole
-stream is a pure function of the seed: to resume, a rank only needs how many samples it consumed, and skips to
-there without reading the files in between.
+**The data-order rule.** The training samples form one *global stream* that depends on the seed alone, never on
+the number of processes: epoch ``e`` visits the files in an order shuffled by ``(seed, e)`` and each file's rows in
+an order shuffled by ``(seed, e, file)``; dynamic masks are drawn per block of ``BLOCK_ROWS`` rows of that order,
+from ``(seed, e, file, block)``. Optimizer step ``k`` trains on the stream's samples ``[k*B, (k+1)*B)`` (``B`` the
+global batch); rank ``r`` of ``W`` takes the ``B/W`` consecutive samples that start at ``k*B + r*B/W``, as ``A``
+micro-batches of ``M`` (``B = M*W*A``). Together with a step loss that is the mean over every predicted token of
+the global batch (``pretraining.loop``), any ``(W, M, A)`` with the same ``B`` computes the same gradients, up to
+the order of float sums; and a checkpoint resumes at sample ``k*B`` with any number of processes. (Dropout masks
+are drawn per micro-batch, so with dropout on two such runs are statistically, not bitwise, alike.)
 
-Loading and masking run in a background thread, a few batches ahead of the training loop.
+Every rank reads each file whole (one sequential read; the ranks of a node share the page cache) and keeps its
+own rows, so that masks never depend on which rank reads a row. To resume, a rank skips files before the resume
+position without reading them. Loading and masking run in a background thread, a few batches ahead.
 """
 import queue
 import threading
@@ -23,11 +28,10 @@ BLOCK_ROWS = 2048  # rows masked together (one RNG stream per block): large enou
 TRAIN_SALT, VALIDATION_SALT = 0, 1  # keep training and validation random streams apart for the same seed
 
 
-def rank_rows(num_samples: int, rank: int, world_size: int) -> tuple:
-    """The half-open row range of a file that ``rank`` reads (every rank gets the same count; the at most
-    ``world_size - 1`` leftover rows of a file are not read)."""
-    per_rank = num_samples // world_size
-    return rank * per_rank, (rank + 1) * per_rank
+def rank_takes(positions: np.ndarray, rank: int, world_size: int, share: int) -> np.ndarray:
+    """Which global-stream ``positions`` belong to ``rank``: of every ``world_size * share`` consecutive samples
+    (counted from the stream's start), rank ``r`` takes the ``share`` that start at ``r * share``."""
+    return (positions // share) % world_size == rank
 
 
 class SampleStream:
@@ -35,29 +39,31 @@ class SampleStream:
     ``token_type_ids`` is None unless a file has segment ids) plus ``num_predictions`` (int: labelled positions).
 
     ``repeat=True`` cycles through epochs forever (training; every batch is full); ``repeat=False`` reads one
-    epoch in file order (validation; the last batch may be short). ``start_sample`` resumes a training stream.
+    epoch in file order (validation; the last batch may be short). ``rank_share`` is how many consecutive samples
+    of the global stream this rank takes in its turn (training: micro batch x accumulation, i.e. its part of a
+    global batch; default: one micro batch). ``start_sample`` (resume) and ``max_samples`` (a cap) are positions
+    in the global stream.
     """
 
     def __init__(self, shards, vocab, micro_batch_size: int, rank: int, world_size: int, seed: int, *,
-                 shuffle: bool = True, repeat: bool = True, start_sample: int = 0, max_samples: int = 0,
-                 salt: int = TRAIN_SALT, prefetch_batches: int = 8, pin_memory: bool = False):
+                 rank_share: int = 0, shuffle: bool = True, repeat: bool = True, start_sample: int = 0,
+                 max_samples: int = 0, salt: int = TRAIN_SALT, prefetch_batches: int = 8, pin_memory: bool = False):
         self.shards = list(shards)
         self.vocab = vocab
         self.micro_batch_size = micro_batch_size
         self.rank, self.world_size = rank, world_size
+        self.rank_share = rank_share or micro_batch_size
         self.seed, self.salt = seed, salt
         self.shuffle, self.repeat = shuffle, repeat
         self.start_sample = start_sample
         self.max_samples = max_samples
         self.prefetch_batches = prefetch_batches
         self.pin_memory = pin_memory
-        self.samples_per_epoch = sum(rank_rows(s.num_samples, rank, world_size)[1] -
-                                     rank_rows(s.num_samples, rank, world_size)[0] for s in self.shards)
+        self.samples_per_epoch = sum(s.num_samples for s in self.shards)  # the global stream's epoch
         self.with_segments = any(s.has_segment_ids for s in self.shards)
         self._replacement_ids = vocab.replacement_ids()
         if repeat and self.samples_per_epoch == 0:
-            raise DataError(f"the training files hold fewer samples per file than there are processes ({world_size});"
-                            f" make more samples or use fewer GPUs")
+            raise DataError("the training files hold no samples; make samples with the dataset stage first")
 
     # -- order ------------------------------------------------------------------------------------------------
     def file_order(self, epoch: int) -> list:
@@ -71,20 +77,23 @@ class SampleStream:
         return np.random.default_rng([self.seed, self.salt, epoch, file_index, 1]).permutation(count)
 
     # -- reading ----------------------------------------------------------------------------------------------
-    def _read_slice(self, shard, lo: int, hi: int) -> dict:
+    def _read_file(self, shard) -> dict:
         names = ["input_ids"] + (["input_mask", "masked_lm_positions", "masked_lm_ids"] if shard.static else [])
         if shard.has_segment_ids:
             names.append("segment_ids")
         with h5py.File(shard.path, "r") as f:
-            arrays = {name: np.asarray(f[name][lo:hi]) for name in names}
+            arrays = {name: np.asarray(f[name][:]) for name in names}
         for name in ("input_ids", "masked_lm_ids"):
             if name in arrays and arrays[name].size and arrays[name].max() >= self.vocab.size:
                 raise DataError(f"{shard.path}: {name} holds id {int(arrays[name].max())} >= the tokenizer's"
                                 f" {self.vocab.size} tokens: the data was made with a different vocabulary")
         return arrays
 
-    def _block(self, shard, arrays: dict, rows: np.ndarray, rng_key: list) -> dict:
+    def _block(self, shard, arrays: dict, rows: np.ndarray, keep: np.ndarray, rng_key: list) -> dict:
+        """The ``keep`` rows of the block ``rows`` (file row indices in stream order), masked and labelled.
+        Dynamic masks are drawn for the whole block, so a row's mask is the same whichever rank keeps it."""
         if shard.static:
+            rows = rows[keep]
             input_ids, labels = static_labels(arrays["input_ids"][rows], arrays["masked_lm_positions"][rows],
                                               arrays["masked_lm_ids"][rows])
             attention_mask = arrays["input_mask"][rows].astype(bool)
@@ -94,6 +103,7 @@ class SampleStream:
                 raw, np.random.default_rng(rng_key), masked_lm_prob=shard.masked_lm_prob,
                 max_predictions_per_seq=shard.max_predictions_per_seq, pad_id=shard.pad_id, cls_id=shard.cls_id,
                 sep_id=shard.sep_id, mask_id=shard.mask_id, replacement_ids=self._replacement_ids)
+            rows, raw, input_ids, labels = rows[keep], raw[keep], input_ids[keep], labels[keep]
             attention_mask = raw != shard.pad_id
         block = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
         if self.with_segments:
@@ -101,33 +111,39 @@ class SampleStream:
                                        else np.zeros_like(input_ids))
         return block
 
+    def _kept(self, positions: np.ndarray) -> np.ndarray:
+        keep = rank_takes(positions, self.rank, self.world_size, self.rank_share) & (positions >= self.start_sample)
+        return keep & (positions < self.max_samples) if self.max_samples else keep
+
     def _blocks(self):
-        """Blocks of samples in stream order, starting at ``start_sample``."""
-        epoch, offset = divmod(self.start_sample, self.samples_per_epoch) if self.samples_per_epoch else (0, 0)
+        """This rank's samples, block by block in global-stream order, from ``start_sample`` on."""
+        epoch = self.start_sample // self.samples_per_epoch if self.samples_per_epoch else 0
+        file_start = epoch * self.samples_per_epoch  # global position of the next file's first row
         while True:
             for file_index in self.file_order(epoch):
                 shard = self.shards[file_index]
-                lo, hi = rank_rows(shard.num_samples, self.rank, self.world_size)
-                if offset >= hi - lo:
-                    offset -= hi - lo  # skipped without reading: resuming past this file
-                    continue
-                arrays = self._read_slice(shard, lo, hi)
-                order = self.row_order(epoch, file_index, hi - lo)
-                first_block = offset // BLOCK_ROWS
-                for block_index in range(first_block, -(-(hi - lo) // BLOCK_ROWS)):
-                    rows = order[block_index * BLOCK_ROWS:(block_index + 1) * BLOCK_ROWS]
-                    block = self._block(shard, arrays, rows,
-                                        [self.seed, self.salt, epoch, int(file_index), self.rank, block_index])
-                    skip = offset - block_index * BLOCK_ROWS if block_index == first_block else 0
-                    yield {k: v[skip:] for k, v in block.items()}
-                offset = 0
+                first, file_start = file_start, file_start + shard.num_samples
+                if file_start <= self.start_sample:
+                    continue  # skipped without reading: resuming past this file
+                if self.max_samples and first >= self.max_samples:
+                    return
+                arrays = None
+                order = self.row_order(epoch, file_index, shard.num_samples)
+                for block_index, lo in enumerate(range(0, shard.num_samples, BLOCK_ROWS)):
+                    rows = order[lo:lo + BLOCK_ROWS]
+                    keep = self._kept(first + lo + np.arange(len(rows)))
+                    if not keep.any():
+                        continue
+                    if arrays is None:
+                        arrays = self._read_file(shard)
+                    yield self._block(shard, arrays, rows, keep,
+                                      [self.seed, self.salt, epoch, int(file_index), block_index])
             if not self.repeat:
                 return
             epoch += 1
 
     def _numpy_batches(self):
-        pending, pending_rows, emitted = [], 0, 0
-        limit = self.max_samples or None
+        pending, pending_rows = [], 0
         for block in self._blocks():
             pending.append(block)
             pending_rows += len(block["input_ids"])
@@ -136,16 +152,9 @@ class SampleStream:
                 batch = {k: v[:self.micro_batch_size] for k, v in merged.items()}
                 rest = {k: v[self.micro_batch_size:] for k, v in merged.items()}
                 pending, pending_rows = ([rest] if len(rest["input_ids"]) else []), len(rest["input_ids"])
-                if limit is not None and emitted + self.micro_batch_size >= limit:
-                    yield {k: v[:limit - emitted] for k, v in batch.items()}
-                    return
-                emitted += self.micro_batch_size
                 yield batch
         if pending_rows and not self.repeat:
-            merged = {k: np.concatenate([b[k] for b in pending]) for k in pending[0]}
-            if limit is not None:
-                merged = {k: v[:limit - emitted] for k, v in merged.items()}
-            yield merged
+            yield {k: np.concatenate([b[k] for b in pending]) for k in pending[0]}
 
     def _to_torch(self, batch: dict) -> dict:
         out = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
