@@ -70,6 +70,7 @@ def job_settings(cfg, random_init: bool) -> dict:
     return {"max_seq_length": ft.MAX_SEQ_LENGTH, "weight_decay": ft.WEIGHT_DECAY, "warmup_ratio": ft.WARMUP_RATIO,
             "lr_scheduler": ft.LR_SCHEDULER, "max_train_samples": ft.MAX_TRAIN_SAMPLES,
             "max_eval_samples": ft.MAX_EVAL_SAMPLES, "data": ft.GLUE_DIR or HUB_DATASET, "random_init": random_init,
+            "malformed_rows": ft.MALFORMED_ROWS,
             "model_fingerprint": _model_fingerprint(layout.finetune_model_path(cfg))}
 
 
@@ -244,6 +245,7 @@ def _job_arguments(cfg, job, job_dir: Path, model: str, random_init: bool, save_
                  "--warmup_ratio", repr(ft.WARMUP_RATIO), "--seed", str(job.seed), "--precision", ft.PRECISION,
                  "--max_train_samples", str(ft.MAX_TRAIN_SAMPLES), "--max_eval_samples", str(ft.MAX_EVAL_SAMPLES),
                  "--tokenized_cache_dir", str(layout.finetune_dir(cfg) / job.task / CACHE_SUBDIR),
+                 "--malformed_rows", ft.MALFORMED_ROWS,
                  "--save_strategy", "no", "--logging_steps", "0.1"]  # no checkpoints; ten loss lines per job
     if ft.GLUE_DIR:
         arguments += ["--data_dir", ft.GLUE_DIR]
@@ -276,7 +278,7 @@ def _pretokenize(cfg, tasks) -> None:
         started = time.time()
         for split_task, kind, split, rows in splits:
             load_encoded(split_task, kind, split, tokenizer, ft.MAX_SEQ_LENGTH, ft.GLUE_DIR, rows, cache,
-                         tokenizer_key=key)
+                         tokenizer_key=key, malformed_rows=ft.MALFORMED_ROWS)
         print(f"tokenized {name} ({len(splits)} splits) in {time.time() - started:.1f}s", flush=True)
 
 
