@@ -129,14 +129,14 @@ def test_crashed_job_is_failed_not_complete_and_retried_with_the_random_init_bas
     good = weights.read_bytes()
     glue = write_glue(tmp_path / "glue", tasks=["WNLI"])
     cfg = finetune_config(tmp_path, broken, glue, **{"FINETUNE.TASKS": "[WNLI]"})
-    weights.write_bytes(good[: len(good) // 3])  # a truncated checkpoint: the job process crashes loading it
+    weights.write_bytes(good[: len(good) // 3])  # a truncated checkpoint: the job fails loading it
     with pytest.raises(FinetuneJobsFailed) as info:
         finetune(cfg)
     assert "\n" not in str(info.value)
     job_dir = layout.finetune_dir(cfg) / "WNLI" / "lr0.001_bs8_ep1_seed1"
     record = json.loads((job_dir / "job.json").read_text())
-    assert record["status"] == "failed" and record["error"].startswith("exit code 1")
-    assert "Traceback" in (job_dir / "job.log").read_text()
+    assert record["status"] == "failed"
+    assert record["error"].startswith(f"exit code 1: error: {weights} is truncated or damaged (")
     assert not (job_dir / ".claim").exists() and not finetune_status(cfg).complete
 
     weights.write_bytes(good)
@@ -251,3 +251,17 @@ def test_run_glue_malformed_rows_skip_trains_on_the_whole_rows(tmp_path, model, 
     assert main(argv + ["--malformed_rows", "skip"]) == 0
     assert f"warning: {train}: skipped 1 row(s) without 4 columns" in capsys.readouterr().out
     assert len(_read_predictions(tmp_path / "out" / "predictions_CoLA.tsv")) == 6
+
+
+def test_a_truncated_model_file_is_an_error_naming_it(tmp_path, model):
+    from finetuning.run_glue import load_model
+    from pipeline.errors import DataError
+
+    broken = tmp_path / "model"
+    shutil.copytree(model, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])  # a copy that stopped short
+    with pytest.raises(DataError, match=rf"^{weights} is truncated or damaged \(its tensors take [\d,]+ bytes of data,"
+                                        rf" the file holds [\d,]+\): copy it again"):
+        load_model(str(broken), GLUE_TASKS["RTE"])
+    assert load_model(str(broken), GLUE_TASKS["RTE"], random_init=True) is not None  # random weights need no file
