@@ -25,6 +25,8 @@ from dataset.hub_entries import HubEntry
 MAX_LINE_BYTES = 1 << 20
 MAX_ARTICLE_CHARS = 8 << 20
 _BOM = b"\xef\xbb\xbf"
+REPLACEMENT_CHARACTER = "\ufffd"  # what ENCODING_ERRORS replace puts in place of each byte that is not UTF-8
+SUSPICIOUS_REPLACED_FRACTION = 0.01
 
 
 @dataclass(frozen=True)
@@ -89,15 +91,26 @@ def _split_long_chunk(data: bytes) -> int:
     return cut + 1 if cut > len(data) // 2 else _utf8_safe_cut(data)
 
 
+def _warn_if_mostly_replaced(path, replaced: int, chars: int) -> None:
+    """Under ``replace`` a few bad bytes are expected; more than ``SUSPICIOUS_REPLACED_FRACTION`` of the text means
+    another encoding or binary data, which would be tokenized into noise without a word."""
+    if chars and replaced > SUSPICIOUS_REPLACED_FRACTION * chars:
+        print(f"warning: {path}: {replaced:,} of {chars:,} characters ({100 * replaced / chars:.1f}%) are U+FFFD, bytes"
+              f" that are not UTF-8 (ENCODING_ERRORS replace): is it text in another encoding, or binary data?"
+              f" Convert it to UTF-8 or remove it", flush=True)
+
+
 def iter_file_lines(path, encoding_errors: str = "strict"):
-    """Decoded lines of one file (line endings removed, surrounding whitespace stripped; blank lines yield "")."""
+    """Decoded lines of one file (line endings removed, surrounding whitespace stripped; blank lines yield "").
+    Under ``replace``, a file whose text is more than 1% replacement characters gets a printed warning."""
     offset = 0  # byte offset in the file of the first byte of ``pending``
     pending = b""
+    chars = replaced = 0
     with open(path, "rb") as f:
         while True:
             chunk = f.readline(MAX_LINE_BYTES)
             if not chunk and not pending:
-                return
+                break
             data = pending + chunk
             if offset == 0 and data.startswith(_BOM):
                 data, offset = data[len(_BOM):], len(_BOM)
@@ -112,7 +125,11 @@ def iter_file_lines(path, encoding_errors: str = "strict"):
                 raise DataError(f"{path} is not valid UTF-8 at byte offset {offset + e.start}: fix the file, or set"
                                 f" DATASET.ENCODING_ERRORS (--encoding_errors) to replace or ignore") from None
             offset += len(data)
+            chars += len(text)
+            replaced += text.count(REPLACEMENT_CHARACTER)
             yield text.strip()
+    if encoding_errors == "replace":
+        _warn_if_mostly_replaced(path, replaced, chars)
 
 
 def _articles_from_lines(lines, stats: dict):

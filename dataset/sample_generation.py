@@ -17,6 +17,8 @@ from dataset.sharding import list_text_shards
 from dataset.tokenizer_setup import read_tokenizer_info
 from dataset.workers import run_jobs
 
+SUSPICIOUS_UNK_FRACTION = 0.05
+
 
 def _natural_key(path: Path):
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
@@ -53,6 +55,16 @@ def _finished_entry(job: ShardJob):
         return None
 
 
+def warn_if_many_unknown(text_path, entry: dict) -> None:
+    """More than ``SUSPICIOUS_UNK_FRACTION`` of a shard's tokens being [UNK] means the vocabulary does not fit the
+    text (another script or language, binary data): the model would learn little from it, and nothing says so."""
+    unknown, tokens = entry.get("unk_tokens", 0), entry["text_tokens"]
+    if tokens and unknown > SUSPICIOUS_UNK_FRACTION * tokens:
+        print(f"warning: {text_path}: {unknown:,} of {tokens:,} tokens ({100 * unknown / tokens:.1f}%) are [UNK] (in"
+              f" {entry['file']}): the tokenizer does not cover this text; check the corpus, or set TOKENIZER.TRAIN"
+              f" True to learn a vocabulary from it", flush=True)
+
+
 def generate_samples(text_dir, out_dir, tokenizer_dir, options: SampleOptions, n_processes: int,
                      max_memory_gb: float, memory_key: str = "SYSTEM.MAX_MEMORY_IN_GB", progress: bool = True) -> list:
     """Write every missing sample shard; returns the manifest entries of all shards (sorted by file name)."""
@@ -83,6 +95,7 @@ def generate_samples(text_dir, out_dir, tokenizer_dir, options: SampleOptions, n
         try:
             for job, entry in run_jobs(write_shard, todo, workers, lambda j: Path(j.text_path).name):
                 entries.append(entry)
+                warn_if_many_unknown(job.text_path, entry)
                 text_tokens += entry["text_tokens"]
                 bar.update(1)
                 bar.set_postfix_str(f"{text_tokens / max(time.time() - started, 1e-9) / 1e3:.0f}k tokens/s")

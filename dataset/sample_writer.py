@@ -181,7 +181,8 @@ def write_shard(job: ShardJob) -> dict:
     packer = SequencePacker(length, info["cls_id"], info["sep_id"], info["pad_id"], dtype)
     out_path = Path(job.out_path)
     tmp = partial_path(out_path)
-    text_tokens = 0
+    text_tokens = unk_tokens = 0
+    unk_id = info.get("unk_id")
     spool = RowSpool(out_path.parent, out_path.name, fields)
     try:
         writer = _BlockWriter(spool, job, candidates)
@@ -190,6 +191,8 @@ def write_shard(job: ShardJob) -> dict:
             token_lists = [e.ids for e in encodings]
             del encodings
             text_tokens += sum(map(len, token_lists))
+            if unk_id is not None:
+                unk_tokens += sum(ids.count(unk_id) for ids in token_lists)
             writer.add(packer.add_batch(token_lists, starts))
         writer.add(packer.finish())
         writer.finish()
@@ -199,12 +202,13 @@ def write_shard(job: ShardJob) -> dict:
                 h5file.attrs[key] = value
             h5file.attrs["num_tokens"] = writer.tokens
             h5file.attrs["num_text_tokens"] = text_tokens
+            h5file.attrs["num_unk_tokens"] = unk_tokens
     finally:
         spool.remove()
     samples = spool.rows
     os.replace(tmp, out_path)
     return {"file": out_path.name, "split": job.split, "samples": samples, "tokens": writer.tokens,
-            "text_tokens": text_tokens, "sha256": file_sha256(out_path)}
+            "text_tokens": text_tokens, "unk_tokens": unk_tokens, "sha256": file_sha256(out_path)}
 
 
 def existing_shard_entry(out_path) -> dict:
@@ -216,6 +220,10 @@ def existing_shard_entry(out_path) -> dict:
         samples = h5file["input_ids"].shape[0]
         tokens = int(h5file.attrs["num_tokens"])
         text_tokens = int(h5file.attrs["num_text_tokens"])
+        unk_tokens = h5file.attrs.get("num_unk_tokens")  # absent in shards of older versions
     split = "train" if out_path.name.startswith("train") else "test"
-    return {"file": out_path.name, "split": split, "samples": samples, "tokens": tokens, "text_tokens": text_tokens,
-            "sha256": file_sha256(out_path)}
+    entry = {"file": out_path.name, "split": split, "samples": samples, "tokens": tokens, "text_tokens": text_tokens,
+             "sha256": file_sha256(out_path)}
+    if unk_tokens is not None:
+        entry["unk_tokens"] = int(unk_tokens)
+    return entry

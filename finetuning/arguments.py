@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass, field, fields
 from typing import Literal, Optional
 
-from finetuning.glue_data import HUB_DATASET
+from finetuning.glue_data import HUB_DATASET, MALFORMED_ROW_MODES
 from pipeline.errors import ConfigError
 
 STRATEGIES = ("no", "steps", "epoch")
@@ -73,6 +73,9 @@ class DataTrainingArguments:
         "folder that keeps tokenized GLUE splits for the next job of the same task (empty = no cache)"))
     hub_dataset: str = field(default=HUB_DATASET, metadata=_help(
         "GLUE dataset name (or local folder in its layout) used when --data_dir is empty"))
+    malformed_rows: Literal[MALFORMED_ROW_MODES] = field(default="error", metadata=_help(
+        "a --data_dir train or dev row with another number of columns than its file's header: error (name the file"
+        " and line) | skip (drop such rows and print how many); a malformed test row is always an error"))
 
 
 @dataclass

@@ -15,6 +15,7 @@ from typing import Optional
 
 from pipeline.errors import ConfigError, DataError
 from pipeline.manifest import read_json, write_json_atomic
+from pipeline.model_files import check_weight_files
 
 PREFIX = "checkpoint-"
 TRAINER_STATE = "trainer_state.json"
@@ -103,6 +104,7 @@ def load_checkpoint(folder, model, settings: dict) -> tuple:
 
     folder = Path(folder)
     trainer_state = check_settings(folder, settings)
+    check_weight_files(folder)
     missing, unexpected = load_model(model, folder / WEIGHTS, strict=False)
     if missing or unexpected:
         raise DataError(f"{folder / WEIGHTS} does not fit the model ({len(missing)} missing, {len(unexpected)}"

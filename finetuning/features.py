@@ -2,7 +2,8 @@
 
 Token ids are stored unpadded (flat arrays plus offsets), so batches are padded only to their own longest row.
 The cache key covers everything that changes the ids: the tokenizer's full definition, ``max_seq_length``, the
-data source (file size and modification time for local files) and the row cap.
+data source (file size and modification time for local files), the row cap and what the reader does with a
+malformed row.
 """
 import hashlib
 import os
@@ -98,19 +99,20 @@ def _load(path: Path) -> Optional[EncodedSplit]:
 
 def load_encoded(task, kind: str, name: str, tokenizer, max_seq_length: int, data_dir: str = "", max_rows: int = 0,
                  cache_dir: str = "", hub_path: str = HUB_DATASET, tokenizer_key: str = "",
-                 overwrite_cache: bool = False) -> EncodedSplit:
+                 overwrite_cache: bool = False, malformed_rows: str = "error") -> EncodedSplit:
     """The tokenized split, from ``cache_dir`` when it holds it (unless ``overwrite_cache``), else read, tokenized
-    and (when ``cache_dir`` is set) cached."""
+    and (when ``cache_dir`` is set) cached. ``malformed_rows`` goes to the reader (``glue_data.read_local_split``);
+    it is part of the key, so a split cached while skipping rows is read again, and fails, without skipping."""
     cache_path = None
     if cache_dir:
         key = short_hash({"tokenizer": tokenizer_key or tokenizer_fingerprint(tokenizer), "len": max_seq_length,
-                          "source": _source_fingerprint(task, kind, name, data_dir, hub_path), "rows": max_rows},
-                         length=12)
+                          "source": _source_fingerprint(task, kind, name, data_dir, hub_path), "rows": max_rows,
+                          "malformed_rows": malformed_rows}, length=12)
         cache_path = Path(cache_dir) / f"{kind}-{name}-{key}.npz"
         cached = None if overwrite_cache else _load(cache_path)
         if cached is not None:
             return cached
-    split = load_split(task, kind, name, data_dir, hub_path).head(max_rows)
+    split = load_split(task, kind, name, data_dir, hub_path, malformed_rows).head(max_rows)
     encoded = encode_split(tokenizer, split, max_seq_length, task.is_regression)
     if cache_path is not None:
         _save(cache_path, encoded)

@@ -4,11 +4,10 @@ Both sources give the same ``GlueSplit``: the text columns, integer class ids (o
 test splits) and the row index the GLUE server expects in a submission. Class ids follow the order of the task
 table's ``labels``, which is also the Hub's integer order.
 
-Local TSVs are read with ``csv.QUOTE_NONE``: GLUE sentences contain unbalanced quotes (``" the witness "``) that
-the default dialect would swallow across lines. ``utf-8-sig`` drops the BOM that starts MRPC's header.
+Local TSVs are split at tabs and newlines only, with no quoting: GLUE sentences contain unbalanced quotes
+(``" the witness "``) that a CSV dialect would swallow across lines. ``utf-8-sig`` drops the BOM that starts MRPC's
+header. A row with the wrong number of columns is an error naming the file and line (nothing is dropped silently).
 """
-import csv
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -19,8 +18,8 @@ from pipeline.errors import DataError
 HUB_DATASET = "nyu-mll/glue"
 # Test files name their row id ``index`` (``id`` in QQP); files without either use the row number.
 _INDEX_COLUMNS = ("index", "id")
-# Official files have a handful of broken rows in the big tasks (QQP train): tolerate this fraction, no more.
-_MAX_BAD_ROW_FRACTION = 0.001
+# What to do with a train or dev row of another column count (FINETUNE.MALFORMED_ROWS, --malformed_rows).
+MALFORMED_ROW_MODES = ("error", "skip")
 
 
 @dataclass
@@ -78,40 +77,70 @@ def _column_positions(header: list, split: LocalSplit, path: Path) -> tuple:
     return tuple(header.index(name) for name in wanted), index_column
 
 
-def read_local_split(glue_dir, task: GlueTask, split: LocalSplit) -> GlueSplit:
-    """One TSV of the official layout as a ``GlueSplit``; a missing file or column is a one-line ``DataError``."""
+def _tsv_rows(path: Path):
+    """(line number, cells) of every non-blank line. Lines end at '\\n' only (a stray '\\r' inside a sentence stays
+    in it), as the submission check counts them; cells are split at every tab, quotes are plain characters."""
+    number = 0
+    try:
+        with open(path, encoding="utf-8-sig", newline="\n") as f:
+            for number, line in enumerate(f, start=1):
+                line = line.rstrip("\r\n")
+                if line.strip():
+                    yield number, line.split("\t")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text after line {number} ({e.reason}); GLUE files are UTF-8") from None
+
+
+def _malformed(path: Path, expected: int, bad: list, is_test: bool, mode: str) -> None:
+    """Rows with another number of columns: an error naming the first, or with ``mode`` skip a warning that counts
+    the rows dropped. Test rows are never dropped: the server wants one prediction per row."""
+    line, found = bad[0]
+    where = (f"{path}:{line}: {found} tab-separated column(s), expected {expected}"
+             f"{f' ({len(bad)} such rows in the file)' if len(bad) > 1 else ''}")
+    if is_test:
+        raise DataError(f"{where}; a test file must keep every row (one prediction each), so fix that line")
+    if mode != "skip":
+        raise DataError(f"{where}; fix the file, or set FINETUNE.MALFORMED_ROWS skip (run_glue.py: --malformed_rows"
+                        f" skip) to drop such rows")
+    print(f"warning: {path}: skipped {len(bad)} row(s) without {expected} columns (the first at line {line})",
+          flush=True)
+
+
+def read_local_split(glue_dir, task: GlueTask, split: LocalSplit, malformed_rows: str = "error") -> GlueSplit:
+    """One TSV of the official layout as a ``GlueSplit``; a missing file or column is a one-line ``DataError``.
+
+    Every row must have the header's number of columns (a headerless file: the table's ``num_columns``); blank
+    lines and empty cells after the last column are ignored. Other rows are an error, or with ``malformed_rows``
+    ``skip`` dropped with a printed count (never in a test file)."""
     path = local_split_path(glue_dir, task, split)
     if not path.is_file():
         raise DataError(f"GLUE file not found: {path} (download GLUE into FINETUNE.GLUE_DIR in the official layout,"
                         f" or leave GLUE_DIR empty to use {HUB_DATASET} from the Hub)")
-    csv.field_size_limit(sys.maxsize)
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    first_data_line = 1
+    rows = _tsv_rows(path)
     header = None
     if split.has_header:
-        if not rows:
+        first = next(rows, None)
+        if first is None:
             raise DataError(f"{path}: the file is empty")
-        header, rows, first_data_line = [name.strip() for name in rows[0]], rows[1:], 2
+        header = [name.strip() for name in first[1]]
     positions, index_column = _column_positions(header, split, path)
-    needed = max(positions + ((index_column,) if index_column is not None else ())) + 1
+    expected = len(header) if header is not None else split.num_columns or max(positions) + 1
     n_text = len(split.text_columns)
     text_a, text_b, labels, index, bad = [], [], [], [], []
-    for offset, row in enumerate(rows):
-        line = first_data_line + offset
-        if len(row) < needed:
-            if row and any(cell.strip() for cell in row):
-                bad.append(line)
+    for line, cells in rows:
+        if len(cells) > expected and not any(cell.strip() for cell in cells[expected:]):
+            cells = cells[:expected]  # trailing tabs: nothing is lost
+        if len(cells) != expected:
+            bad.append((line, len(cells)))
             continue
-        text_a.append(row[positions[0]])
+        text_a.append(cells[positions[0]])
         if n_text > 1:
-            text_b.append(row[positions[1]])
+            text_b.append(cells[positions[1]])
         if split.label_column is not None:
-            labels.append(_label_id(task, row[positions[n_text]].strip(), path, line))
-        index.append(row[index_column].strip() if index_column is not None else str(len(index)))
-    if len(bad) > _MAX_BAD_ROW_FRACTION * max(1, len(rows)):
-        raise DataError(f"{path}:{bad[0]}: row has fewer than {needed} tab-separated columns ({len(bad)} such rows);"
-                        f" expected the official GLUE layout for {task.name}")
+            labels.append(_label_id(task, cells[positions[n_text]].strip(), path, line))
+        index.append(cells[index_column].strip() if index_column is not None else str(len(index)))
+    if bad:
+        _malformed(path, expected, bad, split.label_column is None, malformed_rows)
     if not text_a:
         raise DataError(f"{path}: no data rows")
     return GlueSplit(text_a, text_b if n_text > 1 else None, labels if split.label_column is not None else None,
@@ -139,8 +168,10 @@ def read_hub_split(task: GlueTask, split_name: str, labeled: bool, hub_path: str
     return GlueSplit(columns[task.hub_text_columns[0]], text_b, labels, [str(i) for i in columns["idx"]])
 
 
-def load_split(task: GlueTask, kind: str, name: str, data_dir: str = "", hub_path: str = HUB_DATASET) -> GlueSplit:
-    """``kind`` is train | dev | test; ``name`` is the dev name (``dev``, ``dev_matched``…) or the submission name."""
+def load_split(task: GlueTask, kind: str, name: str, data_dir: str = "", hub_path: str = HUB_DATASET,
+               malformed_rows: str = "error") -> GlueSplit:
+    """``kind`` is train | dev | test; ``name`` is the dev name (``dev``, ``dev_matched``…) or the submission name;
+    ``malformed_rows`` is what a local file's malformed train or dev row does (see ``read_local_split``)."""
     if kind == "train":
         local, hub_name, labeled = task.train, "train", True
     elif kind == "dev":
@@ -148,5 +179,5 @@ def load_split(task: GlueTask, kind: str, name: str, data_dir: str = "", hub_pat
     else:
         local, hub_name, labeled = task.test[name], task.hub_test[name], False
     if data_dir:
-        return read_local_split(data_dir, task, local)
+        return read_local_split(data_dir, task, local, malformed_rows)
     return read_hub_split(task, hub_name, labeled, hub_path)

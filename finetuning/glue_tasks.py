@@ -17,6 +17,7 @@ class LocalSplit:
     text_columns: tuple  # column names (or 0-based indices when the file has no header)
     label_column: Optional[object] = None  # name or index; None for test files
     has_header: bool = True
+    num_columns: Optional[int] = None  # columns of every row of a headerless file (else the header's count)
 
 
 @dataclass(frozen=True)
@@ -45,15 +46,15 @@ class GlueTask:
         return [GLUE_TASKS[name] for name in self.also_predicts]
 
 
-def _split(file, text_columns, label_column=None, has_header=True):
-    return LocalSplit(file, tuple(text_columns), label_column, has_header)
+def _split(file, text_columns, label_column=None, has_header=True, num_columns=None):
+    return LocalSplit(file, tuple(text_columns), label_column, has_header, num_columns)
 
 
 GLUE_TASKS = {
     "CoLA": GlueTask(
         "CoLA", "CoLA", "cola", ("sentence",), ("0", "1"), ("mcc",), "mcc",
-        train=_split("train.tsv", (3,), 1, has_header=False),
-        dev={"dev": _split("dev.tsv", (3,), 1, has_header=False)},
+        train=_split("train.tsv", (3,), 1, has_header=False, num_columns=4),
+        dev={"dev": _split("dev.tsv", (3,), 1, has_header=False, num_columns=4)},
         test={"CoLA": _split("test.tsv", ("sentence",))},
         hub_dev={"dev": "validation"}, hub_test={"CoLA": "test"}),
     "SST-2": GlueTask(

@@ -28,11 +28,14 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def expected_record(job: Job, model_name_or_path: str, init_from: Optional[str], settings: dict) -> dict:
-    """The fields that must match for a completed job to count for the current config."""
+def expected_record(job: Job, model_name_or_path: str, init_from: Optional[str], settings: dict,
+                    inputs: Optional[dict] = None) -> dict:
+    """The fields that must match for a completed job to count for the current config: the grid values, the model,
+    the STILT source, the ``settings`` and the stamps of the files it reads (``inputs``: ``{"model": [...],
+    "data": [...]}``, see ``finetuning.stage.job_inputs``)."""
     return {"task": job.task, "learning_rate": job.learning_rate, "batch_size": job.batch_size,
             "epochs": job.epochs, "seed": job.seed, "model_name_or_path": model_name_or_path, "init_from": init_from,
-            "settings": settings}
+            "settings": settings, "inputs": inputs or {}}
 
 
 def is_completed(job_dir: Path, expected: dict) -> bool:

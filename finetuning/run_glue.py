@@ -36,6 +36,7 @@ from finetuning.results import dev_metrics, remove_stale_results, write_results 
 from finetuning.train_loop import TrainSettings  # noqa: E402
 from pipeline.errors import ConfigError, DataError, ExtremeBertError  # noqa: E402
 from pipeline.manifest import write_json_atomic, write_text_atomic  # noqa: E402
+from pipeline.model_files import check_weight_files  # noqa: E402
 
 MODEL_SUBDIR = "model"  # where --save_model writes the finetuned model (STILT starts from it)
 EPILOG = """Defaults that differ from the HF example: --pad_to_max_length is off (each batch is padded to its own
@@ -91,8 +92,14 @@ def load_model(model_path: str, task, random_init: bool = False, config_name: st
         raise DataError(f"cannot load a model config from {model_path}: {str(e).splitlines()[0]}")
     if random_init:
         return AutoModelForSequenceClassification.from_config(config)
-    return AutoModelForSequenceClassification.from_pretrained(model_path, config=config, ignore_mismatched_sizes=True,
-                                                              **hub_options)
+    from safetensors import SafetensorError
+
+    check_weight_files(model_path)  # a truncated file is named here; the library would not name it
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(model_path, config=config,
+                                                                  ignore_mismatched_sizes=True, **hub_options)
+    except (OSError, SafetensorError) as e:
+        raise DataError(f"cannot load the model weights from {model_path}: {str(e).strip().splitlines()[0]}") from e
 
 
 def _setup_device(args: TrainingArguments):

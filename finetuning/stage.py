@@ -56,22 +56,38 @@ def _looks_local(model: str) -> bool:
     return os.path.isabs(model) or model.startswith(".") or Path(model).exists()
 
 
-def _model_fingerprint(model: str) -> list:
-    """Size and mtime of the model's files, so a re-pretrained model at the same path reruns the search."""
+# The files of a model folder that make the model: config, weights and tokenizer (not a README or a .git).
+_MODEL_FILE_SUFFIXES = (".json", ".safetensors", ".bin", ".txt", ".model")
+
+
+def model_stamps(model: str) -> list:
+    """Size and mtime of the model folder's files, so a re-pretrained or edited model at the same path reruns the
+    jobs that start from it; a hub name stands for itself."""
     folder = Path(model)
     if not folder.is_dir():
         return [model]
-    names = ("config.json", "model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
-    return [file_stamp(folder / name) for name in names if (folder / name).is_file()]
+    return [file_stamp(path) for path in sorted(folder.iterdir()) if path.is_file() and
+            path.suffix in _MODEL_FILE_SUFFIXES]
+
+
+def data_stamps(glue_dir: str, task_name: str) -> list:
+    """Size and mtime of every GLUE file a job of ``task_name`` reads (train, dev, test, and the test files of the
+    tasks it also predicts); none for the Hub, which the ``data`` setting names."""
+    if not glue_dir:
+        return []
+    task = GLUE_TASKS[task_name]
+    paths = [path for owner in [task, *task.riders] for path in local_task_files(glue_dir, owner)]
+    return [file_stamp(path, str(path.relative_to(glue_dir))) for path in paths]
 
 
 def job_settings(cfg, random_init: bool) -> dict:
-    """Everything besides the grid values that changes a job's result; a completed job counts only if they match."""
+    """Everything besides the grid values and the input files that changes a job's result; a completed job counts
+    only if they match."""
     ft = cfg.FINETUNE
     return {"max_seq_length": ft.MAX_SEQ_LENGTH, "weight_decay": ft.WEIGHT_DECAY, "warmup_ratio": ft.WARMUP_RATIO,
             "lr_scheduler": ft.LR_SCHEDULER, "max_train_samples": ft.MAX_TRAIN_SAMPLES,
             "max_eval_samples": ft.MAX_EVAL_SAMPLES, "data": ft.GLUE_DIR or HUB_DATASET, "random_init": random_init,
-            "model_fingerprint": _model_fingerprint(layout.finetune_model_path(cfg))}
+            "malformed_rows": ft.MALFORMED_ROWS}
 
 
 class _Search:
@@ -90,7 +106,11 @@ class _Search:
         return self.root / job.task / job.name
 
     def expected(self, job, init_from=None) -> dict:
-        return expected_record(job, self.model, init_from, self.settings)
+        """The record a completed ``job`` must carry; the inputs are stamped now, so that a file changed since the
+        job ran makes it pending. A STILT target's starting model is the source job's saved model."""
+        start = str(self.root / init_from / "model") if init_from else self.model
+        inputs = {"model": model_stamps(start), "data": data_stamps(self.cfg.FINETUNE.GLUE_DIR, job.task)}
+        return expected_record(job, self.model, init_from, self.settings, inputs)
 
     def is_done(self, job, init_from=None) -> bool:
         return is_completed(self.job_dir(job), self.expected(job, init_from))
@@ -273,6 +293,7 @@ def _job_arguments(cfg, job, job_dir: Path, model: str, random_init: bool, save_
                  "--warmup_ratio", repr(ft.WARMUP_RATIO), "--seed", str(job.seed), "--precision", ft.PRECISION,
                  "--max_train_samples", str(ft.MAX_TRAIN_SAMPLES), "--max_eval_samples", str(ft.MAX_EVAL_SAMPLES),
                  "--tokenized_cache_dir", str(layout.finetune_dir(cfg) / job.task / CACHE_SUBDIR),
+                 "--malformed_rows", ft.MALFORMED_ROWS,
                  "--save_strategy", "no", "--logging_steps", "0.1"]  # no checkpoints; ten loss lines per job
     if ft.GLUE_DIR:
         arguments += ["--data_dir", ft.GLUE_DIR]
@@ -305,7 +326,7 @@ def _pretokenize(cfg, tasks) -> None:
         started = time.time()
         for split_task, kind, split, rows in splits:
             load_encoded(split_task, kind, split, tokenizer, ft.MAX_SEQ_LENGTH, ft.GLUE_DIR, rows, cache,
-                         tokenizer_key=key)
+                         tokenizer_key=key, malformed_rows=ft.MALFORMED_ROWS)
         print(f"tokenized {name} ({len(splits)} splits) in {time.time() - started:.1f}s", flush=True)
 
 

@@ -28,7 +28,8 @@ def _glue(data_args, args, tokenizer) -> TaskData:
 
     def encoded(kind, name, rows, for_task=task):
         return load_encoded(for_task, kind, name, tokenizer, data_args.max_seq_length, data_args.data_dir, rows or 0,
-                            data_args.tokenized_cache_dir, data_args.hub_dataset, key, data_args.overwrite_cache)
+                            data_args.tokenized_cache_dir, data_args.hub_dataset, key, data_args.overwrite_cache,
+                            data_args.malformed_rows)
 
     train = encoded("train", "train", data_args.max_train_samples) if args.do_train else None
     dev = {name: encoded("dev", name, data_args.max_eval_samples) for name in task.dev} if args.do_eval else {}

@@ -200,6 +200,9 @@ SETTINGS = (
     S("FINETUNE.TASKS", ["CoLA", "SST-2", "MRPC", "STS-B", "QQP", "MNLI", "QNLI", "RTE", "WNLI"],
       "GLUE tasks (AX comes with MNLI)"),
     S("FINETUNE.GLUE_DIR", "", "local GLUE data in the official layout; \"\" = nyu-mll/glue from the Hugging Face Hub"),
+    S("FINETUNE.MALFORMED_ROWS", "error", "a GLUE_DIR train/dev row with the wrong column count: error (name file and"
+                                          " line) | skip (drop, with a count); a bad test row is always an error",
+      choices=("error", "skip"), identity=RESULT_IF_CHANGED),
     S("FINETUNE.SEEDS", [42, 43, 44], "seeds per hyperparameter configuration (best = median over seeds)"),
     S("FINETUNE.MAX_SEQ_LENGTH", 128, "longest tokenized input; batches are padded only to their own longest",
       range="[8, inf]"),

@@ -5,12 +5,19 @@ and ``latest_step``, a one-line pointer to the newest *complete* checkpoint. The
 replaced atomically after every rank has finished writing, so a run killed in the middle of a save resumes from
 the previous checkpoint; folders the pointer does not cover are leftovers and are deleted.
 
+Resuming trusts the checkpoint folder: DeepSpeed's files are pickles, and loading a pickle can run any code it
+holds. So each checkpoint also gets ``signature.json``, plain JSON with the run's signature, written by rank 0 after
+DeepSpeed's files; a checkpoint is loaded only when that file matches the resuming run's signature, and one without
+it (an older version's, or not ours) is refused with one line. This keeps a run from opening a checkpoint folder it
+did not write by mistake; it is no defence against someone who can write into the folder, and can forge the file.
+
 ``TrainState`` travels inside the checkpoint as DeepSpeed's ``client_state``. It records only counters that are
 the same on every rank (data position in the global sample stream, applied/skipped steps, elapsed time), so the
 copy rank 0 writes is valid for all ranks, and for another number of ranks (``pretraining.data.loader``); dropout
 randomness is re-derived from the seed and the position rather than saved (see ``loop.seed_dropout``). Under ZeRO
 the optimizer state is split into one file per process, so such a checkpoint resumes only with as many processes.
 """
+import json
 import os
 import re
 import shutil
@@ -20,9 +27,11 @@ from typing import Optional
 
 from pipeline.disk import MARGIN_BYTES, DiskError, human, is_disk_error
 from pipeline.errors import ConfigError
+from pipeline.manifest import read_json, write_json_atomic
 
 CHECKPOINTS_DIRNAME = "checkpoints"
 POINTER_NAME = "latest_step"
+SIGNATURE_NAME = "signature.json"  # {"step", "signature"}: read before DeepSpeed's pickles are opened
 TAG_PATTERN = re.compile(r"^step(\d{8,})$")
 GLOBAL_ORDER = "global"  # TrainState.data_order of checkpoints that count the global stream's position
 
@@ -114,6 +123,8 @@ def save_checkpoint(engine, output_dir, state: TrainState, keep: int) -> str:
     dist.barrier()
     try:
         engine.save_checkpoint(str(directory), tag=tag, client_state=state.to_client_state(), save_latest=False)
+        if engine.global_rank == 0:
+            write_json_atomic(directory / tag / SIGNATURE_NAME, {"step": state.step, "signature": state.signature})
     except BaseException as e:  # a full disk, a kill: leave no partial folder behind (the pointer still holds)
         # torch reports a failed write as a RuntimeError without errno: a disk left with (almost) nothing free
         # while the partial folder still stands tells it was full.
@@ -148,12 +159,28 @@ def check_world_size(folder, zero_stage: int, world_size: int) -> None:
                           f" (SYSTEM.PROCESSES_PER_NODE or SYSTEM.NUM_GPUS), or start over in a new output folder")
 
 
-def load_latest_checkpoint(engine, output_dir) -> Optional[TrainState]:
-    """Load the newest complete checkpoint into ``engine`` (weights, optimizer, loss scale); None if none."""
+def saved_signature(folder: Path) -> dict:
+    """The signature in a checkpoint's ``signature.json``; ConfigError when there is none (an older version wrote
+    the checkpoint, or something else did): its pickles are not loaded unchecked."""
+    record = read_json(folder / SIGNATURE_NAME)
+    if not isinstance(record, dict) or not isinstance(record.get("signature"), dict):
+        raise ConfigError(f"checkpoint {folder} has no {SIGNATURE_NAME}, so nothing says this run wrote it (an older"
+                          f" ExtremeBERT, or another program did), and loading its pickles can run any code they"
+                          f" hold; delete {folder.parent} to start over, or use a new --output_dir")
+    return record["signature"]
+
+
+def load_latest_checkpoint(engine, output_dir, signature: dict) -> Optional[TrainState]:
+    """Load the newest complete checkpoint into ``engine`` (weights, optimizer, loss scale); None if none.
+
+    Its ``signature.json`` is compared with ``signature`` first (``check_signature``): DeepSpeed's files are
+    pickles, which run code when loaded, so only a checkpoint that says it was written by this run is opened."""
     directory = checkpoints_dir(output_dir)
     tag = latest_tag(directory)
     if tag is None:
         return None
+    as_json = json.loads(json.dumps(signature, default=str))  # compared as it was stored: tuples become lists
+    check_signature(saved_signature(directory / tag), as_json, output_dir)
     check_world_size(directory / tag, engine.zero_optimization_stage(), engine.dp_world_size)
     path, client_state = engine.load_checkpoint(str(directory), tag=tag, load_optimizer_states=True,
                                                 load_lr_scheduler_states=False)

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from pipeline.errors import DataError
+from pipeline.model_files import check_weight_files
 
 OLD_MODEL_TYPE = "extremebert"
 OLD_ARCHITECTURE = "ExtremeBertForMaskedLM"
@@ -66,6 +67,7 @@ def read_old_export(folder: Path):
     weights = folder / "model.safetensors"
     if not weights.is_file():
         raise DataError(f"{folder} has no model.safetensors")
+    check_weight_files(folder)
     state = {_old_name_to_ours(name): tensor.float() for name, tensor in load_file(weights).items()}
     model_config = ModelConfig(vocab_size=config["vocab_size"], tokenizer_vocab_size=config["vocab_size"],
                                encoder_ln_mode=config.get("encoder_ln_mode", "pre-ln"),

@@ -18,7 +18,7 @@ from pipeline.manifest import write_manifest
 from pipeline.tokenizer_loading import load_tokenizer
 from pretraining.arguments import PretrainPaths
 from pretraining.budget import RunClock, TimeBudget, budget_seconds
-from pretraining.checkpointing import TrainState, check_signature, load_latest_checkpoint
+from pretraining.checkpointing import TrainState, load_latest_checkpoint
 from pretraining.data.shards import MaskingDefaults, Vocabulary, describe_dataset, list_sample_files
 from pretraining.engine import (accumulation_steps, build_engine, ensure_distributed_env, machine_precision,
                                 node_report)
@@ -104,11 +104,10 @@ def _log(run: RunSetup, message: str) -> None:
 
 def resume_state(run: RunSetup, engine) -> TrainState:
     """The newest checkpoint's state, loaded into ``engine``, or a fresh state when there is none."""
-    state = load_latest_checkpoint(engine, run.paths.output_dir)
+    state = load_latest_checkpoint(engine, run.paths.output_dir, run.signature)
     if state is None:
         _log(run, f"starting a new run in {run.paths.output_dir}")
         return TrainState(signature=run.signature, world_size=run.world_size)
-    check_signature(state.signature, run.signature, run.paths.output_dir)
     if state.world_size != run.world_size:
         _log(run, f"note: resuming a {state.world_size}-process run with {run.world_size} processes: same global"
                   f" batch, same data order (pretraining.data.loader)")

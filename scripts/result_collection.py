@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from finetuning.glue_tasks import FINETUNED_TASKS, canonical_task_name
+from finetuning.glue_tasks import FINETUNED_TASKS, SUBMISSION_FILES, canonical_task_name
 from finetuning.search import plan_task_jobs
 from pipeline import layout
 from pipeline.errors import ConfigError, DataError
@@ -25,6 +25,7 @@ from scripts.best_config import select_all
 from scripts.demo_tasks import demo_tasks_path, demo_tasks_problem, load_demo_tasks
 from scripts.glue_score import glue_score
 from scripts.job_results import jobs_fingerprint, load_jobs
+from scripts.submission import test_file_path
 
 STAGE = "result_collection"
 SUBMISSION_NAME = "glue_submission.zip"
@@ -44,12 +45,18 @@ def _outputs(cfg) -> list:
     return [top / "report.md", top / "results.json", submission_path(cfg), tables_dir(cfg)]
 
 
+def _test_file_stamps(glue_dir) -> list:
+    """Size and mtime of the test files the submission's row counts are checked against."""
+    paths = [test_file_path(glue_dir, name) for name in SUBMISSION_FILES]
+    return [file_stamp(path, str(path.relative_to(glue_dir))) for path in paths if path.is_file()]
+
+
 def _settings(cfg) -> dict:
-    """What the outputs depend on: the completed jobs (both trees), the pretraining record, the test files' folder,
-    demo labelling and this stage's options."""
+    """What the outputs depend on: the completed jobs (both trees), the pretraining record, the test files, demo
+    labelling and this stage's options."""
     glue_dir = cfg.FINETUNE.GLUE_DIR
     random_dir = layout.random_init_finetune_dir(cfg)
-    return {
+    settings = {
         "finetune_jobs": jobs_fingerprint(layout.finetune_dir(cfg)),
         "random_init_jobs": jobs_fingerprint(random_dir) if random_dir.is_dir() else None,
         "pretrain": [file_stamp(layout.pretrain_dir(cfg) / name) for name in ("manifest.json", "metrics.jsonl")],
@@ -58,6 +65,9 @@ def _settings(cfg) -> dict:
         "tasks": list(cfg.FINETUNE.TASKS),
         "options": {k: v for k, v in cfg.RESULT_COLLECTION.items() if k != "ENABLED"},
     }
+    if glue_dir:
+        settings["test_files"] = _test_file_stamps(glue_dir)
+    return settings
 
 
 def result_collection_status(cfg) -> StageStatus:

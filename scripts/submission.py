@@ -81,7 +81,9 @@ def _check_rows_against_test_file(rows, predictions_path: Path, test_path: Path)
     expected = test_file_indices(test_path)
     if len(rows) != len(expected):
         raise DataError(f"{predictions_path}: {len(rows)} predictions but the test file {test_path} has"
-                        f" {len(expected)} rows; rerun that finetune job (or check FINETUNE.GLUE_DIR)")
+                        f" {len(expected)} rows: the job read another version of that file; run the finetune stage"
+                        f" again (it reruns the jobs whose GLUE files changed), or delete {predictions_path.parent} to"
+                        f" rerun this job")
     for position, ((index, _), wanted) in enumerate(zip(rows, expected)):
         if _index(index) != wanted:
             raise DataError(f"{predictions_path}: row {position + 1} has index {index!r} but the test file"

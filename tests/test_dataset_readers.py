@@ -47,6 +47,17 @@ def test_encoding_errors_replace_keeps_going(tmp_path):
     assert _articles(tmp_path, encoding_errors="ignore") == [["second  line"]]
 
 
+def test_a_binary_file_read_with_replace_is_named_in_a_warning_and_a_few_bad_bytes_are_not(tmp_path, capsys):
+    import random
+
+    (tmp_path / "photo.txt").write_bytes(random.Random(0).randbytes(4000))  # a JPEG someone named .txt
+    (tmp_path / "notes.txt").write_bytes(b"a sentence of plain text " * 8 + b"\xff\n")  # 1 bad byte in 201
+    _articles(tmp_path, encoding_errors="replace")
+    warnings = capsys.readouterr().out.strip().splitlines()
+    assert len(warnings) == 1 and warnings[0].startswith(f"warning: {tmp_path / 'photo.txt'}: ")
+    assert "%) are U+FFFD, bytes that are not UTF-8 (ENCODING_ERRORS replace)" in warnings[0]
+
+
 def test_empty_folder_is_an_error(tmp_path):
     with pytest.raises(DataError, match="is empty"):
         _articles(tmp_path)

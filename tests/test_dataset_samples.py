@@ -165,6 +165,20 @@ def test_output_does_not_depend_on_worker_count_or_memory_cap_and_rerun_resumes(
     assert not list(out.glob(".*"))
 
 
+def test_a_shard_that_is_mostly_unknown_tokens_gets_a_warning_naming_its_text_file(tmp_path, tiny_tokenizer, capsys):
+    text = _shards_folder(tmp_path, n=2)
+    foreign = ["Το κείμενο είναι ελληνικό και ο λεξιλόγιο δεν το ξέρει.", "the of and to in is was for on as."]
+    _text_shard(text / "train_00001.txt", [foreign] * 20)  # half of its lines in a script the vocabulary lacks
+    options = SampleOptions(max_seq_length=LENGTH, max_predictions_per_seq=4)
+    entries = generate_samples(text, tmp_path / "out", tiny_tokenizer[0], options, 1, 1.0, progress=False)
+    warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and warnings[0].startswith(f"warning: {text / 'train_00001.txt'}: ")
+    assert "are [UNK] (in train_shard_00001.hdf5): the tokenizer does not cover this text" in warnings[0]
+    by_file = {entry["file"]: entry for entry in entries}
+    assert by_file["train_shard_00001.hdf5"]["unk_tokens"] > 0.05 * by_file["train_shard_00001.hdf5"]["text_tokens"]
+    assert by_file["train_shard_00000.hdf5"]["unk_tokens"] == 0
+
+
 def test_a_failing_shard_fails_the_run_naming_its_file(tmp_path, tiny_tokenizer):
     text = _shards_folder(tmp_path, n=2)
     (text / "train_00001.txt").write_bytes(b"good line\n\xff\xfe bad\n")

@@ -71,16 +71,61 @@ def test_wrong_columns_are_a_one_line_error_naming_file_and_column(tmp_path):
     assert str(path) in str(info.value) and "'question2'" in str(info.value) and "\n" not in str(info.value)
 
 
-def test_unknown_label_and_short_rows_are_errors(tmp_path):
-    root = write_glue(tmp_path / "glue", tasks=["RTE", "CoLA"])
+def test_unknown_label_is_an_error(tmp_path):
+    root = write_glue(tmp_path / "glue", tasks=["RTE"])
     rte = root / "RTE" / "train.tsv"
     rte.write_text(rte.read_text().replace("not_entailment", "maybe", 1))
     with pytest.raises(DataError, match="unknown label 'maybe'"):
         load_split(GLUE_TASKS["RTE"], "train", "train", str(root))
-    cola = root / "CoLA" / "dev.tsv"
-    cola.write_text("gj04\t1\tonly three columns\n" + cola.read_text())
-    with pytest.raises(DataError, match=r"dev\.tsv:1: row has fewer than 4"):
-        load_split(GLUE_TASKS["CoLA"], "dev", "dev", str(root))
+
+
+def _insert_lines(path, after: int, *lines) -> None:
+    rows = path.read_text(encoding="utf-8").split("\n")
+    path.write_text("\n".join(rows[:after] + list(lines) + rows[after:]), encoding="utf-8")
+
+
+def test_a_train_row_with_too_few_or_too_many_columns_is_an_error_naming_file_line_and_column_count(tmp_path):
+    root = write_glue(tmp_path / "glue", tasks=["CoLA"])
+    train = root / "CoLA" / "train.tsv"
+    _insert_lines(train, 5, "gj04\t1\tthree columns only", "gj04\t1\t\ta sentence\twith\ttabs")
+    with pytest.raises(DataError) as info:
+        load_split(GLUE_TASKS["CoLA"], "train", "train", str(root))
+    assert str(info.value) == (f"{train}:6: 3 tab-separated column(s), expected 4 (2 such rows in the file); fix the"
+                               f" file, or set FINETUNE.MALFORMED_ROWS skip (run_glue.py: --malformed_rows skip) to"
+                               f" drop such rows")
+    # The long row alone is an error too, not a sentence that happens to hold tabs.
+    train.write_text(train.read_text().replace("gj04\t1\tthree columns only\n", ""))
+    with pytest.raises(DataError, match=r"train\.tsv:6: 6 tab-separated column\(s\), expected 4;"):
+        load_split(GLUE_TASKS["CoLA"], "train", "train", str(root))
+
+
+def test_malformed_rows_skip_drops_train_and_dev_rows_with_a_printed_count(tmp_path, capsys):
+    root = write_glue(tmp_path / "glue", tasks=["QNLI"])
+    dev = root / "QNLI" / "dev.tsv"
+    _insert_lines(dev, 2, "99\tonly a question", "98\tq\ts\tentailment\textra")
+    split = load_split(GLUE_TASKS["QNLI"], "dev", "dev", str(root), malformed_rows="skip")
+    assert len(split) == 8 and "99" not in split.index and "98" not in split.index
+    assert capsys.readouterr().out.strip() == (f"warning: {dev}: skipped 2 row(s) without 4 columns (the first at"
+                                               f" line 3)")
+
+
+def test_a_malformed_test_row_is_an_error_even_when_skipping(tmp_path):
+    root = write_glue(tmp_path / "glue", tasks=["CoLA"])
+    test = root / "CoLA" / "test.tsv"
+    _insert_lines(test, 3, "1062")  # an index without its sentence: dropping it would lose a prediction
+    with pytest.raises(DataError) as info:
+        load_split(GLUE_TASKS["CoLA"], "test", "CoLA", str(root), malformed_rows="skip")
+    assert str(info.value) == (f"{test}:4: 1 tab-separated column(s), expected 2; a test file must keep every row"
+                               f" (one prediction each), so fix that line")
+
+
+def test_trailing_tabs_blank_lines_and_a_stray_carriage_return_lose_no_row(tmp_path):
+    root = write_glue(tmp_path / "glue", tasks=["SST-2"])
+    test = root / "SST-2" / "test.tsv"
+    _insert_lines(test, 2, "", "  ", "70\tends with tabs\t\t", "71\ta \r inside")
+    split = load_split(GLUE_TASKS["SST-2"], "test", "SST-2", str(root))
+    assert len(split) == 8 and split.index[1:4] == ["70", "71", "1"]
+    assert split.text_a[1:3] == ["ends with tabs", "a \r inside"]
 
 
 @pytest.mark.parametrize("task_name, dev_name, predictions, labels, expected", [

@@ -1,5 +1,6 @@
 """The training loop, in this process (one rank, gloo, CPU): step counting with gradient accumulation, the
 schedule, validation, checkpoints, the time budget, SIGTERM, resume rules, the exported model, bad input."""
+import json
 import os
 import signal
 import threading
@@ -67,11 +68,47 @@ def test_rerunning_a_finished_run_resumes_at_its_end(one_rank_group, tiny, tmp_p
     assert len([r for r in read_metrics(out / "metrics.jsonl") if "loss" in r]) == 1  # step 5, logged once
 
 
-def test_a_checkpoint_of_another_run_is_not_resumed(one_rank_group, tiny, tmp_path):
+class _RunsCodeWhenUnpickled:
+    """A stand-in for a hostile checkpoint: unpickling it creates the folder ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.mkdir, (self.marker,)
+
+
+def _plant_pickles(checkpoint, marker) -> None:
+    import pickle
+
+    for path in checkpoint.glob("*.pt"):
+        path.write_bytes(pickle.dumps(_RunsCodeWhenUnpickled(marker)))
+
+
+def test_a_checkpoint_of_another_run_is_refused_before_its_pickles_are_opened(one_rank_group, tiny, tmp_path):
     out = tmp_path / "run"
     run(tiny, out, max_steps=3)
+    checkpoint = out / "checkpoints" / "step00000003"
+    signature = json.loads((checkpoint / "signature.json").read_text())
+    assert signature["step"] == 3 and signature["signature"]["PRETRAIN.LEARNING_RATE"] == 0.003
+    _plant_pickles(checkpoint, tmp_path / "pwned")
     with pytest.raises(ConfigError, match="holds checkpoints of a different run .*PRETRAIN.LEARNING_RATE: 0.003 -> 0.001"):
         run(tiny, out, max_steps=3, lr=1e-3)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_a_checkpoint_without_a_signature_file_is_refused_in_one_line(one_rank_group, tiny, tmp_path):
+    out = tmp_path / "run"
+    run(tiny, out, max_steps=3)
+    checkpoint = out / "checkpoints" / "step00000003"
+    (checkpoint / "signature.json").unlink()  # as an older version, or another program, leaves it
+    _plant_pickles(checkpoint, tmp_path / "pwned")
+    with pytest.raises(ConfigError) as info:
+        run(tiny, out, max_steps=3)
+    assert str(info.value) == (f"checkpoint {checkpoint} has no signature.json, so nothing says this run wrote it (an"
+                               f" older ExtremeBERT, or another program did), and loading its pickles can run any code"
+                               f" they hold; delete {out / 'checkpoints'} to start over, or use a new --output_dir")
+    assert not (tmp_path / "pwned").exists()
 
 
 def test_sigterm_saves_a_checkpoint_at_the_current_step_and_stops(one_rank_group, tiny, tmp_path):

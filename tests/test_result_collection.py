@@ -1,6 +1,7 @@
 """The result-collection stage on fabricated runs: report.md and results.json content, tables, plots, status,
 demo-task labelling, the random-init comparison and refusal."""
 import json
+import os
 import shutil
 import zipfile
 
@@ -62,6 +63,17 @@ def test_status_is_complete_until_a_job_changes_and_clears_only_its_own_files(tm
     collect_test_result(cfg)
     (run_dir / "glue_submission.zip").unlink()
     assert not result_collection_status(cfg).complete
+
+
+def test_an_edited_test_file_makes_the_results_stale(tmp_path):
+    cfg = make_full_run(tmp_path)
+    collect_test_result(cfg)
+    test = tmp_path / "glue" / "CoLA" / "test.tsv"
+    before = test.stat().st_mtime_ns
+    test.write_text(test.read_text().replace("sentence 1", "sentence one"))
+    os.utime(test, ns=(before + 10 ** 9, before + 10 ** 9))  # an edit made after the collection
+    status = result_collection_status(cfg)
+    assert not status.complete and status.detail == "settings changed since the last run"
 
 
 def test_a_running_job_does_not_make_the_results_stale(tmp_path):
