@@ -318,6 +318,7 @@ def _hub_options(model_args: ModelArguments) -> dict:
 
 def run(model_args: ModelArguments, data_args: DataTrainingArguments, args: TrainingArguments) -> dict:
     """Train, evaluate and predict as the flags ask; returns the dev results (empty without --do_eval)."""
+    from finetuning.lean_model import keep_freed_memory, make_lean
     from finetuning.task_data import load_task_data
 
     out, resume_from = prepare_output_dir(args)
@@ -337,6 +338,9 @@ def run(model_args: ModelArguments, data_args: DataTrainingArguments, args: Trai
     data = load_task_data(model_args, data_args, args, tokenizer)
     model = load_model(model_args.model_name_or_path, data.task, model_args.random_init, model_args.config_name or "",
                        **hub).to(device)
+    _log(f"lean model: {', '.join(make_lean(model)) or 'no change applies'}")
+    if device.type == "cpu":
+        keep_freed_memory()
     job = Job(model_args, data_args, args, out, device, rank, world_size, tokenizer, model, data)
     if "wandb" in args.report_to and rank == 0:
         _start_wandb(job, resume_from)
