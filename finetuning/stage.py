@@ -100,9 +100,10 @@ class _Search:
         return best_job(self.root / self.source, self.jobs[self.source], task.primary_metric, self.is_done)
 
     def stilt_init(self):
-        """``init_from`` for the targets (``SOURCE/JOB``), or None while the source search is unfinished."""
-        if not all(self.is_done(job) for job in self.jobs[self.source]):
-            return None
+        """``init_from`` for the targets (``SOURCE/JOB``): the best completed source job, or None when there is none.
+
+        The stage asks only once the source's jobs have all been tried; a source job that failed and later
+        succeeds may change the best, and the targets then rerun from the new one."""
         best = self.best_source()
         return f"{best.task}/{best.name}" if best else None
 
