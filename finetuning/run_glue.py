@@ -215,6 +215,21 @@ class Job:
             self.report.log(metrics, step)
 
 
+def _with_progress(after_step, progress_file: str, total_steps: int, resume_state: Optional[dict]):
+    """``after_step`` that also keeps ``--progress_file`` up to date (the finetune stage's progress lines)."""
+    if not progress_file:
+        return after_step
+    from finetuning.progress import ProgressFile
+
+    progress = ProgressFile(progress_file, total_steps, resume_state["step"] if resume_state else 0)
+
+    def both(step: int, *rest) -> None:
+        after_step(step, *rest)
+        progress.update(step)
+
+    return both
+
+
 def _train(job: Job, resume_from: Optional[Path]) -> tuple:
     """Train with periodic logging, evaluation and checkpoints; returns (train metrics, the monitor, a function that
     gives ``trainer_state.json`` at a step)."""
@@ -263,7 +278,8 @@ def _train(job: Job, resume_from: Optional[Path]) -> tuple:
                                                             if job.device.type == "cuda" else None)
     summary = train(trained, job.data.train, settings, plan, device=job.device, pad_id=job.pad_id, rank=job.rank,
                     world_size=job.world_size, resume_state=resume_state,
-                    after_step=monitor.after_step if job.rank == 0 else None)
+                    after_step=_with_progress(monitor.after_step, args.progress_file, plan.total_steps,
+                                              resume_state) if job.rank == 0 else None)
     runtime = max(summary["train_runtime_s"], 1e-9)
     metrics = {"train_runtime": round(runtime, 4),
                "train_samples_per_second": round(summary["steps_run"] * plan.rows_per_step / runtime, 3),

@@ -67,3 +67,12 @@ def test_choose_best_ignores_runs_without_a_finite_score_and_an_empty_search_has
     choice = choose_best(runs)
     assert choice.config == (B, 32, 3) and choice.best.seed == 1 and choice.configs == 1
     assert choose_best([]) is None and choose_best(runs[:1]) is None
+
+
+def test_a_fixed_stilt_source_configuration_as_in_the_paper_starts_the_targets_from_its_best_seed(tmp_path):
+    cfg = make_cfg(tmp_path, glue_dir=False, **{"FINETUNE.TASKS": ["MNLI", "RTE"]})
+    cfg.defrost()
+    cfg.FINETUNE.STILT.SOURCE_CONFIG = [A, 32, 3]  # not the best configuration (B is)
+    cfg.freeze()
+    search = _write_mnli_search(cfg, CASES["median tie, higher mean"][0])
+    assert search.stilt_init() == "MNLI/lr2e-05_bs32_ep3_seed3"  # A's best seed (0.76)
