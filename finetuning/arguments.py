@@ -141,6 +141,9 @@ class TrainingArguments:
     report_to: list[str] = field(default_factory=lambda: ["none"], metadata=_help(
         "none | wandb | all (the project is $WANDB_PROJECT, default huggingface; WANDB_MODE=offline works offline)"))
     run_name: Optional[str] = field(default=None, metadata=_help("the run's name for wandb (default OUTPUT_DIR)"))
+    progress_file: str = field(default="", metadata=_help(
+        "ExtremeBERT's: rewrite this JSON file with the step, the total and steps/s every few seconds (the finetune"
+        " stage reads it for its progress lines)"))
     use_cpu: bool = field(default=False, metadata=_help("run on the CPU even when a GPU is visible"))
     no_cuda: bool = field(default=False, metadata=_help("transformers 4 spelling of --use_cpu"))
 

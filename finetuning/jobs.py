@@ -3,7 +3,8 @@
 A job folder is claimed by creating ``.claim`` with ``O_EXCL`` (only one process can), so two pipelines started
 on the same run folder never train the same job. A claim left by a process that died on this host is stale and
 taken over. The child's exit code decides the status: a job is ``completed`` only when ``run_glue.py`` exited 0
-and wrote its dev results; anything else is ``failed`` with the error line, and the next run retries it.
+and wrote its dev results; anything else is ``failed`` with the error line. A job that was killed or failed after
+writing a checkpoint can resume from it (``resumable_checkpoint``).
 """
 import json
 import os
@@ -13,8 +14,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
+from finetuning.checkpoints import latest_checkpoint, remove_checkpoints
 from finetuning.search import EVAL_FILE, JOB_FILE, Job
 from pipeline.manifest import read_json, write_json_atomic
 
@@ -38,6 +40,11 @@ def expected_record(job: Job, model_name_or_path: str, init_from: Optional[str],
             "settings": settings, "inputs": inputs or {}}
 
 
+def _matches(record, expected: dict) -> bool:
+    return isinstance(record, dict) and all(json.dumps(record.get(k), sort_keys=True) == json.dumps(v, sort_keys=True)
+                                            for k, v in expected.items())
+
+
 def is_completed(job_dir: Path, expected: dict) -> bool:
     """True when ``job_dir`` holds a completed job run with exactly the ``expected`` fields and its dev results."""
     record = read_json(Path(job_dir) / JOB_FILE)
@@ -45,7 +52,16 @@ def is_completed(job_dir: Path, expected: dict) -> bool:
         return False
     if not (Path(job_dir) / EVAL_FILE).is_file():
         return False
-    return all(json.dumps(record.get(k), sort_keys=True) == json.dumps(v, sort_keys=True) for k, v in expected.items())
+    return _matches(record, expected)
+
+
+def resumable_checkpoint(job_dir: Path, expected: dict) -> Optional[Path]:
+    """The newest checkpoint an unfinished earlier run of this same job left in ``job_dir`` (killed, or failed after
+    it), or None. run_glue.py itself refuses a checkpoint made with other training settings."""
+    record = read_json(Path(job_dir) / JOB_FILE)
+    if not _matches(record, expected) or record.get("status") == "completed":
+        return None
+    return latest_checkpoint(job_dir)
 
 
 def _claim_is_stale(claim: Path) -> bool:
@@ -96,13 +112,20 @@ def _clear_previous_attempt(job_dir: Path) -> None:
         shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
 
 
+def _last_run_lines(log_path: Path) -> list:
+    """The non-empty lines the last run wrote to the log (a resumed job's log holds every run, each after a
+    ``# <time> <command>`` line)."""
+    try:
+        lines = [line.rstrip() for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines()]
+    except OSError:
+        return []
+    starts = [i for i, line in enumerate(lines) if line.startswith("# ") and str(RUN_GLUE) in line]
+    return [line for line in lines[starts[-1] if starts else 0:] if line.strip()]
+
+
 def _error_line(log_path: Path, returncode: int) -> str:
     """The line that says what went wrong: the ``error:`` line, else the last line (a traceback's exception)."""
-    try:
-        lines = [line.strip() for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines()]
-    except OSError:
-        lines = []
-    lines = [line for line in lines if line]
+    lines = [line.strip() for line in _last_run_lines(log_path)]
     errors = [line for line in lines if line.startswith("error:")]
     message = errors[-1] if errors else (lines[-1] if lines else "no output")
     return f"exit code {returncode}: {message[:500]}"
@@ -117,30 +140,62 @@ def job_command(arguments: list, processes: int) -> list:
     return [sys.executable, str(RUN_GLUE), *arguments]
 
 
-def run_job(job_dir: Path, record: dict, arguments: list, gpus: Optional[list], processes: int = 1) -> dict:
+def _wait(process, watch: Optional[Callable], poll_s: float) -> int:
+    """The child's exit code; ``watch(now)`` runs between waits. A child still running when this stage is stopped
+    (an exception here) is stopped with it."""
+    try:
+        while True:
+            try:
+                return process.wait(timeout=poll_s)
+            except subprocess.TimeoutExpired:
+                if watch is not None:
+                    watch(time.time())
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait()
+
+
+def run_job(job_dir: Path, record: dict, arguments: list, gpus: Optional[list], processes: int = 1, *,
+            resume: bool = False, env: Optional[dict] = None, watch: Optional[Callable] = None,
+            poll_s: float = 1.0) -> dict:
     """Run one claimed job as a child process (its output to ``job.log``) and record the outcome in ``job.json``.
-    ``gpus``: the GPU group (one process each); without one, ``processes`` CPU processes share the cores."""
-    _clear_previous_attempt(job_dir)
+    ``gpus``: the GPU group (one process each); without one, ``processes`` CPU processes share the cores.
+
+    ``resume`` keeps the folder (and appends to the log) so that ``run_glue.py`` continues from its checkpoint;
+    otherwise an earlier attempt's files are removed first. ``env`` adds variables for the child; ``watch(now)``
+    runs every ``poll_s`` seconds while it runs. A completed job's checkpoints are deleted: only a job that has not
+    finished needs them, and a search keeps hundreds of finished jobs."""
+    if not resume:
+        _clear_previous_attempt(job_dir)
     started = time.time()
     record = {**record, "status": "running", "started_at": _now(), "finished_at": None, "wall_time_s": None,
               "error": None}
     write_json_atomic(job_dir / JOB_FILE, record)
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH", "")]))
+    child_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
+    child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), child_env.get("PYTHONPATH", "")]))
     if gpus is not None:
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus)
+        child_env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus)
         processes = len(gpus)
     elif processes > 1:
-        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
+        child_env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
     log_path = job_dir / LOG_FILE
     command = job_command(arguments, processes)
-    with open(log_path, "wb") as log:
+    with open(log_path, "ab" if resume else "wb") as log:
         log.write(f"# {_now()} {' '.join(command)}\n".encode())
         log.flush()
-        returncode = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT).returncode
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=child_env, cwd=REPO_ROOT)
+        returncode = _wait(process, watch, poll_s)
     ok = returncode == 0 and (job_dir / EVAL_FILE).is_file()
     record.update(status="completed" if ok else "failed", finished_at=_now(),
                   wall_time_s=round(time.time() - started, 2),
                   error=None if ok else _error_line(log_path, returncode) if returncode else "no eval_results.json")
     write_json_atomic(job_dir / JOB_FILE, record)
+    if ok:
+        remove_checkpoints(job_dir)
     return record
+
+
+def log_tail(job_dir: Path, lines: int = 15) -> list:
+    """The last non-empty lines of the job's last run (what a failed job's console report shows)."""
+    return _last_run_lines(Path(job_dir) / LOG_FILE)[-lines:]

@@ -222,6 +222,21 @@ class Job:
             self.report.log(metrics, step)
 
 
+def _with_progress(after_step, progress_file: str, total_steps: int, resume_state: Optional[dict]):
+    """``after_step`` that also keeps ``--progress_file`` up to date (the finetune stage's progress lines)."""
+    if not progress_file:
+        return after_step
+    from finetuning.progress import ProgressFile
+
+    progress = ProgressFile(progress_file, total_steps, resume_state["step"] if resume_state else 0)
+
+    def both(step: int, *rest) -> None:
+        after_step(step, *rest)
+        progress.update(step)
+
+    return both
+
+
 def _train(job: Job, resume_from: Optional[Path]) -> tuple:
     """Train with periodic logging, evaluation and checkpoints; returns (train metrics, the monitor, a function that
     gives ``trainer_state.json`` at a step)."""
@@ -270,7 +285,8 @@ def _train(job: Job, resume_from: Optional[Path]) -> tuple:
                                                             if job.device.type == "cuda" else None)
     summary = train(trained, job.data.train, settings, plan, device=job.device, pad_id=job.pad_id, rank=job.rank,
                     world_size=job.world_size, resume_state=resume_state,
-                    after_step=monitor.after_step if job.rank == 0 else None)
+                    after_step=_with_progress(monitor.after_step, args.progress_file, plan.total_steps,
+                                              resume_state) if job.rank == 0 else None)
     runtime = max(summary["train_runtime_s"], 1e-9)
     metrics = {"train_runtime": round(runtime, 4),
                "train_samples_per_second": round(summary["steps_run"] * plan.rows_per_step / runtime, 3),
@@ -325,6 +341,7 @@ def _hub_options(model_args: ModelArguments) -> dict:
 
 def run(model_args: ModelArguments, data_args: DataTrainingArguments, args: TrainingArguments) -> dict:
     """Train, evaluate and predict as the flags ask; returns the dev results (empty without --do_eval)."""
+    from finetuning.lean_model import keep_freed_memory, make_lean
     from finetuning.task_data import load_task_data
 
     out, resume_from = prepare_output_dir(args)
@@ -344,6 +361,9 @@ def run(model_args: ModelArguments, data_args: DataTrainingArguments, args: Trai
     data = load_task_data(model_args, data_args, args, tokenizer)
     model = load_model(model_args.model_name_or_path, data.task, model_args.random_init, model_args.config_name or "",
                        **hub).to(device)
+    _log(f"lean model: {', '.join(make_lean(model)) or 'no change applies'}")
+    if device.type == "cpu":
+        keep_freed_memory()
     job = Job(model_args, data_args, args, out, device, rank, world_size, tokenizer, model, data)
     if "wandb" in args.report_to and rank == 0:
         _start_wandb(job, resume_from)

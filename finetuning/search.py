@@ -1,11 +1,13 @@
-"""The hyperparameter search: which jobs a task gets, what each job folder is called, and which job is best.
+"""The hyperparameter search: which jobs a task gets, what each job folder is called, and the one rule that picks
+the best job.
 
 Light on purpose (no torch): the runner reads these in its own process to tell whether the stage is complete.
 """
+import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from pipeline.manifest import read_json
 
@@ -59,20 +61,59 @@ def primary_score(job_dir: Path, primary_metric: str) -> Optional[float]:
     return float(results[primary_metric])
 
 
-def best_job(task_dir: Path, jobs: list, primary_metric: str, is_done) -> Optional[Job]:
-    """The best of ``jobs``: the configuration with the highest median (over seeds) of the primary metric, then its
-    best seed. Only jobs for which ``is_done(job)`` holds count; None when there is none.
+@dataclass(frozen=True)
+class Scored:
+    """One finished run of a configuration: what the selection rule looks at, and the caller's own record of it."""
+    config: tuple  # (learning rate, batch size, epochs)
+    seed: int
+    score: float  # the task's primary dev metric
+    item: Any = None  # returned as is (a Job, a JobResult)
 
-    The median keeps one lucky seed from deciding the configuration; the best seed is then the model to reuse.
-    """
-    scores: dict = {}
-    for job in jobs:
-        if not is_done(job):
-            continue
-        score = primary_score(Path(task_dir) / job.name, primary_metric)
-        if score is not None:
-            scores.setdefault(job.config_key, []).append((score, job))
-    if not scores:
+
+@dataclass(frozen=True)
+class Choice:
+    config: tuple
+    members: list  # the configuration's Scored runs, by seed
+    best: Scored  # the seed whose test predictions are submitted and whose model STILT starts from
+    configs: int  # configurations with at least one scored run
+
+
+def _rank(members: list) -> tuple:
+    values = [member.score for member in members]
+    return statistics.median(values), statistics.fmean(values), len(values)
+
+
+def choose_best(scored) -> Optional[Choice]:
+    """THE selection rule (STILT's source model, the report, collect_best_val.py and the submission zip all use it):
+
+    1. the configuration with the highest **median over seeds** of the primary metric: one lucky seed on a small
+       task (RTE, MRPC, CoLA) must not beat a configuration that is better on most seeds;
+    2. a tie on the median goes to the higher mean, then to more seeds (a configuration with a failed seed has less
+       evidence), then to the first configuration in sorted (learning rate, batch size, epochs) order, so the choice
+       never depends on the order runs were found;
+    3. within it, the seed with the best score (a tie goes to the lowest seed).
+
+    Runs without a finite score take no part. None when no run is left."""
+    groups: dict = {}
+    for run in scored:
+        if isinstance(run.score, (int, float)) and math.isfinite(run.score):
+            groups.setdefault(run.config, []).append(run)
+    if not groups:
         return None
-    best_config = max(scores, key=lambda key: statistics.median(score for score, _ in scores[key]))
-    return max(scores[best_config], key=lambda pair: pair[0])[1]
+    ranks = {config: _rank(members) for config, members in groups.items()}
+    top = max(ranks.values())
+    config = min(config for config, rank in ranks.items() if rank == top)
+    members = sorted(groups[config], key=lambda run: run.seed)
+    best = max(members, key=lambda run: run.score)  # max keeps the first of equals: the lowest seed
+    return Choice(config, members, best, len(groups))
+
+
+def best_job(task_dir: Path, jobs: list, primary_metric: str, is_done) -> Optional[Job]:
+    """The job ``choose_best`` picks among ``jobs`` for which ``is_done(job)`` holds; None when there is none."""
+    scored = []
+    for job in jobs:
+        score = primary_score(Path(task_dir) / job.name, primary_metric) if is_done(job) else None
+        if score is not None:
+            scored.append(Scored(job.config_key, job.seed, score, job))
+    choice = choose_best(scored)
+    return choice.best.item if choice else None

@@ -60,7 +60,7 @@ def _coerce_list(value, default: list, key: str, problems: list):
     element_type = type(default[0]) if default else SETTINGS_BY_KEY[key].element_type
     if element_type is None:
         return value
-    if element_type is float and all(isinstance(v, int) and not isinstance(v, bool) for v in default):
+    if element_type is float and default and all(isinstance(v, int) and not isinstance(v, bool) for v in default):
         element_type = int
     out = []
     for i, item in enumerate(value):

@@ -1,14 +1,14 @@
-"""Pick each task's best hyperparameter configuration: the best *median over seeds* of the primary metric.
+"""Each task's best hyperparameter configuration and the statistics the report shows for it.
 
-The median, not the maximum, because on small GLUE tasks (RTE, MRPC, CoLA) one lucky seed can beat a configuration
-that is better on average by several points; the median rewards the consistently good one. Test predictions then
-come from the best seed of the chosen configuration.
+The choice itself is ``finetuning.search.choose_best`` (best median over seeds, then its best seed): the same
+function picks the job STILT starts from, so the report names the job the STILT targets were trained from.
 """
 import statistics
 from dataclasses import dataclass
 from typing import Optional
 
 from finetuning.glue_tasks import GLUE_TASKS
+from finetuning.search import Scored, choose_best
 from scripts.job_results import JobResult
 
 
@@ -68,19 +68,17 @@ def group_by_config(jobs) -> list:
 
 
 def select_best(task: str, jobs) -> Optional[TaskBest]:
-    """The task's best configuration and seed, or None when no job of the task completed.
-
-    Ties on the median go to the higher mean, then to more seeds, then to the first configuration in sorted
-    order, so the choice never depends on the order jobs were found on disk.
-    """
+    """The task's best configuration and seed by ``finetuning.search.choose_best`` (the rule STILT uses too), or None
+    when no job of the task completed."""
     metric = GLUE_TASKS[task].primary_metric
     configs = group_by_config(jobs)
-    if not configs:
+    choice = choose_best(Scored(job.config, job.seed, job.metrics[metric], job) for config in configs
+                         for job in config.jobs)
+    if choice is None:
         return None
-    best = max(configs, key=lambda c: (c.median(metric), statistics.fmean(c.values(metric)), len(c.jobs)))
-    # max() keeps the first of equal seeds, and jobs are sorted by seed: ties go to the lowest seed.
-    best_job = max(best.jobs, key=lambda job: job.metrics[metric])
-    return TaskBest(task=task, metric=metric, config=best, best_job=best_job, configs_tried=len(configs),
+    best = next(config for config in configs if (config.learning_rate, config.batch_size, config.epochs)
+                == choice.config)
+    return TaskBest(task=task, metric=metric, config=best, best_job=choice.best.item, configs_tried=len(configs),
                     max_seeds=max(len(c.jobs) for c in configs))
 
 

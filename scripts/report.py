@@ -95,6 +95,18 @@ def _bests_section(results) -> list:
     return lines
 
 
+def _failed_section(results) -> list:
+    failed = results.get("failed_jobs") or []
+    if not failed:
+        return []
+    lines = ["## Failed jobs", "", f"{len(failed)} job(s) failed every attempt and take no part in the selection;"
+             " running the same command again retries them.", ""]
+    for entry in failed:
+        tree = f" ({entry['tree']})" if entry["tree"] else ""
+        lines.append(f"- {entry['task']} `{entry['job']}`{tree}: {entry['error']} (log: `{entry['log']}`)")
+    return lines + [""]
+
+
 def _baseline_section(results) -> list:
     baseline = results.get("random_init")
     if not baseline:
@@ -176,6 +188,7 @@ def render_report(results: dict) -> str:
         lines += _demo_section(results["demo"])
     lines += _score_section(results)
     lines += _bests_section(results)
+    lines += _failed_section(results)
     lines += _baseline_section(results)
     lines += _submission_section(results)
     lines += _pretraining_section(results)

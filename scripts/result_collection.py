@@ -252,6 +252,15 @@ def _tasks_without_results(cfg, collection: Collection) -> dict:
     return reasons
 
 
+def failed_jobs(collection: Collection, run_dir: Path) -> list:
+    """Every job of the configured search whose last run failed (both trees), with its error and log."""
+    trees = [("", collection.jobs), ("random init", collection.random_init_jobs or {})]
+    return [{"task": task, "job": job.name, "tree": tree, "error": job.error or "no error recorded",
+             "log": str(job.path.relative_to(run_dir) / "job.log") if job.path.is_relative_to(run_dir)
+             else str(job.path / "job.log")}
+            for tree, jobs in trees for task, results in jobs.items() for job in results if job.status == "failed"]
+
+
 def _draw_plots(cfg, collection: Collection) -> dict:
     from pretraining.metrics_log import plot_training_curves
     from scripts.result_plots import plot_seed_spread
@@ -280,6 +289,7 @@ def build_results(cfg, collection: Collection, tables: dict, submission: dict, p
                        "line": _score_line(collection)},
         "tasks": {task: best_entry(best, run_dir) for task, best in collection.bests.items()},
         "tasks_without_results": _tasks_without_results(cfg, collection),
+        "failed_jobs": failed_jobs(collection, run_dir),
         "random_init": None,
         "submission": submission,
         "pretraining": summarize_pretraining(cfg),

@@ -83,6 +83,18 @@ def test_a_running_job_does_not_make_the_results_stale(tmp_path):
     assert result_collection_status(cfg).complete
 
 
+def test_the_report_lists_the_jobs_that_failed_with_their_error_and_log(tmp_path):
+    cfg = make_full_run(tmp_path)
+    write_job(layout.finetune_dir(cfg), "RTE", 5e-5, 32, 3, 2, 0, status="failed")
+    results = collect_test_result(cfg)
+    assert results["failed_jobs"] == [{"task": "RTE", "job": "lr5e-05_bs32_ep3_seed2", "tree": "",
+                                       "error": "CUDA out of memory",
+                                       "log": "finetune/RTE/lr5e-05_bs32_ep3_seed2/job.log"}]
+    assert ("- RTE `lr5e-05_bs32_ep3_seed2`: CUDA out of memory (log: `finetune/RTE/lr5e-05_bs32_ep3_seed2/job.log`)"
+            in _report(cfg))
+    assert "## Failed jobs" in _report(cfg) and results["tasks"]["RTE"]["config"]["learning_rate"] == 3e-5
+
+
 def test_missing_task_refuses_the_zip_but_reports_what_is_missing(tmp_path):
     cfg = make_full_run(tmp_path)
     shutil.rmtree(layout.finetune_dir(cfg) / "RTE")

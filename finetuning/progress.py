@@ -1,0 +1,137 @@
+"""What the console shows while the search runs: a line when each job starts and ends, and a periodic line inside a
+long job, all led by ``[k/N] TASK lr=… bs=… ep=… seed=…``.
+
+A job runs as a child process whose output goes to its ``job.log``. To let the stage see inside it, the child
+(``run_glue.py --progress_file``) rewrites a small JSON file with its step count every few seconds; the stage reads
+it between waits. The end line carries the dev metric, the time taken and an ETA for the rest of the search,
+estimated from the finished jobs' seconds per training row and epoch (per task once the task has a finished job,
+since rows of different tasks differ in length).
+"""
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+from pipeline.manifest import read_json, write_json_atomic
+
+PROGRESS_FILE = "progress.json"
+WRITE_EVERY_S = 2.0  # the child's writes: often enough for any console interval, rare enough to cost nothing
+
+
+class ProgressFile:
+    """The child's side: ``update(step)`` after every optimizer step rewrites the file at most every
+    ``WRITE_EVERY_S`` seconds (and at the last step) with the step, the total and the speed since this process
+    began training (a resumed job counts only its own steps)."""
+
+    def __init__(self, path, total_steps: int, first_step: int = 0):
+        self.path, self.total_steps, self.first_step = Path(path), total_steps, first_step
+        self.started = self.written = time.time()
+
+    def update(self, step: int) -> None:
+        now = time.time()
+        if now - self.written < WRITE_EVERY_S and step < self.total_steps:
+            return
+        elapsed = max(now - self.started, 1e-9)
+        write_json_atomic(self.path, {"step": step, "total_steps": self.total_steps,
+                                      "steps_per_s": round((step - self.first_step) / elapsed, 4),
+                                      "updated_at": now})
+        self.written = now
+
+
+def format_duration(seconds: float) -> str:
+    """``45s``, ``3m12s``, ``2h05m``, ``3d04h``: short, and never more precise than an estimate deserves."""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+
+
+def job_label(job) -> str:
+    return f"{job.task} lr={job.learning_rate:g} bs={job.batch_size} ep={job.epochs:g} seed={job.seed}"
+
+
+class JobWatcher:
+    """The stage's side for one running job: ``poll(now)`` prints a line with the step, steps/s and the job's
+    training ETA when ``every_s`` seconds have passed since the last line and the child has reported a step."""
+
+    def __init__(self, progress_path, prefix: str, every_s: float, started: float, log=print):
+        self.path, self.prefix, self.every_s, self.log = Path(progress_path), prefix, every_s, log
+        self.last_line = started
+
+    def poll(self, now: float) -> Optional[str]:
+        if not self.every_s or now - self.last_line < self.every_s:
+            return None
+        progress = read_json(self.path)
+        if not isinstance(progress, dict) or not progress.get("total_steps"):
+            return None
+        step, total, speed = progress["step"], progress["total_steps"], progress.get("steps_per_s") or 0
+        eta = f", training ETA {format_duration((total - step) / speed)}" if speed and step < total else ""
+        line = f"{self.prefix} step {step}/{total} ({100 * step / total:.0f}%), {speed:.2f} steps/s{eta}"
+        self.log(line, flush=True)
+        self.last_line = now
+        return line
+
+
+class SearchProgress:
+    """Numbers the jobs of this run (``[k/N]``) and estimates the time the rest of the search needs.
+
+    Jobs are keyed by ``(job, random_init)`` (the random-init baseline repeats the grid). ``work`` gives each
+    key's size (training rows x epochs); a job's time is predicted from the seconds per unit of work of the
+    finished jobs of its task, else of all finished jobs, and divided over ``workers``."""
+
+    def __init__(self, work: dict, workers: int = 1):
+        self.work, self.workers = dict(work), max(1, workers)
+        self.numbers: dict = {}
+        self.finished: dict = {}  # key -> seconds (None: skipped, took no time of this run)
+        self.lock = threading.Lock()
+
+    @property
+    def total(self) -> int:
+        return len(self.work)
+
+    def add(self, work: dict) -> None:
+        """Jobs that became known later (the STILT targets once their source model is chosen)."""
+        with self.lock:
+            for key, units in work.items():
+                self.work.setdefault(key, units)
+
+    def prefix(self, key) -> str:
+        job, random_init = key
+        with self.lock:
+            number = self.numbers.setdefault(key, len(self.numbers) + 1)
+        return f"[{number}/{self.total}] {job_label(job)}{' (random init)' if random_init else ''}"
+
+    def finish(self, key, seconds: Optional[float]) -> None:
+        with self.lock:
+            self.finished[key] = seconds
+
+    def _rate(self, task: str) -> Optional[float]:
+        timed = {key: s for key, s in self.finished.items() if s is not None}
+        for keys in ([key for key in timed if key[0].task == task], list(timed)):
+            units = sum(self.work[key] for key in keys)
+            if units:
+                return sum(timed[key] for key in keys) / units
+        return None
+
+    def eta(self) -> Optional[float]:
+        """Seconds the jobs not finished yet should take, or None before any job finished."""
+        with self.lock:
+            left = [key for key in self.work if key not in self.finished]
+            rates = {key[0].task: self._rate(key[0].task) for key in left}
+            if any(rate is None for rate in rates.values()):
+                return None
+            return sum(self.work[key] * rates[key[0].task] for key in left) / self.workers
+
+    def summary(self) -> str:
+        """``search: 5/12 jobs finished, ETA 2h05m`` (or ``ETA after the first job``)."""
+        eta = self.eta()
+        with self.lock:
+            done = len(self.finished)
+        if done >= self.total:
+            return f"search: {done}/{self.total} jobs finished"
+        when = "ETA after the first job" if eta is None else f"ETA {format_duration(eta)}"
+        return f"search: {done}/{self.total} jobs finished, {when}"
