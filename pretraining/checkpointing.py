@@ -37,6 +37,7 @@ class TrainState:
     scheduler: dict = field(default_factory=dict)  # PretrainLRScheduler.state_dict()
     signature: dict = field(default_factory=dict)  # settings that must not change across a resume
     world_size: int = 1
+    horizon: dict = field(default_factory=dict)  # the horizon trained towards (pipeline.run_ids.horizon); it may grow
 
     def to_client_state(self) -> dict:
         return {"train_state": asdict(self)}
