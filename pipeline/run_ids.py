@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pipeline.config_tree import get_key
 from pipeline.defaults import SETTINGS
+from pipeline.init_checkpoint import TOKENIZER_FILES
 from pipeline.manifest import read_manifest
 from pipeline.setting import HORIZON, OPERATIONAL, RESULT_IF_CHANGED
 
@@ -70,9 +71,20 @@ def local_inputs_fingerprint(cfg) -> list:
     """The stamp of every file of the local inputs named by path, other than the corpus folders: a tokenizer folder
     (when it is loaded, not trained) and local files or folders given to DATASET.HUGGINGFACE_DATASETS. A hub name
     that is not a local path adds nothing."""
-    values = [] if cfg.TOKENIZER.TRAIN else [cfg.TOKENIZER.NAME_OR_PATH]
-    values += [str(value) for entry in cfg.DATASET.HUGGINGFACE_DATASETS for value in entry]
+    values = [str(value) for entry in cfg.DATASET.HUGGINGFACE_DATASETS for value in entry]
+    if cfg.PRETRAIN.INIT_FROM:  # the tokenizer of a starting checkpoint: its files' content, not the weights beside
+        return tokenizer_digests(cfg.TOKENIZER.NAME_OR_PATH) + [e for value in values for e in path_stamps(value)]
+    values = ([] if cfg.TOKENIZER.TRAIN else [cfg.TOKENIZER.NAME_OR_PATH]) + values
     return [entry for value in values for entry in path_stamps(value)]
+
+
+def tokenizer_digests(folder) -> list:
+    """``[name, sha256]`` of the tokenizer files in ``folder`` (none for a hub name). A starting checkpoint's folder
+    is rewritten whenever the run that made it trains further (a first phase's final_model): its tokenizer files
+    then get new times but keep their content, and the data made with them stays valid."""
+    path = Path(folder)
+    names = [name for name in TOKENIZER_FILES + ("special_tokens_map.json",) if (path / name).is_file()]
+    return [[f"{folder}/{name}", hashlib.sha256((path / name).read_bytes()).hexdigest()] for name in names]
 
 
 def path_stamps(value: str) -> list:

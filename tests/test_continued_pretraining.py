@@ -1,6 +1,8 @@
 """Taking a run further and starting from existing weights, in this process (one rank, gloo, CPU): a finished run
 raised from N to 2N steps, the pipeline's view of a raised horizon, and a second phase at a longer sequence length
 that starts from the first phase's final_model."""
+import json
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -12,9 +14,11 @@ from pretraining.arguments import parse_arguments
 from pretraining.metrics_log import read_metrics
 from pretraining.schedulers import lr_multiplier
 from pretraining.stage import pretrain_status, stage_settings
+from scripts.result_collection import collect_test_result
 from tests.pretrain_fixtures import checkpoint_contents, make_dataset, pretrain_argv, write_tokenizer
 from tests.test_pretrain_stage import tiny_config
 from tests.test_pretrain_training import one_rank_group, tiny  # noqa: F401 (fixtures)
+from tests.test_result_helpers import make_full_run
 
 
 def train_run(dataset, out, tokenizer, **flags):
@@ -93,3 +97,13 @@ def test_phase_two_at_a_longer_sequence_starts_from_phase_one_and_trains_the_new
     offset = 1  # pad id 0: one zero row in front of the exported table (see pretraining/export_stock.py)
     moved = (after - before).norm(dim=1)[offset:]
     assert torch.all(moved[16:] > 0.2 * moved[:16].mean()), moved  # positions 16..31: trained in phase 2
+
+
+def test_the_report_of_a_second_phase_says_where_it_started_and_its_loss_at_step_0(tmp_path):
+    cfg = make_full_run(tmp_path, **{"PRETRAIN.INIT_FROM": "/runs/phase1/pretrain/final_model"})
+    metrics = layout.pretrain_dir(cfg) / "metrics.jsonl"
+    metrics.write_text(json.dumps({"step": 0, "val_loss": 2.75, "elapsed_s": 0.5}) + "\n" + metrics.read_text())
+    collect_test_result(cfg)
+    report = (layout.run_dir(cfg) / "report.md").read_text()
+    assert "| started from (PRETRAIN.INIT_FROM) | `/runs/phase1/pretrain/final_model` |" in report
+    assert "| validation loss at step 0 | 2.7500 |" in report and "| final validation loss | 5.5000 |" in report

@@ -151,3 +151,26 @@ def test_samples_made_with_another_tokenizer_are_refused(tmp_path):
     config = build_model_config("bert-tiny", len(other), encoder_ln_mode="post-ln", **SHAPE)
     with pytest.raises(DataError, match="is not the samples' tokenizer: its token 'w3' is id 9 there and None here"):
         read_initial_weights(StartingCheckpoint.locate(str(tmp_path / "bert"), with_weights=True), config, other)
+
+
+def test_a_hub_name_is_read_from_the_hub_cache_offline_and_one_that_is_not_there_is_one_line(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    snapshot = tmp_path / "hub" / "models--tiny-org--tiny-bert" / "snapshots" / ("0" * 40)
+    original, _ = stock_folder(snapshot, BertForMaskedLM)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+    cfg = resolved(tmp_path, "PRETRAIN.INIT_FROM", "tiny-org/tiny-bert")
+    assert cfg.PRETRAIN.INIT_FROM == "tiny-org/tiny-bert" and cfg.TOKENIZER.NAME_OR_PATH == "tiny-org/tiny-bert"
+    assert cfg.MODEL.ENCODER_LN_MODE == "post-ln"
+    checkpoint = StartingCheckpoint.locate("tiny-org/tiny-bert", with_weights=True)
+    tokenizer = BertTokenizerFast.from_pretrained(checkpoint.folder)
+    initial = read_initial_weights(checkpoint, model_config_from_cfg(cfg, len(tokenizer)), tokenizer)
+    torch.testing.assert_close(initial.tensors["encoder.embeddings.word.weight"],
+                               original.bert.embeddings.word_embeddings.weight.detach())
+    with pytest.raises(ConfigError, match="PRETRAIN.INIT_FROM: cannot fetch hub model 'tiny-org/absent': .*; give a"
+                                          " local model folder or go online"):
+        resolved(tmp_path, "PRETRAIN.INIT_FROM", "tiny-org/absent")
