@@ -174,3 +174,15 @@ def test_a_hub_name_is_read_from_the_hub_cache_offline_and_one_that_is_not_there
     with pytest.raises(ConfigError, match="PRETRAIN.INIT_FROM: cannot fetch hub model 'tiny-org/absent': .*; give a"
                                           " local model folder or go online"):
         resolved(tmp_path, "PRETRAIN.INIT_FROM", "tiny-org/absent")
+
+
+def test_a_starting_checkpoint_trained_further_makes_a_new_run_on_the_same_dataset(tmp_path):
+    import os
+
+    stock_folder(tmp_path / "phase1", BertForMaskedLM)
+    opts = ("PRETRAIN.INIT_FROM", str(tmp_path / "phase1"), "DATASET.ID", "''")  # the dataset ID derived
+    before = resolved(tmp_path, *opts)
+    for path in (tmp_path / "phase1").iterdir():  # rewritten as an export rewrites it: the same tokenizer files
+        os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10 ** 9))
+    after = resolved(tmp_path, *opts)
+    assert after.DATASET.ID == before.DATASET.ID and after.PRETRAIN.ID != before.PRETRAIN.ID
