@@ -64,7 +64,8 @@ def generate(args) -> None:
     request = dataclasses.replace(tokenizer_request(cfg), key="--tokenizer_name")
     options = sample_options(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
-    info = run_in_child(prepare_tokenizer, out_dir / "tokenizer", request, list_text_shards(args.dir, "train"))
+    info = run_in_child(prepare_tokenizer, out_dir / "tokenizer", request, list_text_shards(args.dir, "train"),
+                        list_text_shards(args.dir, "test"))
     entries = generate_samples(args.dir, out_dir, out_dir / "tokenizer", options, num_workers(cfg),
                                cfg.SYSTEM.MAX_MEMORY_IN_GB, "--max_memory", progress=not args.no_progress)
     settings = {"tokenizer": asdict(request), "samples": asdict(options), "text_dir": str(Path(args.dir).resolve())}

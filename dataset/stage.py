@@ -49,7 +49,7 @@ def tokenizer_request(cfg):
     t = cfg.TOKENIZER
     return TokenizerRequest(name_or_path=t.NAME_OR_PATH, train=t.TRAIN, vocab_size=t.VOCAB_SIZE,
                             min_frequency=t.MIN_FREQUENCY, train_max_chars=t.TRAIN_MAX_CHARS,
-                            do_lower_case=cfg.DATASET.DO_LOWER_CASE)
+                            do_lower_case=cfg.DATASET.DO_LOWER_CASE, add_domain_tokens=t.ADD_DOMAIN_TOKENS)
 
 
 def _start_fresh_if_settings_changed(root: Path, settings: dict) -> None:
@@ -101,7 +101,7 @@ def prepare_dataset(cfg) -> dict:
                 train_chars = min(train_chars, cfg.TOKENIZER.TRAIN_MAX_CHARS)
             memory.check_tokenizer_training(cap, MEMORY_KEY, train_chars)
         info = run_in_child(prepare_tokenizer, layout.dataset_tokenizer_dir(cfg), tokenizer_request(cfg),
-                            list_text_shards(text_dir, "train"))
+                            list_text_shards(text_dir, "train"), list_text_shards(text_dir, "test"))
         print(f"tokenizer: {len(info['special_ids'])} special tokens, vocab_size {info['vocab_size']}", flush=True)
         entries = generate_samples(text_dir, layout.samples_dir(cfg), layout.dataset_tokenizer_dir(cfg), options,
                                    cfg.SYSTEM.NUM_WORKERS, cap, MEMORY_KEY)
@@ -111,7 +111,8 @@ def prepare_dataset(cfg) -> dict:
         print(f"warning: peak RAM {peak_gb:.2f} GB exceeded {MEMORY_KEY} = {cap:g}", flush=True)
     return write_manifest(root, "dataset", settings, **manifest_outputs(info, options, entries),
                           tokenizer_dir=str(layout.dataset_tokenizer_dir(cfg)), articles=record["articles"],
-                          peak_rss_gb=round(peak_gb, 3), files=_file_records(root, entries))
+                          peak_rss_gb=round(peak_gb, 3), files=_file_records(root, entries),
+                          **({"domain_tokens": info["domain_tokens"]} if "domain_tokens" in info else {}))
 
 
 def _output_files(root: Path) -> list:
@@ -185,6 +186,9 @@ def validate_config(cfg) -> list:
         elif not any((folder / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt")):
             problems.append(f"TOKENIZER.NAME_OR_PATH: {t.NAME_OR_PATH} holds no tokenizer.json, tokenizer_config.json"
                             f" or vocab.txt")
+    if t.TRAIN and t.ADD_DOMAIN_TOKENS:
+        problems.append("TOKENIZER.ADD_DOMAIN_TOKENS extends a loaded vocabulary, but TOKENIZER.TRAIN is True (a"
+                        " trained vocabulary is the corpus's own already): set one of them")
     if d.MAX_PREDICTIONS_PER_SEQ > d.MAX_SEQ_LENGTH - 2:
         problems.append(f"DATASET.MAX_PREDICTIONS_PER_SEQ = {d.MAX_PREDICTIONS_PER_SEQ} exceeds the "
                         f"{d.MAX_SEQ_LENGTH - 2} text tokens of a sample (DATASET.MAX_SEQ_LENGTH - 2)")

@@ -27,9 +27,10 @@ class TokenizerRequest:
     train_max_chars: int = 0
     do_lower_case: bool = True
     key: str = "TOKENIZER.NAME_OR_PATH"  # how the user names the setting, for error messages
+    add_domain_tokens: int = 0  # corpus words appended to a loaded vocabulary (dataset.domain_tokens)
 
 
-def _iter_training_batches(text_files, max_chars: int):
+def iter_text_batches(text_files, max_chars: int):
     """Batches of non-blank lines from ``text_files``, stopping after ``max_chars`` characters (0 = all)."""
     used, batch = 0, []
     for path in text_files:
@@ -74,7 +75,7 @@ def train_wordpiece(text_files, vocab_size: int, min_frequency: int, max_chars: 
     trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
                                         special_tokens=list(SPECIAL_TOKENS), continuing_subword_prefix="##",
                                         show_progress=True)
-    tokenizer.train_from_iterator(_iter_training_batches(text_files, max_chars), trainer=trainer)
+    tokenizer.train_from_iterator(iter_text_batches(text_files, max_chars), trainer=trainer)
     tokenizer.model = models.WordPiece(_canonical_vocab(tokenizer.get_vocab()), unk_token="[UNK]",
                                        continuing_subword_prefix="##")
     cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
@@ -101,6 +102,23 @@ def load_pretrained_tokenizer(request: TokenizerRequest):
     return tokenizer
 
 
+def _with_domain_tokens(tokenizer, request: TokenizerRequest, train_files, held_out_files) -> tuple:
+    """(``tokenizer`` extended by ``request.add_domain_tokens`` corpus words, the record of what was added), or
+    ``(tokenizer, None)`` when none are asked for."""
+    if not request.add_domain_tokens:
+        return tokenizer, None
+    from dataset.domain_tokens import add_domain_tokens
+
+    if not train_files:
+        raise ConfigError("TOKENIZER.ADD_DOMAIN_TOKENS needs training text, but there are no train text shards")
+    backend, record = add_domain_tokens(tokenizer.backend_tokenizer, request.add_domain_tokens, train_files,
+                                        held_out_files, request.train_max_chars)
+    per_word = record["tokens_per_word"]
+    print(f"domain tokens: {record['added']} words added ({', '.join(record['first'][:8])}, ...); tokens per word"
+          f" on {record['measured_on']} {per_word['base']:.4f} -> {per_word['extended']:.4f}", flush=True)
+    return _wrap_trained(backend, lowercases(tokenizer)), record
+
+
 def tokenizer_info(tokenizer, request: TokenizerRequest) -> dict:
     """What the sample writer and the manifest need to know about a Hugging Face tokenizer."""
     return {
@@ -120,8 +138,10 @@ def read_tokenizer_info(tokenizer_dir):
     return read_json(Path(tokenizer_dir) / INFO_FILE)
 
 
-def prepare_tokenizer(tokenizer_dir, request: TokenizerRequest, train_files=()) -> dict:
-    """Train or load the tokenizer and save it into ``tokenizer_dir``; returns its info. Imports transformers.
+def prepare_tokenizer(tokenizer_dir, request: TokenizerRequest, train_files=(), held_out_files=()) -> dict:
+    """Train or load the tokenizer (a loaded one extended by ``request.add_domain_tokens`` words of ``train_files``,
+    its tokens per word measured on ``held_out_files``) and save it into ``tokenizer_dir``; returns its info.
+    Imports transformers.
 
     Reuses a folder saved earlier for the same request. The folder appears complete or not at all.
     """
@@ -135,9 +155,13 @@ def prepare_tokenizer(tokenizer_dir, request: TokenizerRequest, train_files=()) 
         tokenizer = _wrap_trained(train_wordpiece(train_files, request.vocab_size, request.min_frequency,
                                                   request.train_max_chars, request.do_lower_case),
                                   request.do_lower_case)
+        domain = None
     else:
         tokenizer = load_pretrained_tokenizer(request)
+        tokenizer, domain = _with_domain_tokens(tokenizer, request, train_files, held_out_files)
     info = tokenizer_info(tokenizer, request)
+    if domain:
+        info["domain_tokens"] = domain
     partial = tokenizer_dir.with_name(tokenizer_dir.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     tokenizer.save_pretrained(str(partial))

@@ -13,6 +13,7 @@ from yacs.config import CfgNode as CN
 from pipeline.config_tree import get_key, leaf_items, set_key
 from pipeline.defaults import NAME_OR_PATH_KEYS, PATH_KEYS, SETTINGS_BY_KEY, get_default_config
 from pipeline.errors import ConfigError
+from pipeline.init_checkpoint import apply_init_from
 from pipeline.validation import validate
 
 
@@ -169,6 +170,7 @@ def build_config(config_path=None, opts=(), base_dir=None, prepare_inputs=None, 
         merge_mapping(cfg, load_yaml_file(config_path, problems), problems)
     merge_mapping(cfg, opts_to_mapping(list(opts), problems), problems)
     resolve_paths(cfg, base_dir)
+    problems += apply_init_from(cfg)  # the starting checkpoint's architecture and tokenizer, before the checks
     if prepare_inputs is not None and not problems:
         prepare_inputs(cfg)
     # The checks run even after an unknown key or a wrong type (those keep their default), so that one run reports

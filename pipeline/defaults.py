@@ -10,7 +10,7 @@ command runs in.
 """
 from yacs.config import CfgNode as CN
 
-from pipeline.setting import OPERATIONAL, RESULT_IF_CHANGED, Setting as S
+from pipeline.setting import HORIZON, OPERATIONAL, RESULT_IF_CHANGED, Setting as S
 
 # Model shapes by preset name (the MODEL.PRESET choices); pretraining.modeling builds its config from them.
 MODEL_PRESETS = {
@@ -66,6 +66,10 @@ SETTINGS = (
       flags=("--min_frequency",), scripts=_SAMPLES),
     S("TOKENIZER.TRAIN_MAX_CHARS", 500_000_000, "characters of corpus used to train the vocabulary (0 = all)",
       range="[0, inf]", flags=("--train_max_chars",), scripts=_SAMPLES),
+    S("TOKENIZER.ADD_DOMAIN_TOKENS", 0, "add this many words of the corpus that the loaded vocabulary splits most as new"
+                                        " tokens (with PRETRAIN.INIT_FROM: each new row starts as the mean of its"
+                                        " pieces' rows)", range="[0, inf]", flags=("--add_domain_tokens",),
+      scripts=_SAMPLES, identity=RESULT_IF_CHANGED),
     # -- DATASET -------------------------------------------------------------------------------------------------
     S("DATASET.ENABLED", True, "run the dataset stage (raw text -> text shards -> HDF5 samples)", identity=OPERATIONAL),
     S("DATASET.ID", "", "name of the prepared dataset; \"\" = derived from the inputs (their files' sizes and times)"
@@ -120,9 +124,9 @@ SETTINGS = (
     S("PRETRAIN.ID", "", "name of the pretraining run; \"\" = derived from the dataset ID and every setting below",
       flags=("--job_name",), scripts=_PRE, identity=OPERATIONAL),
     S("PRETRAIN.NUM_STEPS", 23000, "optimizer steps (the step schedule's horizon and an exact stop)", range="[1, inf]",
-      flags=("--max_steps",), scripts=_PRE),
+      flags=("--max_steps",), scripts=_PRE, identity=HORIZON),
     S("PRETRAIN.TOTAL_TRAINING_HOURS", 24.0, "wall-clock budget in hours (the time schedule's horizon and a stop)",
-      range="(0, inf]", flags=("--total_training_time",), scripts=_PRE),
+      range="(0, inf]", flags=("--total_training_time",), scripts=_PRE, identity=HORIZON),
     S("PRETRAIN.SCHEDULE_BASIS", "step", "step (schedule over NUM_STEPS) | time (over TOTAL_TRAINING_HOURS) |"
                                          " constant_step (over NUM_STEPS, warmup WARMUP_STEPS steps)",
       choices=("step", "time", "constant_step"), flags=("--lr_schedule",), scripts=_PRE),
@@ -194,6 +198,10 @@ SETTINGS = (
       range="[1, inf]", flags=("--step_num_intervals",), scripts=_PRE, identity=RESULT_IF_CHANGED),
     S("PRETRAIN.EARLY_EXIT_HOURS", 0.0, "stop after this many hours without changing the schedule's horizon (0 = off)",
       range="[0, inf]", flags=("--early_exit_time_marker",), scripts=_PRE, identity=RESULT_IF_CHANGED),
+    S("PRETRAIN.INIT_FROM", "", "starting weights: a BERT model folder or hub name (stock bert, our exports,"
+                                " sentence-transformers BERT encoders); its architecture and tokenizer are used; \"\" ="
+                                " random initialisation", flags=("--model_name_or_path",), scripts=_PRE,
+      identity=RESULT_IF_CHANGED),
     # -- FINETUNE ------------------------------------------------------------------------------------------------
     S("FINETUNE.ENABLED", True, "run GLUE finetuning"),
     S("FINETUNE.MODEL_NAME_OR_PATH", "", "model to finetune; \"\" = the final_model this run pretrained"),
@@ -269,7 +277,7 @@ SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
 # A "name or path" key is resolved only when the value looks like a path or exists on disk.
 PATH_KEYS = ("SYSTEM.OUTPUT_ROOT", "SYSTEM.HOSTFILE", "DEMO_DATA.OUTPUT_DIR", "DATASET.CUSTOMIZED_DATASETS",
              "FINETUNE.GLUE_DIR")
-NAME_OR_PATH_KEYS = ("TOKENIZER.NAME_OR_PATH", "FINETUNE.MODEL_NAME_OR_PATH")
+NAME_OR_PATH_KEYS = ("TOKENIZER.NAME_OR_PATH", "FINETUNE.MODEL_NAME_OR_PATH", "PRETRAIN.INIT_FROM")
 
 
 def _build_tree() -> CN:

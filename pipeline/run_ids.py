@@ -2,7 +2,10 @@
 
 An ID is a readable prefix plus a short hash of everything that changes the output, so changing any setting gives
 a new folder and rerunning with the same settings finds the old one. Settings that change only *how* the work is
-done (worker count, memory cap, logging intervals) are left out: they must not change the result.
+done (worker count, memory cap, logging intervals) are left out: they must not change the result. So is the run's
+horizon (PRETRAIN.NUM_STEPS, TOTAL_TRAINING_HOURS): raising it continues the same run rather than starting a new
+one (``horizon``). Run IDs derived before that (until issue 12) hashed the horizon too; those runs are found again
+only under a fixed PRETRAIN.ID.
 """
 import hashlib
 import json
@@ -11,8 +14,9 @@ from pathlib import Path
 
 from pipeline.config_tree import get_key
 from pipeline.defaults import SETTINGS
+from pipeline.init_checkpoint import TOKENIZER_FILES
 from pipeline.manifest import read_manifest
-from pipeline.setting import OPERATIONAL, RESULT_IF_CHANGED
+from pipeline.setting import HORIZON, OPERATIONAL, RESULT_IF_CHANGED
 
 
 def _plain(node):
@@ -21,12 +25,12 @@ def _plain(node):
 
 
 def identity_section(cfg, section: str) -> dict:
-    """The settings of ``section`` that change its stage's output, nested as in the config: operational settings
-    are left out, and a setting added after IDs existed counts only when it is off its default (see
+    """The settings of ``section`` that change its stage's output, nested as in the config: operational and horizon
+    settings are left out, and a setting added after IDs existed counts only when it is off its default (see
     ``pipeline.setting``), so that the IDs of earlier runs stay what they were."""
     out: dict = {}
     for setting in SETTINGS:
-        if not setting.key.startswith(section + ".") or setting.identity == OPERATIONAL:
+        if not setting.key.startswith(section + ".") or setting.identity in (OPERATIONAL, HORIZON):
             continue
         value = _plain(get_key(cfg, setting.key))
         if setting.identity == RESULT_IF_CHANGED and value == _plain(setting.default):
@@ -67,16 +71,29 @@ def local_inputs_fingerprint(cfg) -> list:
     """The stamp of every file of the local inputs named by path, other than the corpus folders: a tokenizer folder
     (when it is loaded, not trained) and local files or folders given to DATASET.HUGGINGFACE_DATASETS. A hub name
     that is not a local path adds nothing."""
-    values = [] if cfg.TOKENIZER.TRAIN else [cfg.TOKENIZER.NAME_OR_PATH]
-    values += [str(value) for entry in cfg.DATASET.HUGGINGFACE_DATASETS for value in entry]
-    entries = []
-    for value in values:
-        path = Path(value)
-        if path.is_dir():
-            entries += [file_stamp(f, f"{value}/{f.relative_to(path)}") for f in sorted(path.rglob("*")) if f.is_file()]
-        elif path.is_file():
-            entries.append(file_stamp(path, value))
-    return entries
+    values = [str(value) for entry in cfg.DATASET.HUGGINGFACE_DATASETS for value in entry]
+    if cfg.PRETRAIN.INIT_FROM:  # the tokenizer of a starting checkpoint: its files' content, not the weights beside
+        return tokenizer_digests(cfg.TOKENIZER.NAME_OR_PATH) + [e for value in values for e in path_stamps(value)]
+    values = ([] if cfg.TOKENIZER.TRAIN else [cfg.TOKENIZER.NAME_OR_PATH]) + values
+    return [entry for value in values for entry in path_stamps(value)]
+
+
+def tokenizer_digests(folder) -> list:
+    """``[name, sha256]`` of the tokenizer files in ``folder`` (none for a hub name). A starting checkpoint's folder
+    is rewritten whenever the run that made it trains further (a first phase's final_model): its tokenizer files
+    then get new times but keep their content, and the data made with them stays valid."""
+    path = Path(folder)
+    names = [name for name in TOKENIZER_FILES + ("special_tokens_map.json",) if (path / name).is_file()]
+    return [[f"{folder}/{name}", hashlib.sha256((path / name).read_bytes()).hexdigest()] for name in names]
+
+
+def path_stamps(value: str) -> list:
+    """The stamps of every file under ``value`` when it is a local folder, of the file when it is one, else none
+    (a hub name)."""
+    path = Path(value)
+    if path.is_dir():
+        return [file_stamp(f, f"{value}/{f.relative_to(path)}") for f in sorted(path.rglob("*")) if f.is_file()]
+    return [file_stamp(path, value)] if path.is_file() else []
 
 
 def dataset_settings(cfg) -> dict:
@@ -111,10 +128,25 @@ def samples_identity(samples_dir) -> list:
 
 
 def pretrain_settings(cfg) -> dict:
-    """Everything that determines the pretrained weights: the data, the architecture and the training recipe."""
-    return {"DATASET_ID": cfg.DATASET.ID, "MODEL": identity_section(cfg, "MODEL"),
-            "PRETRAIN": identity_section(cfg, "PRETRAIN"), "SEED": cfg.SYSTEM.SEED}
+    """Everything that determines the pretrained weights: the data, the architecture, the training recipe and, for
+    a run that starts from existing weights, the stamps of their files (a folder rewritten in place, e.g. the first
+    phase's final_model trained further, makes a new run). Not the horizon: see ``horizon``."""
+    settings = {"DATASET_ID": cfg.DATASET.ID, "MODEL": identity_section(cfg, "MODEL"),
+                "PRETRAIN": identity_section(cfg, "PRETRAIN"), "SEED": cfg.SYSTEM.SEED}
+    if cfg.PRETRAIN.INIT_FROM:
+        settings["INIT_FROM_FILES"] = path_stamps(cfg.PRETRAIN.INIT_FROM)
+    return settings
+
+
+HORIZON_KEYS = tuple(setting.key for setting in SETTINGS if setting.identity == HORIZON)
+
+
+def horizon(cfg) -> dict:
+    """How long the run trains (the settings of role HORIZON): ``{"NUM_STEPS": 23000, "TOTAL_TRAINING_HOURS": 24.0}``.
+    A pretrained model is complete once it was trained under a horizon at least this long in both."""
+    return {key.split(".")[-1]: _plain(get_key(cfg, key)) for key in HORIZON_KEYS}
 
 
 def derive_pretrain_id(cfg) -> str:
-    return f"{_slug(cfg.MODEL.PRESET or 'bert')}-{short_hash(pretrain_settings(cfg))}"
+    start = Path(cfg.PRETRAIN.INIT_FROM).name if cfg.PRETRAIN.INIT_FROM else cfg.MODEL.PRESET or "bert"
+    return f"{_slug(start)}-{short_hash(pretrain_settings(cfg))}"

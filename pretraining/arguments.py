@@ -14,7 +14,9 @@ from pathlib import Path
 
 from pipeline import layout
 from pipeline.errors import ConfigError
-from pipeline.script_flags import ScriptParser, add_not_applicable, add_setting_flags, config_from_flags, not_applicable_notes
+from pipeline.init_checkpoint import StartingCheckpoint, apply_init_from
+from pipeline.script_flags import (ScriptParser, add_not_applicable, add_setting_flags, config_from_flags,
+                                   not_applicable_notes)
 from pipeline.validation import recipe_problems
 
 SCRIPT = "pretrain"  # the script's name in the settings table
@@ -83,6 +85,8 @@ def _paths(args, cfg) -> PretrainPaths:
     samples = args.dataset_path or (str(layout.samples_dir(cfg)) if from_config else "")
     output = args.output_dir or (str(layout.pretrain_dir(cfg)) if from_config else "")
     tokenizer = args.tokenizer_name or (str(layout.dataset_tokenizer_dir(cfg)) if from_config else "")
+    if not tokenizer and cfg.PRETRAIN.INIT_FROM:  # samples made with the starting checkpoint's own tokenizer
+        tokenizer = StartingCheckpoint.locate(cfg.PRETRAIN.INIT_FROM).tokenizer_source
     missing = [flag for flag, value in (("--dataset_path", samples), ("--output_dir", output),
                                         ("--tokenizer_name", tokenizer)) if not value]
     if missing:
@@ -98,7 +102,9 @@ def parse_arguments(argv=None) -> tuple:
         for note in not_applicable_notes(args):
             print(note, file=sys.stderr, flush=True)
     cfg = config_from_flags(args, SCRIPT, args.config)
-    problems = recipe_problems(cfg)
+    # The architecture follows --model_name_or_path; the tokenizer is --tokenizer_name (the samples'), which the
+    # trainer checks against the checkpoint's vocabulary.
+    problems = apply_init_from(cfg, tokenizer_key=None) + recipe_problems(cfg)
     if problems:
         raise ConfigError(problems)
     return cfg, _paths(args, cfg)

@@ -50,6 +50,7 @@ class TrainState:
     signature: dict = field(default_factory=dict)  # settings that must not change across a resume
     world_size: int = 1
     data_order: str = GLOBAL_ORDER  # how samples_consumed counts (checkpoints before the global order: per rank)
+    horizon: dict = field(default_factory=dict)  # the horizon trained towards (pipeline.run_ids.horizon); it may grow
 
     def to_client_state(self) -> dict:
         return {"train_state": asdict(self)}

@@ -131,9 +131,11 @@ class EngineParts:
         return self.engine.device
 
 
-def build_engine(cfg, model_config, precision: str, world_size: int, local_rank: int) -> EngineParts:
+def build_engine(cfg, model_config, precision: str, world_size: int, local_rank: int,
+                 start_from=None) -> EngineParts:
     """Initialise the process group (NCCL on GPU, gloo on CPU) and the engine; the initial weights depend only on
-    the seed, so they are the same on every rank and in every rerun."""
+    the seed (and on ``start_from``, a function that fills the fresh model with starting weights: PRETRAIN.INIT_FROM),
+    so they are the same on every rank and in every rerun."""
     import deepspeed
     import torch.distributed as dist
 
@@ -144,6 +146,8 @@ def build_engine(cfg, model_config, precision: str, world_size: int, local_rank:
         deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
     torch.manual_seed(cfg.SYSTEM.SEED)
     model = BertForPreTraining(model_config)
+    if start_from is not None:
+        start_from(model)
     optimizer = torch.optim.AdamW(optimizer_param_groups(model, p.WEIGHT_DECAY), lr=p.LEARNING_RATE,
                                   betas=(p.ADAM_BETA1, p.ADAM_BETA2), eps=p.ADAM_EPS)
     ds_config = deepspeed_config(cfg, precision, world_size)

@@ -78,21 +78,27 @@ def offset_position_table(table: torch.Tensor, pad_token_id: int) -> torch.Tenso
     return torch.cat([table.new_zeros(pad_token_id + 1, table.shape[1]), table])
 
 
+def stock_keys(key: str, names: dict) -> list:
+    """The stock parameter name(s) of our parameter ``key`` under ``names``: one, or for the fused Q/K/V
+    projection the query, key and value names in the order ``split_qkv`` gives them."""
+    module, kind = key.rsplit(".", 1)
+    block = _BLOCK.match(key)
+    template = _BLOCK.sub("encoder.layers.{i}.", module) if block else module
+    if template not in names:
+        raise KeyError(f"no stock name for our parameter {key}")
+    theirs = names[template].format(i=block.group(1) if block else "")
+    if template.endswith("attention.qkv"):
+        return [f"{theirs}.{part}.{kind}" for part in ("query", "key", "value")]
+    return [f"{theirs}.{kind}"]
+
+
 def rename_weights(state: dict, names: dict) -> dict:
     """``state`` (our parameter names) under the stock names of ``names``; the fused Q/K/V split in three."""
     renamed = {}
     for key, tensor in state.items():
-        module, kind = key.rsplit(".", 1)
-        block = _BLOCK.match(key)
-        template = _BLOCK.sub("encoder.layers.{i}.", module) if block else module
-        if template not in names:
-            raise KeyError(f"no stock name for our parameter {key}")
-        theirs = names[template].format(i=block.group(1) if block else "")
-        if template.endswith("attention.qkv"):
-            for part, piece in split_qkv(tensor).items():
-                renamed[f"{theirs}.{part}.{kind}"] = piece
-        else:
-            renamed[f"{theirs}.{kind}"] = tensor
+        targets = stock_keys(key, names)
+        pieces = split_qkv(tensor).values() if len(targets) == 3 else [tensor]
+        renamed.update(zip(targets, pieces))
     return renamed
 
 

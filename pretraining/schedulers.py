@@ -260,12 +260,13 @@ class PretrainLRScheduler:
         return {"base_lrs": list(self.base_lrs), "last_lr": list(self._last_lr), "last_step": self.last_step}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore the peak rates and the step counter; the rate itself is recomputed from the current progress,
+        which equals the saved rate on a plain resume and follows the new curve when the horizon was raised."""
         self.base_lrs = list(state["base_lrs"])
         self.last_step = int(state["last_step"])
-        self._last_lr = list(state["last_lr"])
-        for group, base, lr in zip(self.optimizer.param_groups, self.base_lrs, self._last_lr):
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["initial_lr"] = base
-            group["lr"] = lr
+        self._last_lr = self._apply()
 
 
 def plot_schedule(path, curve: Union[str, Sequence[str]], warmup_proportion: float,

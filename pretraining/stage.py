@@ -21,7 +21,7 @@ from pipeline.disk import DiskError
 from pipeline.errors import ConfigError, DataError, ExtremeBertError
 from pipeline.hardware import data_parallel_processes, free_port, gpus_may_be_used
 from pipeline.manifest import read_manifest, write_text_atomic
-from pipeline.run_ids import pretrain_settings, samples_identity
+from pipeline.run_ids import horizon, pretrain_settings, samples_identity
 from pipeline.stage_status import StageStatus, manifest_status
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -113,14 +113,29 @@ def stage_settings(cfg, samples_dir=None) -> dict:
     return {**pretrain_settings(cfg), "DATA": samples_identity(samples_dir or layout.samples_dir(cfg))}
 
 
+def horizon_shortfall(asked: dict, trained: dict) -> str:
+    """Why a model trained under the horizon ``trained`` (the manifest's) falls short of the horizon ``asked``, or ""
+    when it does not: raising NUM_STEPS or TOTAL_TRAINING_HOURS makes a finished run incomplete, and rerunning the
+    stage continues it from its newest checkpoint. A lower horizon than trained is no shortfall (nothing is undone)."""
+    short = [f"{key} {trained.get(key)} -> {value}" for key, value in asked.items()
+             if trained.get(key) is None or trained[key] < value]
+    return f"horizon raised ({', '.join(short)}): rerunning continues from the newest checkpoint" if short else ""
+
+
 def pretrain_status(cfg) -> StageStatus:
     settings = stage_settings(cfg)
-    saved = (read_manifest(layout.pretrain_dir(cfg)) or {}).get("settings") or {}
+    manifest = read_manifest(layout.pretrain_dir(cfg)) or {}
+    saved = manifest.get("settings") or {}
     if saved and "DATA" not in saved:  # a model from before the samples' identity was recorded: judge it without
         settings.pop("DATA")
-    return manifest_status(layout.pretrain_dir(cfg), settings,
-                           reads=[layout.samples_dir(cfg), layout.dataset_tokenizer_dir(cfg)],
-                           writes=[layout.pretrain_dir(cfg)], outputs_ok=lambda: _final_model_ok(cfg))
+    status = manifest_status(layout.pretrain_dir(cfg), settings,
+                             reads=[layout.samples_dir(cfg), layout.dataset_tokenizer_dir(cfg)]
+                             + ([cfg.PRETRAIN.INIT_FROM] if cfg.PRETRAIN.INIT_FROM else []),
+                             writes=[layout.pretrain_dir(cfg)], outputs_ok=lambda: _final_model_ok(cfg))
+    shortfall = horizon_shortfall(horizon(cfg), manifest.get("horizon") or {}) if status.complete else ""
+    if shortfall:
+        status.complete, status.detail = False, shortfall
+    return status
 
 
 def validate_config(cfg) -> list:

@@ -1,9 +1,10 @@
 """Pretraining, top to bottom: ``train(cfg, paths)``.
 
-1. checks that need no engine (the batch split, the tokenizer, every data file against the tokenizer), so bad
-   input fails in seconds with a one-line error (``prepare_run``);
-2. the DeepSpeed engine (``pretraining.engine``) and the resume from the newest checkpoint
-   (``pretraining.checkpointing``);
+1. checks that need no engine (the batch split, the tokenizer, every data file against the tokenizer, the starting
+   weights of PRETRAIN.INIT_FROM against the model), so bad input fails in seconds with a one-line error
+   (``prepare_run``);
+2. the DeepSpeed engine (``pretraining.engine``), filled with the starting weights (``pretraining.import_weights``),
+   and the resume from the newest checkpoint (``pretraining.checkpointing``), also under a raised horizon;
 3. the loop (``pretraining.loop``), bounded by the steps and the time budget (``pretraining.budget``);
 4. the end: checkpoint, validation, ``final_model/`` (``pretraining.weights_export``), curves, and
    ``manifest.json`` last, so that a crashed run is never complete.
@@ -14,15 +15,18 @@ from dataclasses import dataclass
 import torch
 
 from pipeline.errors import ConfigError
+from pipeline.init_checkpoint import StartingCheckpoint
 from pipeline.manifest import write_manifest
+from pipeline.run_ids import horizon
 from pipeline.tokenizer_loading import load_tokenizer
 from pretraining.arguments import PretrainPaths
 from pretraining.budget import RunClock, TimeBudget, budget_seconds
-from pretraining.checkpointing import TrainState, load_latest_checkpoint
+from pretraining.checkpointing import TrainState, checkpoints_dir, latest_tag, load_latest_checkpoint
 from pretraining.data.shards import MaskingDefaults, Vocabulary, describe_dataset, list_sample_files
 from pretraining.engine import (accumulation_steps, build_engine, ensure_distributed_env, machine_precision,
                                 node_report)
 from pretraining.held_out import validation_sample_count
+from pretraining.import_weights import read_initial_weights
 from pretraining.loop import StopSignal, TrainingLoop, TrainingStopped
 from pretraining.metrics_log import MetricsLog, gpu_peak_flops
 from pretraining.modeling import describe, model_config_from_cfg
@@ -58,6 +62,7 @@ class RunSetup:
     precision: str  # the precision in effect on this machine
     accumulation: int  # micro-batches per optimizer step
     settings: dict  # what defines the run's output (the manifest's settings; pretraining.stage.stage_settings)
+    initial_weights: object = None  # import_weights.InitialWeights of PRETRAIN.INIT_FROM for a new run, else None
 
     @property
     def signature(self) -> dict:
@@ -90,11 +95,24 @@ def prepare_run(cfg, paths: PretrainPaths) -> RunSetup:
     defaults = MaskingDefaults(cfg.DATASET.MASKED_LM_PROB, cfg.DATASET.MAX_PREDICTIONS_PER_SEQ)
     train_shards, test_shards = describe_dataset(paths.samples_dir, vocab, defaults,
                                                  model_config.max_position_embeddings)
+    model_config, initial = starting_weights(cfg, paths, model_config, tokenizer)
     return RunSetup(cfg=cfg, paths=paths, rank=rank, world_size=world_size, local_rank=local_rank,
                     tokenizer=tokenizer, vocab=vocab, model_config=model_config, train_shards=train_shards,
                     test_shards=test_shards, seq_length=train_shards[0].seq_length,
                     precision=machine_precision(cfg.PRETRAIN.PRECISION), accumulation=accumulation,
-                    settings=stage_settings(cfg, paths.samples_dir))
+                    settings=stage_settings(cfg, paths.samples_dir), initial_weights=initial)
+
+
+def starting_weights(cfg, paths: PretrainPaths, model_config, tokenizer) -> tuple:
+    """(model config, InitialWeights or None) for PRETRAIN.INIT_FROM: the checkpoint's LayerNorm epsilon, and its
+    weights checked against the model, unless a checkpoint of this run will be resumed (its weights win)."""
+    if not cfg.PRETRAIN.INIT_FROM:
+        return model_config, None
+    resuming = latest_tag(checkpoints_dir(paths.output_dir)) is not None
+    checkpoint = StartingCheckpoint.locate(cfg.PRETRAIN.INIT_FROM, with_weights=not resuming)
+    eps = checkpoint.config.get("layer_norm_eps", model_config.layer_norm_eps)
+    model_config = dataclasses.replace(model_config, layer_norm_eps=eps)
+    return model_config, None if resuming else read_initial_weights(checkpoint, model_config, tokenizer)
 
 
 def _log(run: RunSetup, message: str) -> None:
@@ -103,17 +121,23 @@ def _log(run: RunSetup, message: str) -> None:
 
 
 def resume_state(run: RunSetup, engine) -> TrainState:
-    """The newest checkpoint's state, loaded into ``engine``, or a fresh state when there is none."""
+    """The newest checkpoint's state, loaded into ``engine``, or a fresh state when there is none. A checkpoint may
+    be continued under a longer horizon (NUM_STEPS, TOTAL_TRAINING_HOURS): the schedule then follows the new
+    horizon from the current step (``make_scheduler``)."""
+    asked = horizon(run.cfg)
     state = load_latest_checkpoint(engine, run.paths.output_dir, run.signature)
     if state is None:
         _log(run, f"starting a new run in {run.paths.output_dir}")
-        return TrainState(signature=run.signature, world_size=run.world_size)
+        return TrainState(signature=run.signature, world_size=run.world_size, horizon=asked)
     if state.world_size != run.world_size:
         _log(run, f"note: resuming a {state.world_size}-process run with {run.world_size} processes: same global"
                   f" batch, same data order (pretraining.data.loader)")
     _log(run, f"resumed from step {state.step} (elapsed {state.elapsed_s / 3600:.3f} h, {state.samples_consumed}"
               f" samples read)")
-    return dataclasses.replace(state, world_size=run.world_size)
+    if state.horizon and state.horizon != asked:
+        _log(run, f"continuing towards a new horizon {asked} (was {state.horizon}): the learning rate follows the"
+                  f" schedule over the new horizon from step {state.step} on")
+    return dataclasses.replace(state, world_size=run.world_size, horizon=asked)
 
 
 def schedule_multiplier(cfg):
@@ -182,7 +206,8 @@ def finish(loop: TrainingLoop, reason: str):
         run.paths.output_dir, "pretrain", run.settings, steps=state.step, hours=hours,
         final_val_loss=state.last_val_loss, tokens_seen=samples * run.seq_length,
         samples_per_s=samples / (hours * 3600) if hours else 0.0, skipped_steps=state.skipped_steps,
-        stop_reason=reason, precision=run.precision, world_size=run.world_size, model=describe(run.model_config))
+        stop_reason=reason, precision=run.precision, world_size=run.world_size, model=describe(run.model_config),
+        horizon=horizon(run.cfg))
     _log(run, f"done: {state.step} steps in {hours:.4f} h ({reason}); final model in"
               f" {run.paths.output_dir / FINAL_MODEL_DIRNAME}")
     return manifest
@@ -193,7 +218,11 @@ def train(cfg, paths: PretrainPaths) -> dict:
     clock = RunClock()
     run = prepare_run(cfg, paths)
     run.paths.output_dir.mkdir(parents=True, exist_ok=True)
-    parts = build_engine(cfg, run.model_config, run.precision, run.world_size, run.local_rank)
+    initial = run.initial_weights
+    parts = build_engine(cfg, run.model_config, run.precision, run.world_size, run.local_rank,
+                         start_from=initial.apply if initial else None)
+    if initial:
+        _log(run, initial.describe())
     state = resume_state(run, parts.engine)
     clock.offset_s = state.elapsed_s  # earlier runs' time up to their checkpoint, plus this run's
     scheduler = make_scheduler(cfg, parts.engine.optimizer, state, clock)
@@ -210,6 +239,8 @@ def train(cfg, paths: PretrainPaths) -> dict:
     loop = TrainingLoop(run, parts, state, scheduler, clock, budget, metrics, stop_signal,
                         gpu_peak_flops(device_name, run.precision) if on_gpu else None)
     try:
+        if initial and state.step == 0:
+            loop.validation_step()  # the starting model on this data: the baseline the run improves on (step 0)
         reason = loop.run_until_stop()
         if reason == "interrupted":
             loop.checkpoint()

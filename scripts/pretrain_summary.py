@@ -38,6 +38,9 @@ def summarize_pretraining(cfg) -> dict:
         "steps": manifest.get("steps", last_train.get("step")),
         "hours": hours,
         "final_val_loss": manifest.get("final_val_loss", val[-1]["val_loss"] if val else None),
+        # a run from PRETRAIN.INIT_FROM validates its starting model at step 0 (e.g. phase 2 starting from phase 1)
+        "init_from": cfg.PRETRAIN.INIT_FROM,
+        "initial_val_loss": val[0]["val_loss"] if val and val[0].get("step") == 0 else None,
         "final_train_loss": last_train.get("loss"),
         "tokens_seen": tokens_seen,
         "samples_per_s": manifest.get("samples_per_s", _median_of(train, "samples_per_s")),

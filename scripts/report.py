@@ -165,6 +165,9 @@ def _pretraining_section(results) -> list:
             ["throughput (tokens/s)", _number(info["tokens_per_s"], ",.0f")]]
     if info.get("mfu") is not None:
         rows.append(["MFU (median)", f"{100 * info['mfu']:.1f}%"])
+    if info.get("init_from"):
+        rows[:0] = [["started from (PRETRAIN.INIT_FROM)", f"`{info['init_from']}`"],
+                    ["validation loss at step 0", _number(info.get("initial_val_loss"), ".4f")]]
     return lines + [markdown_table(["", "value"], rows), ""]
 
 

@@ -78,8 +78,10 @@ def test_auto_ids_are_stable_and_change_with_settings(tmp_path, corpus):
     assert masked.PRETRAIN.ID != first.PRETRAIN.ID  # a new dataset means a new run
     workers = load_config(None, opts + ["SYSTEM.NUM_WORKERS", "1"])
     assert workers.DATASET.ID == first.DATASET.ID  # how the work is done does not change the data
-    steps = load_config(None, opts + ["PRETRAIN.NUM_STEPS", "10"])
-    assert steps.DATASET.ID == first.DATASET.ID and steps.PRETRAIN.ID != first.PRETRAIN.ID
+    recipe = load_config(None, opts + ["PRETRAIN.LEARNING_RATE", "0.002"])
+    assert recipe.DATASET.ID == first.DATASET.ID and recipe.PRETRAIN.ID != first.PRETRAIN.ID
+    longer = load_config(None, opts + ["PRETRAIN.NUM_STEPS", "46000", "PRETRAIN.TOTAL_TRAINING_HOURS", "48"])
+    assert longer.PRETRAIN.ID == first.PRETRAIN.ID  # a longer horizon continues the same run
     (corpus / "b.txt").write_text("New text.\n", encoding="utf-8")
     assert load_config(None, opts).DATASET.ID != first.DATASET.ID
 

@@ -1,4 +1,5 @@
 """Every shipped config passes validation and prints a plan with --dry-run, without doing any work."""
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,19 @@ def test_the_documented_configs_exist():
             "train.yaml"} <= set(CONFIGS)
 
 
+def phase_one_stand_in(folder):
+    """What the config check reads of a phase-1 final_model (a pre-LN BERT-Base export): config.json, a weights file
+    and the tokenizer files."""
+    folder.mkdir()
+    config = {"model_type": "roberta-prelayernorm", "hidden_size": 768, "num_hidden_layers": 12,
+              "num_attention_heads": 12, "intermediate_size": 3072, "hidden_act": "gelu",
+              "max_position_embeddings": 513, "pad_token_id": 0}
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "model.safetensors").write_bytes(b"")
+    (folder / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\n")
+    return folder
+
+
 @pytest.mark.parametrize("name", CONFIGS)
 def test_config_dry_run_validates_and_prints_the_plan(name, tmp_path):
     corpus = tmp_path / "corpus"
@@ -27,6 +41,8 @@ def test_config_dry_run_validates_and_prints_the_plan(name, tmp_path):
                  "FINETUNE.GLUE_DIR", str(tmp_path / "demo" / "glue")]
     if name == "train.yaml":  # step 2 of 2 expects the samples that data-preprocess.yaml prepared
         (tmp_path / "runs" / "datasets" / "wikipedia-bookcorpus-128" / "samples").mkdir(parents=True)
+    if name == "bert-base-two-phase-2.yaml":  # phase 2 starts from phase 1's final_model: a stand-in of its files
+        opts += ["PRETRAIN.INIT_FROM", str(phase_one_stand_in(tmp_path / "phase1_final_model"))]
     result = subprocess.run([sys.executable, str(REPO_ROOT / "main.py"), "--config", str(REPO_ROOT / "configs" / name),
                              "--dry-run", "--opts", *opts], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr

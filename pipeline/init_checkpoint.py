@@ -1,0 +1,220 @@
+"""The starting checkpoint of PRETRAIN.INIT_FROM (``run_pretraining.py --model_name_or_path``), read without torch:
+where its files are, its architecture as our MODEL keys, and the problems of a config that contradicts it.
+
+Accepted: a Hugging Face model folder or hub name of model type ``bert`` (post-LN: stock BERT, our post-LN exports)
+or ``roberta-prelayernorm`` (pre-LN: our pre-LN exports), with the MLM head or without (``BertModel``); and a
+sentence-transformers folder, whose ``modules.json`` names the folder of its Transformer module (the top level or
+``0_Transformer/``). The weights themselves are read by ``pretraining.import_weights``.
+
+The checkpoint decides the architecture (``apply_init_from`` writes it into the MODEL keys; a MODEL key set to
+another value is a config error) and the tokenizer (TOKENIZER.NAME_OR_PATH becomes the checkpoint's; another
+tokenizer, or TOKENIZER.TRAIN, is a config error). huggingface_hub is imported only for hub names.
+"""
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.config_tree import get_key, set_key
+from pipeline.defaults import MODEL_PRESETS, SETTINGS_BY_KEY
+from pipeline.errors import DataError
+
+KEY = "PRETRAIN.INIT_FROM"
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
+TRANSFORMER_MODULE = "sentence_transformers.models.Transformer"
+# model_type -> our MODEL.ENCODER_LN_MODE
+LN_MODE_OF_MODEL_TYPE = {"bert": "post-ln", "roberta-prelayernorm": "pre-ln"}
+# Our MODEL key -> the config.json field it is read from (ENCODER_LN_MODE comes from the model type).
+MODEL_FIELDS = {"MODEL.HIDDEN_SIZE": "hidden_size", "MODEL.NUM_HIDDEN_LAYERS": "num_hidden_layers",
+                "MODEL.NUM_ATTENTION_HEADS": "num_attention_heads", "MODEL.INTERMEDIATE_SIZE": "intermediate_size",
+                "MODEL.HIDDEN_ACT": "hidden_act", "MODEL.MAX_POSITION_EMBEDDINGS": "max_position_embeddings"}
+# A hub snapshot without the weights (config checks) or with them (training); safetensors preferred.
+HUB_FILES = ["*.json", "vocab.txt", "*/*.json", "*/vocab.txt"]
+HUB_WEIGHTS = ["model.safetensors", "*/model.safetensors"]
+HUB_LEGACY_WEIGHTS = ["pytorch_model.bin", "*/pytorch_model.bin"]
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith(("/", "./", "../", "~")) or Path(name).expanduser().exists()
+
+
+def _hub_snapshot(name: str, with_weights: bool) -> Path:
+    """The local snapshot of hub model ``name`` (downloaded, or from the cache offline)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = Path(snapshot_download(name, allow_patterns=HUB_FILES + (HUB_WEIGHTS if with_weights else [])))
+        if with_weights and not any(folder.rglob("model.safetensors")):
+            folder = Path(snapshot_download(name, allow_patterns=HUB_FILES + HUB_LEGACY_WEIGHTS))
+    except Exception as e:  # offline without a cached copy, no such repo, no network: one line either way
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise DataError(f"{KEY}: cannot fetch hub model '{name}': {first}; give a local model folder or go"
+                        f" online") from None
+    return folder
+
+
+def _model_folder(root: Path, name: str) -> Path:
+    """The folder of ``root`` that holds config.json and the weights: a sentence-transformers Transformer module's
+    (per modules.json), else ``root`` itself."""
+    modules = _read_json(root / "modules.json")
+    if isinstance(modules, list):
+        paths = [module.get("path", "") for module in modules if module.get("type") == TRANSFORMER_MODULE]
+        if not paths:
+            raise DataError(f"{KEY}: {name} is a sentence-transformers folder without a Transformer module")
+        return root / paths[0]
+    return root
+
+
+@dataclass(frozen=True)
+class StartingCheckpoint:
+    """A located starting checkpoint: ``folder`` holds its config.json (and, when asked for, its weights)."""
+
+    name: str  # as the config gives it
+    root: Path  # the folder it names, or the hub snapshot
+    folder: Path  # root, or the sentence-transformers module folder in it
+    config: dict  # its config.json
+
+    @classmethod
+    def locate(cls, name: str, with_weights: bool = False) -> "StartingCheckpoint":
+        """Raises DataError (one line) for a missing folder, a folder without config.json or weights, a hub name
+        that cannot be fetched."""
+        local = _looks_like_path(name)
+        if local:
+            root = Path(name).expanduser()
+            if not root.is_dir():
+                raise DataError(f"{KEY}: model folder does not exist: {name}")
+        else:
+            root = _hub_snapshot(name, with_weights)
+        folder = _model_folder(root, name)
+        config = _read_json(folder / "config.json")
+        if not isinstance(config, dict):
+            raise DataError(f"{KEY}: {name} holds no readable config.json{_where(folder, root)}; give a Hugging Face"
+                            f" model folder (config.json and model.safetensors)")
+        checkpoint = cls(name, root, folder, config)
+        if (with_weights or local) and checkpoint.weights_file is None:
+            raise DataError(f"{KEY}: {name} holds no {' or '.join(WEIGHT_FILES)}{_where(folder, root)}")
+        return checkpoint
+
+    @property
+    def is_local(self) -> bool:
+        return _looks_like_path(self.name)
+
+    @property
+    def weights_file(self):
+        return next((self.folder / f for f in WEIGHT_FILES if (self.folder / f).is_file()), None)
+
+    @property
+    def model_type(self) -> str:
+        return self.config.get("model_type", "")
+
+    @property
+    def pad_token_id(self) -> int:
+        return self.config.get("pad_token_id") or 0
+
+    @property
+    def vocab_rows(self) -> int:
+        return int(self.config.get("vocab_size", 0))
+
+    @property
+    def tokenizer_source(self) -> str:
+        """Where the checkpoint's tokenizer loads from: the model folder or the folder it is a module of (a
+        sentence-transformers layout), as a path, or the hub name when that is the snapshot's top level; "" when
+        it has none."""
+        for folder in dict.fromkeys((self.folder, self.root)):
+            if any((folder / f).is_file() for f in TOKENIZER_FILES):
+                return self.name if folder == self.root and not self.is_local else str(folder)
+        return ""
+
+    def architecture_problems(self) -> list:
+        """What in config.json our model cannot be (one line each)."""
+        problems = []
+        if self.model_type not in LN_MODE_OF_MODEL_TYPE:
+            problems.append(f"{KEY}: {self.name} is a '{self.model_type}' model; this model is BERT ('bert', post-LN)"
+                            f" or 'roberta-prelayernorm' (pre-LN)")
+            return problems
+        embedding = self.config.get("position_embedding_type", "absolute")
+        if embedding != "absolute":
+            problems.append(f"{KEY}: {self.name} uses position_embedding_type '{embedding}'; this model has"
+                            f" absolute position embeddings only")
+        act = self.config.get("hidden_act")
+        if act not in SETTINGS_BY_KEY["MODEL.HIDDEN_ACT"].choices:
+            problems.append(f"{KEY}: {self.name} uses hidden_act {act!r}; this model has"
+                            f" {', '.join(SETTINGS_BY_KEY['MODEL.HIDDEN_ACT'].choices)}")
+        missing = [field for field in MODEL_FIELDS.values() if not self.config.get(field)]
+        if missing:
+            problems.append(f"{KEY}: {self.name}'s config.json lacks {', '.join(missing)}")
+        return problems
+
+    def model_keys(self) -> dict:
+        """Our MODEL keys for this checkpoint's architecture (call after ``architecture_problems`` found none)."""
+        keys = {key: self.config[field] for key, field in MODEL_FIELDS.items()}
+        keys["MODEL.ENCODER_LN_MODE"] = LN_MODE_OF_MODEL_TYPE[self.model_type]
+        if self.model_type == "roberta-prelayernorm":  # its table has pad_token_id + 1 rows in front of ours
+            keys["MODEL.MAX_POSITION_EMBEDDINGS"] -= self.pad_token_id + 1
+        return keys
+
+
+def _where(folder: Path, root: Path) -> str:
+    return f" (in {folder.relative_to(root)}/)" if folder != root else ""
+
+
+def _contradictions(cfg, checkpoint: StartingCheckpoint, keys: dict) -> list:
+    """The MODEL keys the config sets (off their defaults; a shape key left at 0 takes a MODEL.PRESET that is off
+    its default) to something else than the checkpoint has."""
+    preset_default = SETTINGS_BY_KEY["MODEL.PRESET"].default
+    preset = cfg.MODEL.PRESET
+    problems = []
+    for key, value in keys.items():
+        given, source = get_key(cfg, key), key
+        if given == SETTINGS_BY_KEY[key].default and preset != preset_default:
+            field = key.split(".")[1].lower()
+            given, source = MODEL_PRESETS[preset].get(field, given), f"MODEL.PRESET = {preset}, whose {key}"
+        if given != SETTINGS_BY_KEY[key].default and given != value:
+            problems.append(f"{source} = {given} contradicts {KEY} ({checkpoint.name} has {value}); leave it out:"
+                            f" the architecture follows the checkpoint")
+    return problems
+
+
+def apply_init_from(cfg, tokenizer_key: str = "TOKENIZER.NAME_OR_PATH") -> list:
+    """With PRETRAIN.INIT_FROM set, write the checkpoint's architecture into the MODEL keys and its tokenizer into
+    ``tokenizer_key`` (None: leave the tokenizer alone); returns the problems (one line each) instead when the
+    config contradicts the checkpoint or the checkpoint does not fit. Reads config.json only (a hub model's small
+    files are fetched, not its weights)."""
+    name = cfg.PRETRAIN.INIT_FROM
+    if not name:
+        return []
+    problems = []
+    if cfg.TOKENIZER.TRAIN:
+        problems.append(f"TOKENIZER.TRAIN = True contradicts {KEY}: the tokenizer is the checkpoint's; set"
+                        f" TOKENIZER.TRAIN False (TOKENIZER.ADD_DOMAIN_TOKENS extends its vocabulary)")
+    try:
+        checkpoint = StartingCheckpoint.locate(name)
+    except DataError as e:
+        return problems + [str(e)]
+    architecture = checkpoint.architecture_problems()
+    if architecture:
+        return problems + architecture
+    keys = checkpoint.model_keys()
+    problems += _contradictions(cfg, checkpoint, keys)
+    if tokenizer_key:
+        source = checkpoint.tokenizer_source
+        given = get_key(cfg, tokenizer_key)
+        if not source:
+            problems.append(f"{KEY}: {name} holds no tokenizer ({', '.join(TOKENIZER_FILES)}); the samples must be"
+                            f" made with the checkpoint's tokenizer")
+        elif given != SETTINGS_BY_KEY[tokenizer_key].default and given != source:
+            problems.append(f"{tokenizer_key} = {given} contradicts {KEY}: the tokenizer is the checkpoint's"
+                            f" ({source}); leave {tokenizer_key} out")
+        elif not problems:
+            set_key(cfg, tokenizer_key, source)
+    if not problems:
+        for key, value in keys.items():
+            set_key(cfg, key, value)
+    return problems
