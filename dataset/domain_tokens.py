@@ -15,7 +15,7 @@ words were not chosen from (the held-out shards), so that the saving is not flat
 import json
 from collections import Counter
 
-from dataset.tokenizer_setup import iter_text_batches
+from dataset.tokenizer_setup import iter_text_batches, raw_ids_tokenizer
 
 TOKENS_PER_WORD_CHARS = 5_000_000  # held-out characters the tokens-per-word figure reads (a stable ratio)
 SHOWN = 20  # new words listed in the tokenizer info and the log
@@ -69,12 +69,14 @@ def tokens_per_word(backend, files, max_chars: int = TOKENS_PER_WORD_CHARS) -> f
 
 def add_domain_tokens(backend, n: int, train_files, held_out_files, max_chars: int) -> tuple:
     """(the extended ``tokenizers.Tokenizer``, a record of what was added and the tokens per word before and after
-    on ``held_out_files``, or on ``train_files`` when there are none)."""
-    words = most_split_words(backend, count_words(backend, train_files, max_chars), n)
+    on ``held_out_files``, or on ``train_files`` when there are none). The counts use raw ids (no padding or
+    truncation); the extended tokenizer keeps ``backend``'s settings."""
+    raw = raw_ids_tokenizer(backend)
+    words = most_split_words(raw, count_words(raw, train_files, max_chars), n)
     longer = extended(backend, words)
     measured_on = list(held_out_files) or list(train_files)
     record = {"added": len(words), "first": words[:SHOWN],
               "measured_on": "held-out text" if held_out_files else "training text",
-              "tokens_per_word": {"base": round(tokens_per_word(backend, measured_on), 4),
-                                  "extended": round(tokens_per_word(longer, measured_on), 4)}}
+              "tokens_per_word": {"base": round(tokens_per_word(raw, measured_on), 4),
+                                  "extended": round(tokens_per_word(raw_ids_tokenizer(longer), measured_on), 4)}}
     return longer, record

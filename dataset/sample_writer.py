@@ -18,6 +18,7 @@ from pipeline.manifest import file_sha256
 
 from dataset.masking import mask_block, replacement_candidates
 from dataset.packing import SequencePacker, iter_line_batches
+from dataset.tokenizer_setup import raw_ids_tokenizer
 
 MASK_BLOCK_ROWS = 1024
 SPLIT_CODES = {"train": 0, "test": 1}
@@ -115,7 +116,7 @@ def _load_tokenizer(path: str):
     if path not in _tokenizers:
         from tokenizers import Tokenizer
 
-        _tokenizers[path] = Tokenizer.from_file(path)
+        _tokenizers[path] = raw_ids_tokenizer(Tokenizer.from_file(path))
     return _tokenizers[path]
 
 

@@ -85,6 +85,18 @@ def train_wordpiece(text_files, vocab_size: int, min_frequency: int, max_chars: 
     return tokenizer
 
 
+def raw_ids_tokenizer(backend):
+    """A copy of the ``tokenizers.Tokenizer`` ``backend`` that gives every token id of a text: no padding, no
+    truncation. Samples are packed from raw ids, but a tokenizer.json may be saved padded and truncated (those of
+    sentence-transformers models are, to 128), which would put [PAD] inside samples and cut long paragraphs."""
+    from tokenizers import Tokenizer
+
+    raw = Tokenizer.from_str(backend.to_str())
+    raw.no_padding()
+    raw.no_truncation()
+    return raw
+
+
 def _wrap_trained(tokenizer, do_lower_case: bool):
     from transformers import BertTokenizerFast
 

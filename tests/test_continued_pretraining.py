@@ -46,8 +46,9 @@ def test_a_finished_run_raised_from_n_to_2n_steps_continues_and_ends_where_a_2n_
     a, b = checkpoint_contents(raised, 20)["train_state"], checkpoint_contents(straight, 20)["train_state"]
     assert (a["step"], a["samples_consumed"], a["micro_batches"]) == (b["step"], b["samples_consumed"],
                                                                      b["micro_batches"])
-    # From step 10 on, the rate is the 20-step schedule's, as in a 20-step run resumed at step 10: ESD recomputed
-    # on the new horizon from the current step (the documented rule).
+    # From step 10 on, the rate is the 20-step schedule's, as in a 20-step run resumed at step 10 (which follows the
+    # uninterrupted run exactly: test_pretrain_training's SIGKILL test): ESD recomputed on the new horizon from the
+    # current step, the documented rule.
     rates, reference = logged_rates(raised), logged_rates(straight)
     assert sorted(rates) == list(range(2, 21, 2))  # the first run's lines up to step 10 are kept, once
     for step in range(12, 21, 2):

@@ -1,11 +1,18 @@
-"""TOKENIZER.ADD_DOMAIN_TOKENS: the corpus words a loaded vocabulary splits most become tokens of their own, after
-the existing ids; tokens per word fall on held-out text; pretraining from the checkpoint starts each new row as the
-mean of its pieces' rows."""
+"""A checkpoint's tokenizer in the dataset stage: TOKENIZER.ADD_DOMAIN_TOKENS makes the corpus words it splits most
+tokens of their own, after the existing ids; tokens per word fall on held-out text; pretraining from the checkpoint
+starts each new row as the mean of its pieces' rows. A tokenizer.json saved padded and truncated (as
+sentence-transformers save theirs) still gives samples of the whole text."""
+import json
 import string
+
+import h5py
+import numpy as np
 
 import torch
 from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, BertTokenizerFast
 
+from dataset.sample_generation import generate_samples
+from dataset.sample_writer import SampleOptions
 from dataset.tokenizer_setup import TokenizerRequest, prepare_tokenizer
 from pipeline.init_checkpoint import StartingCheckpoint
 from pretraining.import_weights import read_initial_weights
@@ -83,3 +90,29 @@ def test_pretraining_from_the_checkpoint_starts_each_new_row_as_the_mean_of_its_
         new_id, piece_ids = tokenizer.convert_tokens_to_ids(word), tokenizer.convert_tokens_to_ids(pieces)
         torch.testing.assert_close(ours[new_id], embeddings[piece_ids].mean(dim=0))
         torch.testing.assert_close(model.head.bias[new_id].detach(), bias[piece_ids].mean())
+
+
+def test_a_tokenizer_saved_padded_and_truncated_still_gives_samples_of_the_whole_text(tmp_path):
+    base_checkpoint(tmp_path / "bert")
+    saved = tmp_path / "bert" / "tokenizer.json"
+    settings = json.loads(saved.read_text())
+    settings["padding"] = {"strategy": {"Fixed": 8}, "direction": "Right", "pad_to_multiple_of": None, "pad_id": 0,
+                           "pad_type_id": 0, "pad_token": "[PAD]"}
+    settings["truncation"] = {"direction": "Right", "max_length": 8, "strategy": "LongestFirst", "stride": 0}
+    saved.write_text(json.dumps(settings))
+    text = tmp_path / "text"
+    text.mkdir()
+    (text / "train_shard_00000.txt").write_text("the patient has renal cardiomyopathy . " * 6 + "\nno .\n")
+    (text / "test_shard_00000.txt").write_text(HELD_OUT_TEXT)
+    request = TokenizerRequest(name_or_path=str(tmp_path / "bert"), add_domain_tokens=1)
+    info = prepare_tokenizer(tmp_path / "tokenizer", request, [text / "train_shard_00000.txt"],
+                             [text / "test_shard_00000.txt"])
+    assert info["domain_tokens"]["first"] == ["cardiomyopathy"]  # counted on whole, unpadded words
+    generate_samples(text, tmp_path / "samples", tmp_path / "tokenizer", SampleOptions(max_seq_length=32), 1, 1.0,
+                     progress=False)
+    with h5py.File(tmp_path / "samples" / "train_shard_00000.hdf5") as f:
+        rows, text_tokens = f["input_ids"][:], int(f.attrs["num_text_tokens"])
+    assert text_tokens == 6 * 7 + 2  # every token of the text (renal = ren ##al): none cut at 8, no padding
+    for row in rows:
+        real = np.flatnonzero(row != 0)
+        assert real[-1] == len(real) - 1, row  # [PAD] only after the sample's text, never inside it
