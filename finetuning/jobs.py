@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from finetuning.checkpoints import latest_checkpoint, remove_checkpoints
+from finetuning.progress import PROGRESS_FILE
 from finetuning.search import EVAL_FILE, JOB_FILE, Job
 from pipeline.manifest import read_json, write_json_atomic
 
@@ -164,10 +165,11 @@ def run_job(job_dir: Path, record: dict, arguments: list, gpus: Optional[list], 
 
     ``resume`` keeps the folder (and appends to the log) so that ``run_glue.py`` continues from its checkpoint;
     otherwise an earlier attempt's files are removed first. ``env`` adds variables for the child; ``watch(now)``
-    runs every ``poll_s`` seconds while it runs. A completed job's checkpoints are deleted: only a job that has not
-    finished needs them, and a search keeps hundreds of finished jobs."""
+    runs every ``poll_s`` seconds while it runs. A completed job's checkpoints and progress file are deleted: only a
+    job that has not finished needs them, and a search keeps hundreds of finished jobs."""
     if not resume:
         _clear_previous_attempt(job_dir)
+    (job_dir / PROGRESS_FILE).unlink(missing_ok=True)  # a killed run's last step is no news about this one
     started = time.time()
     record = {**record, "status": "running", "started_at": _now(), "finished_at": None, "wall_time_s": None,
               "error": None}
@@ -193,6 +195,7 @@ def run_job(job_dir: Path, record: dict, arguments: list, gpus: Optional[list], 
     write_json_atomic(job_dir / JOB_FILE, record)
     if ok:
         remove_checkpoints(job_dir)
+        (job_dir / PROGRESS_FILE).unlink(missing_ok=True)
     return record
 
 

@@ -159,7 +159,8 @@ def test_a_job_killed_mid_way_resumes_from_its_checkpoint_on_the_next_run(tmp_pa
     log = (job / "job.log").read_text()
     assert log.count("# ") >= 2 and f"resuming from {job / f'checkpoint-{newest}'} at step {newest}/80" in log
     assert json.loads((job / "job.json").read_text())["status"] == "completed"
-    assert not list(job.glob("checkpoint-*")) and finetune_status(cfg).complete  # a finished job keeps none
+    assert not list(job.glob("checkpoint-*")) and not (job / "progress.json").exists()  # a finished job keeps none
+    assert finetune_status(cfg).complete
 
 
 def test_the_papers_search_settings_reach_run_glue_and_enter_a_jobs_record_only_when_changed(tmp_path):
