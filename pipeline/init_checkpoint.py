@@ -89,7 +89,8 @@ class StartingCheckpoint:
         if local:
             root = Path(name).expanduser()
             if not root.is_dir():
-                raise DataError(f"{KEY}: model folder does not exist: {name}")
+                raise DataError(f"{KEY}: model folder does not exist: {name} (a final_model/ appears when the run"
+                                f" that trains it has finished)")
         else:
             root = _hub_snapshot(name, with_weights)
         folder = _model_folder(root, name)
@@ -117,10 +118,6 @@ class StartingCheckpoint:
     @property
     def pad_token_id(self) -> int:
         return self.config.get("pad_token_id") or 0
-
-    @property
-    def vocab_rows(self) -> int:
-        return int(self.config.get("vocab_size", 0))
 
     @property
     def tokenizer_source(self) -> str:
