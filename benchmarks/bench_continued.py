@@ -32,6 +32,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks.bench_finetune import minilm_model_dir  # noqa: E402
+from benchmarks.time_to_quality.data import corpus_subset  # noqa: E402
 from pipeline import layout  # noqa: E402
 from pipeline.load import load_config  # noqa: E402
 
@@ -39,16 +40,6 @@ TASKS = {"SST-2": "accuracy", "MRPC": "f1"}
 CONTINUED, SCRATCH, AS_IS = "continued (MiniLM-L6)", "scratch (same architecture)", "MiniLM-L6 as is (reference)"
 ARCHITECTURE = ("MODEL.HIDDEN_SIZE", "MODEL.NUM_HIDDEN_LAYERS", "MODEL.NUM_ATTENTION_HEADS", "MODEL.INTERMEDIATE_SIZE",
                 "MODEL.HIDDEN_ACT", "MODEL.ENCODER_LN_MODE", "MODEL.MAX_POSITION_EMBEDDINGS")
-
-
-def corpus_subset(corpus: Path, max_files: int, folder: Path) -> Path:
-    """The first ``max_files`` .txt files of ``corpus`` as links in ``folder`` (the dataset reads folders)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for source in sorted(corpus.glob("*.txt"))[:max_files]:
-        link = folder / source.name
-        if not link.exists():
-            link.symlink_to(source.resolve())
-    return folder
 
 
 def common_opts(args, corpus: Path) -> list:

@@ -1,0 +1,69 @@
+"""The benchmark's data: one dataset built by the pipeline's dataset stage from the first N files of a corpus, with
+one tokenizer, read by every contender. Ours reads its HDF5 samples; the Hugging Face recipes read its training
+text shards the way ``run_mlm.py`` does (tokenize every line, concatenate, cut into blocks); everyone is scored on
+the same held-out samples with the same masks, drawn once from its held-out HDF5 files."""
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+HELD_OUT_NAME = "held_out.pt"
+
+
+def corpus_subset(corpus: Path, max_files: int, folder: Path) -> Path:
+    """The first ``max_files`` .txt files of ``corpus`` as links in ``folder`` (the dataset stage reads folders)."""
+    sources = sorted(corpus.glob("*.txt"))[:max_files]
+    if not sources:
+        sys.exit(f"error: no .txt files in {corpus}; give --corpus a folder of text files")
+    folder.mkdir(parents=True, exist_ok=True)
+    for source in sources:
+        link = folder / source.name
+        if not link.exists():
+            link.symlink_to(source.resolve())
+    return folder
+
+
+def dataset_opts(work_dir: Path, corpus_folder: Path, tokenizer: str, seq_length: int, frac_test: float) -> list:
+    """``--opts`` of the pipeline config that builds (and names) the shared dataset."""
+    return ["SYSTEM.OUTPUT_ROOT", str(work_dir / "pipeline"), "SYSTEM.MAX_MEMORY_IN_GB", "6",
+            "DATASET.CUSTOMIZED_DATASETS", f"[{corpus_folder}]", "DATASET.NUM_TRAIN_SHARDS", "8",
+            "DATASET.NUM_TEST_SHARDS", "1", "DATASET.FRAC_TEST", str(frac_test),
+            "DATASET.MAX_SEQ_LENGTH", str(seq_length), "TOKENIZER.NAME_OR_PATH", tokenizer,
+            "PRETRAIN.ENABLED", "False", "FINETUNE.ENABLED", "False", "RESULT_COLLECTION.ENABLED", "False"]
+
+
+def build_dataset(config: Path, opts: list):
+    """Run the dataset stage through ``main.py`` (skipped when complete); returns the loaded config."""
+    from pipeline.load import load_config
+
+    command = [sys.executable, str(REPO_ROOT / "main.py"), "--config", str(config), "--opts", *opts]
+    if subprocess.run(command, cwd=REPO_ROOT).returncode:
+        sys.exit("error: the dataset stage failed (its output is above); fix it and rerun the same command")
+    return load_config(config, opts)
+
+
+def write_held_out(cfg, path: Path, max_samples: int) -> dict:
+    """Draw the held-out samples and their masks once (the pipeline's own validation stream: fixed by the seed)
+    and save them as tensors; every contender is scored on exactly these."""
+    from pipeline import layout
+    from pipeline.tokenizer_loading import load_tokenizer
+    from pretraining.data.loader import VALIDATION_SALT, SampleStream
+    from pretraining.data.shards import MaskingDefaults, Vocabulary, describe_dataset
+
+    if path.exists():
+        return torch.load(path)
+    tokenizer = load_tokenizer(str(layout.dataset_tokenizer_dir(cfg)))
+    vocab = Vocabulary.from_tokenizer(tokenizer)
+    defaults = MaskingDefaults(cfg.DATASET.MASKED_LM_PROB, cfg.DATASET.MAX_PREDICTIONS_PER_SEQ)
+    _, test_shards = describe_dataset(layout.samples_dir(cfg), vocab, defaults, 512)
+    stream = SampleStream(test_shards, vocab, 64, 0, 1, cfg.SYSTEM.SEED, shuffle=False, repeat=False,
+                          max_samples=max_samples, salt=VALIDATION_SALT, prefetch_batches=0)
+    batches = list(stream)
+    held_out = {name: torch.cat([b[name] for b in batches]) for name in ("input_ids", "attention_mask", "labels")}
+    held_out["attention_mask"] = held_out["attention_mask"].long()
+    tmp = path.with_suffix(".tmp")
+    torch.save(held_out, tmp)
+    tmp.replace(path)
+    return held_out
