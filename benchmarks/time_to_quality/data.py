@@ -4,6 +4,8 @@ text shards the way ``run_mlm.py`` does (tokenize every line, concatenate, cut i
 the same held-out samples with the same masks, drawn once from its held-out HDF5 files."""
 import subprocess
 import sys
+
+import numpy as np
 from pathlib import Path
 
 import torch
@@ -67,3 +69,21 @@ def write_held_out(cfg, path: Path, max_samples: int) -> dict:
     torch.save(held_out, tmp)
     tmp.replace(path)
     return held_out
+
+
+def word_frequency_loss(cfg, held_out: dict) -> float:
+    """The held-out loss of a predictor that knows only how often each token occurs in the training samples: the
+    plateau a masked LM sits on before it uses the context (add-0.5 smoothing; special tokens never predicted)."""
+    import h5py
+
+    from pipeline import layout
+
+    labels = held_out["labels"][held_out["labels"] != -100].numpy()
+    size = max(int(labels.max()) + 1, 1)
+    counts = np.zeros(size)
+    for path in sorted(layout.samples_dir(cfg).glob("train_*.hdf5")):
+        with h5py.File(path, "r") as f:
+            ids = np.asarray(f["input_ids"][:]).ravel()
+        counts += np.bincount(ids[ids < size], minlength=size)
+    probabilities = (counts + 0.5) / (counts + 0.5).sum()
+    return float(-np.log(probabilities[labels]).mean())

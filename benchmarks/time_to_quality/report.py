@@ -48,7 +48,7 @@ def results_table(rows: list, target: float, reference_s: float, tasks: list) ->
     return "\n".join(lines)
 
 
-def plot_curves(rows: list, target: float, path: Path) -> Path:
+def plot_curves(rows: list, target: float, plateau: float, path: Path) -> Path:
     from pipeline.figures import pyplot, save_figure
 
     plt = pyplot()
@@ -57,6 +57,7 @@ def plot_curves(rows: list, target: float, path: Path) -> Path:
         seconds, losses = zip(*r["curve"])
         ax.plot(seconds, losses, marker="o", label=r["name"])
     ax.axhline(target, color="grey", linestyle="--", linewidth=1, label="target: HF run_mlm's final loss")
+    ax.axhline(plateau, color="black", linestyle=":", linewidth=1, label="word frequencies alone")
     ax.set_xlabel("training wall-clock seconds")
     ax.set_ylabel("held-out MLM loss (same samples, same masks)")
     ax.set_title("Held-out MLM loss against training time")
