@@ -83,14 +83,19 @@ def contender_opts(base: list, args, budget_s: float, contender) -> list:
 
 
 def train_contender(contender, opts: list, args, budget_s: float, config: Path) -> Path:
-    """Train one contender in its own process unless all its snapshots exist; returns its folder."""
+    """Train one contender in its own process unless it was trained with this very spec (all its snapshots there);
+    returns its folder. Another budget, size, batch or recipe under the same name trains it again."""
     folder = args.work_dir / "contenders" / contender.name
-    if len(read_snapshots(folder)) == args.points:
-        print(f"{contender.name}: done already ({folder})", flush=True)
-        return folder
     spec = {"kind": contender.kind, "hf": contender.hf, "config": str(config), "opts": opts,
             "output_dir": str(folder), "budget_s": budget_s, "points": args.points,
             "cache_dir": str(args.work_dir / "hf_data")}
+    trained_with = folder / "spec.json"
+    if (len(read_snapshots(folder)) == args.points and trained_with.exists()
+            and json.loads(trained_with.read_text(encoding="utf-8")) == spec):
+        print(f"{contender.name}: done already ({folder})", flush=True)
+        return folder
+    if trained_with.exists():
+        print(f"{contender.name}: trained with other settings before; training it again", flush=True)
     spec_path = args.work_dir / f"{contender.name}.spec.json"
     spec_path.write_text(json.dumps(spec, indent=1), encoding="utf-8")
     print(f"\n=== {contender.name}: {contender.description}, {budget_s:.0f} s", flush=True)
@@ -106,9 +111,16 @@ def train_contender(contender, opts: list, args, budget_s: float, config: Path) 
     return folder
 
 
+def finetune_job_name(task: str, seed: int, args) -> str:
+    """A finetuning job's folder: every setting in the name, so a rerun with other settings never reuses it."""
+    return f"{task}-seed{seed}-rows{args.train_rows}-lr{args.finetune_lr:g}-epochs{args.finetune_epochs}"
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     args.work_dir = args.work_dir.resolve()
+    if Path(args.tokenizer).exists():  # the same folder named from another directory is the same run
+        args.tokenizer = str(Path(args.tokenizer).resolve())
     args.work_dir.mkdir(parents=True, exist_ok=True)
     budget_s = 60 * args.budget_minutes
     contenders = [BY_NAME[name] for name in args.contenders] + [variant(v[0], v[1:]) for v in args.variant]
@@ -133,7 +145,7 @@ def main(argv=None) -> int:
     for row in rows:
         final = row["folder"] / read_snapshots(row["folder"])[-1]["folder"]
         for task in args.tasks:
-            row["glue"][task] = [evaluate.finetune(final, task, seed, row["folder"] / "glue" / f"{task}-{seed}",
+            row["glue"][task] = [evaluate.finetune(final, task, seed, row["folder"] / "glue" / finetune_job_name(task, seed, args),
                                                    args.glue_dir.resolve(), args.train_rows, args.finetune_lr,
                                                    args.finetune_epochs) for seed in args.seeds]
             scores = ", ".join(f"{100 * job[TASK_METRICS[task]]:.1f}" for job in row["glue"][task])

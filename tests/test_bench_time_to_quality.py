@@ -80,7 +80,7 @@ def test_a_whole_run_on_a_tiny_corpus_scores_every_contender_the_same_way_and_a_
         assert steps > 0 and all(math.isfinite(loss) and 0 < loss < 20 for loss in losses), (name, cells)
         folder = tmp_path / "work" / "contenders" / name
         assert [s["folder"] for s in read_snapshots(folder)] == ["snapshot-1", "snapshot-2"]
-        assert json.loads((folder / "glue" / "MRPC-1" / "eval_results.json").read_text())["f1"] >= 0
+        assert json.loads((folder / "glue" / "MRPC-seed1-rows32-lr0.0001-epochs1" / "eval_results.json").read_text())["f1"] >= 0
     assert rows["hf-run-mlm"][6].strip() == "1.00"  # the reference reaches its own final loss at its own end
     assert (tmp_path / "work" / "time_to_quality.png").stat().st_size > 0
     spec = json.loads((tmp_path / "work" / "ours-linear-hot.spec.json").read_text())

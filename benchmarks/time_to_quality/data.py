@@ -55,7 +55,11 @@ def write_held_out(cfg, path: Path, max_samples: int) -> dict:
     from pretraining.data.shards import MaskingDefaults, Vocabulary, describe_dataset
 
     if path.exists():
-        return torch.load(path)
+        held_out = torch.load(path)
+        if held_out["asked"] != max_samples:
+            sys.exit(f"error: {path} was drawn for --held_out_samples {held_out['asked']}, not {max_samples}: the"
+                     f" snapshots were scored on it; use another --work_dir to score on another count")
+        return held_out
     tokenizer = load_tokenizer(str(layout.dataset_tokenizer_dir(cfg)))
     vocab = Vocabulary.from_tokenizer(tokenizer)
     defaults = MaskingDefaults(cfg.DATASET.MASKED_LM_PROB, cfg.DATASET.MAX_PREDICTIONS_PER_SEQ)
@@ -65,6 +69,7 @@ def write_held_out(cfg, path: Path, max_samples: int) -> dict:
     batches = list(stream)
     held_out = {name: torch.cat([b[name] for b in batches]) for name in ("input_ids", "attention_mask", "labels")}
     held_out["attention_mask"] = held_out["attention_mask"].long()
+    held_out["asked"] = max_samples
     tmp = path.with_suffix(".tmp")
     torch.save(held_out, tmp)
     tmp.replace(path)
@@ -85,5 +90,9 @@ def word_frequency_loss(cfg, held_out: dict) -> float:
         with h5py.File(path, "r") as f:
             ids = np.asarray(f["input_ids"][:]).ravel()
         counts += np.bincount(ids[ids < size], minlength=size)
+    from pipeline.tokenizer_loading import load_tokenizer
+
+    special = load_tokenizer(str(layout.dataset_tokenizer_dir(cfg))).all_special_ids
+    counts[[i for i in special if i < size]] = 0  # [CLS], [SEP], [PAD] are never a masked token
     probabilities = (counts + 0.5) / (counts + 0.5).sum()
     return float(-np.log(probabilities[labels]).mean())

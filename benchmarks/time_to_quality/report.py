@@ -62,5 +62,5 @@ def plot_curves(rows: list, target: float, plateau: float, path: Path) -> Path:
     ax.set_ylabel("held-out MLM loss (same samples, same masks)")
     ax.set_title("Held-out MLM loss against training time")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: the curves fill the axes
     return save_figure(fig, path)

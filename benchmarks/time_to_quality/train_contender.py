@@ -24,6 +24,7 @@ def main(spec_path: str) -> int:
     output_dir = Path(spec["output_dir"])
     shutil.rmtree(output_dir, ignore_errors=True)  # an interrupted contender starts over
     output_dir.mkdir(parents=True)
+    (output_dir / "spec.json").write_text(json.dumps(spec, indent=1), encoding="utf-8")  # what it was trained with
     cfg = load_config(spec["config"], spec["opts"])
     if spec["kind"] == "ours":
         from benchmarks.time_to_quality.ours import train_ours
