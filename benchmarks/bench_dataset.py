@@ -57,18 +57,10 @@ def child_baseline(spec) -> dict:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(spec["tokenizer"])
+    from benchmarks.run_mlm_blocks import tokenize_and_group
+
     raw = datasets.load_dataset("text", data_files=spec["files"], split="train", cache_dir=spec["cache"])
-
-    def tokenize(batch):
-        return tokenizer(batch["text"], return_special_tokens_mask=True)
-
-    def group_texts(batch):
-        concatenated = {k: sum(batch[k], []) for k in batch}
-        total = len(concatenated["input_ids"]) // BLOCK * BLOCK
-        return {k: [v[i:i + BLOCK] for i in range(0, total, BLOCK)] for k, v in concatenated.items()}
-
-    tokenized = raw.map(tokenize, batched=True, num_proc=spec["workers"], remove_columns=["text"])
-    grouped = tokenized.map(group_texts, batched=True, num_proc=spec["workers"])
+    grouped = tokenize_and_group(raw, tokenizer, BLOCK, num_proc=spec["workers"])
     disk = sum(os.path.getsize(f["filename"]) for f in grouped.cache_files)
     return {"blocks": len(grouped), "disk_bytes": disk}
 

@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from benchmarks.time_to_quality import data, evaluate, report  # noqa: E402
 from benchmarks.time_to_quality.contenders import BY_NAME, CONTENDERS, REFERENCE, variant  # noqa: E402
 from benchmarks.time_to_quality.harness import read_snapshots  # noqa: E402
+from pipeline.manifest import read_json  # noqa: E402
 
 TASK_METRICS = {"SST-2": "accuracy", "MRPC": "f1", "CoLA": "mcc", "RTE": "accuracy", "QNLI": "accuracy",
                 "STS-B": "pearson", "WNLI": "accuracy"}
@@ -90,8 +91,7 @@ def train_contender(contender, opts: list, args, budget_s: float, config: Path) 
             "output_dir": str(folder), "budget_s": budget_s, "points": args.points,
             "cache_dir": str(args.work_dir / "hf_data")}
     trained_with = folder / "spec.json"
-    if (len(read_snapshots(folder)) == args.points and trained_with.exists()
-            and json.loads(trained_with.read_text(encoding="utf-8")) == spec):
+    if len(read_snapshots(folder)) == args.points and read_json(trained_with) == spec:
         print(f"{contender.name}: done already ({folder})", flush=True)
         return folder
     if trained_with.exists():

@@ -1,12 +1,13 @@
 """One evaluation for every contender, from its exported Hugging Face folders only: the held-out MLM loss on the
 fixed masked samples (stock ``AutoModelForMaskedLM``, fp32) and GLUE dev scores after finetuning with
 ``finetuning/run_glue.py`` (the same flags for everyone)."""
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import torch
+
+from pipeline.manifest import read_json, write_json_atomic
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,11 +39,11 @@ def held_out_loss(folder: Path, held_out: dict, batch_size: int = 64) -> float:
 def snapshot_losses(contender_dir: Path, snapshots: list, held_out: dict) -> list:
     """Each snapshot's held-out loss (computed once; kept in ``held_out_losses.json``)."""
     path = contender_dir / "held_out_losses.json"
-    known = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    known = read_json(path) or {}
     for snapshot in snapshots:
         if snapshot["folder"] not in known:
             known[snapshot["folder"]] = held_out_loss(contender_dir / snapshot["folder"], held_out)
-            path.write_text(json.dumps(known, indent=1), encoding="utf-8")
+            write_json_atomic(path, known)
     return [known[s["folder"]] for s in snapshots]
 
 
@@ -61,4 +62,4 @@ def finetune(model_dir: Path, task: str, seed: int, output_dir: Path, glue_dir: 
         if completed.returncode:
             sys.exit(f"error: finetuning {model_dir} on {task} failed:\n{completed.stdout[-2000:]}"
                      f"{completed.stderr[-3000:]}")
-    return json.loads(results.read_text(encoding="utf-8"))
+    return read_json(results)

@@ -4,9 +4,10 @@ the points of the budget at which the model is exported for the common evaluatio
 The clock starts at the first training step (building the model and reading the data are not counted, for anyone)
 and counts everything after it that a user would wait for: steps, data loading, logging. Only the snapshot exports,
 which exist for the benchmark alone, are taken out."""
-import json
 import time
 from pathlib import Path
+
+from pipeline.manifest import read_json, write_json_atomic
 
 SNAPSHOTS_NAME = "snapshots.json"
 
@@ -66,9 +67,8 @@ class Snapshots:
                 self.export(folder)
                 self.taken.append({"folder": folder.name, "train_s": round(seconds, 2), "step": step,
                                    "samples": samples})
-                (self.output_dir / SNAPSHOTS_NAME).write_text(json.dumps(self.taken, indent=1), encoding="utf-8")
+                write_json_atomic(self.output_dir / SNAPSHOTS_NAME, self.taken)
 
 
 def read_snapshots(output_dir: Path) -> list:
-    path = Path(output_dir) / SNAPSHOTS_NAME
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
+    return read_json(Path(output_dir) / SNAPSHOTS_NAME) or []

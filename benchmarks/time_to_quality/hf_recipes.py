@@ -1,11 +1,12 @@
-"""The Hugging Face contenders: ``Trainer`` + ``DataCollatorForLanguageModeling`` on text cut into blocks, the way
-``run_mlm.py`` prepares it (every line tokenized with its special tokens, all concatenated, cut into
-``block_size`` tokens, the remainder dropped), on the same training text shards that our samples were made from."""
+"""The Hugging Face contenders: ``Trainer`` + ``DataCollatorForLanguageModeling`` on text cut into blocks the way
+``run_mlm.py`` prepares it (``benchmarks.run_mlm_blocks``), from the same training text shards that our samples
+were made from."""
 import json
 from pathlib import Path
 
 import torch
 
+from benchmarks.run_mlm_blocks import tokenize_and_group
 from benchmarks.time_to_quality.harness import Snapshots, TrainingClock
 
 LOG_EVERY = 25
@@ -21,17 +22,7 @@ def grouped_blocks(text_files: list, tokenizer, block_size: int, cache_dir: Path
         return datasets.load_from_disk(str(saved))
     raw = datasets.load_dataset("text", data_files={"train": [str(f) for f in text_files]},
                                 cache_dir=str(cache_dir / "hf_cache"))["train"]
-
-    def tokenize(examples):
-        return tokenizer(examples["text"], return_special_tokens_mask=True)
-
-    def group_texts(examples):
-        concatenated = {k: sum(examples[k], []) for k in examples}
-        total = len(concatenated["input_ids"]) // block_size * block_size
-        return {k: [t[i:i + block_size] for i in range(0, total, block_size)] for k, t in concatenated.items()}
-
-    tokenized = raw.map(tokenize, batched=True, remove_columns=["text"], desc="tokenizing")
-    grouped = tokenized.map(group_texts, batched=True, desc=f"grouping texts in blocks of {block_size}")
+    grouped = tokenize_and_group(raw, tokenizer, block_size)
     grouped.save_to_disk(str(saved))
     return datasets.load_from_disk(str(saved))
 

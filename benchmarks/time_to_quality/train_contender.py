@@ -14,6 +14,7 @@ def main(spec_path: str) -> int:
     from pipeline import layout
     from pipeline.defaults import MODEL_PRESETS
     from pipeline.load import load_config
+    from pipeline.manifest import write_json_atomic
     from pipeline.tokenizer_loading import load_tokenizer
     from pretraining.engine import machine_precision
 
@@ -24,7 +25,7 @@ def main(spec_path: str) -> int:
     output_dir = Path(spec["output_dir"])
     shutil.rmtree(output_dir, ignore_errors=True)  # an interrupted contender starts over
     output_dir.mkdir(parents=True)
-    (output_dir / "spec.json").write_text(json.dumps(spec, indent=1), encoding="utf-8")  # what it was trained with
+    write_json_atomic(output_dir / "spec.json", spec)  # what it was trained with
     cfg = load_config(spec["config"], spec["opts"])
     if spec["kind"] == "ours":
         from benchmarks.time_to_quality.ours import train_ours
