@@ -7,6 +7,7 @@ horizon (PRETRAIN.NUM_STEPS, TOTAL_TRAINING_HOURS): raising it continues the sam
 one (``horizon``). Run IDs derived before that (until issue 12) hashed the horizon too; those runs are found again
 only under a fixed PRETRAIN.ID.
 """
+import glob
 import hashlib
 import json
 import re
@@ -71,11 +72,21 @@ def local_inputs_fingerprint(cfg) -> list:
     """The stamp of every file of the local inputs named by path, other than the corpus folders: a tokenizer folder
     (when it is loaded, not trained) and local files or folders given to DATASET.HUGGINGFACE_DATASETS. A hub name
     that is not a local path adds nothing."""
-    values = [str(value) for entry in cfg.DATASET.HUGGINGFACE_DATASETS for value in entry]
+    values = [value for entry in cfg.DATASET.HUGGINGFACE_DATASETS for value in _entry_paths(entry)]
     if cfg.PRETRAIN.INIT_FROM:  # the tokenizer of a starting checkpoint: its files' content, not the weights beside
         return tokenizer_digests(cfg.TOKENIZER.NAME_OR_PATH) + [e for value in values for e in path_stamps(value)]
     values = ([] if cfg.TOKENIZER.TRAIN else [cfg.TOKENIZER.NAME_OR_PATH]) + values
     return [entry for value in values for entry in path_stamps(value)]
+
+
+def _entry_paths(entry) -> list:
+    """The items of a HUGGINGFACE_DATASETS entry that may name local files: the dataset name (a local folder) and
+    the subset (a generic builder's data files, a glob expanded here). Never an empty item, which as a path is the
+    current directory: stamping it tied the ID to whatever the command's directory held, ``runs/`` included."""
+    paths = []
+    for value in (str(item) for item in entry[:2]):
+        paths += sorted(glob.glob(value, recursive=True)) if glob.has_magic(value) else [value] if value else []
+    return paths
 
 
 def tokenizer_digests(folder) -> list:

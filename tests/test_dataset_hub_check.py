@@ -172,3 +172,25 @@ def test_revision_and_split_change_the_dataset_id(tmp_path):
     others = {dataset_id(["user/books", "plain", "text", "split=validation"]),
               dataset_id(["user/books", "plain", "text", "revision=v1.0"])}
     assert base not in others and len(others) == 2
+
+
+def test_the_dataset_id_does_not_depend_on_the_files_of_the_current_directory(tmp_path, monkeypatch):
+    """An empty subset (bookcorpusopen's in configs/bert-base.yaml) once stamped the whole current directory, so the
+    ID changed as soon as the dataset stage wrote runs/ under it."""
+    monkeypatch.chdir(tmp_path)
+    opts = ["DATASET.HUGGINGFACE_DATASETS", json.dumps([["lucadiliello/bookcorpusopen", "", "text"]])]
+    before = load_config(None, opts).DATASET.ID
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "written-by-a-stage.txt").write_text("x", encoding="utf-8")
+    assert load_config(None, opts).DATASET.ID == before
+
+
+def test_a_data_file_matched_by_a_builder_glob_is_part_of_the_dataset_id(tmp_path):
+    (tmp_path / "data").mkdir()
+    data = tmp_path / "data" / "part-0.json"
+    data.write_text('{"text": "one"}\n', encoding="utf-8")
+    opts = ["SYSTEM.OUTPUT_ROOT", str(tmp_path / "runs"), "DATASET.HUGGINGFACE_DATASETS",
+            json.dumps([["json", str(tmp_path / "data" / "*.json")]])]
+    before = load_config(None, opts).DATASET.ID
+    data.write_text('{"text": "one, edited"}\n', encoding="utf-8")
+    assert load_config(None, opts).DATASET.ID != before
