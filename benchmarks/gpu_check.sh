@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The GPU check: on one GPU, from a fresh clone after `bash install.sh`, offline, in under 8 minutes:
+# The GPU check: on one GPU, from a fresh clone after `bash install.sh`, offline, in under 8 minutes (an
+# estimate: it has not been timed on a GPU yet):
 #   1. fp16 and bf16 pretraining of bert-base through main.py (200 steps each; loss scale logged; the loss must fall),
 #      on the quickstart's demo corpus (built here, no download) at sequence length 128;
 #   2. samples/s and MFU of bert-base and bert-large at batch 256 x 128 (benchmarks/bench_pretrain.py), next to
@@ -21,7 +22,7 @@ while (($#)); do
     case "$1" in
         --out) OUT="${2:?--out needs a folder}"; shift 2 ;;
         --cpu-smoke) SMOKE=1; shift ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         *) echo "gpu_check: unknown argument '$1' (use --out DIR, --cpu-smoke)" >&2; exit 2 ;;
     esac
 done

@@ -1,7 +1,7 @@
 """Split raw corpora into train/test text shards (step 1 of 2 when preparing data by hand).
 
     python dataset/shard_data.py --output_dir TMP --num_train_shards 256 --num_test_shards 128 --frac_test 0.1 \
-        --max_memory 16 --dataset wikipedia 20220301.en --dataset custom /data/corpus
+        --max_memory 16 --dataset wikimedia/wikipedia 20231101.en --dataset custom /data/corpus
 
 ``--dataset NAME SUBSET [TEXT_COLUMN]`` streams the train split of a Hugging Face dataset; ``--dataset custom DIR``
 reads every .txt under DIR (articles separated by blank lines). Rerunning with the same arguments does nothing.

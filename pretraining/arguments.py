@@ -39,15 +39,30 @@ def _add_original_flags(p) -> None:
     add_not_applicable(p, "one background loader thread per process", "--num_workers")
     add_not_applicable(p, "every rank reads a disjoint part of every file (the only loader)", "--data_loader_type")
     add_not_applicable(p, "BERT with the MLM objective is the only model", "--model_type")
-    add_not_applicable(p, "loading is always asynchronous", "--async_worker", takes_value=False)
-    add_not_applicable(p, "MLM only, there is no next-sentence prediction", "--no_nsp", takes_value=False)
+    add_not_applicable(p, "loading is always asynchronous", "--async_worker", "--no_async_worker", takes_value=False)
+    add_not_applicable(p, "MLM only, there is no next-sentence prediction", "--no_nsp", "--add_nsp", takes_value=False)
     add_not_applicable(p, "LayerNorm is torch.nn.LayerNorm", "--layer_norm_type")
     add_not_applicable(p, "the MLM head is always applied at the masked positions only", "--sparse_mask_prediction",
-                       "--fused_linear_layer", "--layernorm_embedding", takes_value=False)
+                       "--no_sparse_mask_prediction", "--fused_linear_layer", "--no_fused_linear_layer",
+                       "--layernorm_embedding", takes_value=False)
+    add_not_applicable(p, "two token types and N(0, 0.02) initialisation, as in BERT", "--type_vocab_size",
+                       "--initializer_range")
+    add_not_applicable(p, "the architecture comes from the model flags or --model_name_or_path", "--config_name")
+    add_not_applicable(p, "hub downloads go to the Hugging Face cache (HF_HOME)", "--cache_dir")
+    add_not_applicable(p, "it is read only by the original run_glue.py", "--pretrain_run_args")
     add_not_applicable(p, "training is bounded by --max_steps and --total_training_time", "--num_epochs",
                        "--max_steps_per_epoch", "--finetune_time_markers")
     add_not_applicable(p, "DeepSpeed is always used", "--deepspeed", takes_value=False)
-    add_not_applicable(p, "the DeepSpeed config is built from these flags", "--deepspeed_config")
+    add_not_applicable(p, "the DeepSpeed config is built from these flags", "--deepspeed_config", "--steps_per_print",
+                       "--gradient_predivide_factor")
+    add_not_applicable(p, "the DeepSpeed config is built from these flags", "--wall_clock_breakdown",
+                       "--prescale_gradients", takes_value=False)
+    add_not_applicable(p, "DeepSpeed's transformer kernel is not used", "--deepspeed_transformer_kernel",
+                       "--stochastic_mode", "--attention_dropout_checkpoint", "--normalize_invertible",
+                       "--gelu_checkpoint", takes_value=False)
+    add_not_applicable(p, "AdamW is the only optimizer (these are LAMB's)", "--bias_correction", takes_value=False)
+    add_not_applicable(p, "AdamW is the only optimizer (these are LAMB's)", "--max_coeff", "--min_coeff")
+    add_not_applicable(p, "fp16 stops after --min_loss_scale_steps overflowing steps", "--scale_cnt_limit")
     add_not_applicable(p, "DeepSpeed's own fp16 is used", "--fp16_backend", "--fp16_opt")
     add_not_applicable(p, "early stopping is on whenever --early_stop_eval_loss > 0", "--use_early_stopping",
                        takes_value=False)
@@ -59,6 +74,8 @@ def _add_original_flags(p) -> None:
                        "--load_training_checkpoint", "--load_checkpoint_id")
     add_not_applicable(p, "throughput is logged every --print_steps", "--log_throughput_every")
     add_not_applicable(p, "the output folder is --output_dir", "--current_run_id")
+    add_not_applicable(p, "final_model/ is always written at the end", "--finetune_checkpoint_at_end",
+                       "--no_finetune_checkpoint_at_end", takes_value=False)
 
 
 def build_parser() -> argparse.ArgumentParser:

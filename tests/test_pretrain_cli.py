@@ -40,6 +40,29 @@ def test_the_seed_papers_command_line_is_accepted_with_a_note_per_flag_that_does
     assert len(notes) == 10 and all(line.startswith("note: --") for line in notes)
 
 
+# academic-budget-bert's run_pretraining.py flags (pretraining/args/*.py) that have no setting here, with the
+# "--no_" forms its HfArgumentParser makes for switches that default to on.
+ORIGINAL_SWITCHES = """--deepspeed_transformer_kernel --stochastic_mode --attention_dropout_checkpoint
+ --normalize_invertible --gelu_checkpoint --wall_clock_breakdown --prescale_gradients --bias_correction --add_nsp
+ --finetune_checkpoint_at_end --no_finetune_checkpoint_at_end --no_fused_linear_layer --no_sparse_mask_prediction
+ --no_async_worker""".split()
+ORIGINAL_VALUED = """--steps_per_print 100 --gradient_predivide_factor 2 --config_name bert --cache_dir /tmp/hf
+ --pretrain_run_args x --type_vocab_size 2 --initializer_range 0.02 --max_coeff 0.3 --min_coeff 0.01
+ --scale_cnt_limit 100""".split()
+
+
+def test_original_flags_without_a_setting_here_are_accepted_with_a_note_each(capsys):
+    cfg, _ = parse_arguments(["--dataset_path", "d", "--output_dir", "o", "--tokenizer_name", "t",
+                              *ORIGINAL_SWITCHES, *ORIGINAL_VALUED])
+    notes = capsys.readouterr().err.splitlines()
+    given = ORIGINAL_SWITCHES + ORIGINAL_VALUED[::2]
+    assert [line.split()[1] for line in notes] == given and all(" has no effect here: " in line for line in notes)
+    assert "note: --scale_cnt_limit has no effect here: fp16 stops after --min_loss_scale_steps overflowing steps" \
+           in notes
+    plain, _ = parse_arguments(["--dataset_path", "d", "--output_dir", "o", "--tokenizer_name", "t"])
+    assert cfg.dump() == plain.dump()  # noted, and nothing else: no setting changed
+
+
 def test_help_says_which_flags_do_not_apply():
     text = " ".join(build_parser().format_help().split())
     for flag in ("--num_epochs_between_checkpoints", "--validation_epochs", "--max_seq_length", "--deepspeed_config"):
