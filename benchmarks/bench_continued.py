@@ -128,7 +128,7 @@ def glue_figures(cfg) -> dict:
 
 def tokens_per_word(cfg, counts: list, max_chars: int) -> list:
     """(count, record) of the dataset stage's ADD_DOMAIN_TOKENS on this run's text shards, per count."""
-    from dataset.sharding import list_text_shards
+    from dataset.text_shards import list_text_shards
     from dataset.tokenizer_setup import TokenizerRequest, prepare_tokenizer
 
     shards = layout.text_shards_dir(cfg)

@@ -1,6 +1,6 @@
 """Text shards -> HDF5 sample shards across worker processes, resuming where an earlier run stopped.
 
-Every text shard is one job; a job's output appears only when complete (see ``sample_writer``), so a rerun redoes
+Every text shard is one job; a job's output appears only when complete (see ``sample_file``), so a rerun redoes
 exactly the shards that are missing. The number of workers is the requested count, lowered until main process +
 workers fit under the memory cap.
 """
@@ -11,9 +11,9 @@ from pathlib import Path
 from pipeline.errors import DataError
 
 from dataset import memory
-from dataset.sample_writer import SampleOptions, ShardJob, existing_shard_entry, partial_path, sample_file_name, \
+from dataset.sample_file import SampleOptions, ShardJob, existing_shard_entry, partial_path, sample_file_name, \
     write_shard
-from dataset.sharding import list_text_shards
+from dataset.text_shards import list_text_shards
 from dataset.tokenizer_setup import read_tokenizer_info
 from dataset.workers import run_jobs
 
