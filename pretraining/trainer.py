@@ -6,7 +6,7 @@
 2. the DeepSpeed engine (``pretraining.engine``), filled with the starting weights (``pretraining.import_weights``),
    and the resume from the newest checkpoint (``pretraining.checkpointing``), also under a raised horizon;
 3. the loop (``pretraining.loop``), bounded by the steps and the time budget (``pretraining.budget``);
-4. the end: checkpoint, validation, ``final_model/`` (``pretraining.weights_export``), curves, and
+4. the end: checkpoint, validation, ``final_model/`` (``pretraining.hf_model``), curves, and
    ``manifest.json`` last, so that a crashed run is never complete.
 """
 import dataclasses
@@ -25,9 +25,8 @@ from pretraining.checkpointing import TrainState, checkpoints_dir, latest_tag, l
 from pretraining.data.shards import MaskingDefaults, Vocabulary, describe_dataset, list_sample_files
 from pretraining.engine import (accumulation_steps, build_engine, ensure_distributed_env, machine_precision,
                                 node_report)
-from pretraining.held_out import validation_sample_count
 from pretraining.import_weights import read_initial_weights
-from pretraining.loop import StopSignal, TrainingLoop, TrainingStopped
+from pretraining.loop import StopSignal, TrainingLoop, TrainingStopped, validation_sample_count
 from pretraining.metrics_log import MetricsLog, gpu_peak_flops
 from pretraining.modeling import describe, model_config_from_cfg
 from pretraining.schedulers import PretrainLRScheduler, lr_multiplier
