@@ -389,7 +389,3 @@ def describe(config: ModelConfig) -> str:
             f" A={config.num_attention_heads} I={config.intermediate_size} vocab={config.tokenizer_vocab_size}->"
             f"{config.vocab_size} ({parameter_count(config) / 1e6:.1f}M parameters)")
 
-
-__all__ = ["PRESETS", "ModelConfig", "build_model_config", "model_config_from_cfg", "BertForPreTraining",
-           "maybe_compile", "pretraining_flops_per_sample", "padded_vocab_size", "parameter_count", "describe",
-           "IGNORE_INDEX"]
