@@ -1,5 +1,6 @@
-"""``results.json`` (everything the stage found, machine-readable) and ``report.md`` rendered from it, with the
-report's figure of the spread over seeds (the pretraining curves are ``pretraining.metrics_log``'s, the one plot of
+"""What the result collection reports: the entries of ``results.json`` (everything the stage found, machine-readable:
+each task's best, the random-init baseline, the pretraining run), ``report.md`` rendered from it, and the report's
+figure of the spread over seeds (the pretraining curves are ``pretraining.metrics_log``'s, the one plot of
 ``metrics.jsonl``).
 
 The markdown is rendered from the same dictionary that is written as JSON, so the two never disagree.
