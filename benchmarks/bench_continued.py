@@ -10,7 +10,7 @@ first N files of a corpus folder (e.g. ``../shared/data/corpus/wikipedia-en-2015
 
 and, for reference, the MiniLM encoder finetuned as it is (no further pretraining; the same finetuning).
 It reports the held-out MLM loss of both pretraining runs at step 0 and at the end (step 0 recomputed here for both with the
-pipeline's own validation, ``pretraining.held_out.held_out_loss``, on the same masked held-out samples, in fp32: the
+pipeline's own validation, ``pretraining.loop.held_out_loss``, on the same masked held-out samples, in fp32: the
 scratch model is the seed's initialisation, exactly as the engine builds it), the GLUE dev scores after the
 pipeline's finetuning of each final_model (SST-2 and MRPC from a local GLUE folder, a few thousand training rows,
 one configuration, one seed), and the tokens per word of the MiniLM vocabulary on the held-out text before and
@@ -93,7 +93,7 @@ def step_zero_loss(cfg) -> float:
 
     from pipeline.init_checkpoint import StartingCheckpoint
     from pretraining.arguments import parse_arguments
-    from pretraining.held_out import held_out_loss
+    from pretraining.loop import held_out_loss
     from pretraining.import_weights import read_initial_weights
     from pretraining.modeling import BertForPreTraining
     from pretraining.trainer import prepare_run
@@ -128,7 +128,7 @@ def glue_figures(cfg) -> dict:
 
 def tokens_per_word(cfg, counts: list, max_chars: int) -> list:
     """(count, record) of the dataset stage's ADD_DOMAIN_TOKENS on this run's text shards, per count."""
-    from dataset.sharding import list_text_shards
+    from dataset.text_shards import list_text_shards
     from dataset.tokenizer_setup import TokenizerRequest, prepare_tokenizer
 
     shards = layout.text_shards_dir(cfg)

@@ -67,9 +67,9 @@ def child_baseline(spec) -> dict:
 
 def child_ours(spec) -> dict:
     from dataset.corpus_readers import CorpusSource
-    from dataset.sample_generation import generate_samples
-    from dataset.sample_writer import SampleOptions
-    from dataset.sharding import ShardingOptions, shard_corpus
+    from dataset.sample_file import SampleOptions
+    from dataset.sample_jobs import generate_samples
+    from dataset.text_shards import ShardingOptions, shard_corpus
     from dataset.tokenizer_setup import TokenizerRequest, prepare_tokenizer
     from dataset.workers import run_in_child
 

@@ -24,14 +24,13 @@ from pipeline.manifest import write_manifest  # noqa: E402
 from pipeline.script_flags import ScriptParser, add_setting_flags, config_from_flags, given_settings  # noqa: E402
 
 from dataset import memory  # noqa: E402
-from dataset.sample_generation import generate_samples, manifest_outputs  # noqa: E402
-from dataset.sharding import list_text_shards  # noqa: E402
-from dataset.stage import sample_options, tokenizer_request  # noqa: E402
+from dataset.sample_jobs import generate_samples, manifest_outputs  # noqa: E402
+from dataset.stage import predictions_problem, sample_options, tokenizer_request  # noqa: E402
+from dataset.text_shards import list_text_shards  # noqa: E402
 from dataset.tokenizer_setup import prepare_tokenizer  # noqa: E402
-
-SCRIPT = "samples"  # the script's name in the settings table (pipeline/defaults.py): its flags come from there
 from dataset.workers import run_in_child  # noqa: E402
 
+SCRIPT = "samples"  # the script's name in the settings table (pipeline/defaults.py): its flags come from there
 
 IO_FLAGS = ("--dir", "--output_dir", "--no_progress", "--model_name")  # flags that are not settings
 
@@ -47,18 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _check(cfg) -> None:
-    d = cfg.DATASET
-    if d.MAX_PREDICTIONS_PER_SEQ > d.MAX_SEQ_LENGTH - 2:
-        raise ConfigError(f"--max_predictions_per_seq must be at most max_seq_length - 2 = {d.MAX_SEQ_LENGTH - 2},"
-                          f" got {d.MAX_PREDICTIONS_PER_SEQ}")
-
-
 def generate(args) -> None:
     cfg = config_from_flags(args, SCRIPT)
     if args.model_name and "TOKENIZER.NAME_OR_PATH" not in given_settings(args):
         cfg.TOKENIZER.NAME_OR_PATH = args.model_name
-    _check(cfg)
+    problem = predictions_problem(cfg, ("--max_predictions_per_seq", "--max_seq_length"))
+    if problem:
+        raise ConfigError(problem)
     memory.check_memory_cap(cfg.SYSTEM.MAX_MEMORY_IN_GB, "--max_memory")
     out_dir = Path(args.output_dir)
     request = dataclasses.replace(tokenizer_request(cfg), key="--tokenizer_name")

@@ -18,8 +18,8 @@ from pipeline.script_flags import ScriptParser, add_setting_flags, config_from_f
 
 from dataset import memory  # noqa: E402
 from dataset.corpus_readers import CorpusSource  # noqa: E402
-from dataset.sharding import shard_corpus  # noqa: E402
 from dataset.stage import sharding_options  # noqa: E402
+from dataset.text_shards import shard_corpus  # noqa: E402
 
 SCRIPT = "shard"  # the script's name in the settings table (pipeline/defaults.py): its flags come from there
 

@@ -27,7 +27,7 @@ def _sources(cfg):
 
 
 def sharding_options(cfg):
-    from dataset.sharding import ShardingOptions
+    from dataset.text_shards import ShardingOptions
 
     d = cfg.DATASET
     return ShardingOptions(num_train_shards=d.NUM_TRAIN_SHARDS, num_test_shards=d.NUM_TEST_SHARDS,
@@ -35,7 +35,7 @@ def sharding_options(cfg):
 
 
 def sample_options(cfg):
-    from dataset.sample_writer import SampleOptions
+    from dataset.sample_file import SampleOptions
 
     d = cfg.DATASET
     return SampleOptions(max_seq_length=d.MAX_SEQ_LENGTH, masking=d.MASKING, masked_lm_prob=d.MASKED_LM_PROB,
@@ -76,8 +76,8 @@ def stage_settings(cfg) -> dict:
 
 def prepare_dataset(cfg) -> dict:
     """Run the whole dataset stage for ``cfg``; returns the manifest it wrote."""
-    from dataset.sample_generation import generate_samples, manifest_outputs
-    from dataset.sharding import list_text_shards, shard_corpus
+    from dataset.sample_jobs import generate_samples, manifest_outputs
+    from dataset.text_shards import list_text_shards, shard_corpus
     from dataset.tokenizer_setup import prepare_tokenizer
     from dataset.workers import run_in_child
 
@@ -168,6 +168,16 @@ def estimate_bytes(cfg) -> int:
     return folder_bytes(cfg.DATASET.CUSTOMIZED_DATASETS) * (2 + copies)
 
 
+def predictions_problem(cfg, keys=("DATASET.MAX_PREDICTIONS_PER_SEQ", "DATASET.MAX_SEQ_LENGTH")) -> str:
+    """Why a sample cannot hold MAX_PREDICTIONS_PER_SEQ masked positions ("" when it can): [CLS] and [SEP] are never
+    masked. ``keys`` name the two settings as the user knows them (config keys, or a script's flags)."""
+    d = cfg.DATASET
+    if d.MAX_PREDICTIONS_PER_SEQ <= d.MAX_SEQ_LENGTH - 2:
+        return ""
+    return (f"{keys[0]} = {d.MAX_PREDICTIONS_PER_SEQ} exceeds the {d.MAX_SEQ_LENGTH - 2} text tokens of a sample"
+            f" ({keys[1]} - 2)")
+
+
 def _looks_like_path(value: str) -> bool:
     return value.startswith(("/", "./", "../", "~"))
 
@@ -189,11 +199,8 @@ def validate_config(cfg) -> list:
     if t.TRAIN and t.ADD_DOMAIN_TOKENS:
         problems.append("TOKENIZER.ADD_DOMAIN_TOKENS extends a loaded vocabulary, but TOKENIZER.TRAIN is True (a"
                         " trained vocabulary is the corpus's own already): set one of them")
-    if d.MAX_PREDICTIONS_PER_SEQ > d.MAX_SEQ_LENGTH - 2:
-        problems.append(f"DATASET.MAX_PREDICTIONS_PER_SEQ = {d.MAX_PREDICTIONS_PER_SEQ} exceeds the "
-                        f"{d.MAX_SEQ_LENGTH - 2} text tokens of a sample (DATASET.MAX_SEQ_LENGTH - 2)")
-    if d.MAX_SEQ_LENGTH > 65535:
-        problems.append(f"DATASET.MAX_SEQ_LENGTH = {d.MAX_SEQ_LENGTH} is above 65535 (positions are stored as uint16)")
+    if predictions_problem(cfg):
+        problems.append(predictions_problem(cfg))
     if d.FRAC_TEST > 0 and d.NUM_TEST_SHARDS == 0:
         problems.append(f"DATASET.FRAC_TEST = {d.FRAC_TEST} needs DATASET.NUM_TEST_SHARDS >= 1 (or set FRAC_TEST 0)")
     try:

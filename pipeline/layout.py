@@ -54,8 +54,11 @@ def pretrain_dir(cfg) -> Path:
     return run_dir(cfg) / "pretrain"
 
 
+FINAL_MODEL = "final_model"  # in a pretrain folder (the pipeline's, or run_pretraining.py's --output_dir)
+
+
 def final_model_dir(cfg) -> Path:
-    return pretrain_dir(cfg) / "final_model"
+    return pretrain_dir(cfg) / FINAL_MODEL
 
 
 def finetune_dir(cfg) -> Path:

@@ -111,6 +111,10 @@ def deepspeed_config(cfg, precision: str, world_size: int) -> dict:
     return config
 
 
+# PRETRAIN.OPTIMIZER -> the optimizer class (the setting's choices; ``--optimizer_type`` of the original's scripts).
+OPTIMIZERS = {"adamw": torch.optim.AdamW}
+
+
 def optimizer_param_groups(model, weight_decay: float) -> list:
     """AdamW groups: no weight decay on biases and LayerNorm weights (all 1-D parameters), as in BERT."""
     decay, no_decay = [], []
@@ -148,8 +152,8 @@ def build_engine(cfg, model_config, precision: str, world_size: int, local_rank:
     model = BertForPreTraining(model_config)
     if start_from is not None:
         start_from(model)
-    optimizer = torch.optim.AdamW(optimizer_param_groups(model, p.WEIGHT_DECAY), lr=p.LEARNING_RATE,
-                                  betas=(p.ADAM_BETA1, p.ADAM_BETA2), eps=p.ADAM_EPS)
+    optimizer = OPTIMIZERS[p.OPTIMIZER](optimizer_param_groups(model, p.WEIGHT_DECAY), lr=p.LEARNING_RATE,
+                                       betas=(p.ADAM_BETA1, p.ADAM_BETA2), eps=p.ADAM_EPS)
     ds_config = deepspeed_config(cfg, precision, world_size)
     deepspeed.utils.logger.setLevel(logging.WARNING)  # its INFO lines would drown the training log
     # DeepSpeed's bf16 optimizer prints a memory report per parameter group; errors still raise.

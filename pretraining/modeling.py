@@ -357,9 +357,14 @@ def maybe_compile(model: nn.Module, enabled: bool) -> nn.Module:
     return torch.compile(model, dynamic=True)
 
 
-def count_parameters(model: nn.Module) -> int:
-    """Trainable parameters, each tied tensor counted once."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+def parameter_count(config: ModelConfig) -> int:
+    """The parameters of ``BertForPreTraining(config)`` (the tied decoder counted once), from the shape alone. Per
+    block: Q/K/V/output projections ``4 h^2 + 4 h``, feed-forward ``2 h i + i + h``, two LayerNorms ``4 h``."""
+    h, i, n = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    per_layer = 4 * h * h + 2 * h * i + 9 * h + i
+    embeddings = (config.vocab_size + config.max_position_embeddings + config.type_vocab_size + 2) * h
+    head = h * h + 3 * h + config.vocab_size + (2 * h if config.encoder_ln_mode == "pre-ln" else 0)
+    return embeddings + n * per_layer + head
 
 
 def pretraining_flops_per_sample(config: ModelConfig, seq_len: int, num_predictions: float) -> float:
@@ -380,15 +385,7 @@ def pretraining_flops_per_sample(config: ModelConfig, seq_len: int, num_predicti
 
 def describe(config: ModelConfig) -> str:
     """One line for logs: shape and parameter count (without building the model)."""
-    h, i, n = config.hidden_size, config.intermediate_size, config.num_hidden_layers
-    per_layer = 4 * h * h + 4 * h + 2 * h * i + i + h + 4 * h
-    embeddings = (config.vocab_size + config.max_position_embeddings + config.type_vocab_size + 2) * h
-    head = h * h + 3 * h + config.vocab_size + (2 * h if config.encoder_ln_mode == "pre-ln" else 0)
-    millions = (embeddings + n * per_layer + head) / 1e6
-    return (f"BERT {config.encoder_ln_mode} L={n} H={h} A={config.num_attention_heads} I={i} "
-            f"vocab={config.tokenizer_vocab_size}->{config.vocab_size} ({millions:.1f}M parameters)")
+    return (f"BERT {config.encoder_ln_mode} L={config.num_hidden_layers} H={config.hidden_size}"
+            f" A={config.num_attention_heads} I={config.intermediate_size} vocab={config.tokenizer_vocab_size}->"
+            f"{config.vocab_size} ({parameter_count(config) / 1e6:.1f}M parameters)")
 
-
-__all__ = ["PRESETS", "ModelConfig", "build_model_config", "model_config_from_cfg", "BertForPreTraining",
-           "maybe_compile", "pretraining_flops_per_sample", "padded_vocab_size", "count_parameters", "describe",
-           "IGNORE_INDEX"]

@@ -154,15 +154,11 @@ def validate_config(cfg) -> list:
     return problems
 
 
-
 def estimate_bytes(cfg) -> int:
     """Disk the stage may need (checked by the runner): KEEP_CHECKPOINTS + 1 checkpoints (one is written before
     the oldest goes) of ~16 bytes per parameter (weights, Adam's two moments, a master copy), plus the exported
     fp32 model. Imports torch (the model presets live with the model), so only call it when the stage will run."""
-    from pretraining.modeling import model_config_from_cfg
+    from pretraining.modeling import model_config_from_cfg, parameter_count
 
     vocab = (read_manifest(layout.dataset_dir(cfg)) or {}).get("vocab_size") or cfg.TOKENIZER.VOCAB_SIZE
-    m = model_config_from_cfg(cfg, vocab)
-    h, layers, inner = m.hidden_size, m.num_hidden_layers, m.intermediate_size
-    params = (m.vocab_size + m.max_position_embeddings + 2) * h + layers * (4 * h * h + 2 * h * inner + 9 * h + inner)
-    return params * (16 * (cfg.PRETRAIN.KEEP_CHECKPOINTS + 1) + 4)
+    return parameter_count(model_config_from_cfg(cfg, vocab)) * (16 * (cfg.PRETRAIN.KEEP_CHECKPOINTS + 1) + 4)

@@ -6,14 +6,16 @@
 2. the DeepSpeed engine (``pretraining.engine``), filled with the starting weights (``pretraining.import_weights``),
    and the resume from the newest checkpoint (``pretraining.checkpointing``), also under a raised horizon;
 3. the loop (``pretraining.loop``), bounded by the steps and the time budget (``pretraining.budget``);
-4. the end: checkpoint, validation, ``final_model/`` (``pretraining.weights_export``), curves, and
+4. the end: checkpoint, validation, ``final_model/`` (``pretraining.hf_model``), curves, and
    ``manifest.json`` last, so that a crashed run is never complete.
 """
 import dataclasses
+import signal
 from dataclasses import dataclass
 
 import torch
 
+from pipeline import exit_codes, layout
 from pipeline.errors import ConfigError
 from pipeline.init_checkpoint import StartingCheckpoint
 from pipeline.manifest import write_manifest
@@ -25,19 +27,15 @@ from pretraining.checkpointing import TrainState, checkpoints_dir, latest_tag, l
 from pretraining.data.shards import MaskingDefaults, Vocabulary, describe_dataset, list_sample_files
 from pretraining.engine import (accumulation_steps, build_engine, ensure_distributed_env, machine_precision,
                                 node_report)
-from pretraining.held_out import validation_sample_count
 from pretraining.import_weights import read_initial_weights
-from pretraining.loop import StopSignal, TrainingLoop, TrainingStopped
+from pretraining.loop import StopSignal, TrainingLoop, TrainingStopped, validation_sample_count
 from pretraining.metrics_log import MetricsLog, gpu_peak_flops
 from pretraining.modeling import describe, model_config_from_cfg
 from pretraining.schedulers import PretrainLRScheduler, lr_multiplier
 from pretraining.stage import stage_settings
 
-FINAL_MODEL_DIRNAME = "final_model"
-INTERRUPT_EXIT_CODE = 143  # 128 + SIGTERM, what a shell reports for a terminated process
+INTERRUPT_EXIT_CODE = exit_codes.SIGNAL_BASE + signal.SIGTERM  # what a shell reports for a terminated process
 CONSTANT_STEP_WARMUP = 1000  # warmup steps of the originals' --lr_schedule constant_step without --num_warmup_steps
-
-__all__ = ["train", "prepare_run", "TrainingStopped", "Interrupted", "INTERRUPT_EXIT_CODE"]
 
 
 class Interrupted(Exception):
@@ -196,7 +194,7 @@ def finish(loop: TrainingLoop, reason: str):
         loop.checkpoint()  # a crash from here on resumes at the end instead of the last periodic checkpoint
     if state.step != loop.last_validation_step or state.last_val_loss is None:
         loop.validation_step()
-    loop.export(run.paths.output_dir / FINAL_MODEL_DIRNAME)
+    loop.export(run.paths.output_dir / layout.FINAL_MODEL)
     if run.rank != 0:
         return None
     loop.metrics.plot()
@@ -209,7 +207,7 @@ def finish(loop: TrainingLoop, reason: str):
         stop_reason=reason, precision=run.precision, world_size=run.world_size, model=describe(run.model_config),
         horizon=horizon(run.cfg))
     _log(run, f"done: {state.step} steps in {hours:.4f} h ({reason}); final model in"
-              f" {run.paths.output_dir / FINAL_MODEL_DIRNAME}")
+              f" {run.paths.output_dir / layout.FINAL_MODEL}")
     return manifest
 
 

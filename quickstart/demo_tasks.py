@@ -15,14 +15,20 @@ rules below are what a model has to learn, and their scores say nothing about GL
 Articles are split into train / dev / test before any example is drawn, so no article (and no sentence) feeds two
 splits. CoLA-format labels are balanced (half and half, the odd one out going to label 1). Sentence IDs of the MRPC
 files are random numbers, so they reveal nothing about the label.
+
+``demo_tasks.json`` in the GLUE_DIR marks the folders as demo tasks: ``{"tasks": {"CoLA": {"name": ..., "rule":
+...}, ...}, "note": ...}``, written here and read by the result collection, which must never report results on
+those folders as GLUE numbers.
 """
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pipeline.errors import DataError
-from pipeline.manifest import write_json_atomic
+from pipeline.manifest import read_json, write_json_atomic
 from quickstart.demo_corpus import split_sentences
 
+DEMO_TASKS_FILE = "demo_tasks.json"
 SPLITS = ("train", "dev", "test")
 MIN_SENTENCE_WORDS = 6  # leaves at least 4 interior words to reorder
 MAX_SENTENCE_WORDS = 40  # a pair of these still fits a 128-token sequence
@@ -234,5 +240,35 @@ def write_demo_tasks(examples: dict, glue_dir, seed: int) -> dict:
               "MRPC": write_mrpc(glue_dir / "MRPC", examples["MRPC"], random.Random(f"{seed}-MRPC-ids"))}
     description = {"tasks": {task: {**TASK_DESCRIPTIONS[task], "rows": counts[task]} for task in counts},
                    "note": CORPUS_NOTE}
-    write_json_atomic(glue_dir / "demo_tasks.json", description)
+    write_json_atomic(demo_tasks_path(glue_dir), description)
     return counts
+
+
+def demo_tasks_path(glue_dir) -> Path:
+    return Path(glue_dir) / DEMO_TASKS_FILE
+
+
+def demo_tasks_problem(glue_dir) -> str:
+    """Why ``demo_tasks.json`` in ``glue_dir`` is malformed ("" when it is absent or well formed)."""
+    if not glue_dir or not demo_tasks_path(glue_dir).exists():
+        return ""
+    path = demo_tasks_path(glue_dir)
+    data = read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("tasks"), dict):
+        return f"{path}: expected a JSON object with a \"tasks\" mapping (task -> {{name, rule}})"
+    for task, entry in data["tasks"].items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not isinstance(
+                entry.get("rule"), str):
+            return f"{path}: task {task!r} needs a \"name\" and a \"rule\" string"
+    return ""
+
+
+def load_demo_tasks(glue_dir):
+    """{"tasks": {task: {"name", "rule"}}, "note": str} when ``glue_dir`` holds demo tasks, else None."""
+    if not glue_dir or not demo_tasks_path(glue_dir).exists():
+        return None
+    problem = demo_tasks_problem(glue_dir)
+    if problem:
+        raise DataError(problem)
+    data = read_json(demo_tasks_path(glue_dir))
+    return {"tasks": data["tasks"], "note": str(data.get("note", ""))}

@@ -1,8 +1,17 @@
-"""``results.json`` (everything the stage found, machine-readable) and ``report.md`` rendered from it.
+"""What the result collection reports: the entries of ``results.json`` (everything the stage found, machine-readable:
+each task's best, the random-init baseline, the pretraining run), ``report.md`` rendered from it, and the report's
+figure of the spread over seeds (the pretraining curves are ``pretraining.metrics_log``'s, the one plot of
+``metrics.jsonl``).
 
 The markdown is rendered from the same dictionary that is written as JSON, so the two never disagree.
 """
-from scripts.result_tables import format_duration, markdown_table, percent
+import statistics
+
+from pipeline import layout
+from pipeline.figures import pyplot, save_figure
+from pipeline.manifest import read_json
+from pretraining.metrics_log import read_metrics, split_metrics
+from scripts.job_tables import format_duration, markdown_table, percent
 
 GLUE_NAME = "GLUE score"
 DEMO_NAME = "Demo score (demo tasks, NOT GLUE)"
@@ -38,6 +47,52 @@ def baseline_comparison(pretrained: dict, random_init: dict) -> dict:
         rows[task] = {"metric": (ours or theirs).metric, "pretrained": a, "random_init": b,
                       "difference": a - b if a is not None and b is not None else None}
     return rows
+
+
+def _median_of(records, key):
+    values = [r[key] for r in records if isinstance(r.get(key), (int, float))]
+    return statistics.median(values) if values else None
+
+
+def summarize_pretraining(cfg) -> dict:
+    """The pretraining run summarised from its manifest and ``metrics.jsonl`` (docs/interfaces.md, pretrain
+    section): steps, hours, final validation loss, tokens seen and throughput; ``available`` False with a reason
+    when the run has no pretraining outputs (pretraining disabled, or finetuning an outside model)."""
+    pretrain_dir = layout.pretrain_dir(cfg)
+    manifest = read_json(pretrain_dir / "manifest.json")
+    metrics_path = pretrain_dir / "metrics.jsonl"
+    train, val = split_metrics(read_metrics(metrics_path))
+    if not isinstance(manifest, dict) and not train and not val:
+        reason = ("pretraining was disabled (PRETRAIN.ENABLED is False)" if not cfg.PRETRAIN.ENABLED
+                  else "pretraining has not completed")
+        return {"available": False, "reason": f"{reason}: no {pretrain_dir / 'manifest.json'}",
+                "finetuned_model": layout.finetune_model_path(cfg)}
+    manifest = manifest if isinstance(manifest, dict) else {}
+    last_train = train[-1] if train else {}
+    hours = manifest.get("hours")
+    if hours is None and (train or val):
+        hours = max(r.get("elapsed_s", 0) for r in train + val) / 3600
+    tokens_seen = manifest.get("tokens_seen")
+    tokens_per_s = _median_of(train, "tokens_per_s")
+    if tokens_per_s is None and tokens_seen and hours:
+        tokens_per_s = tokens_seen / (hours * 3600)
+    return {
+        "available": True,
+        "complete": bool(manifest),  # False: summarised from metrics.jsonl of an unfinished run
+        "steps": manifest.get("steps", last_train.get("step")),
+        "hours": hours,
+        "final_val_loss": manifest.get("final_val_loss", val[-1]["val_loss"] if val else None),
+        # a run from PRETRAIN.INIT_FROM validates its starting model at step 0 (e.g. phase 2 starting from phase 1)
+        "init_from": cfg.PRETRAIN.INIT_FROM,
+        "initial_val_loss": val[0]["val_loss"] if val and val[0].get("step") == 0 else None,
+        "final_train_loss": last_train.get("loss"),
+        "tokens_seen": tokens_seen,
+        "samples_per_s": manifest.get("samples_per_s", _median_of(train, "samples_per_s")),
+        "tokens_per_s": tokens_per_s,
+        "mfu": _median_of(train, "mfu"),
+        "metrics_path": str(metrics_path) if train or val else "",
+        "finetuned_model": layout.finetune_model_path(cfg),
+    }
 
 
 def _task_label(task: str, demo) -> str:
@@ -200,3 +255,25 @@ def render_report(results: dict) -> str:
         links = ", ".join(f"[{_task_label(t, results['demo'])}]({p})" for t, p in results["tables"].items())
         lines += ["## Every job", "", f"Per-task tables of every job (also as CSV): {links}.", ""]
     return "\n".join(lines)
+
+
+def plot_seed_spread(bests: dict, path, names=None):
+    """For each task, the primary metric (%) of every seed of its best configuration; None without tasks.
+
+    ``names`` optionally maps a task to the label shown under it (the demo tasks' own names).
+    """
+    if not bests:
+        return None
+    plt = pyplot()
+    tasks = list(bests)
+    fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(tasks) + 2), 4.5))
+    series = [[100 * v for v in bests[t].config.values(bests[t].metric)] for t in tasks]
+    ax.boxplot(series, showfliers=False)
+    for position, values in enumerate(series, start=1):
+        ax.scatter([position] * len(values), values, s=18, zorder=3)
+    labels = [f"{(names or {}).get(t, t)}\n({bests[t].metric})" for t in tasks]
+    ax.set_xticks(range(1, len(tasks) + 1), labels, fontsize=8)
+    ax.set_ylabel("dev score (%)")
+    ax.set_title("Best configuration of each task: spread over seeds")
+    ax.grid(axis="y", alpha=0.3)
+    return save_figure(fig, path, dpi=120)

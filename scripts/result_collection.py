@@ -21,10 +21,9 @@ from pipeline.errors import ConfigError, DataError
 from pipeline.manifest import read_manifest, write_json_atomic, write_manifest
 from pipeline.run_ids import file_stamp
 from pipeline.stage_status import StageStatus, manifest_status
-from scripts.best_config import select_all
-from scripts.demo_tasks import demo_tasks_path, demo_tasks_problem, load_demo_tasks
-from scripts.glue_score import glue_score
-from scripts.job_results import jobs_fingerprint, load_jobs
+from quickstart.demo_tasks import demo_tasks_path, demo_tasks_problem, load_demo_tasks
+from scripts.best_config import glue_score, select_all
+from scripts.finetune_jobs import jobs_fingerprint, load_jobs
 from scripts.submission import test_file_path
 
 STAGE = "result_collection"
@@ -160,7 +159,7 @@ def summarize_validation(cfg, collection: Optional[Collection] = None) -> dict:
 
     Returns {task: relative path of its markdown table}.
     """
-    from scripts.result_tables import task_markdown, write_task_tables
+    from scripts.job_tables import task_markdown, write_task_tables
 
     collection = collection or gather(cfg)
     _require_jobs(cfg, collection)
@@ -181,7 +180,7 @@ def summarize_validation(cfg, collection: Optional[Collection] = None) -> dict:
 
 
 def _print_bests(collection: Collection, score_line: str) -> None:
-    from scripts.result_tables import percent
+    from scripts.job_tables import percent
 
     for task, best in collection.bests.items():
         spread = best.spread
@@ -263,7 +262,7 @@ def failed_jobs(collection: Collection, run_dir: Path) -> list:
 
 def _draw_plots(cfg, collection: Collection) -> dict:
     from pretraining.metrics_log import plot_training_curves
-    from scripts.result_plots import plot_seed_spread
+    from scripts.report import plot_seed_spread
 
     plots = {}
     if plot_training_curves(layout.pretrain_dir(cfg) / "metrics.jsonl", tables_dir(cfg) / "pretraining_curves.png"):
@@ -276,8 +275,7 @@ def _draw_plots(cfg, collection: Collection) -> dict:
 
 def build_results(cfg, collection: Collection, tables: dict, submission: dict, plots: dict) -> dict:
     """The results.json dictionary (report.md is rendered from it)."""
-    from scripts.pretrain_summary import summarize_pretraining
-    from scripts.report import DEMO_NAME, GLUE_NAME, baseline_comparison, best_entry
+    from scripts.report import DEMO_NAME, GLUE_NAME, baseline_comparison, best_entry, summarize_pretraining
 
     run_dir = layout.run_dir(cfg)
     score = glue_score(collection.bests)

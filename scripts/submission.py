@@ -22,11 +22,6 @@ OFFICIAL_TEST_ROWS = {"CoLA": 1063, "SST-2": 1821, "MRPC": 1725, "STS-B": 1379, 
                       "MNLI-mm": 9847, "QNLI": 5463, "RTE": 3000, "WNLI": 146, "AX": 1104}
 
 
-def source_task(name: str) -> str:
-    """The finetuned task whose jobs predict submission file ``name`` (AX is predicted by the MNLI model)."""
-    return predicting_task(name)
-
-
 def _owner_task(name: str):
     """The task-table row that holds the test file and the labels of submission file ``name``."""
     return next(task for task in GLUE_TASKS.values() if name in task.test)
@@ -162,7 +157,7 @@ def plan_submission(bests: dict, glue_dir) -> SubmissionPlan:
     """
     plan = SubmissionPlan()
     for name in SUBMISSION_FILES:
-        task = source_task(name)
+        task = predicting_task(name)  # AX is predicted by the MNLI model
         best = bests.get(task)
         if best is None:
             plan.missing[name] = f"no completed {task} job"

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from dataset import memory
-from dataset.sample_generation import generate_samples
-from dataset.sample_writer import SampleOptions, ShardJob, write_shard
+from dataset.sample_file import SampleOptions, ShardJob, write_shard
+from dataset.sample_jobs import generate_samples
 from dataset.workers import run_jobs
 from pipeline.errors import ConfigError, DataError
 from tests.test_dataset_fixtures import make_article, tiny_tokenizer  # noqa: F401  (fixture)

@@ -4,7 +4,7 @@ import random
 import pytest
 
 from dataset.corpus_readers import CorpusSource
-from dataset.sharding import SHARDING_RECORD, ArticleRouter, ShardingOptions, list_text_shards, shard_corpus
+from dataset.text_shards import SHARDING_RECORD, ArticleRouter, ShardingOptions, list_text_shards, shard_corpus
 from pipeline.errors import DataError
 from tests.test_dataset_fixtures import write_corpus
 

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, BertTokenizerFast
 
-from dataset.sample_generation import generate_samples
-from dataset.sample_writer import SampleOptions
+from dataset.sample_file import SampleOptions
+from dataset.sample_jobs import generate_samples
 from dataset.tokenizer_setup import TokenizerRequest, prepare_tokenizer
 from pipeline.init_checkpoint import StartingCheckpoint
 from pretraining.import_weights import read_initial_weights

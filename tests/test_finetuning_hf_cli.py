@@ -62,7 +62,7 @@ def _history(out, key):
 
 @pytest.mark.slow
 def test_the_paper_command_runs_verbatim_and_evaluates_every_eval_steps(tmp_path, model, capsys):
-    from scripts.job_results import read_job
+    from scripts.finetune_jobs import read_job
 
     glue = write_glue(tmp_path / "glue", tasks=["MRPC"], n_train=672, n_dev=8)  # 21 steps per epoch, 105 in all
     out = tmp_path / "out"

@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.defaults import get_default_config
-from pretraining.modeling import (PRESETS, BertForPreTraining, build_model_config, count_parameters, describe,
-                                  maybe_compile, model_config_from_cfg, padded_vocab_size,
+from pretraining.modeling import (PRESETS, BertForPreTraining, build_model_config, describe,
+                                  maybe_compile, model_config_from_cfg, padded_vocab_size, parameter_count,
                                   pretraining_flops_per_sample)
 
 VOCAB = 1000  # padded to 1024
@@ -120,7 +120,14 @@ def test_decoder_is_tied_to_the_word_embeddings():
         model.head.bias.zero_()
     logits = model.eval().mlm_logits(*batch()[:2])
     assert torch.all(logits[..., 42] == 0)  # the decoder row is the (zeroed) embedding row
-    assert describe(model.config).endswith(f"({count_parameters(model) / 1e6:.1f}M parameters)")
+
+
+@pytest.mark.parametrize("ln_mode", ["pre-ln", "post-ln"])
+def test_the_parameter_count_from_the_shape_is_the_built_models(ln_mode):
+    model = tiny_model(ln_mode)
+    built = sum(p.numel() for p in model.parameters())  # a tied tensor is listed once
+    assert parameter_count(model.config) == built
+    assert describe(model.config).endswith(f"({built / 1e6:.1f}M parameters)")
 
 
 def test_a_batch_without_labels_gives_zero_loss_with_a_graph():

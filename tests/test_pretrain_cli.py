@@ -120,3 +120,10 @@ def test_a_wrong_flag_is_one_line_and_exit_2_before_torch_is_imported(bad):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("run_pretraining.py: error: ") and "(see --help)" in lines[0]
+
+
+def test_every_choice_of_the_optimizer_setting_builds_an_optimizer():
+    from pipeline.defaults import SETTINGS_BY_KEY
+    from pretraining.engine import OPTIMIZERS
+
+    assert set(SETTINGS_BY_KEY["PRETRAIN.OPTIMIZER"].choices) == set(OPTIMIZERS)

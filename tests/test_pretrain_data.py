@@ -5,8 +5,7 @@ import pytest
 import torch
 
 from pipeline.errors import DataError
-from pretraining.data.loader import SampleStream
-from pretraining.data.masking import IGNORE_INDEX, dynamic_mask, static_labels
+from pretraining.data.loader import IGNORE_INDEX, SampleStream, dynamic_mask, static_labels
 from pretraining.data.shards import MaskingDefaults, Vocabulary, describe_dataset
 from tests.pretrain_fixtures import (CLS, MASK, PAD, SEP, SPECIALS, UNUSED, make_dataset, write_dynamic, write_static,
                                      write_tokenizer, zipf_rows)

@@ -13,8 +13,7 @@ from pipeline.errors import ConfigError, DataError
 from pipeline.manifest import read_manifest
 from quickstart.build_demo_data import build_demo_data
 from quickstart.demo_corpus import collect_articles, docstring_paragraphs, split_sentences
-from quickstart.demo_tasks import SPLITS, shuffle_interior, split_articles
-from scripts.demo_tasks import load_demo_tasks
+from quickstart.demo_tasks import SPLITS, load_demo_tasks, shuffle_interior, split_articles
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Small enough to build in about a second, large enough for the task sizes below.

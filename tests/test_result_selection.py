@@ -3,9 +3,8 @@ import pytest
 
 from finetuning.glue_tasks import FINETUNED_TASKS
 from pipeline.errors import DataError
-from scripts.best_config import select_all, select_best
-from scripts.glue_score import glue_score
-from scripts.job_results import load_jobs
+from scripts.best_config import glue_score, select_all, select_best
+from scripts.finetune_jobs import load_jobs
 from tests.test_result_helpers import write_all_tasks, write_job
 
 

@@ -8,7 +8,7 @@ from finetuning.glue_tasks import SUBMISSION_FILES
 from pipeline import layout
 from pipeline.errors import DataError
 from scripts.best_config import select_all
-from scripts.job_results import load_jobs
+from scripts.finetune_jobs import load_jobs
 from scripts.result_collection import translate_test_result
 from scripts.submission import plan_submission
 from tests.test_result_helpers import TEST_ROWS, make_cfg, write_all_tasks, write_glue_test_files, write_job

@@ -11,10 +11,10 @@ from pretraining.arguments import PretrainPaths
 from pretraining.checkpointing import TrainState
 from pretraining.data.loader import SampleStream
 from pretraining.engine import build_engine
+from pretraining.hf_model import export_final_model
 from pretraining.loop import TrainingLoop
 from pretraining.modeling import describe
 from pretraining.trainer import make_scheduler, prepare_run
-from pretraining.weights_export import export_final_model
 
 LOG_EVERY = 25
 

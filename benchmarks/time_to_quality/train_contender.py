@@ -35,7 +35,7 @@ def main(spec_path: str) -> int:
         train_ours(cfg, paths, spec["budget_s"], spec["points"])
     else:
         from benchmarks.time_to_quality.hf_recipes import grouped_blocks, train_hf
-        from dataset.sharding import list_text_shards
+        from dataset.text_shards import list_text_shards
 
         tokenizer = load_tokenizer(str(layout.dataset_tokenizer_dir(cfg)))
         blocks = grouped_blocks(list_text_shards(layout.text_shards_dir(cfg), "train"), tokenizer,

@@ -2,6 +2,6 @@
 
 - ``shards``: find the train/test files, read their attributes (with fallbacks for legacy files), check them
   against the tokenizer before any training starts.
-- ``masking``: dense MLM labels from static files, BERT masks drawn at load time for dynamic files.
-- ``loader``: the deterministic, resumable stream of micro-batches each rank reads.
+- ``loader``: the deterministic, resumable stream of micro-batches each rank reads, with its MLM labels (read from
+  static files, drawn at load time for dynamic ones).
 """

@@ -21,11 +21,34 @@ import h5py
 import numpy as np
 import torch
 
+from dataset.masking import mask_block
 from pipeline.errors import DataError
-from pretraining.data.masking import IGNORE_INDEX, dynamic_mask, static_labels
+from pretraining.modeling import IGNORE_INDEX
 
 BLOCK_ROWS = 2048  # rows masked together (one RNG stream per block): large enough for fast vectorised numpy
 TRAIN_SALT, VALIDATION_SALT = 0, 1  # keep training and validation random streams apart for the same seed
+
+
+def static_labels(input_ids: np.ndarray, positions: np.ndarray, ids: np.ndarray) -> tuple:
+    """``(input_ids, labels)`` as int64 ``[N, L]`` from a static file's ``masked_lm_positions``/``masked_lm_ids``
+    ([N, P], 0-padded: position 0 is [CLS] and is never predicted, so 0 marks padding). ``labels`` holds the
+    original token at every predicted position and IGNORE_INDEX elsewhere; ``input_ids`` are already masked."""
+    input_ids = input_ids.astype(np.int64)
+    labels = np.full(input_ids.shape, IGNORE_INDEX, dtype=np.int64)
+    rows, slots = np.nonzero(positions > 0)
+    labels[rows, positions[rows, slots].astype(np.int64)] = ids[rows, slots]
+    return input_ids, labels
+
+
+def dynamic_mask(input_ids: np.ndarray, rng: np.random.Generator, *, masked_lm_prob: float,
+                 max_predictions_per_seq: int, pad_id: int, cls_id: int, sep_id: int, mask_id: int,
+                 replacement_ids: np.ndarray) -> tuple:
+    """BERT masking drawn now, by the very function the dataset stage uses for static files
+    (``dataset.masking.mask_block``: the same selection and 80/10/10 rules in both modes), as ``static_labels``."""
+    masked, positions, ids = mask_block(input_ids.astype(np.int64), rng, masked_lm_prob=masked_lm_prob,
+                                        max_predictions=max_predictions_per_seq, pad_id=pad_id, cls_id=cls_id,
+                                        sep_id=sep_id, mask_id=mask_id, candidates=replacement_ids)
+    return static_labels(masked, positions, ids)
 
 
 def rank_takes(positions: np.ndarray, rank: int, world_size: int, share: int) -> np.ndarray:

@@ -47,8 +47,8 @@ class Vocabulary:
 class MaskingDefaults:
     """Dynamic-masking parameters used when a file does not record its own (the CLI flags)."""
 
-    masked_lm_prob: float = 0.15
-    max_predictions_per_seq: int = 20
+    masked_lm_prob: float
+    max_predictions_per_seq: int
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Text shards -> HDF5 sample shards across worker processes, resuming where an earlier run stopped.
 
-Every text shard is one job; a job's output appears only when complete (see ``sample_writer``), so a rerun redoes
+Every text shard is one job; a job's output appears only when complete (see ``sample_file``), so a rerun redoes
 exactly the shards that are missing. The number of workers is the requested count, lowered until main process +
 workers fit under the memory cap.
 """
@@ -11,9 +11,9 @@ from pathlib import Path
 from pipeline.errors import DataError
 
 from dataset import memory
-from dataset.sample_writer import SampleOptions, ShardJob, existing_shard_entry, partial_path, sample_file_name, \
-    write_shard
-from dataset.sharding import list_text_shards
+from dataset.sample_file import SampleOptions, ShardJob, existing_shard_entry, partial_path, sample_file_name, \
+    shard_attributes, write_shard
+from dataset.text_shards import list_text_shards
 from dataset.tokenizer_setup import read_tokenizer_info
 from dataset.workers import run_jobs
 
@@ -109,16 +109,8 @@ def generate_samples(text_dir, out_dir, tokenizer_dir, options: SampleOptions, n
 def manifest_outputs(info: dict, options: SampleOptions, entries: list) -> dict:
     """The facts a dataset manifest records besides its settings (see docs/interfaces.md)."""
     return {
-        "vocab_size": info["vocab_size"],
-        "masking": options.masking,
-        "max_seq_length": options.max_seq_length,
-        "masked_lm_prob": options.masked_lm_prob,
-        "max_predictions_per_seq": options.max_predictions_per_seq,
+        **shard_attributes(options, info),  # what every sample file records of itself
         "dup_factor": options.dup_factor if options.masking == "static" else 1,
-        "pad_id": info["pad_id"],
-        "cls_id": info["cls_id"],
-        "sep_id": info["sep_id"],
-        "mask_id": info["mask_id"],
         "unk_id": info["unk_id"],
         "train_samples": sum(e["samples"] for e in entries if e["split"] == "train"),
         "test_samples": sum(e["samples"] for e in entries if e["split"] == "test"),

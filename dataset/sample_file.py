@@ -61,6 +61,7 @@ def ids_dtype(vocab_size: int):
 
 
 def shard_attributes(options: SampleOptions, info: dict) -> dict:
+    """What every sample file records of itself as HDF5 attributes (the pretraining loader reads them back)."""
     return {
         "masking": options.masking,
         "max_seq_length": options.max_seq_length,
