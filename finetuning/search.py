@@ -9,10 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from finetuning.job_record import EVAL_FILE
 from pipeline.manifest import read_json
-
-JOB_FILE = "job.json"
-EVAL_FILE = "eval_results.json"
 
 
 @dataclass(frozen=True)

@@ -22,16 +22,13 @@ from pathlib import Path
 
 from finetuning.glue_data import HUB_DATASET, local_task_files
 from finetuning.glue_tasks import GLUE_TASKS, canonical_task_name, predicting_task
-from finetuning.jobs import (LOG_FILE, claim, expected_record, is_completed, log_tail, release, resumable_checkpoint,
-                             run_job)
+from finetuning.job_record import data_stamps, expected_record, is_completed, job_settings, model_stamps
+from finetuning.jobs import LOG_FILE, claim, log_tail, release, resumable_checkpoint, run_job
 from finetuning.progress import PROGRESS_FILE, JobWatcher, SearchProgress, format_duration
 from finetuning.search import best_job, plan_task_jobs, primary_score
 from pipeline import layout
-from pipeline.config_tree import get_key
-from pipeline.defaults import SETTINGS_BY_KEY
 from pipeline.errors import ConfigError, DataError, ExtremeBertError
 from pipeline.hardware import gpus_may_be_used
-from pipeline.run_ids import file_stamp
 from pipeline.stage_status import StageStatus
 
 CACHE_SUBDIR = ".cache"
@@ -63,51 +60,6 @@ def _trees(cfg) -> list:
 
 def _looks_local(model: str) -> bool:
     return os.path.isabs(model) or model.startswith(".") or Path(model).exists()
-
-
-# The files of a model folder that make the model: config, weights and tokenizer (not a README or a .git).
-_MODEL_FILE_SUFFIXES = (".json", ".safetensors", ".bin", ".txt", ".model")
-
-
-def model_stamps(model: str) -> list:
-    """Size and mtime of the model folder's files, so a re-pretrained or edited model at the same path reruns the
-    jobs that start from it; a hub name stands for itself."""
-    folder = Path(model)
-    if not folder.is_dir():
-        return [model]
-    return [file_stamp(path) for path in sorted(folder.iterdir()) if path.is_file() and
-            path.suffix in _MODEL_FILE_SUFFIXES]
-
-
-def data_stamps(glue_dir: str, task_name: str) -> list:
-    """Size and mtime of every GLUE file a job of ``task_name`` reads (train, dev, test, and the test files of the
-    tasks it also predicts); none for the Hub, which the ``data`` setting names."""
-    if not glue_dir:
-        return []
-    task = GLUE_TASKS[task_name]
-    paths = [path for owner in [task, *task.riders] for path in local_task_files(glue_dir, owner)]
-    return [file_stamp(path, str(path.relative_to(glue_dir))) for path in paths]
-
-
-def job_settings(cfg, random_init: bool) -> dict:
-    """Everything besides the grid values and the input files that changes a job's result; a completed job counts
-    only if they match."""
-    ft = cfg.FINETUNE
-    return {"max_seq_length": ft.MAX_SEQ_LENGTH, "weight_decay": ft.WEIGHT_DECAY, "warmup_ratio": ft.WARMUP_RATIO,
-            "lr_scheduler": ft.LR_SCHEDULER, "max_train_samples": ft.MAX_TRAIN_SAMPLES,
-            "max_eval_samples": ft.MAX_EVAL_SAMPLES, "data": ft.GLUE_DIR or HUB_DATASET, "random_init": random_init,
-            "malformed_rows": ft.MALFORMED_ROWS, **_added_settings(cfg)}
-
-
-# Settings added after job records existed, under their name in the record: they enter it only when off their
-# default, so that the jobs completed before they existed still count.
-_ADDED_SETTINGS = {"warmup_steps": "FINETUNE.WARMUP_STEPS", "max_grad_norm": "FINETUNE.MAX_GRAD_NORM",
-                   "gradient_accumulation_steps": "FINETUNE.GRADIENT_ACCUMULATION_STEPS"}
-
-
-def _added_settings(cfg) -> dict:
-    values = {name: get_key(cfg, key) for name, key in _ADDED_SETTINGS.items()}
-    return {name: value for name, value in values.items() if value != SETTINGS_BY_KEY[_ADDED_SETTINGS[name]].default}
 
 
 class _Search:

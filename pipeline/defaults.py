@@ -10,7 +10,7 @@ command runs in.
 """
 from yacs.config import CfgNode as CN
 
-from pipeline.setting import HORIZON, OPERATIONAL, RESULT_IF_CHANGED, Setting as S
+from pipeline.setting import HORIZON, OPERATIONAL, RESULT_IF_CHANGED, SEARCH, Setting as S
 
 # Model shapes by preset name (the MODEL.PRESET choices); pretraining.modeling builds its config from them.
 MODEL_PRESETS = {
@@ -206,42 +206,49 @@ SETTINGS = (
                                 " random initialisation", flags=("--model_name_or_path",), scripts=_PRE,
       identity=RESULT_IF_CHANGED),
     # -- FINETUNE ------------------------------------------------------------------------------------------------
-    S("FINETUNE.ENABLED", True, "run GLUE finetuning"),
-    S("FINETUNE.MODEL_NAME_OR_PATH", "", "model to finetune; \"\" = the final_model this run pretrained"),
+    S("FINETUNE.ENABLED", True, "run GLUE finetuning", identity=OPERATIONAL),
+    S("FINETUNE.MODEL_NAME_OR_PATH", "", "model to finetune; \"\" = the final_model this run pretrained",
+      identity=SEARCH),
     S("FINETUNE.TASKS", ["CoLA", "SST-2", "MRPC", "STS-B", "QQP", "MNLI", "QNLI", "RTE", "WNLI"],
-      "GLUE tasks (AX comes with MNLI)"),
+      "GLUE tasks (AX comes with MNLI)", identity=SEARCH),
     S("FINETUNE.GLUE_DIR", "", "local GLUE data in the official layout; \"\" = nyu-mll/glue from the Hugging Face Hub"),
     S("FINETUNE.MALFORMED_ROWS", "error", "a GLUE_DIR train/dev row with the wrong column count: error (name file and"
                                           " line) | skip (drop, with a count); a bad test row is always an error",
       choices=("error", "skip"), identity=RESULT_IF_CHANGED),
-    S("FINETUNE.SEEDS", [42, 43, 44], "seeds per hyperparameter configuration (best = median over seeds)"),
+    S("FINETUNE.SEEDS", [42, 43, 44], "seeds per hyperparameter configuration (best = median over seeds)",
+      identity=SEARCH),
     S("FINETUNE.MAX_SEQ_LENGTH", 128, "longest tokenized input; batches are padded only to their own longest",
       range="[8, inf]"),
     S("FINETUNE.WEIGHT_DECAY", 0.01, "AdamW weight decay", range="[0, inf]"),
     S("FINETUNE.WARMUP_RATIO", 0.06, "fraction of steps spent in linear warmup", range="[0, 1)"),
     S("FINETUNE.LR_SCHEDULER", "polynomial", "transformers lr_scheduler_type: polynomial | linear | cosine | constant",
       choices=("polynomial", "linear", "cosine", "constant")),
-    S("FINETUNE.PRECISION", "auto", "auto (bf16/fp16 on GPU, fp32 on CPU) | fp16 | bf16 | fp32", choices=PRECISIONS),
-    S("FINETUNE.GROUP_BY_LENGTH", True, "batch examples of similar length together (less padding)"),
+    S("FINETUNE.PRECISION", "auto", "auto (bf16/fp16 on GPU, fp32 on CPU) | fp16 | bf16 | fp32", choices=PRECISIONS,
+      identity=RESULT_IF_CHANGED),
+    S("FINETUNE.GROUP_BY_LENGTH", True, "batch examples of similar length together (less padding)",
+      identity=RESULT_IF_CHANGED),
     S("FINETUNE.MAX_TRAIN_SAMPLES", 0, "cap on training rows per task (0 = all); for quick runs", range="[0, inf]"),
     S("FINETUNE.MAX_EVAL_SAMPLES", 0, "cap on dev rows per task (0 = all); for quick runs", range="[0, inf]"),
     S("FINETUNE.MULTIPROCESS_GPU_LIST", [], "GPU groups that run jobs in parallel, e.g. [[0, 1], [2, 3]]; [] = one at"
-                                            " a time", element_type=list),
+                                            " a time", element_type=list, identity=OPERATIONAL),
     S("FINETUNE.RANDOM_INIT_BASELINE", False, "also run the grid from random weights (same architecture) into"
-                                              " finetune_random_init/"),
-    S("FINETUNE.SEARCH.LARGE.TASKS", ["MNLI", "QQP", "QNLI"], "tasks that use the LARGE grid; all others use SMALL"),
-    S("FINETUNE.SEARCH.LARGE.LEARNING_RATES", [5e-5, 8e-5], "learning rates tried on large tasks"),
-    S("FINETUNE.SEARCH.LARGE.BATCH_SIZES", [32], "batch sizes tried on large tasks"),
-    S("FINETUNE.SEARCH.LARGE.EPOCHS", [3, 5], "epoch counts tried on large tasks"),
-    S("FINETUNE.SEARCH.SMALL.LEARNING_RATES", [1e-5, 3e-5, 5e-5, 8e-5], "learning rates tried on small tasks"),
-    S("FINETUNE.SEARCH.SMALL.BATCH_SIZES", [16, 32], "batch sizes tried on small tasks"),
-    S("FINETUNE.SEARCH.SMALL.EPOCHS", [3, 5, 10], "epoch counts tried on small tasks"),
-    S("FINETUNE.STILT.ENABLED", True, "start the TARGETS from the best model of the SOURCE task's search"),
-    S("FINETUNE.STILT.SOURCE", "MNLI", "intermediate task"),
-    S("FINETUNE.STILT.TARGETS", ["RTE", "MRPC", "STS-B"], "tasks that start from the SOURCE model"),
+                                              " finetune_random_init/", identity=SEARCH),
+    S("FINETUNE.SEARCH.LARGE.TASKS", ["MNLI", "QQP", "QNLI"], "tasks that use the LARGE grid; all others use SMALL",
+      identity=SEARCH),
+    S("FINETUNE.SEARCH.LARGE.LEARNING_RATES", [5e-5, 8e-5], "learning rates tried on large tasks", identity=SEARCH),
+    S("FINETUNE.SEARCH.LARGE.BATCH_SIZES", [32], "batch sizes tried on large tasks", identity=SEARCH),
+    S("FINETUNE.SEARCH.LARGE.EPOCHS", [3, 5], "epoch counts tried on large tasks", identity=SEARCH),
+    S("FINETUNE.SEARCH.SMALL.LEARNING_RATES", [1e-5, 3e-5, 5e-5, 8e-5], "learning rates tried on small tasks",
+      identity=SEARCH),
+    S("FINETUNE.SEARCH.SMALL.BATCH_SIZES", [16, 32], "batch sizes tried on small tasks", identity=SEARCH),
+    S("FINETUNE.SEARCH.SMALL.EPOCHS", [3, 5, 10], "epoch counts tried on small tasks", identity=SEARCH),
+    S("FINETUNE.STILT.ENABLED", True, "start the TARGETS from the best model of the SOURCE task's search",
+      identity=SEARCH),
+    S("FINETUNE.STILT.SOURCE", "MNLI", "intermediate task", identity=SEARCH),
+    S("FINETUNE.STILT.TARGETS", ["RTE", "MRPC", "STS-B"], "tasks that start from the SOURCE model", identity=SEARCH),
     S("FINETUNE.STILT.SOURCE_CONFIG", [], "[lr, batch size, epochs] of the SOURCE configuration whose best seed the"
                                          " targets start from; [] = the best configuration", element_type=float,
-      identity=RESULT_IF_CHANGED),
+      identity=SEARCH),
     # -- FINETUNE: the rest of the paper's search settings, and how the search runs --------------------------------
     # The paper's search (finetune_search.sh -> run_glue.sh) and ours differ in five defaults, each on purpose:
     # - WEIGHT_DECAY: paper 0.1, ours 0.01, the BERT / HF finetuning value (and the paper README's own example);

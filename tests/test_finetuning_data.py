@@ -9,7 +9,8 @@ import pytest
 
 from finetuning.glue_data import load_split
 from finetuning.glue_tasks import GLUE_TASKS
-from finetuning.jobs import claim, expected_record, is_completed, release
+from finetuning.job_record import expected_record, is_completed
+from finetuning.jobs import claim, release
 from finetuning.metrics import task_dev_metrics
 from finetuning.search import Job, best_job, job_name, plan_task_jobs
 from pipeline.errors import ConfigError, DataError

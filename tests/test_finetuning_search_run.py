@@ -165,7 +165,8 @@ def test_a_job_killed_mid_way_resumes_from_its_checkpoint_on_the_next_run(tmp_pa
 
 def test_the_papers_search_settings_reach_run_glue_and_enter_a_jobs_record_only_when_changed(tmp_path):
     from finetuning.arguments import finalize, parse_args
-    from finetuning.stage import _job_arguments, job_settings
+    from finetuning.job_record import job_settings
+    from finetuning.stage import _job_arguments
 
     paper = {"FINETUNE.WEIGHT_DECAY": 0.1, "FINETUNE.PRECISION": "fp32", "FINETUNE.SEEDS": "[42]",
              "FINETUNE.WARMUP_STEPS": 50, "FINETUNE.MAX_GRAD_NORM": 0.5, "FINETUNE.GRADIENT_ACCUMULATION_STEPS": 2,
