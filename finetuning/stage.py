@@ -369,9 +369,10 @@ class _Scheduler:
     """Runs jobs on the slots of ``job_slots``, one job per slot at a time. A failed job is run again up to
     FINETUNE.RETRIES times (from scratch); a job an earlier run left unfinished resumes from its checkpoint."""
 
-    def __init__(self, cfg, progress: SearchProgress):
+    def __init__(self, cfg, work: dict):
         slots = job_slots(cfg)
-        self.cfg, self.progress = cfg, progress
+        self.cfg = cfg
+        self.progress = SearchProgress(work, workers=len(slots))  # the ETA: the slots run side by side
         self.free = queue.Queue()
         for slot in slots:
             self.free.put(slot)
@@ -500,11 +501,10 @@ def finetune(cfg) -> None:
              for search in searches}
     pending_tasks = sorted({job.task for jobs in [*first.values(), *later.values()] for job in jobs})
     rows = _pretokenize(cfg, pending_tasks) if pending_tasks else {}
-    progress = SearchProgress({**_work(searches, first, rows), **_work(searches, later, rows)},
-                              workers=max(1, len(cfg.FINETUNE.MULTIPROCESS_GPU_LIST)))
+    scheduler = _Scheduler(cfg, {**_work(searches, first, rows), **_work(searches, later, rows)})
+    progress = scheduler.progress
     planned = sum(len(jobs) for search in searches for jobs in search.jobs.values())
     print(f"finetune: {progress.total} of {planned} jobs to run ({', '.join(tasks)})", flush=True)
-    scheduler = _Scheduler(cfg, progress)
     for search in searches:  # first everything that does not wait for STILT (the source included)
         scheduler.run(search, first[search.root], save_tasks={search.source} if search.targets else ())
     for search in searches:

@@ -288,3 +288,22 @@ def test_jobs_use_every_gpu_of_the_node_or_the_configured_cpu_processes(tmp_path
 def test_cpu_processes_must_split_every_batch_size_evenly(tmp_path):
     with pytest.raises(ConfigError, match="batch size 8 is not divisible by SYSTEM.PROCESSES_PER_NODE = 3"):
         finetune_config(tmp_path, tmp_path, "", **{"SYSTEM.PROCESSES_PER_NODE": 3})
+
+
+def test_the_search_eta_divides_the_work_over_every_slot_that_runs_jobs_side_by_side(tmp_path):
+    """On a 4-GPU node without a MULTIPROCESS_GPU_LIST, four jobs run at once: the ETA is a quarter of one at a
+    time, as it is with a list of four groups."""
+    from finetuning.stage import _Scheduler
+
+    first, rest = Job("RTE", 1e-5, 8, 1, 1), [Job("RTE", 1e-5, 8, 1, seed) for seed in (2, 3, 4, 5)]
+    work = {(job, False): 100 for job in [first, *rest]}
+
+    def eta(**overrides):
+        progress = _Scheduler(finetune_config(tmp_path, tmp_path, "", **overrides), work).progress
+        progress.finish((first, False), 10.0)  # 0.1 s per unit of work
+        return progress.eta()
+
+    assert eta() == 40.0
+    assert eta(**{"SYSTEM.NUM_GPUS": 4}) == 10.0
+    assert eta(**{"SYSTEM.NUM_GPUS": 4, "FINETUNE.MULTIPROCESS_GPU_LIST": "[[0], [1], [2], [3]]"}) == 10.0
+    assert eta(**{"SYSTEM.NUM_GPUS": 4, "FINETUNE.MULTIPROCESS_GPU_LIST": "[[0, 1, 2, 3]]"}) == 40.0
