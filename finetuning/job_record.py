@@ -20,6 +20,7 @@ from pipeline.setting import RESULT, RESULT_IF_CHANGED
 
 JOB_FILE = "job.json"
 EVAL_FILE = "eval_results.json"
+MODEL_SUBDIR = "model"  # where a job saves its finetuned model (run_glue.py --save_model); STILT targets start from it
 # GLUE_DIR is recorded as the data the job read: the folder, or the Hub dataset when there is none.
 _RECORD_NAMES = {"FINETUNE.GLUE_DIR": "data"}
 # The FINETUNE settings that change a job's result, under their names in the record.

@@ -5,7 +5,7 @@ Every split the flags need is read before any training, so that a data problem s
 from dataclasses import dataclass
 from typing import Optional
 
-from finetuning.features import EncodedSplit, encode_split, load_encoded, tokenizer_fingerprint
+from finetuning.tokenized_cache import EncodedSplit, encode_split, load_encoded, tokenizer_fingerprint
 from finetuning.glue_tasks import GlueTask, get_task, predicting_task
 from pipeline.errors import DataError
 

@@ -19,6 +19,9 @@ HORIZON = "horizon"  # how long the run trains: not hashed, and not part of a ch
 #                      raising it continues the run from its newest checkpoint (pipeline.run_ids.horizon)
 
 SCRIPTS = ("shard", "samples", "pretrain")  # dataset/shard_data.py, dataset/generate_samples.py, run_pretraining.py
+# finetuning/run_glue.py: its flags keep the Hugging Face example's spelling and defaults (finetuning/arguments.py
+# parses them, with their meaning and range from the table); the finetune stage passes the table's values to it.
+FINETUNE_SCRIPT = "finetune"
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Each task's best hyperparameter configuration and the statistics the report shows for it.
 
-The choice itself is ``finetuning.search.choose_best`` (best median over seeds, then its best seed): the same
+The choice itself is ``finetuning.job_selection.choose_best`` (best median over seeds, then its best seed): the same
 function picks the job STILT starts from, so the report names the job the STILT targets were trained from.
 """
 import statistics
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from finetuning.glue_tasks import GLUE_TASKS
-from finetuning.search import Scored, choose_best
+from finetuning.job_selection import Scored, choose_best
 from scripts.job_results import JobResult
 
 
@@ -68,7 +68,7 @@ def group_by_config(jobs) -> list:
 
 
 def select_best(task: str, jobs) -> Optional[TaskBest]:
-    """The task's best configuration and seed by ``finetuning.search.choose_best`` (the rule STILT uses too), or None
+    """The task's best configuration and seed by ``finetuning.job_selection.choose_best`` (the rule STILT uses too), or None
     when no job of the task completed."""
     metric = GLUE_TASKS[task].primary_metric
     configs = group_by_config(jobs)

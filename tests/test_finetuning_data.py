@@ -10,9 +10,10 @@ import pytest
 from finetuning.glue_data import load_split
 from finetuning.glue_tasks import GLUE_TASKS
 from finetuning.job_record import expected_record, is_completed
-from finetuning.jobs import claim, release
+from finetuning.job_process import claim, release
 from finetuning.metrics import task_dev_metrics
-from finetuning.search import Job, best_job, job_name, plan_task_jobs
+from finetuning.job_selection import best_job
+from finetuning.search_plan import PlannedJob as Job, job_name, plan_task_jobs
 from pipeline.errors import ConfigError, DataError
 from tests.test_finetuning_fixtures import finetune_config, write_glue
 
@@ -259,11 +260,11 @@ def test_unreachable_hub_is_a_one_line_error_suggesting_glue_dir():
 
 
 def test_a_gpu_group_runs_its_job_under_torchrun_with_the_batch_split_across_its_gpus(tmp_path):
-    from finetuning.jobs import job_command
-    from finetuning.stage import _job_arguments
+    from finetuning.job_process import job_command
+    from finetuning.search_scheduler import job_arguments
 
     cfg = finetune_config(tmp_path, tmp_path, "", **{"SYSTEM.NUM_GPUS": -1})
-    arguments = _job_arguments(cfg, Job("RTE", 1e-5, 32, 3, 42), tmp_path / "job", "m", False, False, 2)
+    arguments = job_arguments(cfg, Job("RTE", 1e-5, 32, 3, 42), tmp_path / "job", "m", False, False, 2)
     assert arguments[arguments.index("--per_device_train_batch_size") + 1] == "16"
     assert "--use_cpu" not in arguments and "--save_model" not in arguments
     command = job_command(arguments, processes=2)
@@ -272,7 +273,7 @@ def test_a_gpu_group_runs_its_job_under_torchrun_with_the_batch_split_across_its
 
 
 def test_jobs_use_every_gpu_of_the_node_or_the_configured_cpu_processes(tmp_path, monkeypatch):
-    from finetuning.stage import job_slots
+    from finetuning.search_scheduler import job_slots
 
     groups = finetune_config(tmp_path, tmp_path, "", **{"SYSTEM.NUM_GPUS": -1,
                                                         "FINETUNE.MULTIPROCESS_GPU_LIST": "[[0, 1], [2, 3]]"})
@@ -293,13 +294,13 @@ def test_cpu_processes_must_split_every_batch_size_evenly(tmp_path):
 def test_the_search_eta_divides_the_work_over_every_slot_that_runs_jobs_side_by_side(tmp_path):
     """On a 4-GPU node without a MULTIPROCESS_GPU_LIST, four jobs run at once: the ETA is a quarter of one at a
     time, as it is with a list of four groups."""
-    from finetuning.stage import _Scheduler
+    from finetuning.search_scheduler import JobScheduler
 
     first, rest = Job("RTE", 1e-5, 8, 1, 1), [Job("RTE", 1e-5, 8, 1, seed) for seed in (2, 3, 4, 5)]
     work = {(job, False): 100 for job in [first, *rest]}
 
     def eta(**overrides):
-        progress = _Scheduler(finetune_config(tmp_path, tmp_path, "", **overrides), work).progress
+        progress = JobScheduler(finetune_config(tmp_path, tmp_path, "", **overrides), work).progress
         progress.finish((first, False), 10.0)  # 0.1 s per unit of work
         return progress.eta()
 

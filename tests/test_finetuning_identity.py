@@ -5,7 +5,8 @@ import json
 import os
 from pathlib import Path
 
-from finetuning.stage import _Search, finetune_status
+from finetuning.search_plan import SearchTree
+from finetuning.stage import finetune_status
 from pipeline import layout
 from tests.test_finetuning_fixtures import finetune_config, write_glue
 
@@ -35,7 +36,7 @@ def _edit(path, old, new):
 
 
 def _search(cfg):
-    return _Search(cfg, layout.finetune_dir(cfg), False)
+    return SearchTree(cfg, layout.finetune_dir(cfg), False)
 
 
 def test_edited_glue_data_reruns_only_its_tasks_jobs_and_an_edited_model_reruns_all(tmp_path):
@@ -159,10 +160,10 @@ def _trained_with(cfg, job) -> dict:
     from dataclasses import asdict
 
     from finetuning.arguments import finalize, parse_args
-    from finetuning.run_glue import train_settings
-    from finetuning.stage import _job_arguments
+    from finetuning.job_run import train_settings
+    from finetuning.search_scheduler import job_arguments
 
-    model_args, data_args, args, _ = parse_args(_job_arguments(cfg, job, Path(cfg.SYSTEM.OUTPUT_ROOT), "m", False, False, 1))
+    model_args, data_args, args, _ = parse_args(job_arguments(cfg, job, Path(cfg.SYSTEM.OUTPUT_ROOT), "m", False, False, 1))
     finalize(model_args, data_args, args, gpu_available=False)
     return asdict(train_settings(data_args, args))
 
@@ -183,13 +184,13 @@ def test_every_setting_that_changes_the_trained_weights_is_in_the_job_identity(t
     from dataclasses import fields, replace
 
     from finetuning.job_record import job_settings
-    from finetuning.search import Job
+    from finetuning.search_plan import PlannedJob
     from finetuning.train_loop import TrainSettings
     from pipeline.config_tree import set_key
     from pipeline.defaults import SETTINGS
 
     base_cfg = finetune_config(tmp_path, tmp_path, "")
-    job = Job("RTE", 5e-5, 32, 3, 42)
+    job = PlannedJob("RTE", 5e-5, 32, 3, 42)
     base = _trained_with(base_cfg, job)
     covered = set(FIXED_BY_THE_JOB_SCRIPT)
     for name, value in (("learning_rate", 1e-4), ("batch_size", 16), ("epochs", 5), ("seed", 7)):

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from finetuning.checkpoints import latest_checkpoint, remove_checkpoints
-from finetuning.progress import PROGRESS_FILE
+from finetuning.job_checkpoints import latest_checkpoint, remove_checkpoints
+from finetuning.search_progress import PROGRESS_FILE
 from finetuning.job_record import EVAL_FILE, JOB_FILE, records_match
 from pipeline.manifest import read_json, write_json_atomic
 
