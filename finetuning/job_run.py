@@ -1,6 +1,7 @@
 """One finetuning job, in process: load the model, the tokenizer and the data, train with the lean loop (logging,
 evaluation and checkpoints at the flags' intervals), evaluate, predict, and write the result files and, with
---save_model, the finetuned model. ``run`` is what ``run_glue.py`` calls once its flags are parsed and checked.
+--save_model, the finetuned model. ``run`` is what ``run_glue.py`` calls once its flags are parsed and checked;
+the search uses ``load_tokenizer`` too, to tokenize each task once before its jobs.
 """
 import json
 import os
@@ -12,16 +13,73 @@ from typing import Optional
 from finetuning import job_checkpoints as checkpoints
 from finetuning.arguments import DataTrainingArguments, ModelArguments, TrainingArguments
 from finetuning.job_record import MODEL_SUBDIR
-from finetuning.model_loading import hub_options, load_model, load_tokenizer
 from finetuning.metrics import dev_metrics, remove_stale_results, write_results
 from finetuning.train_loop import TrainSettings
 from pipeline.errors import DataError
 from pipeline.manifest import write_json_atomic, write_text_atomic
-from pipeline.model_files import write_model_folder
+from pipeline.model_files import check_weight_files, write_model_folder
+from pipeline.tokenizer_loading import check_vocabulary
 
 
 def _log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def refuse_old_format(model_path: str) -> None:
+    """A model folder of the old pre-LN format (model type ``extremebert``) stops here with the command that
+    converts it, rather than with transformers' "does not recognize this architecture"."""
+    from pretraining.convert_checkpoint import old_format_error
+
+    message = old_format_error(model_path)
+    if message:
+        raise DataError(message)
+
+
+def load_tokenizer(model_path: str, **hub_options):
+    """``AutoTokenizer`` for ``model_path``; ``hub_options`` go to ``from_pretrained`` (revision, token, ...)."""
+    from transformers import AutoTokenizer
+
+    refuse_old_format(model_path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_path, **hub_options)
+    except (OSError, ValueError) as e:
+        raise DataError(f"cannot load a tokenizer from {model_path}: {str(e).splitlines()[0]}")
+    check_vocabulary(tokenizer, model_path)
+    return tokenizer
+
+
+def load_model(model_path: str, task, random_init: bool = False, config_name: str = "", **hub_options):
+    """``AutoModelForSequenceClassification`` for ``task``; a head of another size (STILT) starts fresh.
+
+    ``config_name`` loads the config from elsewhere; ``hub_options`` go to ``from_pretrained``."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    refuse_old_format(model_path)
+    label_kwargs = {"num_labels": 1, "problem_type": "regression"} if task.is_regression else {
+        "num_labels": len(task.labels), "problem_type": "single_label_classification",
+        "id2label": dict(enumerate(task.labels)), "label2id": {label: i for i, label in enumerate(task.labels)}}
+    try:
+        config = AutoConfig.from_pretrained(config_name or model_path, **label_kwargs, **hub_options)
+    except (OSError, ValueError) as e:
+        raise DataError(f"cannot load a model config from {model_path}: {str(e).splitlines()[0]}")
+    if random_init:
+        return AutoModelForSequenceClassification.from_config(config)
+    from safetensors import SafetensorError
+
+    check_weight_files(model_path)  # a truncated file is named here; the library would not name it
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(model_path, config=config,
+                                                                  ignore_mismatched_sizes=True, **hub_options)
+    except (OSError, SafetensorError) as e:
+        raise DataError(f"cannot load the model weights from {model_path}: {str(e).strip().splitlines()[0]}") from e
+
+
+def hub_options(model_args) -> dict:
+    """The ``from_pretrained`` options the flags set (only those that differ from the defaults)."""
+    options = {"cache_dir": model_args.cache_dir, "token": model_args.token,
+               "revision": model_args.model_revision if model_args.model_revision != "main" else None,
+               "trust_remote_code": model_args.trust_remote_code or None}
+    return {key: value for key, value in options.items() if value is not None}
 
 
 def _setup_device(args: TrainingArguments):
@@ -221,9 +279,44 @@ def _train(job: LoadedJob, resume_from: Optional[Path]) -> tuple:
     return {**metrics, "train_samples": len(job.data.train)}, monitor, trainer_state
 
 
-def _start_wandb(job: LoadedJob, resume_from: Optional[Path]) -> None:
-    from finetuning.wandb_report import WandbReport
+# --report_to wandb: names as the HF WandbCallback gives them (eval_f1 -> eval/f1, loss -> train/loss), the project
+# $WANDB_PROJECT (default huggingface, as there); WANDB_MODE works as usual. A resumed job continues its wandb run.
+DEFAULT_PROJECT = "huggingface"
 
+
+def _wandb_name(key: str) -> str:
+    for prefix in ("eval_", "test_"):
+        if key.startswith(prefix):
+            return f"{prefix[:-1]}/{key[len(prefix):]}"
+    return f"train/{key}"
+
+
+class WandbReport:
+    """One wandb run; ``log`` takes metrics in the log-history keys."""
+
+    def __init__(self, run_name: str, config: dict, output_dir: str, run_id: Optional[str] = None):
+        import wandb
+
+        try:
+            self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", DEFAULT_PROJECT), name=run_name,
+                                  config=config, dir=output_dir, id=run_id, resume="allow" if run_id else None)
+        except Exception as e:  # no key, no network, a bad mode: all mean the same to the user
+            first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise DataError(f"wandb could not start: {first_line}; set WANDB_API_KEY, or WANDB_MODE=offline to log"
+                            f" without a network, or drop --report_to wandb")
+
+    @property
+    def run_id(self) -> Optional[str]:
+        return getattr(self.run, "id", None)
+
+    def log(self, metrics: dict, step: int) -> None:
+        self.run.log({_wandb_name(k): v for k, v in metrics.items()}, step=step)
+
+    def finish(self) -> None:
+        self.run.finish()
+
+
+def _start_wandb(job: LoadedJob, resume_from: Optional[Path]) -> None:
     saved = checkpoints.read_trainer_state(resume_from) if resume_from is not None else {}
     config = {**asdict(job.model_args), **asdict(job.data_args), **asdict(job.args)}
     job.report = WandbReport(job.args.run_name or job.args.output_dir, config, str(job.out), saved.get("wandb_run_id"))
@@ -257,7 +350,7 @@ def _finish(job: LoadedJob, train_metrics: Optional[dict], monitor, trainer_stat
 def run(model_args: ModelArguments, data_args: DataTrainingArguments, args: TrainingArguments) -> dict:
     """Train, evaluate and predict as the flags ask; returns the dev results (empty without --do_eval)."""
     from finetuning.lean_model import keep_freed_memory, make_lean
-    from finetuning.task_data import load_task_data
+    from finetuning.tokenized_data import load_task_data
 
     out, resume_from = prepare_output_dir(args)
     import torch
@@ -295,6 +388,7 @@ def run(model_args: ModelArguments, data_args: DataTrainingArguments, args: Trai
 
 
 def save_model(model, tokenizer, target: Path) -> None:
-    """Written whole before it replaces an earlier one (``write_model_folder``): STILT never starts from half a model."""
+    """Written whole before it replaces an earlier one (``write_model_folder``): STILT never starts from half of
+    one."""
     write_model_folder(model, tokenizer, target)
     _log(f"saved the finetuned model to {target}")

@@ -34,7 +34,7 @@ class PlannedJob:
 
 
 def job_name(learning_rate: float, batch_size: int, epochs, seed: int) -> str:
-    """``lr{lr}_bs{batch}_ep{epochs}_seed{seed}``, e.g. ``lr5e-05_bs32_ep3_seed42`` (read back by ``parse_job_name``)."""
+    """``lr{lr}_bs{batch}_ep{epochs}_seed{seed}``, e.g. ``lr5e-05_bs32_ep3_seed42`` (read by ``parse_job_name``)."""
     return f"lr{learning_rate:g}_bs{batch_size}_ep{epochs:g}_seed{seed}"
 
 
@@ -100,7 +100,7 @@ class SearchTree:
         """The record a completed ``job`` must carry; the inputs are stamped now, so that a file changed since the
         job ran makes it pending. A STILT target's starting model is the source job's saved model."""
         start = str(self.root / init_from / MODEL_SUBDIR) if init_from else self.model
-        inputs = {MODEL_SUBDIR: model_stamps(start), "data": data_stamps(self.cfg.FINETUNE.GLUE_DIR, job.task)}
+        inputs = {"model": model_stamps(start), "data": data_stamps(self.cfg.FINETUNE.GLUE_DIR, job.task)}
         return expected_record(job, self.model, init_from, self.settings, inputs)
 
     def is_done(self, job, init_from=None) -> bool:

@@ -20,11 +20,15 @@ from pipeline.errors import ConfigError, DataError
 CACHE_SUBDIR = ".cache"  # finetune/<TASK>/.cache/: the tokenized splits the task's jobs share
 
 
-def cpu_process_problems(cfg, processes: int) -> list:
-    """Each job's batch is split evenly over its ``processes`` CPU processes."""
+def batch_split_problems(cfg, parts: int, by: str) -> list:
+    """Each batch size of the grids splits evenly into ``parts`` (``by`` says into what, and why)."""
     sizes = {*cfg.FINETUNE.SEARCH.LARGE.BATCH_SIZES, *cfg.FINETUNE.SEARCH.SMALL.BATCH_SIZES}
-    return [f"FINETUNE: batch size {size} is not divisible by SYSTEM.PROCESSES_PER_NODE = {processes} (on CPU each job"
-            f" runs as that many processes, each taking an equal share)" for size in sorted(sizes) if size % processes]
+    return [f"FINETUNE: batch size {size} is not divisible by {by}" for size in sorted(sizes) if size % parts]
+
+
+def cpu_process_problems(cfg, processes: int) -> list:
+    return batch_split_problems(cfg, processes, f"SYSTEM.PROCESSES_PER_NODE = {processes} (on CPU each job runs as"
+                                                f" that many processes, each taking an equal share)")
 
 
 def job_slots(cfg) -> list:
@@ -49,19 +53,16 @@ def job_slots(cfg) -> list:
 def pretokenize(cfg, tasks) -> dict:
     """Tokenize each task's splits once, before the jobs, so that every job loads them and data errors surface
     before any training; returns each task's number of training rows (what the ETA counts in)."""
-    from finetuning.model_loading import load_tokenizer
-    from finetuning.tokenized_cache import load_encoded, tokenizer_fingerprint
+    from finetuning.job_run import load_tokenizer
+    from finetuning.tokenized_data import glue_splits, load_encoded, tokenizer_fingerprint
 
     tokenizer = load_tokenizer(layout.finetune_model_path(cfg))
     key = tokenizer_fingerprint(tokenizer)
     ft = cfg.FINETUNE
     rows = {}
     for name in tasks:
-        task = GLUE_TASKS[name]
         cache = str(layout.finetune_dir(cfg) / name / CACHE_SUBDIR)
-        splits = [(task, "train", "train", ft.MAX_TRAIN_SAMPLES)]
-        splits += [(task, "dev", dev, ft.MAX_EVAL_SAMPLES) for dev in task.dev]
-        splits += [(owner, "test", test, 0) for owner in [task, *task.riders] for test in owner.test]
+        splits = glue_splits(GLUE_TASKS[name], max_train=ft.MAX_TRAIN_SAMPLES, max_eval=ft.MAX_EVAL_SAMPLES)
         started = time.time()
         for split_task, kind, split, limit in splits:
             encoded = load_encoded(split_task, kind, split, tokenizer, ft.MAX_SEQ_LENGTH, ft.GLUE_DIR, limit, cache,

@@ -5,7 +5,7 @@ from pathlib import Path
 from finetuning.glue_data import local_task_files
 from finetuning.glue_tasks import GLUE_TASKS, canonical_task_name, predicting_task
 from finetuning.search_plan import plan_task_jobs
-from finetuning.search_scheduler import cpu_process_problems
+from finetuning.search_scheduler import batch_split_problems, cpu_process_problems
 from pipeline.defaults import is_local_path
 from pipeline.errors import ConfigError
 from pipeline.hardware import fp16_problems, gpus_may_be_used
@@ -30,10 +30,9 @@ def _check_gpu_list(cfg, problems: list) -> None:
 
 def _check_batch_split(cfg, gpus: int, where: str, problems: list) -> None:
     accumulation = cfg.FINETUNE.GRADIENT_ACCUMULATION_STEPS
-    for size in sorted({*cfg.FINETUNE.SEARCH.LARGE.BATCH_SIZES, *cfg.FINETUNE.SEARCH.SMALL.BATCH_SIZES}):
-        if size % (gpus * accumulation):
-            problems.append(f"FINETUNE: batch size {size} is not divisible by GRADIENT_ACCUMULATION_STEPS"
-                            f" {accumulation}{where} (each GPU and each accumulated batch takes an equal share)")
+    problems += batch_split_problems(cfg, gpus * accumulation, f"GRADIENT_ACCUMULATION_STEPS {accumulation}{where}"
+                                                               f" (each GPU and each accumulated batch takes an equal"
+                                                               f" share)")
 
 
 def _check_stilt_source_config(cfg, problems: list) -> None:

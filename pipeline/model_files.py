@@ -72,17 +72,19 @@ def _swap(a: Path, b: Path) -> bool:
         return False
 
 
-def write_model_folder(model, tokenizer, output_dir) -> None:
-    """``save_pretrained`` of model and tokenizer into a temporary sibling folder, then put in place of
-    ``output_dir``: a crash never leaves a half-written model, and an existing model is swapped for the new one in
-    one step, so that a reader always finds one of the two (where the system cannot swap, the old one is moved
-    aside just before the rename)."""
+def write_model_folder(model, tokenizer, output_dir, write_more=None) -> None:
+    """``save_pretrained`` of model and tokenizer (and ``write_more(folder)``'s files) into a temporary sibling
+    folder, then put in place of ``output_dir``: a crash never leaves a half-written model, and an existing model is
+    swapped for the new one in one step, so that a reader always finds one of the two (where the system cannot
+    swap, the old one is moved aside just before the rename)."""
     output_dir = Path(output_dir)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = output_dir.with_name(f".{output_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
+    if write_more is not None:
+        write_more(tmp)
     if output_dir.is_dir() and _swap(tmp, output_dir):
         shutil.rmtree(tmp, ignore_errors=True)  # now the old model
         return

@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -308,3 +309,41 @@ def test_the_search_eta_divides_the_work_over_every_slot_that_runs_jobs_side_by_
     assert eta(**{"SYSTEM.NUM_GPUS": 4}) == 10.0
     assert eta(**{"SYSTEM.NUM_GPUS": 4, "FINETUNE.MULTIPROCESS_GPU_LIST": "[[0], [1], [2], [3]]"}) == 10.0
     assert eta(**{"SYSTEM.NUM_GPUS": 4, "FINETUNE.MULTIPROCESS_GPU_LIST": "[[0, 1, 2, 3]]"}) == 40.0
+
+
+def test_a_saved_model_folder_is_swapped_for_the_new_one_with_no_leftovers(tmp_path):
+    """STILT targets and exports read a model folder that a rerun rewrites: it is replaced whole, never removed
+    first, and no temporary folder is left beside it."""
+    from pipeline.model_files import write_model_folder
+
+    class Saves:
+        def __init__(self, text):
+            self.text = text
+
+        def save_pretrained(self, folder):
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            (Path(folder) / f"{self.text}.json").write_text(self.text)
+
+    target = tmp_path / "job" / "model"
+    write_model_folder(Saves("first"), Saves("vocab"), target)
+    write_model_folder(Saves("second"), Saves("vocab"), target, lambda folder: (folder / "extra.txt").write_text("x"))
+    assert sorted(p.name for p in target.iterdir()) == ["extra.txt", "second.json", "vocab.json"]
+    assert [p.name for p in target.parent.iterdir()] == ["model"]
+
+
+def test_a_name_or_path_is_a_local_path_when_written_as_one_or_found_on_disk(tmp_path):
+    from pipeline.defaults import is_local_path
+
+    (tmp_path / "bert-tiny").mkdir()
+    assert all(is_local_path(value) for value in ("/models/x", "./x", "../x", "~/x", "x/"))
+    assert is_local_path("bert-tiny", tmp_path) and not is_local_path("bert-tiny")
+    assert not is_local_path("google-bert/bert-base-uncased")
+
+
+def test_a_job_folder_name_reads_back_into_its_grid_values():
+    from finetuning.search_plan import parse_job_name
+
+    name = job_name(5e-5, 32, 3, 42)
+    assert name == "lr5e-05_bs32_ep3_seed42"
+    assert parse_job_name(name) == {"lr": "5e-05", "bs": "32", "ep": "3", "seed": "42"}
+    assert parse_job_name("model") == {}

@@ -163,7 +163,8 @@ def _trained_with(cfg, job) -> dict:
     from finetuning.job_run import train_settings
     from finetuning.search_scheduler import job_arguments
 
-    model_args, data_args, args, _ = parse_args(job_arguments(cfg, job, Path(cfg.SYSTEM.OUTPUT_ROOT), "m", False, False, 1))
+    argv = job_arguments(cfg, job, Path(cfg.SYSTEM.OUTPUT_ROOT), "m", False, False, 1)
+    model_args, data_args, args, _ = parse_args(argv)
     finalize(model_args, data_args, args, gpu_available=False)
     return asdict(train_settings(data_args, args))
 

@@ -213,8 +213,8 @@ def test_each_table_flag_of_run_glue_carries_its_setting_from_the_stage(tmp_path
     from finetuning.arguments import TABLE_FLAGS, finalize, parse_args
     from finetuning.search_scheduler import job_arguments
 
-    changed = {"FINETUNE.GLUE_DIR": str(tmp_path / "glue"), "FINETUNE.MALFORMED_ROWS": "skip", "FINETUNE.MAX_SEQ_LENGTH": 64,
-               "FINETUNE.WEIGHT_DECAY": 0.2, "FINETUNE.WARMUP_RATIO": 0.1, "FINETUNE.LR_SCHEDULER": "cosine",
+    changed = {"FINETUNE.GLUE_DIR": str(tmp_path / "glue"), "FINETUNE.MALFORMED_ROWS": "skip",
+               "FINETUNE.MAX_SEQ_LENGTH": 64, "FINETUNE.WEIGHT_DECAY": 0.2, "FINETUNE.WARMUP_RATIO": 0.1, "FINETUNE.LR_SCHEDULER": "cosine",
                "FINETUNE.PRECISION": "bf16", "FINETUNE.GROUP_BY_LENGTH": True, "FINETUNE.MAX_TRAIN_SAMPLES": 5,
                "FINETUNE.MAX_EVAL_SAMPLES": 6, "FINETUNE.WARMUP_STEPS": 7, "FINETUNE.MAX_GRAD_NORM": 0.5,
                "FINETUNE.GRADIENT_ACCUMULATION_STEPS": 2, "FINETUNE.EVAL_BATCH_SIZE": 9}

@@ -227,7 +227,7 @@ def test_a_short_test_row_fails_the_stage_before_any_job_instead_of_losing_a_pre
 def test_a_split_cached_while_skipping_rows_is_not_reused_when_rows_must_be_whole(tmp_path, model):
     from transformers import AutoTokenizer
 
-    from finetuning.tokenized_cache import load_encoded
+    from finetuning.tokenized_data import load_encoded
     from pipeline.errors import DataError
 
     glue = write_glue(tmp_path / "glue", tasks=["CoLA"])
@@ -256,7 +256,7 @@ def test_run_glue_malformed_rows_skip_trains_on_the_whole_rows(tmp_path, model, 
 
 
 def test_a_truncated_model_file_is_an_error_naming_it(tmp_path, model):
-    from finetuning.model_loading import load_model
+    from finetuning.job_run import load_model
     from pipeline.errors import DataError
 
     broken = tmp_path / "model"
