@@ -124,13 +124,14 @@ class SearchTree:
     def pending(self, tasks, init_from=None) -> list:
         return [job for task in tasks for job in self.jobs[task] if not self.is_done(job, init_from)]
 
+    def counts_as_done(self, job, init) -> bool:
+        """Done for the model it starts from: a STILT target from ``init`` (``stilt_init``), never without one."""
+        if job.task in self.targets:
+            return init is not None and self.is_done(job, init)
+        return self.is_done(job)
+
     def counts(self) -> tuple:
         """(done, planned) over every job, STILT targets included."""
         init = self.stilt_init() if self.targets else None
-        done = total = 0
-        for task, jobs in self.jobs.items():
-            stilt = task in self.targets
-            for job in jobs:
-                total += 1
-                done += (init is not None or not stilt) and self.is_done(job, init if stilt else None)
-        return done, total
+        jobs = [job for task_jobs in self.jobs.values() for job in task_jobs]
+        return sum(self.counts_as_done(job, init) for job in jobs), len(jobs)

@@ -57,8 +57,8 @@ def _tasks_without_success(searches: list, failed: list) -> list:
     for search in searches:
         init = search.stilt_init() if search.targets else None
         for task in search.tasks:
-            if (search.root, task) in failing and not any(
-                    search.is_done(job, init if task in search.targets else None) for job in search.jobs[task]):
+            if (search.root, task) in failing and not any(search.counts_as_done(job, init)
+                                                          for job in search.jobs[task]):
                 out.append((search, task))
     return out
 
