@@ -97,9 +97,9 @@ def run_ours(model: str, task, glue_dir: str, rows: int, settings: dict, cache: 
     from transformers import set_seed
 
     from finetuning import train_loop
-    from finetuning.features import load_encoded
+    from finetuning.tokenized_data import load_encoded
     from finetuning.lean_model import keep_freed_memory, make_lean
-    from finetuning.run_glue import load_model, load_tokenizer
+    from finetuning.job_run import load_model, load_tokenizer
 
     tokenizer = load_tokenizer(model)
     train = load_encoded(task, "train", "train", tokenizer, 128, glue_dir, rows, str(cache))
@@ -130,7 +130,7 @@ def run_hf(model: str, task, glue_dir: str, rows: int, settings: dict, out: Path
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, default_data_collator, set_seed
 
     from finetuning.glue_data import load_split
-    from finetuning.run_glue import load_model, load_tokenizer
+    from finetuning.job_run import load_model, load_tokenizer
 
     tokenizer = load_tokenizer(model)
     padding = "max_length" if fixed_padding else False

@@ -7,6 +7,7 @@ are written. Module top level stays light (the runner imports it for status and 
 from pathlib import Path
 
 from pipeline import layout
+from pipeline.defaults import is_local_path
 from pipeline.disk import folder_bytes
 from pipeline.errors import ConfigError
 from pipeline.manifest import changed_files, file_records, read_json, read_manifest, write_json_atomic, write_manifest
@@ -178,10 +179,6 @@ def predictions_problem(cfg, keys=("DATASET.MAX_PREDICTIONS_PER_SEQ", "DATASET.M
             f" ({keys[1]} - 2)")
 
 
-def _looks_like_path(value: str) -> bool:
-    return value.startswith(("/", "./", "../", "~"))
-
-
 def validate_config(cfg) -> list:
     """Checks of the dataset settings: cheap ones, then what `datasets` cannot read in DATASET.HUGGINGFACE_DATASETS
     (asking the hub when it can be reached; entries are well formed even when the stage is off, for the ID)."""
@@ -189,7 +186,7 @@ def validate_config(cfg) -> list:
         return hub_check.check_entry_shapes(cfg.DATASET.HUGGINGFACE_DATASETS)
     problems = hub_check.check_hub_entries(cfg.DATASET.HUGGINGFACE_DATASETS)
     d, t = cfg.DATASET, cfg.TOKENIZER
-    if not t.TRAIN and _looks_like_path(t.NAME_OR_PATH):
+    if not t.TRAIN and is_local_path(t.NAME_OR_PATH):
         folder = Path(t.NAME_OR_PATH).expanduser()
         if not folder.is_dir():
             problems.append(f"TOKENIZER.NAME_OR_PATH: tokenizer folder does not exist: {t.NAME_OR_PATH}")

@@ -12,11 +12,13 @@ import sys
 from dataclasses import dataclass, field, fields
 from typing import Literal, Optional
 
-from finetuning.glue_data import HUB_DATASET, MALFORMED_ROW_MODES
+from finetuning.glue_data import HUB_DATASET
+from pipeline.defaults import PRECISIONS, SETTINGS
 from pipeline.errors import ConfigError
+from pipeline.hardware import fp16_problems
+from pipeline.setting import FINETUNE_SCRIPT
 
 STRATEGIES = ("no", "steps", "epoch")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SAMPLING = ("random", "sequential", "group_by_length")
 OPTIMIZERS = ("adamw_torch_fused", "adamw_torch")  # both are torch's AdamW here (fused where the device has it)
 INTEGRATIONS = ("wandb",)  # what --report_to can reach here
@@ -26,6 +28,16 @@ _LEGACY_NO_EFFECT = {"logging_dir": "there is no TensorBoard writer here", "fp16
 
 def _help(text: str, **extra) -> dict:
     return {"help": text, **extra}
+
+
+# The flags the finetune stage passes, each a FINETUNE setting of the table: their meaning and range come from there
+# (their defaults stay the Hugging Face example's, so that its command lines mean what they meant).
+TABLE_FLAGS = {setting.flags[0][2:]: setting for setting in SETTINGS if FINETUNE_SCRIPT in setting.scripts}
+
+
+def _table(name: str, here: str = "") -> dict:
+    setting = TABLE_FLAGS[name]
+    return _help(f"{setting.help}{here} [{setting.key}]")
 
 
 @dataclass
@@ -50,8 +62,7 @@ class ModelArguments:
 class DataTrainingArguments:
     task_name: Optional[str] = field(default=None, metadata=_help(
         "GLUE task, any usual spelling (cola, SST-2, sts-b, mnli, ...); without it, --dataset_name or --train_file"))
-    data_dir: str = field(default="", metadata=_help(
-        "GLUE folder in the official layout; empty = nyu-mll/glue from the Hugging Face Hub"))
+    data_dir: str = field(default="", metadata=_table("data_dir"))
     dataset_name: Optional[str] = field(default=None, metadata=_help(
         "a dataset of one's own on the hub (or a local dataset folder) with train/validation/test splits"))
     dataset_config_name: Optional[str] = field(default=None, metadata=_help("configuration of --dataset_name"))
@@ -61,21 +72,20 @@ class DataTrainingArguments:
     validation_file: Optional[str] = field(default=None, metadata=_help("CSV or JSON dev data, same columns"))
     test_file: Optional[str] = field(default=None, metadata=_help(
         "CSV or JSON test data (a label column is ignored); --do_predict writes predictions_test.tsv"))
-    max_seq_length: int = field(default=128, metadata=_help("longest tokenized input (longer pairs are cut)"))
+    max_seq_length: int = field(default=128, metadata=_table("max_seq_length", " (longer pairs are cut)"))
     pad_to_max_length: bool = field(default=False, metadata=_help(
         "pad every batch to --max_seq_length (default here: pad each batch to its own longest row, which gives the"
         " same results faster; the HF example's default is to pad)"))
     overwrite_cache: bool = field(default=False, metadata=_help("tokenize again instead of reading the cache"))
-    max_train_samples: Optional[int] = field(default=None, metadata=_help("use only the first N training rows"))
-    max_eval_samples: Optional[int] = field(default=None, metadata=_help("use only the first N rows of each dev split"))
+    max_train_samples: Optional[int] = field(default=None, metadata=_table("max_train_samples"))
+    max_eval_samples: Optional[int] = field(default=None, metadata=_table("max_eval_samples"))
     max_predict_samples: Optional[int] = field(default=None, metadata=_help("predict only the first N test rows"))
     tokenized_cache_dir: str = field(default="", metadata=_help(
         "folder that keeps tokenized GLUE splits for the next job of the same task (empty = no cache)"))
     hub_dataset: str = field(default=HUB_DATASET, metadata=_help(
         "GLUE dataset name (or local folder in its layout) used when --data_dir is empty"))
-    malformed_rows: Literal[MALFORMED_ROW_MODES] = field(default="error", metadata=_help(
-        "a --data_dir train or dev row with another number of columns than its file's header: error (name the file"
-        " and line) | skip (drop such rows and print how many); a malformed test row is always an error"))
+    malformed_rows: Literal[TABLE_FLAGS["malformed_rows"].choices] = field(default="error",
+                                                                           metadata=_table("malformed_rows"))
 
 
 @dataclass
@@ -94,26 +104,25 @@ class TrainingArguments:
     eval_steps: Optional[float] = field(default=None, metadata=_help(
         "optimizer steps between evaluations (a float < 1 = that fraction of all steps); default --logging_steps"))
     per_device_train_batch_size: int = field(default=8, metadata=_help("training batch size per device"))
-    per_device_eval_batch_size: int = field(default=128, metadata=_help(
-        "evaluation batch size per device (HF default 8; only speed depends on it)"))
-    gradient_accumulation_steps: int = field(default=1, metadata=_help(
-        "batches whose gradients make one optimizer step (batch per step = batch size x devices x this)"))
+    per_device_eval_batch_size: int = field(default=128, metadata=_table("per_device_eval_batch_size",
+                                                                         "; HF's default is 8"))
+    gradient_accumulation_steps: int = field(default=1, metadata=_table("gradient_accumulation_steps"))
     learning_rate: float = field(default=5e-5, metadata=_help("peak AdamW learning rate"))
-    weight_decay: float = field(default=0.0, metadata=_help("AdamW weight decay (not on biases and LayerNorm)"))
+    weight_decay: float = field(default=0.0, metadata=_table("weight_decay", " (not on biases and LayerNorm)"))
     adam_beta1: float = field(default=0.9, metadata=_help("AdamW beta1"))
     adam_beta2: float = field(default=0.999, metadata=_help("AdamW beta2"))
     adam_epsilon: float = field(default=1e-8, metadata=_help("AdamW epsilon"))
     optim: str = field(default="adamw_torch_fused", metadata=_help(f"optimizer: {' | '.join(OPTIMIZERS)} (AdamW)"))
-    max_grad_norm: float = field(default=1.0, metadata=_help("clip the gradient norm to this (0 = no clipping)"))
+    max_grad_norm: float = field(default=1.0, metadata=_table("max_grad_norm"))
     num_train_epochs: float = field(default=3.0, metadata=_help("passes over the training data (may be fractional)"))
     max_steps: int = field(default=-1, metadata=_help("optimizer steps to train; > 0 overrides --num_train_epochs"))
-    lr_scheduler_type: str = field(default="linear", metadata=_help(
-        "transformers scheduler name: linear | polynomial | cosine | constant | constant_with_warmup | ..."))
+    lr_scheduler_type: str = field(default="linear", metadata=_table("lr_scheduler_type",
+                                                                     " | constant_with_warmup | ..."))
     lr_scheduler_kwargs: Optional[str] = field(default=None, metadata=_help(
         "JSON object of extra scheduler arguments, e.g. '{\"power\": 2.0}' for polynomial"))
-    warmup_steps: float = field(default=0, metadata=_help(
-        "optimizer steps of linear warmup (a float < 1 = that fraction of all steps); overrides --warmup_ratio"))
-    warmup_ratio: float = field(default=0.0, metadata=_help("transformers 4: fraction of all steps spent in warmup"))
+    warmup_steps: float = field(default=0, metadata=_table("warmup_steps",
+                                                           " (a float < 1: that fraction of all steps)"))
+    warmup_ratio: float = field(default=0.0, metadata=_table("warmup_ratio"))
     logging_strategy: Literal[STRATEGIES] = field(default="steps", metadata=_help(
         "print and record the training loss: no | steps (every --logging_steps) | epoch"))
     logging_steps: float = field(default=500, metadata=_help(
@@ -132,10 +141,9 @@ class TrainingArguments:
     fp16: bool = field(default=False, metadata=_help("fp16 autocast with loss scaling (needs a CUDA GPU)"))
     bf16: bool = field(default=False, metadata=_help("bf16 autocast (GPU, or a CPU)"))
     fp16_opt_level: Optional[str] = field(default=None, metadata=_help("accepted; no effect here (no apex)"))
-    precision: Literal[PRECISIONS] = field(default="auto", metadata=_help(
-        "auto (bf16, else fp16 on a GPU; fp32 on a CPU) | fp32 | bf16 | fp16; --fp16/--bf16 set it"))
-    group_by_length: bool = field(default=False, metadata=_help(
-        "transformers 4 spelling of --train_sampling_strategy group_by_length"))
+    precision: Literal[PRECISIONS] = field(default="auto", metadata=_table("precision", "; --fp16/--bf16 set it"))
+    group_by_length: bool = field(default=False, metadata=_table(
+        "group_by_length", "; transformers 4 spelling of --train_sampling_strategy group_by_length"))
     train_sampling_strategy: Literal[SAMPLING] = field(default="random", metadata=_help(
         "random | sequential | group_by_length (batches of rows of similar length: less padding)"))
     report_to: list[str] = field(default_factory=lambda: ["none"], metadata=_help(
@@ -214,9 +222,7 @@ def _precision(args: TrainingArguments, gpu: bool, problems: list) -> None:
         problems.append(f"--{wanted} and --precision {args.precision} disagree: give one of them")
         return
     args.precision = wanted or args.precision
-    if args.precision == "fp16" and not gpu:
-        problems.append("fp16 needs a CUDA GPU and this run has none (no GPU visible, or --use_cpu): use --bf16 or"
-                        " drop --fp16")
+    problems += fp16_problems(args.precision, gpu, instead="--bf16, or drop --fp16 (no GPU visible, or --use_cpu)")
 
 
 def _schedule(args: TrainingArguments, problems: list, notes: list) -> None:
@@ -238,21 +244,24 @@ def _schedule(args: TrainingArguments, problems: list, notes: list) -> None:
         if not isinstance(kwargs, dict):
             problems.append(f"--lr_scheduler_kwargs must be a JSON object, e.g. '{{\"power\": 2.0}}'; got"
                             f" {args.lr_scheduler_kwargs!r}")
-    if args.warmup_steps < 0 or args.warmup_ratio < 0 or args.warmup_ratio >= 1 or (
-            args.warmup_steps > 1 and args.warmup_steps != int(args.warmup_steps)):
-        problems.append("--warmup_steps must be a whole number of steps or a fraction in [0, 1); --warmup_ratio a"
-                        " fraction in [0, 1)")
+    if args.warmup_steps > 1 and args.warmup_steps != int(args.warmup_steps):
+        problems.append(f"--warmup_steps {args.warmup_steps:g} must be a whole number of steps or a fraction in [0, 1)")
     elif args.warmup_steps and args.warmup_ratio:
         notes.append(f"note: --warmup_ratio {args.warmup_ratio:g} has no effect: --warmup_steps {args.warmup_steps:g}"
                      f" takes precedence")
 
 
+def _table_ranges(flags: list, problems: list) -> None:
+    """Each flag of the table within its setting's range."""
+    for name, setting in TABLE_FLAGS.items():
+        value = next(getattr(group, name) for group in flags if hasattr(group, name))
+        if setting.interval is not None and value is not None and value not in setting.interval:
+            problems.append(f"--{name} {value:g} is out of range {setting.interval} ({setting.key})")
+
+
 def _sizes(args: TrainingArguments, problems: list) -> None:
-    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
-        if getattr(args, name) < 1:
-            problems.append(f"--{name} must be >= 1, got {getattr(args, name)}")
-    if args.max_grad_norm < 0:
-        problems.append(f"--max_grad_norm must be >= 0 (0 = no clipping), got {args.max_grad_norm:g}")
+    if args.per_device_train_batch_size < 1:
+        problems.append(f"--per_device_train_batch_size must be >= 1, got {args.per_device_train_batch_size}")
     if args.do_train and args.max_steps <= 0 and args.num_train_epochs <= 0:
         problems.append("--num_train_epochs must be > 0 (or give --max_steps)")
     if args.save_total_limit is not None and args.save_total_limit < 1:
@@ -322,6 +331,7 @@ def finalize(model_args: ModelArguments, data_args: DataTrainingArguments, args:
     _precision(args, gpu_available and not args.use_cpu, problems)
     _schedule(args, problems, notes)
     _sizes(args, problems)
+    _table_ranges([model_args, data_args, args], problems)
     _report_to(args, notes)
     _data_source(data_args, args, problems, notes)
     for name, why in _LEGACY_NO_EFFECT.items():

@@ -18,8 +18,6 @@ from pipeline.errors import DataError
 HUB_DATASET = "nyu-mll/glue"
 # Test files name their row id ``index`` (``id`` in QQP); files without either use the row number.
 _INDEX_COLUMNS = ("index", "id")
-# What to do with a train or dev row of another column count (FINETUNE.MALFORMED_ROWS, --malformed_rows).
-MALFORMED_ROW_MODES = ("error", "skip")
 
 
 @dataclass

@@ -3,8 +3,21 @@
 Names are those of the task table and of ``eval_results.json``: ``mcc``, ``accuracy``, ``f1``, ``pearson``,
 ``spearman`` (``mse`` for a regression task of one's own); MNLI's mismatched accuracy is reported as
 ``accuracy_mm`` by the caller. ``hf_metric_name`` gives the name the Hugging Face GLUE metric uses for each.
+
+The result files of a job: those of the HF ``run_glue.py`` example plus the keys result collection reads.
+
+``eval_results.json`` holds the task's dev metrics under the task table's names (``accuracy``, ``f1``, ``mcc``,
+``accuracy_mm``, ... and ``eval_loss``: what ``scripts/finetune_jobs.py`` reads) and the HF example's view of the
+same evaluation (``eval_accuracy``, ``eval_f1``, ``eval_matthews_correlation``, ``eval_combined_score``,
+``eval_samples``, ``eval_runtime``, ..., MNLI's mismatched split with the suffix ``_mm``). ``train_results.json``
+holds ``train_loss``, ``train_runtime``, ``train_samples``, ``train_samples_per_second``,
+``train_steps_per_second`` and ``epoch``; ``all_results.json`` both.
 """
+from pathlib import Path
+
 import numpy as np
+
+from pipeline.manifest import read_json, write_json_atomic
 
 
 def _mcc(predictions, labels):
@@ -64,3 +77,41 @@ def task_dev_metrics(task, dev_name: str, predictions, labels) -> dict:
         return {"accuracy_mm": compute_metrics(("accuracy",), predictions, labels)["accuracy"]}
     names = [name for name in task.metrics if name != "accuracy_mm"]
     return compute_metrics(names, predictions, labels)
+
+
+RESULT_FILES = ("all_results.json", "train_results.json", "eval_results.json", "trainer_state.json")
+MISMATCHED = "dev_mismatched"
+
+
+def dev_metrics(task, dev_name: str, logits, labels, loss, runtime_s: float, batches: int) -> tuple:
+    """(metrics under the task table's names, the same under the HF example's ``eval_*`` names) of one dev split."""
+    predictions = logits[:, 0] if task.is_regression else logits.argmax(axis=1)
+    plain = task_dev_metrics(task, dev_name, predictions, labels)
+    scores = {f"eval_{hf_metric_name(name.removesuffix('_mm'))}": value for name, value in plain.items()}
+    if len(scores) > 1:
+        scores["eval_combined_score"] = sum(scores.values()) / len(scores)
+    runtime_s = max(runtime_s, 1e-9)
+    hf = {"eval_loss": loss, **scores, "eval_samples": len(labels), "eval_runtime": round(runtime_s, 4),
+          "eval_samples_per_second": round(len(labels) / runtime_s, 3),
+          "eval_steps_per_second": round(batches / runtime_s, 3)}
+    if dev_name == MISMATCHED:  # as the HF example names MNLI's second evaluation
+        hf = {f"{key}_mm": value for key, value in hf.items()}
+    return plain, hf
+
+
+def remove_stale_results(out: Path) -> None:
+    """A new training run first drops an earlier run's result files, so that none of them can pass for its own."""
+    for name in RESULT_FILES:
+        (Path(out) / name).unlink(missing_ok=True)
+
+
+def write_results(out: Path, train: dict = None, evaluation: dict = None) -> None:
+    """``train_results.json``/``eval_results.json`` for what this run did, merged into ``all_results.json``."""
+    out = Path(out)
+    if train:
+        write_json_atomic(out / "train_results.json", train)
+    if evaluation:
+        write_json_atomic(out / "eval_results.json", evaluation)
+    combined = read_json(out / "all_results.json")
+    write_json_atomic(out / "all_results.json", {**(combined if isinstance(combined, dict) else {}), **(train or {}),
+                                                 **(evaluation or {})})

@@ -11,7 +11,7 @@ import yaml
 from yacs.config import CfgNode as CN
 
 from pipeline.config_tree import get_key, leaf_items, set_key
-from pipeline.defaults import NAME_OR_PATH_KEYS, PATH_KEYS, SETTINGS_BY_KEY, get_default_config
+from pipeline.defaults import NAME_OR_PATH_KEYS, PATH_KEYS, SETTINGS_BY_KEY, get_default_config, is_local_path
 from pipeline.errors import ConfigError
 from pipeline.init_checkpoint import apply_init_from
 from pipeline.validation import validate
@@ -185,10 +185,6 @@ def build_config(config_path=None, opts=(), base_dir=None, prepare_inputs=None, 
     return cfg
 
 
-def _looks_like_path(value: str, base: Path) -> bool:
-    return value.startswith(("/", "./", "../", "~")) or (base / value).exists()
-
-
 def _absolute(value: str, base: Path) -> str:
     return str((base / os.path.expanduser(value)).resolve()) if value else value
 
@@ -204,7 +200,7 @@ def resolve_paths(cfg, base_dir=None) -> None:
             set_key(cfg, key, _absolute(value, base))
     for key in NAME_OR_PATH_KEYS:
         value = get_key(cfg, key)
-        if value and _looks_like_path(value, base):
+        if value and is_local_path(value, base):
             set_key(cfg, key, _absolute(value, base))
 
 

@@ -8,9 +8,11 @@ under ``configs/`` only override these keys; ``--opts KEY VALUE`` overrides them
 See ``pipeline.setting.Setting`` for the fields. Relative paths (``PATH_KEYS``) resolve against the directory the
 command runs in.
 """
+from pathlib import Path
+
 from yacs.config import CfgNode as CN
 
-from pipeline.setting import HORIZON, OPERATIONAL, RESULT_IF_CHANGED, Setting as S
+from pipeline.setting import FINETUNE_SCRIPT, HORIZON, OPERATIONAL, RESULT_IF_CHANGED, SEARCH, Setting as S
 
 # Model shapes by preset name (the MODEL.PRESET choices); pretraining.modeling builds its config from them.
 MODEL_PRESETS = {
@@ -26,6 +28,7 @@ LR_CURVES = ("esd", "linear", "cosine", "constant", "exp", "inverse_time", "poly
 PRECISIONS = ("auto", "fp16", "bf16", "fp32")
 
 _PRE, _DATA, _SHARD, _SAMPLES = ("pretrain",), ("shard", "samples"), ("shard",), ("samples",)
+_FT = (FINETUNE_SCRIPT,)
 
 SETTINGS = (
     # -- SYSTEM --------------------------------------------------------------------------------------------------
@@ -205,43 +208,54 @@ SETTINGS = (
                                 " sentence-transformers BERT encoders); its architecture and tokenizer are used; \"\" ="
                                 " random initialisation", flags=("--model_name_or_path",), scripts=_PRE,
       identity=RESULT_IF_CHANGED),
-    # -- FINETUNE ------------------------------------------------------------------------------------------------
-    S("FINETUNE.ENABLED", True, "run GLUE finetuning"),
-    S("FINETUNE.MODEL_NAME_OR_PATH", "", "model to finetune; \"\" = the final_model this run pretrained"),
+    # -- FINETUNE (flags: those of finetuning/run_glue.py that the stage passes) -----------------------------------
+    S("FINETUNE.ENABLED", True, "run GLUE finetuning", identity=OPERATIONAL),
+    S("FINETUNE.MODEL_NAME_OR_PATH", "", "model to finetune; \"\" = the final_model this run pretrained",
+      identity=SEARCH),
     S("FINETUNE.TASKS", ["CoLA", "SST-2", "MRPC", "STS-B", "QQP", "MNLI", "QNLI", "RTE", "WNLI"],
-      "GLUE tasks (AX comes with MNLI)"),
-    S("FINETUNE.GLUE_DIR", "", "local GLUE data in the official layout; \"\" = nyu-mll/glue from the Hugging Face Hub"),
+      "GLUE tasks (AX comes with MNLI)", identity=SEARCH),
+    S("FINETUNE.GLUE_DIR", "", "local GLUE data in the official layout; \"\" = nyu-mll/glue from the Hugging Face Hub",
+      flags=("--data_dir",), scripts=_FT),
     S("FINETUNE.MALFORMED_ROWS", "error", "a GLUE_DIR train/dev row with the wrong column count: error (name file and"
                                           " line) | skip (drop, with a count); a bad test row is always an error",
-      choices=("error", "skip"), identity=RESULT_IF_CHANGED),
-    S("FINETUNE.SEEDS", [42, 43, 44], "seeds per hyperparameter configuration (best = median over seeds)"),
+      choices=("error", "skip"), identity=RESULT_IF_CHANGED, flags=("--malformed_rows",), scripts=_FT),
+    S("FINETUNE.SEEDS", [42, 43, 44], "seeds per hyperparameter configuration (best = median over seeds)",
+      identity=SEARCH),
     S("FINETUNE.MAX_SEQ_LENGTH", 128, "longest tokenized input; batches are padded only to their own longest",
-      range="[8, inf]"),
-    S("FINETUNE.WEIGHT_DECAY", 0.01, "AdamW weight decay", range="[0, inf]"),
-    S("FINETUNE.WARMUP_RATIO", 0.06, "fraction of steps spent in linear warmup", range="[0, 1)"),
+      range="[8, inf]", flags=("--max_seq_length",), scripts=_FT),
+    S("FINETUNE.WEIGHT_DECAY", 0.01, "AdamW weight decay", range="[0, inf]", flags=("--weight_decay",), scripts=_FT),
+    S("FINETUNE.WARMUP_RATIO", 0.06, "fraction of steps spent in linear warmup", range="[0, 1)",
+      flags=("--warmup_ratio",), scripts=_FT),
     S("FINETUNE.LR_SCHEDULER", "polynomial", "transformers lr_scheduler_type: polynomial | linear | cosine | constant",
-      choices=("polynomial", "linear", "cosine", "constant")),
-    S("FINETUNE.PRECISION", "auto", "auto (bf16/fp16 on GPU, fp32 on CPU) | fp16 | bf16 | fp32", choices=PRECISIONS),
-    S("FINETUNE.GROUP_BY_LENGTH", True, "batch examples of similar length together (less padding)"),
-    S("FINETUNE.MAX_TRAIN_SAMPLES", 0, "cap on training rows per task (0 = all); for quick runs", range="[0, inf]"),
-    S("FINETUNE.MAX_EVAL_SAMPLES", 0, "cap on dev rows per task (0 = all); for quick runs", range="[0, inf]"),
+      choices=("polynomial", "linear", "cosine", "constant"), flags=("--lr_scheduler_type",), scripts=_FT),
+    S("FINETUNE.PRECISION", "auto", "auto (bf16/fp16 on GPU, fp32 on CPU) | fp16 | bf16 | fp32", choices=PRECISIONS,
+      identity=RESULT_IF_CHANGED, flags=("--precision",), scripts=_FT),
+    S("FINETUNE.GROUP_BY_LENGTH", True, "batch examples of similar length together (less padding)",
+      identity=RESULT_IF_CHANGED, flags=("--group_by_length",), scripts=_FT),
+    S("FINETUNE.MAX_TRAIN_SAMPLES", 0, "cap on training rows per task (0 = all); for quick runs", range="[0, inf]",
+      flags=("--max_train_samples",), scripts=_FT),
+    S("FINETUNE.MAX_EVAL_SAMPLES", 0, "cap on dev rows per task (0 = all); for quick runs", range="[0, inf]",
+      flags=("--max_eval_samples",), scripts=_FT),
     S("FINETUNE.MULTIPROCESS_GPU_LIST", [], "GPU groups that run jobs in parallel, e.g. [[0, 1], [2, 3]]; [] = one at"
-                                            " a time", element_type=list),
+                                            " a time", element_type=list, identity=OPERATIONAL),
     S("FINETUNE.RANDOM_INIT_BASELINE", False, "also run the grid from random weights (same architecture) into"
-                                              " finetune_random_init/"),
-    S("FINETUNE.SEARCH.LARGE.TASKS", ["MNLI", "QQP", "QNLI"], "tasks that use the LARGE grid; all others use SMALL"),
-    S("FINETUNE.SEARCH.LARGE.LEARNING_RATES", [5e-5, 8e-5], "learning rates tried on large tasks"),
-    S("FINETUNE.SEARCH.LARGE.BATCH_SIZES", [32], "batch sizes tried on large tasks"),
-    S("FINETUNE.SEARCH.LARGE.EPOCHS", [3, 5], "epoch counts tried on large tasks"),
-    S("FINETUNE.SEARCH.SMALL.LEARNING_RATES", [1e-5, 3e-5, 5e-5, 8e-5], "learning rates tried on small tasks"),
-    S("FINETUNE.SEARCH.SMALL.BATCH_SIZES", [16, 32], "batch sizes tried on small tasks"),
-    S("FINETUNE.SEARCH.SMALL.EPOCHS", [3, 5, 10], "epoch counts tried on small tasks"),
-    S("FINETUNE.STILT.ENABLED", True, "start the TARGETS from the best model of the SOURCE task's search"),
-    S("FINETUNE.STILT.SOURCE", "MNLI", "intermediate task"),
-    S("FINETUNE.STILT.TARGETS", ["RTE", "MRPC", "STS-B"], "tasks that start from the SOURCE model"),
+                                              " finetune_random_init/", identity=SEARCH),
+    S("FINETUNE.SEARCH.LARGE.TASKS", ["MNLI", "QQP", "QNLI"], "tasks that use the LARGE grid; all others use SMALL",
+      identity=SEARCH),
+    S("FINETUNE.SEARCH.LARGE.LEARNING_RATES", [5e-5, 8e-5], "learning rates tried on large tasks", identity=SEARCH),
+    S("FINETUNE.SEARCH.LARGE.BATCH_SIZES", [32], "batch sizes tried on large tasks", identity=SEARCH),
+    S("FINETUNE.SEARCH.LARGE.EPOCHS", [3, 5], "epoch counts tried on large tasks", identity=SEARCH),
+    S("FINETUNE.SEARCH.SMALL.LEARNING_RATES", [1e-5, 3e-5, 5e-5, 8e-5], "learning rates tried on small tasks",
+      identity=SEARCH),
+    S("FINETUNE.SEARCH.SMALL.BATCH_SIZES", [16, 32], "batch sizes tried on small tasks", identity=SEARCH),
+    S("FINETUNE.SEARCH.SMALL.EPOCHS", [3, 5, 10], "epoch counts tried on small tasks", identity=SEARCH),
+    S("FINETUNE.STILT.ENABLED", True, "start the TARGETS from the best model of the SOURCE task's search",
+      identity=SEARCH),
+    S("FINETUNE.STILT.SOURCE", "MNLI", "intermediate task", identity=SEARCH),
+    S("FINETUNE.STILT.TARGETS", ["RTE", "MRPC", "STS-B"], "tasks that start from the SOURCE model", identity=SEARCH),
     S("FINETUNE.STILT.SOURCE_CONFIG", [], "[lr, batch size, epochs] of the SOURCE configuration whose best seed the"
                                          " targets start from; [] = the best configuration", element_type=float,
-      identity=RESULT_IF_CHANGED),
+      identity=SEARCH),
     # -- FINETUNE: the rest of the paper's search settings, and how the search runs --------------------------------
     # The paper's search (finetune_search.sh -> run_glue.sh) and ours differ in five defaults, each on purpose:
     # - WEIGHT_DECAY: paper 0.1, ours 0.01, the BERT / HF finetuning value (and the paper README's own example);
@@ -254,14 +268,14 @@ SETTINGS = (
     # The paper's search exactly: WEIGHT_DECAY 0.1, SEEDS [42], PRECISION fp32, STILT.SOURCE_CONFIG [5e-5, 32, 3].
     # MAX_SEQ_LENGTH 128, WARMUP_RATIO 0.06, LR_SCHEDULER polynomial, MAX_GRAD_NORM 1.0 and the grids are the paper's.
     S("FINETUNE.WARMUP_STEPS", 0, "linear warmup in optimizer steps; > 0 overrides WARMUP_RATIO", range="[0, inf]",
-      identity=RESULT_IF_CHANGED),
+      identity=RESULT_IF_CHANGED, flags=("--warmup_steps",), scripts=_FT),
     S("FINETUNE.MAX_GRAD_NORM", 1.0, "clip the gradient norm to this (0 = no clipping)", range="[0, inf]",
-      identity=RESULT_IF_CHANGED),
+      identity=RESULT_IF_CHANGED, flags=("--max_grad_norm",), scripts=_FT),
     S("FINETUNE.GRADIENT_ACCUMULATION_STEPS", 1, "batches per optimizer step: each GPU takes batch size / (GPUs x"
                                                  " this) rows at a time (a large model on a small GPU)",
-      range="[1, inf]", identity=RESULT_IF_CHANGED),
+      range="[1, inf]", identity=RESULT_IF_CHANGED, flags=("--gradient_accumulation_steps",), scripts=_FT),
     S("FINETUNE.EVAL_BATCH_SIZE", 128, "dev/test batch per device (speed and memory only)", range="[1, inf]",
-      identity=OPERATIONAL),
+      identity=OPERATIONAL, flags=("--per_device_eval_batch_size",), scripts=_FT),
     S("FINETUNE.SAVE_STEPS", 2000, "a job checkpoints every N optimizer steps (the newest kept) and a rerun resumes it"
                                    " there; 0 = no checkpoints", range="[0, inf]", identity=OPERATIONAL),
     S("FINETUNE.RETRIES", 1, "times a failed job is run again in the same run before it counts as failed",
@@ -277,10 +291,18 @@ SETTINGS = (
 SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
 
 # Keys whose string values are filesystem paths (relative ones resolve against the current directory).
-# A "name or path" key is resolved only when the value looks like a path or exists on disk.
+# A "name or path" key is resolved only when its value is a local path (``is_local_path``), else it is a hub name.
 PATH_KEYS = ("SYSTEM.OUTPUT_ROOT", "SYSTEM.HOSTFILE", "DEMO_DATA.OUTPUT_DIR", "DATASET.CUSTOMIZED_DATASETS",
              "FINETUNE.GLUE_DIR")
 NAME_OR_PATH_KEYS = ("TOKENIZER.NAME_OR_PATH", "FINETUNE.MODEL_NAME_OR_PATH", "PRETRAIN.INIT_FROM")
+
+
+def is_local_path(value, base=None) -> bool:
+    """THE rule for a "name or path" value (a model, a tokenizer): a local path when it is written as one (``/``,
+    ``./``, ``../``, ``~``, a trailing ``/``) or names something on disk (relative to ``base``); else a hub name."""
+    text = str(value)
+    return text.startswith(("/", "./", "../", "~")) or text.endswith("/") or (
+        Path(base or ".") / Path(text).expanduser()).exists()
 
 
 def _build_tree() -> CN:

@@ -37,6 +37,14 @@ def gpus_may_be_used(cfg) -> bool:
     return cfg.SYSTEM.NUM_GPUS > 0 or (cfg.SYSTEM.NUM_GPUS < 0 and machine_has_gpu())
 
 
+def fp16_problems(precision: str, gpu_usable: bool, name: str = "", instead: str = "bf16, fp32 or auto") -> list:
+    """The one-line problem when ``precision`` asks for fp16 where no GPU can be used (fp16 autocast needs CUDA:
+    neither torch nor DeepSpeed has it on a CPU), else none. ``name``: the setting that asked."""
+    if precision != "fp16" or gpu_usable:
+        return []
+    return [f"{name + ' = ' if name else ''}fp16 needs a GPU and this run can use none; use {instead}"]
+
+
 def free_port() -> int:
     """A TCP port that is free now, for a torch.distributed rendezvous."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

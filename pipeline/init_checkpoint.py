@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.config_tree import get_key, set_key
-from pipeline.defaults import MODEL_PRESETS, SETTINGS_BY_KEY
+from pipeline.defaults import MODEL_PRESETS, SETTINGS_BY_KEY, is_local_path
 from pipeline.errors import DataError
 
 KEY = "PRETRAIN.INIT_FROM"
@@ -39,10 +39,6 @@ def _read_json(path: Path):
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-
-
-def _looks_like_path(name: str) -> bool:
-    return name.startswith(("/", "./", "../", "~")) or Path(name).expanduser().exists()
 
 
 def _hub_snapshot(name: str, with_weights: bool) -> Path:
@@ -85,7 +81,7 @@ class StartingCheckpoint:
     def locate(cls, name: str, with_weights: bool = False) -> "StartingCheckpoint":
         """Raises DataError (one line) for a missing folder, a folder without config.json or weights, a hub name
         that cannot be fetched."""
-        local = _looks_like_path(name)
+        local = is_local_path(name)
         if local:
             root = Path(name).expanduser()
             if not root.is_dir():
@@ -105,7 +101,7 @@ class StartingCheckpoint:
 
     @property
     def is_local(self) -> bool:
-        return _looks_like_path(self.name)
+        return is_local_path(self.name)
 
     @property
     def weights_file(self):

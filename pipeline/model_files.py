@@ -5,7 +5,10 @@ the tensor data. A file cut short (an interrupted copy or download, a full disk)
 promises; safetensors then fails with "incomplete metadata" or "invalid header length", and says not which file.
 Reading the header costs one small read per file, so the check runs before every load.
 """
+import ctypes
 import json
+import os
+import shutil
 import struct
 from pathlib import Path
 
@@ -54,3 +57,39 @@ def check_weight_files(model_path) -> None:
         problem = safetensors_problem(path)
         if problem:
             raise DataError(f"{path} is truncated or damaged ({problem}): copy it again, or rerun what wrote it")
+
+
+_RENAME_EXCHANGE = 2  # renameat2 flag (Linux): swap two paths in one step
+
+
+def _swap(a: Path, b: Path) -> bool:
+    """Swap two existing folders atomically (Linux ``renameat2``); False where the system cannot."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        at_fdcwd = -100
+        return libc.renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) == 0
+    except (AttributeError, OSError):
+        return False
+
+
+def write_model_folder(model, tokenizer, output_dir, write_more=None) -> None:
+    """``save_pretrained`` of model and tokenizer (and ``write_more(folder)``'s files) into a temporary sibling
+    folder, then put in place of ``output_dir``: a crash never leaves a half-written model, and an existing model is
+    swapped for the new one in one step, so that a reader always finds one of the two (where the system cannot
+    swap, the old one is moved aside just before the rename)."""
+    output_dir = Path(output_dir)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output_dir.with_name(f".{output_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    if write_more is not None:
+        write_more(tmp)
+    if output_dir.is_dir() and _swap(tmp, output_dir):
+        shutil.rmtree(tmp, ignore_errors=True)  # now the old model
+        return
+    old = output_dir.with_name(f".{output_dir.name}.old-{os.getpid()}")
+    if output_dir.exists():
+        os.replace(output_dir, old)
+    os.replace(tmp, output_dir)
+    shutil.rmtree(old, ignore_errors=True)

@@ -17,7 +17,7 @@ from pipeline.config_tree import get_key
 from pipeline.defaults import SETTINGS
 from pipeline.init_checkpoint import TOKENIZER_FILES
 from pipeline.manifest import read_manifest
-from pipeline.setting import HORIZON, OPERATIONAL, RESULT_IF_CHANGED
+from pipeline.setting import HORIZON, RESULT, RESULT_IF_CHANGED
 
 
 def _plain(node):
@@ -25,16 +25,21 @@ def _plain(node):
     return json.loads(json.dumps(node, default=str))
 
 
+def in_identity(setting, value) -> bool:
+    """Whether ``setting`` at ``value`` enters the identity of its stage's output: a result setting always, one added
+    after IDs existed only when off its default (see ``pipeline.setting``), so that earlier runs keep their IDs."""
+    return setting.identity == RESULT or (setting.identity == RESULT_IF_CHANGED and
+                                          _plain(value) != _plain(setting.default))
+
+
 def identity_section(cfg, section: str) -> dict:
-    """The settings of ``section`` that change its stage's output, nested as in the config: operational and horizon
-    settings are left out, and a setting added after IDs existed counts only when it is off its default (see
-    ``pipeline.setting``), so that the IDs of earlier runs stay what they were."""
+    """The settings of ``section`` that change its stage's output (``in_identity``), nested as in the config."""
     out: dict = {}
     for setting in SETTINGS:
-        if not setting.key.startswith(section + ".") or setting.identity in (OPERATIONAL, HORIZON):
+        if not setting.key.startswith(section + "."):
             continue
         value = _plain(get_key(cfg, setting.key))
-        if setting.identity == RESULT_IF_CHANGED and value == _plain(setting.default):
+        if not in_identity(setting, value):
             continue
         *parents, leaf = setting.key[len(section) + 1:].split(".")
         node = out

@@ -13,10 +13,15 @@ RESULT = "result"  # changes the output: hashed into the ID
 OPERATIONAL = "operational"  # changes only how the work is done (logging, worker count): never hashed
 RESULT_IF_CHANGED = "result_if_changed"  # added after IDs existed: hashed only when off its default, so that the
 #                                          IDs of runs made before the setting existed stay the same
+SEARCH = "search"  # decides which jobs a search runs and what they start from (tasks, grids, seeds, STILT, the
+#                    model): never hashed, since each job records its own share of it (its grid values, its model)
 HORIZON = "horizon"  # how long the run trains: not hashed, and not part of a checkpoint's signature either, so that
 #                      raising it continues the run from its newest checkpoint (pipeline.run_ids.horizon)
 
 SCRIPTS = ("shard", "samples", "pretrain")  # dataset/shard_data.py, dataset/generate_samples.py, run_pretraining.py
+# finetuning/run_glue.py: its flags keep the Hugging Face example's spelling and defaults (finetuning/arguments.py
+# parses them, with their meaning and range from the table); the finetune stage passes the table's values to it.
+FINETUNE_SCRIPT = "finetune"
 
 
 @dataclass(frozen=True)

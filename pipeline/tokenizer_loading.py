@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from pipeline.defaults import is_local_path
 from pipeline.errors import DataError
 
 VOCAB_FOLDER = "vocab.txt folder"
@@ -29,10 +30,6 @@ REQUIRED_TOKENS = ("pad", "cls", "sep", "mask")
 MIN_ORDINARY_TOKENS = 10
 
 
-def _looks_like_path(name: str) -> bool:
-    return name.startswith(("/", "./", "../", "~")) or name.endswith("/")
-
-
 def tokenizer_source(name_or_path) -> str:
     """What ``name_or_path`` is (one of the kinds above), judged from the files alone: cheap enough for config checks.
     Raises ``DataError`` for a missing folder or one that holds no tokenizer files."""
@@ -41,7 +38,7 @@ def tokenizer_source(name_or_path) -> str:
         raise DataError("no tokenizer given: name a tokenizer folder (a BERT vocab.txt folder will do) or a hub name")
     path = Path(name).expanduser()
     if not path.exists():
-        if _looks_like_path(name):
+        if is_local_path(name):
             raise DataError(f"tokenizer folder does not exist: {name}")
         return HUB_NAME
     if not path.is_dir():
@@ -115,13 +112,18 @@ def _first_line(error: Exception) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
-def check_tokenizer(tokenizer, name: str, setting: str = "") -> None:
-    """Raise ``DataError`` unless ``tokenizer`` has a real vocabulary and the BERT special tokens."""
-    prefix = f"{setting}: " if setting else ""
+def check_vocabulary(tokenizer, name: str, prefix: str = "") -> None:
+    """Raise ``DataError`` when ``tokenizer`` is a stub (a hub name offline can load as one instead of failing)."""
     ordinary = len(tokenizer) - len(set(tokenizer.all_special_ids))
     if ordinary < MIN_ORDINARY_TOKENS:
         raise DataError(f"{prefix}tokenizer '{name}' loaded with only {len(tokenizer)} tokens (a hub name offline"
                         f" without a cached copy gives such a stub); give a local tokenizer folder or go online")
+
+
+def check_tokenizer(tokenizer, name: str, setting: str = "") -> None:
+    """Raise ``DataError`` unless ``tokenizer`` has a real vocabulary and the BERT special tokens."""
+    prefix = f"{setting}: " if setting else ""
+    check_vocabulary(tokenizer, name, prefix)
     missing = [f"[{t.upper()}]" for t in REQUIRED_TOKENS if getattr(tokenizer, f"{t}_token_id", None) is None]
     if missing:
         raise DataError(f"{prefix}tokenizer '{name}' has no {'/'.join(missing)} token; masked-LM pretraining and"

@@ -81,7 +81,7 @@ def convert(old_dir, new_dir) -> None:
     from transformers import AutoTokenizer, BertConfig
 
     from pretraining.export_stock import build_stock_masked_lm
-    from pretraining.hf_model import write_model_folder
+    from pipeline.model_files import write_model_folder
 
     old_dir, new_dir = Path(old_dir), Path(new_dir)
     config, state = read_old_export(old_dir)

@@ -6,12 +6,11 @@ repository is needed to load it: ``AutoModelForMaskedLM``, ``AutoModelForSequenc
 ``AutoTokenizer`` and ``pipeline("fill-mask")`` all open the folder as is. At the end of a run the weights are
 DeepSpeed's fp32 master copies, gathered from every rank (``export_final_model``).
 """
-import os
-import shutil
 from pathlib import Path
 
 import torch
 
+from pipeline.model_files import write_model_folder
 from pretraining.export_stock import build_stock_masked_lm
 from pretraining.modeling import BertForPreTraining, ModelConfig
 
@@ -24,22 +23,6 @@ def export_state_dict(model: BertForPreTraining, config: ModelConfig) -> dict:
     state["encoder.embeddings.word.weight"] = state["encoder.embeddings.word.weight"][:vocab].clone()
     state["head.bias"] = state["head.bias"][:vocab].clone()
     return state
-
-
-def write_model_folder(hf_model, tokenizer, output_dir) -> None:
-    """``save_pretrained`` of model and tokenizer into a temporary sibling folder, then renamed into place, so a
-    crash never leaves a half-written model behind (an existing folder is replaced)."""
-    output_dir = Path(output_dir)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output_dir.with_name(f".{output_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    hf_model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    old = output_dir.with_name(f".{output_dir.name}.old-{os.getpid()}")
-    if output_dir.exists():
-        os.replace(output_dir, old)
-    os.replace(tmp, output_dir)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def save_final_model(model: BertForPreTraining, config: ModelConfig, tokenizer, output_dir) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from pipeline import exit_codes, layout
 from pipeline.disk import DiskError
 from pipeline.errors import ConfigError, DataError, ExtremeBertError
-from pipeline.hardware import data_parallel_processes, free_port, gpus_may_be_used
+from pipeline.hardware import data_parallel_processes, fp16_problems, free_port, gpus_may_be_used
 from pipeline.manifest import read_manifest, write_text_atomic
 from pipeline.run_ids import horizon, pretrain_settings, samples_identity
 from pipeline.stage_status import StageStatus, manifest_status
@@ -144,8 +144,7 @@ def validate_config(cfg) -> list:
     p = cfg.PRETRAIN
     if not p.ENABLED:
         return problems
-    if p.PRECISION == "fp16" and not gpus_may_be_used(cfg):
-        problems.append("PRETRAIN.PRECISION = fp16 needs a GPU (DeepSpeed has no fp16 on CPU); use bf16, fp32 or auto")
+    problems += fp16_problems(p.PRECISION, gpus_may_be_used(cfg), "PRETRAIN.PRECISION")
     if 0 < cfg.SYSTEM.NUM_GPUS < cfg.SYSTEM.PROCESSES_PER_NODE:
         problems.append(_too_many_processes(cfg, cfg.SYSTEM.NUM_GPUS))
     if not cfg.DATASET.ENABLED and cfg.DATASET.ID and not layout.samples_dir(cfg).is_dir():

@@ -1,6 +1,6 @@
 """Each task's best hyperparameter configuration, the statistics the report shows for it, and the GLUE score.
 
-The choice itself is ``finetuning.search.choose_best`` (best median over seeds, then its best seed): the same
+The choice itself is ``finetuning.job_selection.choose_best`` (best median over seeds, then its best seed): the same
 function picks the job STILT starts from, so the report names the job the STILT targets were trained from.
 
 The GLUE score is as the BERT paper reports it: the plain average of nine dev numbers (WNLI left out), each the
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from finetuning.glue_tasks import GLUE_SCORE_METRICS, GLUE_TASKS
-from finetuning.search import Scored, choose_best
+from finetuning.job_selection import Scored, choose_best
 from scripts.finetune_jobs import JobResult
 
 
@@ -72,7 +72,7 @@ def group_by_config(jobs) -> list:
 
 
 def select_best(task: str, jobs) -> Optional[TaskBest]:
-    """The task's best configuration and seed by ``finetuning.search.choose_best`` (the rule STILT uses too), or None
+    """The task's best configuration and seed by ``finetuning.job_selection.choose_best`` (the rule STILT uses too), or None
     when no job of the task completed."""
     metric = GLUE_TASKS[task].primary_metric
     configs = group_by_config(jobs)

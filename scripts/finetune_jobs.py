@@ -7,16 +7,15 @@ summary tables show it instead of silently dropping it.
 import hashlib
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 from finetuning.glue_tasks import FINETUNED_TASKS, GLUE_TASKS
+from finetuning.search_plan import parse_job_name
 from pipeline.errors import DataError
 from pipeline.manifest import read_json
 
-_JOB_NAME = re.compile(r"^lr(?P<lr>[^_]+)_bs(?P<bs>\d+)_ep(?P<ep>[^_]+)_seed(?P<seed>-?\d+)$")
 
 # Metrics are fractions, as scikit-learn computes them; MCC and correlations may be negative.
 _METRIC_RANGES = {"accuracy": (0.0, 1.0), "accuracy_mm": (0.0, 1.0), "f1": (0.0, 1.0),
@@ -63,8 +62,7 @@ def _number(value, kind):
 
 def _hyperparameters(job_info: dict, folder_name: str) -> dict:
     """Hyperparameters from job.json, falling back to the folder name (both are written by the finetune stage)."""
-    match = _JOB_NAME.match(folder_name)
-    parsed = match.groupdict() if match else {}
+    parsed = parse_job_name(folder_name)
     return {
         "learning_rate": _number(job_info.get("learning_rate", parsed.get("lr")), float),
         "batch_size": _number(job_info.get("batch_size", parsed.get("bs")), int),

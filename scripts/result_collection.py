@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from finetuning.glue_tasks import FINETUNED_TASKS, SUBMISSION_FILES, canonical_task_name
-from finetuning.search import plan_task_jobs
+from finetuning.search_plan import plan_task_jobs
 from pipeline import layout
 from pipeline.errors import ConfigError, DataError
 from pipeline.manifest import read_manifest, write_json_atomic, write_manifest

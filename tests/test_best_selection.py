@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from finetuning.search import Scored, choose_best
+from finetuning.job_selection import Scored, choose_best
 from pipeline import layout
 from tests.test_result_helpers import default_predictions, make_cfg
 
@@ -23,9 +23,9 @@ CASES = {
 
 def _write_mnli_search(cfg, scores: dict):
     """MNLI job folders exactly as the stage writes them (job.json with the record the stage expects)."""
-    from finetuning.stage import _Search
+    from finetuning.search_plan import SearchTree
 
-    search = _Search(cfg, layout.finetune_dir(cfg), False)
+    search = SearchTree(cfg, layout.finetune_dir(cfg), False)
     for job in search.jobs["MNLI"]:
         value = scores[job.learning_rate][job.seed - 1]
         folder = search.job_dir(job)

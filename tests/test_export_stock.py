@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 from transformers import AutoModelForSequenceClassification, BertTokenizerFast
 
 from finetuning.glue_tasks import get_task
-from finetuning.run_glue import load_model, load_tokenizer
+from finetuning.job_run import load_model, load_tokenizer
 from pipeline.errors import DataError
 from pretraining.convert_checkpoint import main as convert_main
 from pretraining.export_stock import SHARED_FIELDS, offset_position_table, split_qkv

@@ -3,15 +3,18 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from finetuning.glue_data import load_split
 from finetuning.glue_tasks import GLUE_TASKS
-from finetuning.jobs import claim, expected_record, is_completed, release
+from finetuning.job_record import expected_record, is_completed
+from finetuning.job_process import claim, release
 from finetuning.metrics import task_dev_metrics
-from finetuning.search import Job, best_job, job_name, plan_task_jobs
+from finetuning.job_selection import best_job
+from finetuning.search_plan import PlannedJob as Job, job_name, plan_task_jobs
 from pipeline.errors import ConfigError, DataError
 from tests.test_finetuning_fixtures import finetune_config, write_glue
 
@@ -258,11 +261,11 @@ def test_unreachable_hub_is_a_one_line_error_suggesting_glue_dir():
 
 
 def test_a_gpu_group_runs_its_job_under_torchrun_with_the_batch_split_across_its_gpus(tmp_path):
-    from finetuning.jobs import job_command
-    from finetuning.stage import _job_arguments
+    from finetuning.job_process import job_command
+    from finetuning.search_scheduler import job_arguments
 
     cfg = finetune_config(tmp_path, tmp_path, "", **{"SYSTEM.NUM_GPUS": -1})
-    arguments = _job_arguments(cfg, Job("RTE", 1e-5, 32, 3, 42), tmp_path / "job", "m", False, False, 2)
+    arguments = job_arguments(cfg, Job("RTE", 1e-5, 32, 3, 42), tmp_path / "job", "m", False, False, 2)
     assert arguments[arguments.index("--per_device_train_batch_size") + 1] == "16"
     assert "--use_cpu" not in arguments and "--save_model" not in arguments
     command = job_command(arguments, processes=2)
@@ -271,7 +274,7 @@ def test_a_gpu_group_runs_its_job_under_torchrun_with_the_batch_split_across_its
 
 
 def test_jobs_use_every_gpu_of_the_node_or_the_configured_cpu_processes(tmp_path, monkeypatch):
-    from finetuning.stage import job_slots
+    from finetuning.search_scheduler import job_slots
 
     groups = finetune_config(tmp_path, tmp_path, "", **{"SYSTEM.NUM_GPUS": -1,
                                                         "FINETUNE.MULTIPROCESS_GPU_LIST": "[[0, 1], [2, 3]]"})
@@ -287,3 +290,60 @@ def test_jobs_use_every_gpu_of_the_node_or_the_configured_cpu_processes(tmp_path
 def test_cpu_processes_must_split_every_batch_size_evenly(tmp_path):
     with pytest.raises(ConfigError, match="batch size 8 is not divisible by SYSTEM.PROCESSES_PER_NODE = 3"):
         finetune_config(tmp_path, tmp_path, "", **{"SYSTEM.PROCESSES_PER_NODE": 3})
+
+
+def test_the_search_eta_divides_the_work_over_every_slot_that_runs_jobs_side_by_side(tmp_path):
+    """On a 4-GPU node without a MULTIPROCESS_GPU_LIST, four jobs run at once: the ETA is a quarter of one at a
+    time, as it is with a list of four groups."""
+    from finetuning.search_scheduler import JobScheduler
+
+    first, rest = Job("RTE", 1e-5, 8, 1, 1), [Job("RTE", 1e-5, 8, 1, seed) for seed in (2, 3, 4, 5)]
+    work = {(job, False): 100 for job in [first, *rest]}
+
+    def eta(**overrides):
+        progress = JobScheduler(finetune_config(tmp_path, tmp_path, "", **overrides), work).progress
+        progress.finish((first, False), 10.0)  # 0.1 s per unit of work
+        return progress.eta()
+
+    assert eta() == 40.0
+    assert eta(**{"SYSTEM.NUM_GPUS": 4}) == 10.0
+    assert eta(**{"SYSTEM.NUM_GPUS": 4, "FINETUNE.MULTIPROCESS_GPU_LIST": "[[0], [1], [2], [3]]"}) == 10.0
+    assert eta(**{"SYSTEM.NUM_GPUS": 4, "FINETUNE.MULTIPROCESS_GPU_LIST": "[[0, 1, 2, 3]]"}) == 40.0
+
+
+def test_a_saved_model_folder_is_swapped_for_the_new_one_with_no_leftovers(tmp_path):
+    """STILT targets and exports read a model folder that a rerun rewrites: it is replaced whole, never removed
+    first, and no temporary folder is left beside it."""
+    from pipeline.model_files import write_model_folder
+
+    class Saves:
+        def __init__(self, text):
+            self.text = text
+
+        def save_pretrained(self, folder):
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            (Path(folder) / f"{self.text}.json").write_text(self.text)
+
+    target = tmp_path / "job" / "model"
+    write_model_folder(Saves("first"), Saves("vocab"), target)
+    write_model_folder(Saves("second"), Saves("vocab"), target, lambda folder: (folder / "extra.txt").write_text("x"))
+    assert sorted(p.name for p in target.iterdir()) == ["extra.txt", "second.json", "vocab.json"]
+    assert [p.name for p in target.parent.iterdir()] == ["model"]
+
+
+def test_a_name_or_path_is_a_local_path_when_written_as_one_or_found_on_disk(tmp_path):
+    from pipeline.defaults import is_local_path
+
+    (tmp_path / "bert-tiny").mkdir()
+    assert all(is_local_path(value) for value in ("/models/x", "./x", "../x", "~/x", "x/"))
+    assert is_local_path("bert-tiny", tmp_path) and not is_local_path("bert-tiny")
+    assert not is_local_path("google-bert/bert-base-uncased")
+
+
+def test_a_job_folder_name_reads_back_into_its_grid_values():
+    from finetuning.search_plan import parse_job_name
+
+    name = job_name(5e-5, 32, 3, 42)
+    assert name == "lr5e-05_bs32_ep3_seed42"
+    assert parse_job_name(name) == {"lr": "5e-05", "bs": "32", "ep": "3", "seed": "42"}
+    assert parse_job_name("model") == {}

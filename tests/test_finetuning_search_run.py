@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from finetuning.progress import ProgressFile, JobWatcher, SearchProgress, format_duration
-from finetuning.search import Job
+from finetuning.search_progress import ProgressFile, JobWatcher, SearchProgress, format_duration
+from finetuning.search_plan import PlannedJob as Job
 from pipeline import layout
 from tests.test_finetuning_fixtures import finetune_config, write_glue, write_tiny_model
 
@@ -165,14 +165,15 @@ def test_a_job_killed_mid_way_resumes_from_its_checkpoint_on_the_next_run(tmp_pa
 
 def test_the_papers_search_settings_reach_run_glue_and_enter_a_jobs_record_only_when_changed(tmp_path):
     from finetuning.arguments import finalize, parse_args
-    from finetuning.stage import _job_arguments, job_settings
+    from finetuning.job_record import job_settings
+    from finetuning.search_scheduler import job_arguments
 
     paper = {"FINETUNE.WEIGHT_DECAY": 0.1, "FINETUNE.PRECISION": "fp32", "FINETUNE.SEEDS": "[42]",
              "FINETUNE.WARMUP_STEPS": 50, "FINETUNE.MAX_GRAD_NORM": 0.5, "FINETUNE.GRADIENT_ACCUMULATION_STEPS": 2,
              "FINETUNE.EVAL_BATCH_SIZE": 16, "FINETUNE.SAVE_STEPS": 0}
     cfg = finetune_config(tmp_path, tmp_path, "", **paper)
     job = Job("RTE", 5e-5, 32, 3, 42)
-    model_args, data_args, args, notes = parse_args(_job_arguments(cfg, job, tmp_path / "job", "m", False, False, 1))
+    model_args, data_args, args, notes = parse_args(job_arguments(cfg, job, tmp_path / "job", "m", False, False, 1))
     finalize(model_args, data_args, args, gpu_available=False)
     assert (args.weight_decay, args.precision, args.seed, args.warmup_steps, args.max_grad_norm) == (
         0.1, "fp32", 42, 50, 0.5)
@@ -183,7 +184,7 @@ def test_the_papers_search_settings_reach_run_glue_and_enter_a_jobs_record_only_
     assert (record["warmup_steps"], record["max_grad_norm"], record["gradient_accumulation_steps"]) == (50, 0.5, 2)
     defaults = job_settings(finetune_config(tmp_path, tmp_path, ""), False)
     assert not {"warmup_steps", "max_grad_norm", "gradient_accumulation_steps"} & set(defaults)  # old jobs still count
-    resumed = _job_arguments(finetune_config(tmp_path, tmp_path, ""), job, tmp_path / "job", "m", False, False, 1,
+    resumed = job_arguments(finetune_config(tmp_path, tmp_path, ""), job, tmp_path / "job", "m", False, False, 1,
                              resume=True)
     assert "--overwrite_output_dir" not in resumed
     assert resumed[resumed.index("--save_steps") + 1] == "2000" and "--save_total_limit" in resumed
@@ -204,3 +205,24 @@ def test_a_stilt_source_configuration_outside_the_grid_or_an_uneven_accumulation
         finetune_config(tmp_path, tmp_path, "", **{"FINETUNE.GRADIENT_ACCUMULATION_STEPS": 3})
     assert info.value.problems == ["FINETUNE: batch size 8 is not divisible by GRADIENT_ACCUMULATION_STEPS 3 (each GPU"
                                    " and each accumulated batch takes an equal share)"]
+
+
+def test_each_table_flag_of_run_glue_carries_its_setting_from_the_stage(tmp_path):
+    """The stage's command line for a job, parsed by run_glue.py, holds every FINETUNE setting the table gives a
+    run_glue.py flag, at a value other than run_glue.py's default."""
+    from finetuning.arguments import TABLE_FLAGS, finalize, parse_args
+    from finetuning.search_scheduler import job_arguments
+
+    changed = {"FINETUNE.GLUE_DIR": str(tmp_path / "glue"), "FINETUNE.MALFORMED_ROWS": "skip",
+               "FINETUNE.MAX_SEQ_LENGTH": 64, "FINETUNE.WEIGHT_DECAY": 0.2, "FINETUNE.WARMUP_RATIO": 0.1, "FINETUNE.LR_SCHEDULER": "cosine",
+               "FINETUNE.PRECISION": "bf16", "FINETUNE.GROUP_BY_LENGTH": True, "FINETUNE.MAX_TRAIN_SAMPLES": 5,
+               "FINETUNE.MAX_EVAL_SAMPLES": 6, "FINETUNE.WARMUP_STEPS": 7, "FINETUNE.MAX_GRAD_NORM": 0.5,
+               "FINETUNE.GRADIENT_ACCUMULATION_STEPS": 2, "FINETUNE.EVAL_BATCH_SIZE": 9}
+    assert set(changed) == {setting.key for setting in TABLE_FLAGS.values()}
+    (tmp_path / "glue").mkdir()
+    cfg = finetune_config(tmp_path, tmp_path, "", **changed, **{"FINETUNE.TASKS": "[]", "FINETUNE.ENABLED": False})
+    parsed = parse_args(job_arguments(cfg, Job("RTE", 5e-5, 8, 3, 42), tmp_path / "job", "m", False, False, 1))
+    finalize(*parsed[:3], gpu_available=False)
+    for name, setting in TABLE_FLAGS.items():
+        value = next(getattr(group, name) for group in parsed[:3] if hasattr(group, name))
+        assert value == changed[setting.key], name

@@ -54,7 +54,7 @@ def train_hf(recipe: dict, sizes: dict, tokenizer, blocks, output_dir: Path, bud
              batch_size: int, precision: str, seed: int) -> None:
     from transformers import DataCollatorForLanguageModeling, Trainer, TrainerCallback, TrainingArguments
 
-    from pretraining.hf_model import write_model_folder
+    from pipeline.model_files import write_model_folder
 
     torch.manual_seed(seed)
     model = build_model(recipe["architecture"], sizes, tokenizer, recipe.get("dropout", 0.1))

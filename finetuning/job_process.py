@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from finetuning.checkpoints import latest_checkpoint, remove_checkpoints
-from finetuning.progress import PROGRESS_FILE
-from finetuning.search import EVAL_FILE, JOB_FILE, Job
+from finetuning.job_checkpoints import latest_checkpoint, remove_checkpoints
+from finetuning.search_progress import PROGRESS_FILE
+from finetuning.job_record import EVAL_FILE, JOB_FILE, records_match
 from pipeline.manifest import read_json, write_json_atomic
 
 CLAIM_FILE = ".claim"
@@ -31,36 +31,11 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def expected_record(job: Job, model_name_or_path: str, init_from: Optional[str], settings: dict,
-                    inputs: Optional[dict] = None) -> dict:
-    """The fields that must match for a completed job to count for the current config: the grid values, the model,
-    the STILT source, the ``settings`` and the stamps of the files it reads (``inputs``: ``{"model": [...],
-    "data": [...]}``, see ``finetuning.stage.job_inputs``)."""
-    return {"task": job.task, "learning_rate": job.learning_rate, "batch_size": job.batch_size,
-            "epochs": job.epochs, "seed": job.seed, "model_name_or_path": model_name_or_path, "init_from": init_from,
-            "settings": settings, "inputs": inputs or {}}
-
-
-def _matches(record, expected: dict) -> bool:
-    return isinstance(record, dict) and all(json.dumps(record.get(k), sort_keys=True) == json.dumps(v, sort_keys=True)
-                                            for k, v in expected.items())
-
-
-def is_completed(job_dir: Path, expected: dict) -> bool:
-    """True when ``job_dir`` holds a completed job run with exactly the ``expected`` fields and its dev results."""
-    record = read_json(Path(job_dir) / JOB_FILE)
-    if not isinstance(record, dict) or record.get("status") != "completed":
-        return False
-    if not (Path(job_dir) / EVAL_FILE).is_file():
-        return False
-    return _matches(record, expected)
-
-
 def resumable_checkpoint(job_dir: Path, expected: dict) -> Optional[Path]:
     """The newest checkpoint an unfinished earlier run of this same job left in ``job_dir`` (killed, or failed after
     it), or None. run_glue.py itself refuses a checkpoint made with other training settings."""
     record = read_json(Path(job_dir) / JOB_FILE)
-    if not _matches(record, expected) or record.get("status") == "completed":
+    if not records_match(record, expected) or record.get("status") == "completed":
         return None
     return latest_checkpoint(job_dir)
 

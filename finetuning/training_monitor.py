@@ -1,6 +1,6 @@
 """What happens between optimizer steps: loss lines, dev evaluations and checkpoints, at the intervals the flags ask.
 
-``Interval`` is one of the HF strategies (``no``, ``steps`` every N steps, ``epoch``). ``TrainingMonitor`` keeps the
+``StepInterval`` is one of the HF strategies (``no``, ``steps`` every N steps, ``epoch``). ``TrainingMonitor`` keeps the
 log history (``trainer_state.json``'s ``log_history``, in the HF ``Trainer``'s keys: ``loss``, ``learning_rate``,
 ``epoch``, ``step``, ``eval_*``) and the running loss, both of which a checkpoint saves and a resumed run restores,
 so a resumed run logs what the uninterrupted one would have.
@@ -14,12 +14,12 @@ from finetuning.train_loop import StepPlan
 
 
 @dataclass(frozen=True)
-class Interval:
+class StepInterval:
     strategy: str  # no | steps | epoch
     steps: int = 0  # for "steps"
 
     @classmethod
-    def resolve(cls, strategy: str, steps: Optional[float], total_steps: int) -> "Interval":
+    def resolve(cls, strategy: str, steps: Optional[float], total_steps: int) -> "StepInterval":
         """``steps`` < 1 is a fraction of all steps (as in transformers), rounded up."""
         if strategy != "steps":
             return cls(strategy)
@@ -44,7 +44,7 @@ class TrainingMonitor:
     metrics, step)`` forwards to wandb; ``log(line)`` prints. The evaluation due at the last step is left to the final
     evaluation that follows training."""
 
-    def __init__(self, plan: StepPlan, logging: Interval, evaluation: Interval, saving: Interval, *,
+    def __init__(self, plan: StepPlan, logging: StepInterval, evaluation: StepInterval, saving: StepInterval, *,
                  evaluate: Callable, save: Callable, report: Callable, log: Callable, logging_first_step: bool = False):
         self.plan, self.logging, self.evaluation, self.saving = plan, logging, evaluation, saving
         self.evaluate, self.save, self.report, self.log = evaluate, save, report, log

@@ -1,9 +1,11 @@
-"""Tokenize a GLUE split once and keep it: every job of a task's search reuses the same token ids.
+"""A job's data, tokenized: a GLUE task (local folder or the Hub) or a task of one's own (files, a dataset).
 
+``load_encoded`` tokenizes a GLUE split once and keeps it: every job of a task's search reuses the same token ids.
 Token ids are stored unpadded (flat arrays plus offsets), so batches are padded only to their own longest row.
 The cache key covers everything that changes the ids: the tokenizer's full definition, ``max_seq_length``, the
 data source (file size and modification time for local files), the row cap and what the reader does with a
-malformed row.
+malformed row. ``load_task_data`` reads every split the job's flags need before any training, so that a data
+problem stops the job at once.
 """
 import hashlib
 import os
@@ -14,6 +16,8 @@ from typing import Optional
 import numpy as np
 
 from finetuning.glue_data import HUB_DATASET, load_split, local_split_path
+from finetuning.glue_tasks import GlueTask, get_task, predicting_task
+from pipeline.errors import DataError
 from pipeline.run_ids import short_hash
 
 _TOKENIZE_CHUNK = 2000  # rows per call to the Rust tokenizer: large enough to amortise the call, small in memory
@@ -117,3 +121,64 @@ def load_encoded(task, kind: str, name: str, tokenizer, max_seq_length: int, dat
     if cache_path is not None:
         _save(cache_path, encoded)
     return encoded
+
+
+OWN_TEST_NAME = "test"  # own data's predictions go to predictions_test.tsv
+
+
+@dataclass
+class TaskData:
+    task: GlueTask  # labels, metrics, regression
+    train: Optional[EncodedSplit]
+    dev: dict  # dev name -> EncodedSplit; the first one is also evaluated during training
+    test: dict  # predictions file name -> (GlueTask, EncodedSplit)
+
+
+def glue_splits(task, train: bool = True, dev: bool = True, test: bool = True, max_train=0, max_eval=0,
+                max_test=0) -> list:
+    """(task owning the split, kind, split name, row cap) of every split a job of ``task`` reads: train, dev, and
+    the test splits of the task and of its riders (MNLI's model also scores the diagnostic set)."""
+    splits = [(task, "train", "train", max_train or 0)] * train
+    splits += [(task, "dev", name, max_eval or 0) for name in task.dev] * dev
+    tests = [(owner, "test", name, max_test or 0) for owner in [task, *task.riders] for name in owner.test]
+    return splits + tests * test
+
+
+def _glue(data_args, args, tokenizer) -> TaskData:
+    task = get_task(data_args.task_name)
+    if task.train is None:
+        raise DataError(f"{task.name} has no training data: it is predicted by the {predicting_task(task.name)} jobs")
+    key, d = tokenizer_fingerprint(tokenizer), data_args
+    splits = glue_splits(task, args.do_train, args.do_eval, args.do_predict, d.max_train_samples, d.max_eval_samples,
+                         d.max_predict_samples)
+    loaded = [(owner, kind, name, load_encoded(owner, kind, name, tokenizer, d.max_seq_length, d.data_dir, rows,
+                                               d.tokenized_cache_dir, d.hub_dataset, key, d.overwrite_cache,
+                                               d.malformed_rows)) for owner, kind, name, rows in splits]
+    return TaskData(task, next((split for _, kind, _, split in loaded if kind == "train"), None),
+                    {name: split for _, kind, name, split in loaded if kind == "dev"},
+                    {name: (owner, split) for owner, kind, name, split in loaded if kind == "test"})
+
+
+def _own(data_args, model_args, args, tokenizer) -> TaskData:
+    from finetuning.own_data import own_task
+
+    if data_args.dataset_name:  # the training split also names the labels
+        wanted = {"train": True, "validation": args.do_eval, "test": args.do_predict}
+    else:
+        wanted = {"train": bool(data_args.train_file), "validation": bool(data_args.validation_file),
+                  "test": bool(data_args.test_file) and args.do_predict}
+    task, splits = own_task(data_args, wanted, model_args.cache_dir, model_args.token)
+
+    def encoded(split, rows):
+        return encode_split(tokenizer, splits[split].head(rows or 0), data_args.max_seq_length, task.is_regression)
+
+    return TaskData(task, encoded("train", data_args.max_train_samples) if args.do_train else None,
+                    {"validation": encoded("validation", data_args.max_eval_samples)} if args.do_eval else {},
+                    {OWN_TEST_NAME: (task, encoded("test", data_args.max_predict_samples))} if args.do_predict else {})
+
+
+def load_task_data(model_args, data_args, args, tokenizer) -> TaskData:
+    """The tokenized splits that ``--do_train``/``--do_eval``/``--do_predict`` need."""
+    if data_args.task_name:
+        return _glue(data_args, args, tokenizer)
+    return _own(data_args, model_args, args, tokenizer)

@@ -7,7 +7,6 @@ and renamed into place, so a run killed while saving leaves the previous checkpo
 only from a checkpoint of the same settings: anything else would silently train a different model.
 """
 import json
-import os
 import re
 import shutil
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Optional
 
 from pipeline.errors import ConfigError, DataError
 from pipeline.manifest import read_json, write_json_atomic
-from pipeline.model_files import check_weight_files
+from pipeline.model_files import check_weight_files, write_model_folder
 
 PREFIX = "checkpoint-"
 TRAINER_STATE = "trainer_state.json"
@@ -50,19 +49,15 @@ def remove_checkpoints(output_dir) -> list:
 
 def save_checkpoint(output_dir, step: int, model, tokenizer, training_state: dict, trainer_state: dict,
                     keep: Optional[int] = None) -> Path:
-    """Write ``checkpoint-<step>`` atomically, then delete the oldest beyond ``keep``."""
+    """Write ``checkpoint-<step>`` atomically (``write_model_folder``), then delete the oldest beyond ``keep``."""
     import torch
 
-    output_dir = Path(output_dir)
-    target = output_dir / f"{PREFIX}{step}"
-    tmp = output_dir / f".{target.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    torch.save(training_state, tmp / TRAINING_STATE)
-    write_json_atomic(tmp / TRAINER_STATE, trainer_state)
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
+    def state_files(folder: Path) -> None:
+        torch.save(training_state, folder / TRAINING_STATE)
+        write_json_atomic(folder / TRAINER_STATE, trainer_state)
+
+    target = Path(output_dir) / f"{PREFIX}{step}"
+    write_model_folder(model, tokenizer, target, state_files)
     if keep:
         for old in list_checkpoints(output_dir)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,394 @@
+"""One finetuning job, in process: load the model, the tokenizer and the data, train with the lean loop (logging,
+evaluation and checkpoints at the flags' intervals), evaluate, predict, and write the result files and, with
+--save_model, the finetuned model. ``run`` is what ``run_glue.py`` calls once its flags are parsed and checked;
+the search uses ``load_tokenizer`` too, to tokenize each task once before its jobs.
+"""
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+from finetuning import job_checkpoints as checkpoints
+from finetuning.arguments import DataTrainingArguments, ModelArguments, TrainingArguments
+from finetuning.job_record import MODEL_SUBDIR
+from finetuning.metrics import dev_metrics, remove_stale_results, write_results
+from finetuning.train_loop import TrainSettings
+from pipeline.errors import DataError
+from pipeline.manifest import write_json_atomic, write_text_atomic
+from pipeline.model_files import check_weight_files, write_model_folder
+from pipeline.tokenizer_loading import check_vocabulary
+
+
+def _log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def refuse_old_format(model_path: str) -> None:
+    """A model folder of the old pre-LN format (model type ``extremebert``) stops here with the command that
+    converts it, rather than with transformers' "does not recognize this architecture"."""
+    from pretraining.convert_checkpoint import old_format_error
+
+    message = old_format_error(model_path)
+    if message:
+        raise DataError(message)
+
+
+def load_tokenizer(model_path: str, **hub_options):
+    """``AutoTokenizer`` for ``model_path``; ``hub_options`` go to ``from_pretrained`` (revision, token, ...)."""
+    from transformers import AutoTokenizer
+
+    refuse_old_format(model_path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_path, **hub_options)
+    except (OSError, ValueError) as e:
+        raise DataError(f"cannot load a tokenizer from {model_path}: {str(e).splitlines()[0]}")
+    check_vocabulary(tokenizer, model_path)
+    return tokenizer
+
+
+def load_model(model_path: str, task, random_init: bool = False, config_name: str = "", **hub_options):
+    """``AutoModelForSequenceClassification`` for ``task``; a head of another size (STILT) starts fresh.
+
+    ``config_name`` loads the config from elsewhere; ``hub_options`` go to ``from_pretrained``."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    refuse_old_format(model_path)
+    label_kwargs = {"num_labels": 1, "problem_type": "regression"} if task.is_regression else {
+        "num_labels": len(task.labels), "problem_type": "single_label_classification",
+        "id2label": dict(enumerate(task.labels)), "label2id": {label: i for i, label in enumerate(task.labels)}}
+    try:
+        config = AutoConfig.from_pretrained(config_name or model_path, **label_kwargs, **hub_options)
+    except (OSError, ValueError) as e:
+        raise DataError(f"cannot load a model config from {model_path}: {str(e).splitlines()[0]}")
+    if random_init:
+        return AutoModelForSequenceClassification.from_config(config)
+    from safetensors import SafetensorError
+
+    check_weight_files(model_path)  # a truncated file is named here; the library would not name it
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(model_path, config=config,
+                                                                  ignore_mismatched_sizes=True, **hub_options)
+    except (OSError, SafetensorError) as e:
+        raise DataError(f"cannot load the model weights from {model_path}: {str(e).strip().splitlines()[0]}") from e
+
+
+def hub_options(model_args) -> dict:
+    """The ``from_pretrained`` options the flags set (only those that differ from the defaults)."""
+    options = {"cache_dir": model_args.cache_dir, "token": model_args.token,
+               "revision": model_args.model_revision if model_args.model_revision != "main" else None,
+               "trust_remote_code": model_args.trust_remote_code or None}
+    return {key: value for key, value in options.items() if value is not None}
+
+
+def _setup_device(args: TrainingArguments):
+    """(device, rank, world_size); under torchrun each rank drives its LOCAL_RANK GPU."""
+    import torch
+
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    use_cuda = torch.cuda.is_available() and not args.use_cpu
+    if world_size > 1:
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if use_cuda:
+            torch.cuda.set_device(local_rank)
+        torch.distributed.init_process_group("nccl" if use_cuda else "gloo")
+        return torch.device("cuda", local_rank) if use_cuda else torch.device("cpu"), rank, world_size
+    return torch.device("cuda") if use_cuda else torch.device("cpu"), 0, 1
+
+
+def _prediction_strings(task, logits) -> list:
+    if task.name == "STS-B":
+        return [f"{min(5.0, max(0.0, float(value))):.3f}" for value in logits[:, 0]]  # the server's range
+    if task.is_regression:
+        return [f"{float(value):.3f}" for value in logits[:, 0]]
+    return [task.labels[i] for i in logits.argmax(axis=1)]
+
+
+def write_predictions(path: Path, index: list, predictions: list) -> None:
+    rows = "".join(f"{row_id}\t{prediction}\n" for row_id, prediction in zip(index, predictions))
+    write_text_atomic(path, "index\tprediction\n" + rows)
+
+
+def prepare_output_dir(args: TrainingArguments) -> tuple:
+    """(output folder, checkpoint to resume from or None), as the HF example decides: the newest checkpoint in a
+    non-empty folder unless --overwrite_output_dir, which trains from scratch; a non-empty folder without
+    checkpoints needs --overwrite_output_dir."""
+    out = Path(args.output_dir)
+    resume = None
+    if args.do_train:
+        found = checkpoints.latest_checkpoint(out)
+        if args.resume_from_checkpoint:
+            resume = Path(args.resume_from_checkpoint)
+        elif args.overwrite_output_dir:
+            removed = checkpoints.remove_checkpoints(out)
+            if removed:
+                _log(f"--overwrite_output_dir: removed {', '.join(removed)}; training from scratch")
+        elif found is not None:
+            resume = found
+        elif out.is_dir() and any(out.iterdir()):
+            raise DataError(f"output folder {out} already exists and is not empty; pass --overwrite_output_dir")
+    out.mkdir(parents=True, exist_ok=True)
+    return out, resume
+
+
+def train_settings(data_args: DataTrainingArguments, args: TrainingArguments) -> TrainSettings:
+    return TrainSettings(
+        batch_size=args.per_device_train_batch_size, learning_rate=args.learning_rate, epochs=args.num_train_epochs,
+        max_steps=args.max_steps, gradient_accumulation_steps=args.gradient_accumulation_steps,
+        weight_decay=args.weight_decay, adam_betas=(args.adam_beta1, args.adam_beta2),
+        adam_epsilon=args.adam_epsilon, max_grad_norm=args.max_grad_norm, lr_scheduler_type=args.lr_scheduler_type,
+        lr_scheduler_kwargs=json.loads(args.lr_scheduler_kwargs) if args.lr_scheduler_kwargs else {},
+        warmup_steps=args.warmup_steps, warmup_ratio=args.warmup_ratio,
+        seed=args.seed if args.data_seed is None else args.data_seed, sampling=args.train_sampling_strategy,
+        precision=args.precision, pad_to=data_args.max_seq_length if data_args.pad_to_max_length else 0)
+
+
+def run_settings(model_args: ModelArguments, data_args: DataTrainingArguments, args: TrainingArguments,
+                 world_size: int) -> dict:
+    """What a checkpoint must share with this run to be resumed by it."""
+    d = data_args
+    data = {"task": d.task_name, "data_dir": d.data_dir, "dataset": [d.dataset_name, d.dataset_config_name],
+            "train_file": d.train_file, "max_seq_length": d.max_seq_length, "max_train_samples": d.max_train_samples}
+    return {"model_name_or_path": model_args.model_name_or_path, "random_init": model_args.random_init,
+            "config_name": model_args.config_name, "seed": args.seed, "world_size": world_size, **data,
+            **asdict(train_settings(data_args, args))}
+
+
+@dataclass
+class LoadedJob:
+    """What one job has loaded (flags, device, tokenizer, model, data): what training, evaluation and prediction
+    share."""
+    model_args: ModelArguments
+    data_args: DataTrainingArguments
+    args: TrainingArguments
+    out: Path
+    device: object
+    rank: int
+    world_size: int
+    tokenizer: object
+    model: object
+    data: object  # TaskData
+    report: object = None  # WandbReport or None
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+
+    def predict(self, encoded):
+        from finetuning.train_loop import predict
+
+        pad_to = self.data_args.max_seq_length if self.data_args.pad_to_max_length else 0
+        return predict(self.model, encoded, batch_size=self.args.per_device_eval_batch_size, device=self.device,
+                       pad_id=self.pad_id, precision=self.args.precision, pad_to=pad_to)
+
+    def evaluate(self, names) -> tuple:
+        """(metrics under the task table's names, ``eval_*`` metrics) over the dev splits ``names``."""
+        plain, hf = {}, {}
+        for name in names:
+            data = self.data.dev[name]
+            started = time.time()
+            logits, loss = self.predict(data)
+            batches = -(-len(data) // self.args.per_device_eval_batch_size)
+            split_plain, split_hf = dev_metrics(self.data.task, name, logits, data.labels, loss,
+                                                time.time() - started, batches)
+            plain.update(split_plain)
+            plain.setdefault("eval_loss", loss)  # the first dev split (MNLI: matched) defines eval_loss
+            hf.update(split_hf)
+        return plain, hf
+
+    def log_to_wandb(self, metrics: dict, step: int) -> None:
+        if self.report is not None:
+            self.report.log(metrics, step)
+
+
+def _with_progress(after_step, progress_file: str, total_steps: int, resume_state: Optional[dict]):
+    """``after_step`` that also keeps ``--progress_file`` up to date (the finetune stage's progress lines)."""
+    if not progress_file:
+        return after_step
+    from finetuning.search_progress import ProgressFile
+
+    progress = ProgressFile(progress_file, total_steps, resume_state["step"] if resume_state else 0)
+
+    def both(step: int, *rest) -> None:
+        after_step(step, *rest)
+        progress.update(step)
+
+    return both
+
+
+def _train(job: LoadedJob, resume_from: Optional[Path]) -> tuple:
+    """Train with periodic logging, evaluation and checkpoints; returns (train metrics, the monitor, a function that
+    gives ``trainer_state.json`` at a step)."""
+    import torch
+
+    from finetuning.training_monitor import StepInterval, TrainingMonitor
+    from finetuning.train_loop import plan_steps, train
+
+    args, model = job.args, job.model
+    settings = train_settings(job.data_args, args)
+    plan = plan_steps(len(job.data.train), settings, job.world_size)
+    eval_steps = args.eval_steps if args.eval_steps is not None else args.logging_steps
+    intervals = [StepInterval.resolve(strategy, steps, plan.total_steps) for strategy, steps in (
+        (args.logging_strategy, args.logging_steps), (args.eval_strategy, eval_steps),
+        (args.save_strategy, args.save_steps))]
+    settings_of_run = run_settings(job.model_args, job.data_args, args, job.world_size)
+
+    def trainer_state(step: int) -> dict:
+        return {"global_step": step, "max_steps": plan.total_steps, "num_train_epochs": args.num_train_epochs,
+                "epoch": monitor.epoch(step), "train_batch_size": args.per_device_train_batch_size,
+                "logging_steps": intervals[0].steps, "eval_steps": intervals[1].steps, "save_steps": intervals[2].steps,
+                "run_settings": settings_of_run, "wandb_run_id": job.report.run_id if job.report else None,
+                **monitor.state_dict()}
+
+    def save(step: int, training_state: dict) -> None:
+        folder = checkpoints.save_checkpoint(job.out, step, model, job.tokenizer, training_state, trainer_state(step),
+                                             keep=args.save_total_limit)
+        _log(f"saved {folder.name}")
+
+    monitor = TrainingMonitor(plan, *intervals, evaluate=lambda step: job.evaluate(list(job.data.dev)[:1])[1],
+                              save=save, report=job.log_to_wandb, log=_log, logging_first_step=args.logging_first_step)
+    resume_state = None
+    if resume_from is not None:
+        resume_state, saved = checkpoints.load_checkpoint(resume_from, model, settings_of_run)
+        monitor.load_state_dict(saved)
+        _log(f"resuming from {resume_from} at step {resume_state['step']}/{plan.total_steps} (to train from scratch"
+             f" instead, pass --overwrite_output_dir or another --output_dir)")
+    remove_stale_results(job.out)
+    _log(f"training on {len(job.data.train)} rows: {plan.total_steps} steps of {plan.rows_per_step} rows (batch"
+         f" {args.per_device_train_batch_size} x {job.world_size} device(s) x {args.gradient_accumulation_steps}"
+         f" accumulation), {plan.steps_per_epoch} steps per epoch, warmup {plan.warmup_steps} steps, lr"
+         f" {args.learning_rate:g} ({args.lr_scheduler_type}), precision {args.precision}, seed {args.seed}")
+    trained = model
+    if job.world_size > 1:
+        trained = torch.nn.parallel.DistributedDataParallel(model, device_ids=[job.device]
+                                                            if job.device.type == "cuda" else None)
+    summary = train(trained, job.data.train, settings, plan, device=job.device, pad_id=job.pad_id, rank=job.rank,
+                    world_size=job.world_size, resume_state=resume_state,
+                    after_step=_with_progress(monitor.after_step, args.progress_file, plan.total_steps,
+                                              resume_state) if job.rank == 0 else None)
+    runtime = max(summary["train_runtime_s"], 1e-9)
+    metrics = {"train_runtime": round(runtime, 4),
+               "train_samples_per_second": round(summary["steps_run"] * plan.rows_per_step / runtime, 3),
+               "train_steps_per_second": round(summary["steps_run"] / runtime, 3),
+               "train_loss": monitor.train_loss, "epoch": monitor.epoch(plan.total_steps)}
+    monitor.record(metrics, plan.total_steps)
+    _log(f"trained {plan.total_steps} steps ({summary['steps_run']} in this run) in {runtime:.1f}s: train_loss"
+         f" {monitor.train_loss:.4f}")
+    return {**metrics, "train_samples": len(job.data.train)}, monitor, trainer_state
+
+
+# --report_to wandb: names as the HF WandbCallback gives them (eval_f1 -> eval/f1, loss -> train/loss), the project
+# $WANDB_PROJECT (default huggingface, as there); WANDB_MODE works as usual. A resumed job continues its wandb run.
+DEFAULT_PROJECT = "huggingface"
+
+
+def _wandb_name(key: str) -> str:
+    for prefix in ("eval_", "test_"):
+        if key.startswith(prefix):
+            return f"{prefix[:-1]}/{key[len(prefix):]}"
+    return f"train/{key}"
+
+
+class WandbReport:
+    """One wandb run; ``log`` takes metrics in the log-history keys."""
+
+    def __init__(self, run_name: str, config: dict, output_dir: str, run_id: Optional[str] = None):
+        import wandb
+
+        try:
+            self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", DEFAULT_PROJECT), name=run_name,
+                                  config=config, dir=output_dir, id=run_id, resume="allow" if run_id else None)
+        except Exception as e:  # no key, no network, a bad mode: all mean the same to the user
+            first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise DataError(f"wandb could not start: {first_line}; set WANDB_API_KEY, or WANDB_MODE=offline to log"
+                            f" without a network, or drop --report_to wandb")
+
+    @property
+    def run_id(self) -> Optional[str]:
+        return getattr(self.run, "id", None)
+
+    def log(self, metrics: dict, step: int) -> None:
+        self.run.log({_wandb_name(k): v for k, v in metrics.items()}, step=step)
+
+    def finish(self) -> None:
+        self.run.finish()
+
+
+def _start_wandb(job: LoadedJob, resume_from: Optional[Path]) -> None:
+    saved = checkpoints.read_trainer_state(resume_from) if resume_from is not None else {}
+    config = {**asdict(job.model_args), **asdict(job.data_args), **asdict(job.args)}
+    job.report = WandbReport(job.args.run_name or job.args.output_dir, config, str(job.out), saved.get("wandb_run_id"))
+
+
+def _finish(job: LoadedJob, train_metrics: Optional[dict], monitor, trainer_state) -> dict:
+    """Final evaluation, predictions, the saved model and the result files (rank 0)."""
+    from finetuning.training_monitor import format_metrics
+
+    evaluation = {}
+    if job.data.dev:
+        plain, hf = job.evaluate(list(job.data.dev))
+        evaluation = {**plain, **hf}
+        if monitor is not None:
+            evaluation["epoch"] = monitor.epoch(monitor.plan.total_steps)
+            monitor.record_evaluation(hf, monitor.plan.total_steps, what="final dev")
+        else:
+            _log(f"dev: {format_metrics(hf)}")
+    for name, (split_task, data) in job.data.test.items():
+        logits, _ = job.predict(data)
+        write_predictions(job.out / f"predictions_{name}.tsv", data.index, _prediction_strings(split_task, logits))
+        _log(f"wrote predictions_{name}.tsv ({len(data)} rows)")
+    if job.model_args.save_model:
+        save_model(job.model, job.tokenizer, job.out / MODEL_SUBDIR)
+    if monitor is not None:
+        write_json_atomic(job.out / checkpoints.TRAINER_STATE, trainer_state(monitor.plan.total_steps))
+    write_results(job.out, train_metrics, evaluation)
+    return evaluation
+
+
+def run(model_args: ModelArguments, data_args: DataTrainingArguments, args: TrainingArguments) -> dict:
+    """Train, evaluate and predict as the flags ask; returns the dev results (empty without --do_eval)."""
+    from finetuning.lean_model import keep_freed_memory, make_lean
+    from finetuning.tokenized_data import load_task_data
+
+    out, resume_from = prepare_output_dir(args)
+    import torch
+    from transformers import set_seed
+
+    device, rank, world_size = _setup_device(args)
+    if resume_from is not None:  # refuse a checkpoint of other settings before loading anything
+        checkpoints.check_settings(resume_from, run_settings(model_args, data_args, args, world_size))
+    set_seed(args.seed)
+    source = data_args.task_name or data_args.dataset_name or data_args.train_file or data_args.validation_file
+    _log(f"{source}: model {model_args.model_name_or_path}{' (random init)' if model_args.random_init else ''},"
+         f" device {device}, world size {world_size}")
+    hub = hub_options(model_args)
+    tokenizer = load_tokenizer(model_args.tokenizer_name or model_args.model_name_or_path, **hub,
+                               **({} if model_args.use_fast_tokenizer else {"use_fast": False}))
+    data = load_task_data(model_args, data_args, args, tokenizer)
+    model = load_model(model_args.model_name_or_path, data.task, model_args.random_init, model_args.config_name or "",
+                       **hub).to(device)
+    _log(f"lean model: {', '.join(make_lean(model)) or 'no change applies'}")
+    if device.type == "cpu":
+        keep_freed_memory()
+    job = LoadedJob(model_args, data_args, args, out, device, rank, world_size, tokenizer, model, data)
+    if "wandb" in args.report_to and rank == 0:
+        _start_wandb(job, resume_from)
+    train_metrics, monitor, trainer_state = _train(job, resume_from) if args.do_train else (None, None, None)
+    if rank != 0:
+        torch.distributed.destroy_process_group()
+        return {}
+    results = _finish(job, train_metrics, monitor, trainer_state)
+    if job.report is not None:
+        job.report.finish()
+    if world_size > 1:
+        torch.distributed.destroy_process_group()
+    return results
+
+
+def save_model(model, tokenizer, target: Path) -> None:
+    """Written whole before it replaces an earlier one (``write_model_folder``): STILT never starts from half of
+    one."""
+    write_model_folder(model, tokenizer, target)
+    _log(f"saved the finetuned model to {target}")

@@ -1,0 +1,137 @@
+"""The search's plan: which jobs each task gets (learning rates x batch sizes x epochs x seeds), what each job
+folder is called, the STILT targets, and ``SearchTree``: the planned jobs of one tree and whether each has completed.
+
+Light on purpose (no torch): the runner reads these in its own process to tell whether the stage is complete.
+"""
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from finetuning.glue_tasks import GLUE_TASKS, canonical_task_name
+from finetuning.job_record import MODEL_SUBDIR, data_stamps, expected_record, is_completed, job_settings, model_stamps
+from finetuning.job_selection import best_job
+from pipeline import layout
+
+
+@dataclass(frozen=True)
+class PlannedJob:
+    """One job of the grid: its task and hyperparameters (its folder is ``name``)."""
+
+    task: str  # canonical task name
+    learning_rate: float
+    batch_size: int
+    epochs: int
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return job_name(self.learning_rate, self.batch_size, self.epochs, self.seed)
+
+    @property
+    def config_key(self) -> tuple:
+        """The hyperparameters without the seed: seeds of one configuration are summarised together."""
+        return self.learning_rate, self.batch_size, self.epochs
+
+
+def job_name(learning_rate: float, batch_size: int, epochs, seed: int) -> str:
+    """``lr{lr}_bs{batch}_ep{epochs}_seed{seed}``, e.g. ``lr5e-05_bs32_ep3_seed42`` (read by ``parse_job_name``)."""
+    return f"lr{learning_rate:g}_bs{batch_size}_ep{epochs:g}_seed{seed}"
+
+
+_JOB_NAME = re.compile(r"^lr(?P<lr>[^_]+)_bs(?P<bs>\d+)_ep(?P<ep>[^_]+)_seed(?P<seed>-?\d+)$")
+
+
+def parse_job_name(folder_name: str) -> dict:
+    """The ``lr``, ``bs``, ``ep`` and ``seed`` texts of a ``job_name`` folder; {} for another name."""
+    match = _JOB_NAME.match(folder_name)
+    return match.groupdict() if match else {}
+
+
+def task_grid(cfg, task: str):
+    """(learning rates, batch sizes, epochs) of the LARGE grid for the LARGE tasks, of the SMALL grid otherwise."""
+    large = {canonical_task_name(name) for name in cfg.FINETUNE.SEARCH.LARGE.TASKS}
+    grid = cfg.FINETUNE.SEARCH.LARGE if task in large else cfg.FINETUNE.SEARCH.SMALL
+    return list(grid.LEARNING_RATES), list(grid.BATCH_SIZES), list(grid.EPOCHS)
+
+
+def plan_task_jobs(cfg, task: str) -> list:
+    """Every job of ``task``'s search: learning rates x batch sizes x epochs x seeds."""
+    learning_rates, batch_sizes, epochs = task_grid(cfg, task)
+    return [PlannedJob(task, float(lr), int(bs), int(ep), int(seed))
+            for lr in learning_rates for bs in batch_sizes for ep in epochs for seed in cfg.FINETUNE.SEEDS]
+
+
+def planned_tasks(cfg) -> list:
+    return [canonical_task_name(name) for name in cfg.FINETUNE.TASKS]
+
+
+def stilt_targets(cfg, tasks) -> set:
+    """Targets that start from the source model: only those being finetuned, and only with the source present."""
+    stilt = cfg.FINETUNE.STILT
+    if not stilt.ENABLED or canonical_task_name(stilt.SOURCE) not in tasks:
+        return set()
+    return {canonical_task_name(name) for name in stilt.TARGETS} & set(tasks) - {canonical_task_name(stilt.SOURCE)}
+
+
+def search_trees(cfg) -> list:
+    """(root folder, random_init) for every search this config asks for."""
+    trees = [(layout.finetune_dir(cfg), False)]
+    if cfg.FINETUNE.RANDOM_INIT_BASELINE:
+        trees.append((layout.random_init_finetune_dir(cfg), True))
+    return trees
+
+
+class SearchTree:
+    """The planned jobs of one tree and the record each must carry to count as done."""
+
+    def __init__(self, cfg, root: Path, random_init: bool):
+        self.cfg, self.root, self.random_init = cfg, Path(root), random_init
+        self.model = layout.finetune_model_path(cfg)
+        self.settings = job_settings(cfg, random_init)
+        self.tasks = planned_tasks(cfg)
+        self.targets = stilt_targets(cfg, self.tasks)
+        self.source = canonical_task_name(cfg.FINETUNE.STILT.SOURCE)
+        self.jobs = {task: plan_task_jobs(cfg, task) for task in self.tasks}
+
+    def job_dir(self, job) -> Path:
+        return self.root / job.task / job.name
+
+    def expected(self, job, init_from=None) -> dict:
+        """The record a completed ``job`` must carry; the inputs are stamped now, so that a file changed since the
+        job ran makes it pending. A STILT target's starting model is the source job's saved model."""
+        start = str(self.root / init_from / MODEL_SUBDIR) if init_from else self.model
+        inputs = {"model": model_stamps(start), "data": data_stamps(self.cfg.FINETUNE.GLUE_DIR, job.task)}
+        return expected_record(job, self.model, init_from, self.settings, inputs)
+
+    def is_done(self, job, init_from=None) -> bool:
+        return is_completed(self.job_dir(job), self.expected(job, init_from))
+
+    def best_source(self):
+        """The best completed job of the STILT source's search (of STILT.SOURCE_CONFIG when set), or None."""
+        task = GLUE_TASKS[self.source]
+        wanted = tuple(self.cfg.FINETUNE.STILT.SOURCE_CONFIG)
+        jobs = [job for job in self.jobs[self.source] if not wanted or job.config_key == wanted]
+        return best_job(self.root / self.source, jobs, task.primary_metric, self.is_done)
+
+    def stilt_init(self):
+        """``init_from`` for the targets (``SOURCE/JOB``): the best completed source job, or None when there is none.
+
+        The stage asks only once the source's jobs have all been tried; a source job that failed and later
+        succeeds may change the best, and the targets then rerun from the new one."""
+        best = self.best_source()
+        return f"{best.task}/{best.name}" if best else None
+
+    def pending(self, tasks, init_from=None) -> list:
+        return [job for task in tasks for job in self.jobs[task] if not self.is_done(job, init_from)]
+
+    def counts_as_done(self, job, init) -> bool:
+        """Done for the model it starts from: a STILT target from ``init`` (``stilt_init``), never without one."""
+        if job.task in self.targets:
+            return init is not None and self.is_done(job, init)
+        return self.is_done(job)
+
+    def counts(self) -> tuple:
+        """(done, planned) over every job, STILT targets included."""
+        init = self.stilt_init() if self.targets else None
+        jobs = [job for task_jobs in self.jobs.values() for job in task_jobs]
+        return sum(self.counts_as_done(job, init) for job in jobs), len(jobs)

@@ -1,0 +1,221 @@
+"""Running the search's jobs: where they run side by side (``job_slots``), each task's splits tokenized once
+beforehand (``pretokenize``), each job's run_glue.py command line (``job_arguments``: the table's flags, then the
+job's own), and ``JobScheduler``, which runs jobs on the slots, retries a failed one and prints a line as each
+starts and ends."""
+import queue
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from finetuning.arguments import TABLE_FLAGS
+from finetuning.glue_tasks import GLUE_TASKS
+from finetuning.job_process import LOG_FILE, claim, log_tail, release, resumable_checkpoint, run_job
+from finetuning.job_record import MODEL_SUBDIR
+from finetuning.job_selection import primary_score
+from finetuning.search_progress import PROGRESS_FILE, JobWatcher, SearchProgress, format_duration
+from pipeline import layout
+from pipeline.config_tree import get_key
+from pipeline.errors import ConfigError, DataError
+
+CACHE_SUBDIR = ".cache"  # finetune/<TASK>/.cache/: the tokenized splits the task's jobs share
+
+
+def batch_split_problems(cfg, parts: int, by: str) -> list:
+    """Each batch size of the grids splits evenly into ``parts`` (``by`` says into what, and why)."""
+    sizes = {*cfg.FINETUNE.SEARCH.LARGE.BATCH_SIZES, *cfg.FINETUNE.SEARCH.SMALL.BATCH_SIZES}
+    return [f"FINETUNE: batch size {size} is not divisible by {by}" for size in sorted(sizes) if size % parts]
+
+
+def cpu_process_problems(cfg, processes: int) -> list:
+    return batch_split_problems(cfg, processes, f"SYSTEM.PROCESSES_PER_NODE = {processes} (on CPU each job runs as"
+                                                f" that many processes, each taking an equal share)")
+
+
+def job_slots(cfg) -> list:
+    """Where jobs run side by side, as ``(GPU group or None, processes per job)``: the MULTIPROCESS_GPU_LIST
+    groups; else one job per GPU of the node, in parallel (every GPU in use); else one job at a time on the CPU,
+    as SYSTEM.PROCESSES_PER_NODE processes (torchrun, gloo) when that is > 1."""
+    groups = [list(group) for group in cfg.FINETUNE.MULTIPROCESS_GPU_LIST]
+    if groups:
+        return [(group, len(group)) for group in groups]
+    from pipeline.hardware import resolve_num_gpus
+
+    gpus = resolve_num_gpus(cfg)
+    if gpus > 1:
+        return [([gpu], 1) for gpu in range(gpus)]
+    processes = 1 if gpus else max(1, cfg.SYSTEM.PROCESSES_PER_NODE)
+    problems = cpu_process_problems(cfg, processes)
+    if problems:
+        raise ConfigError(problems[0])
+    return [(None, processes)]
+
+
+def pretokenize(cfg, tasks) -> dict:
+    """Tokenize each task's splits once, before the jobs, so that every job loads them and data errors surface
+    before any training; returns each task's number of training rows (what the ETA counts in)."""
+    from finetuning.job_run import load_tokenizer
+    from finetuning.tokenized_data import glue_splits, load_encoded, tokenizer_fingerprint
+
+    tokenizer = load_tokenizer(layout.finetune_model_path(cfg))
+    key = tokenizer_fingerprint(tokenizer)
+    ft = cfg.FINETUNE
+    rows = {}
+    for name in tasks:
+        cache = str(layout.finetune_dir(cfg) / name / CACHE_SUBDIR)
+        splits = glue_splits(GLUE_TASKS[name], max_train=ft.MAX_TRAIN_SAMPLES, max_eval=ft.MAX_EVAL_SAMPLES)
+        started = time.time()
+        for split_task, kind, split, limit in splits:
+            encoded = load_encoded(split_task, kind, split, tokenizer, ft.MAX_SEQ_LENGTH, ft.GLUE_DIR, limit, cache,
+                                   tokenizer_key=key, malformed_rows=ft.MALFORMED_ROWS)
+            rows.setdefault(name, len(encoded))  # the first split is train
+        print(f"tokenized {name} ({len(splits)} splits, {rows[name]} training rows) in {time.time() - started:.1f}s",
+              flush=True)
+    return rows
+
+
+def table_arguments(cfg) -> list:
+    """run_glue.py's flags for the FINETUNE settings that name it in the table (``scripts=_FT``), at the config's
+    values: a bool is a switch given when True, an empty string is left out."""
+    arguments = []
+    for name, setting in TABLE_FLAGS.items():
+        value = get_key(cfg, setting.key)
+        if isinstance(value, bool):
+            arguments += [f"--{name}"] * value
+        elif value != "":
+            arguments += [f"--{name}", str(value)]
+    return arguments
+
+
+def job_arguments(cfg, job, job_dir: Path, model: str, random_init: bool, save_model: bool, processes: int,
+                   resume: bool = False) -> list:
+    """run_glue.py's command line for ``job``: the table's flags, then the job's own (its grid values, folders)."""
+    ft = cfg.FINETUNE
+    per_device = job.batch_size // (processes * ft.GRADIENT_ACCUMULATION_STEPS)
+    arguments = table_arguments(cfg) + [
+        "--model_name_or_path", model, "--task_name", job.task, "--output_dir", str(job_dir),
+        "--do_train", "--do_eval", "--do_predict", "--per_device_train_batch_size", str(per_device),
+        "--learning_rate", repr(job.learning_rate), "--num_train_epochs", str(job.epochs), "--seed", str(job.seed),
+        "--tokenized_cache_dir", str(layout.finetune_dir(cfg) / job.task / CACHE_SUBDIR),
+        "--logging_steps", "0.1", "--progress_file", str(job_dir / PROGRESS_FILE)]  # ten loss lines per job
+    if ft.SAVE_STEPS:  # the newest checkpoint only: a rerun resumes a killed job from it
+        arguments += ["--save_strategy", "steps", "--save_steps", str(ft.SAVE_STEPS), "--save_total_limit", "1"]
+    else:
+        arguments += ["--save_strategy", "no"]
+    if not resume:
+        arguments.append("--overwrite_output_dir")
+    if cfg.WANDB.ENABLED:
+        tree = " random-init" if random_init else ""
+        arguments += ["--report_to", "wandb", "--run_name", f"{job.task}/{job.name}{tree}"]
+    if random_init:
+        arguments.append("--random_init")
+    if save_model:
+        arguments.append("--save_model")
+    if cfg.SYSTEM.NUM_GPUS == 0:
+        arguments.append("--use_cpu")
+    return arguments
+
+
+def _wandb_env(cfg, search, task: str) -> dict:
+    """The child's wandb settings: WANDB.* of the config, and one group per task and tree, so that the seeds and
+    configurations of a task sit together (run_glue.py reads them as the HF Trainer's wandb callback does)."""
+    if not cfg.WANDB.ENABLED:
+        return {}
+    env = {"WANDB_PROJECT": cfg.WANDB.PROJECT, "WANDB_MODE": cfg.WANDB.MODE, "WANDB_JOB_TYPE": "finetune",
+           "WANDB_RUN_GROUP": f"{cfg.PRETRAIN.ID}/{search.root.name}/{task}"}
+    if cfg.WANDB.ENTITY:
+        env["WANDB_ENTITY"] = cfg.WANDB.ENTITY
+    return env
+
+
+def _print_failure(prefix: str, record: dict, job_dir: Path) -> None:
+    print(f"{prefix} FAILED after {format_duration(record['wall_time_s'])}: {record['error']}; the last lines of"
+          f" {job_dir / LOG_FILE}:", flush=True)
+    for line in log_tail(job_dir):
+        print(f"    | {line}", flush=True)
+
+
+class JobScheduler:
+    """Runs jobs on the slots of ``job_slots``, one job per slot at a time. A failed job is run again up to
+    FINETUNE.RETRIES times (from scratch); a job an earlier run left unfinished resumes from its checkpoint."""
+
+    def __init__(self, cfg, work: dict):
+        slots = job_slots(cfg)
+        self.cfg = cfg
+        self.progress = SearchProgress(work, workers=len(slots))  # the ETA: the slots run side by side
+        self.free = queue.Queue()
+        for slot in slots:
+            self.free.put(slot)
+        self.workers = len(slots)
+        self.failed = []  # (search, job, record) of jobs that failed every attempt
+        self.finished = 0
+
+    def run(self, search, jobs: list, init_from=None, save_tasks=()) -> None:
+        model = self.model_for(search, init_from)
+
+        def one(job):
+            slot = self.free.get()
+            try:
+                self._run_one(search, job, model, init_from, job.task in save_tasks, slot)
+            finally:
+                self.free.put(slot)
+
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            list(pool.map(one, jobs))
+
+    @staticmethod
+    def model_for(search, init_from) -> str:
+        if init_from is None:
+            return search.model
+        model = search.root / init_from / MODEL_SUBDIR
+        if not (model / "config.json").is_file():
+            raise DataError(f"STILT: the best {search.source} job has no saved model at {model}; delete"
+                            f" {search.root / init_from} and rerun to train it again")
+        return str(model)
+
+    def _run_one(self, search, job, model, init_from, save_model, slot) -> None:
+        key = (job, search.random_init)
+        prefix = self.progress.prefix(key)
+        job_dir = search.job_dir(job)
+        if not claim(job_dir):
+            print(f"{prefix} skipped: another process is running it", flush=True)
+            self.progress.finish(key, None)
+            return
+        try:
+            record = self._attempts(search, job, model, init_from, save_model, slot, prefix)
+        finally:
+            release(job_dir)
+        self.finished += 1
+        if record["status"] == "completed":
+            self.progress.finish(key, record["wall_time_s"])
+            metric = GLUE_TASKS[job.task].primary_metric
+            score = primary_score(job_dir, metric)
+            print(f"{prefix} done: {metric} {'n/a' if score is None else f'{score:.4f}'} in"
+                  f" {format_duration(record['wall_time_s'])}; {self.progress.summary()}", flush=True)
+        else:
+            self.progress.finish(key, None)
+            self.failed.append((search, job, record))
+            _print_failure(prefix, record, job_dir)
+            print(f"{prefix} recorded as failed; {self.progress.summary()}", flush=True)
+
+    def _attempts(self, search, job, model, init_from, save_model, slot, prefix) -> dict:
+        ft = self.cfg.FINETUNE
+        gpus, processes = slot
+        job_dir, expected = search.job_dir(job), search.expected(job, init_from)
+        where = (f" on GPUs {','.join(map(str, gpus))}" if gpus else f" on {processes} CPU processes" if processes > 1
+                 else "")
+        attempts = 1 + ft.RETRIES
+        for attempt in range(1, attempts + 1):
+            checkpoint = resumable_checkpoint(job_dir, expected) if attempt == 1 else None
+            how = f", resuming from {checkpoint.name}" if checkpoint else ""
+            again = f" (attempt {attempt} of {attempts})" if attempt > 1 else ""
+            print(f"{prefix} started{where}{how}{again}", flush=True)
+            arguments = job_arguments(self.cfg, job, job_dir, model, search.random_init and init_from is None,
+                                       save_model, processes, resume=checkpoint is not None)
+            watcher = JobWatcher(job_dir / PROGRESS_FILE, prefix, ft.PROGRESS_SECONDS, time.time())
+            record = run_job(job_dir, expected, arguments, gpus, processes, resume=checkpoint is not None,
+                             env=_wandb_env(self.cfg, search, job.task), watch=watcher.poll)
+            if record["status"] == "completed" or attempt == attempts:
+                return record
+            print(f"{prefix} failed after {format_duration(record['wall_time_s'])}: {record['error']}; running it"
+                  f" again", flush=True)
+        return record

@@ -1,0 +1,126 @@
+"""The cheap checks of the FINETUNE section (no torch, no network), one line per problem: task names, grids,
+STILT, GPU groups and how each batch splits over them, the model folder and the GLUE files."""
+from pathlib import Path
+
+from finetuning.glue_data import local_task_files
+from finetuning.glue_tasks import GLUE_TASKS, canonical_task_name, predicting_task
+from finetuning.search_plan import plan_task_jobs
+from finetuning.search_scheduler import batch_split_problems, cpu_process_problems
+from pipeline.defaults import is_local_path
+from pipeline.errors import ConfigError
+from pipeline.hardware import fp16_problems, gpus_may_be_used
+
+
+def _check_gpu_list(cfg, problems: list) -> None:
+    groups = cfg.FINETUNE.MULTIPROCESS_GPU_LIST
+    seen = set()
+    for i, group in enumerate(groups):
+        if not isinstance(group, (list, tuple)) or not group or not all(
+                isinstance(g, int) and not isinstance(g, bool) and g >= 0 for g in group):
+            problems.append(f"FINETUNE.MULTIPROCESS_GPU_LIST[{i}] must be a non-empty list of GPU indices, e.g. [0, 1];"
+                            f" got {group!r}")
+            continue
+        if seen & set(group):
+            problems.append(f"FINETUNE.MULTIPROCESS_GPU_LIST: GPU {sorted(seen & set(group))[0]} is in two groups")
+        seen |= set(group)
+        _check_batch_split(cfg, len(group), f" and the {len(group)} GPUs of MULTIPROCESS_GPU_LIST[{i}]", problems)
+    if not groups:
+        _check_batch_split(cfg, 1, "", problems)
+
+
+def _check_batch_split(cfg, gpus: int, where: str, problems: list) -> None:
+    accumulation = cfg.FINETUNE.GRADIENT_ACCUMULATION_STEPS
+    problems += batch_split_problems(cfg, gpus * accumulation, f"GRADIENT_ACCUMULATION_STEPS {accumulation}{where}"
+                                                               f" (each GPU and each accumulated batch takes an equal"
+                                                               f" share)")
+
+
+def _check_stilt_source_config(cfg, problems: list) -> None:
+    wanted = list(cfg.FINETUNE.STILT.SOURCE_CONFIG)
+    if not wanted or not cfg.FINETUNE.STILT.ENABLED:
+        return
+    source = canonical_task_name(cfg.FINETUNE.STILT.SOURCE)
+    grid = {job.config_key for job in plan_task_jobs(cfg, source)}
+    if len(wanted) != 3 or tuple(wanted) not in grid:
+        choices = ", ".join(f"[{lr:g}, {bs}, {ep}]" for lr, bs, ep in sorted(grid))
+        given = ", ".join(f"{value:g}" if isinstance(value, (int, float)) else repr(value) for value in wanted)
+        problems.append(f"FINETUNE.STILT.SOURCE_CONFIG = [{given}] is not a [learning rate, batch size, epochs] of the"
+                        f" {source} grid ({choices}); use one of those, or [] for the best")
+
+
+def _check_grids(cfg, problems: list) -> None:
+    if not cfg.FINETUNE.SEEDS:
+        problems.append("FINETUNE.SEEDS is empty: give at least one seed, e.g. [42]")
+    for size in ("LARGE", "SMALL"):
+        grid = cfg.FINETUNE.SEARCH[size]
+        for key, low in (("LEARNING_RATES", 0), ("BATCH_SIZES", 1), ("EPOCHS", 1)):
+            values = list(grid[key])
+            if not values:
+                problems.append(f"FINETUNE.SEARCH.{size}.{key} is empty: give at least one value")
+            elif any(v < low or (low == 0 and v <= 0) for v in values):
+                problems.append(f"FINETUNE.SEARCH.{size}.{key} = {values} must hold values"
+                                f" {'> 0' if low == 0 else f'>= {low}'}")
+
+
+def _check_names(cfg, problems: list) -> list:
+    tasks = []
+    for key, names in (("FINETUNE.TASKS", cfg.FINETUNE.TASKS), ("FINETUNE.SEARCH.LARGE.TASKS",
+                                                                 cfg.FINETUNE.SEARCH.LARGE.TASKS),
+                       ("FINETUNE.STILT.TARGETS", cfg.FINETUNE.STILT.TARGETS),
+                       ("FINETUNE.STILT.SOURCE", [cfg.FINETUNE.STILT.SOURCE])):
+        for name in names:
+            try:
+                canonical = canonical_task_name(name)
+            except ConfigError as e:
+                problems.append(f"{key}: {e}")
+                continue
+            if GLUE_TASKS[canonical].train is None:
+                problems.append(f"{key}: {canonical} is not finetuned ({predicting_task(canonical)} jobs predict it);"
+                                f" remove it")
+            elif key == "FINETUNE.TASKS":
+                tasks.append(canonical)
+    if not cfg.FINETUNE.TASKS:
+        problems.append("FINETUNE.TASKS is empty: list GLUE tasks, or set FINETUNE.ENABLED False")
+    return tasks
+
+
+def _check_glue_dir(glue_dir: str, tasks: list, problems: list) -> None:
+    for task_name in tasks:
+        task = GLUE_TASKS[task_name]
+        folder = Path(glue_dir) / task.folder
+        if not folder.is_dir():
+            problems.append(f"FINETUNE.GLUE_DIR: missing {folder} (task {task_name}; add its official files or remove"
+                            f" {task_name} from FINETUNE.TASKS)")
+            continue
+        needed = [path for owner in [task, *task.riders] for path in local_task_files(glue_dir, owner)]
+        for path in needed:
+            if not path.is_file():
+                problems.append(f"FINETUNE.GLUE_DIR: missing {path} (task {task_name})")
+
+
+def validate_config(cfg) -> list:
+    """Cheap checks of the FINETUNE section, one line per problem (no torch, no network)."""
+    if not cfg.FINETUNE.ENABLED:
+        return []
+    problems: list = []
+    problems += fp16_problems(cfg.FINETUNE.PRECISION, gpus_may_be_used(cfg), "FINETUNE.PRECISION")
+    tasks = _check_names(cfg, problems)
+    stilt = cfg.FINETUNE.STILT
+    if stilt.ENABLED and tasks and not problems:
+        source = canonical_task_name(stilt.SOURCE)
+        targets = {canonical_task_name(t) for t in stilt.TARGETS} & set(tasks)
+        if targets and source not in tasks:
+            problems.append(f"FINETUNE.STILT.SOURCE = {stilt.SOURCE} is not in FINETUNE.TASKS: add it, or set"
+                            f" FINETUNE.STILT.ENABLED False")
+    _check_grids(cfg, problems)
+    if not problems:
+        _check_stilt_source_config(cfg, problems)
+    _check_gpu_list(cfg, problems)
+    if cfg.SYSTEM.NUM_GPUS == 0 and cfg.SYSTEM.PROCESSES_PER_NODE > 1:
+        problems += cpu_process_problems(cfg, cfg.SYSTEM.PROCESSES_PER_NODE)
+    model = cfg.FINETUNE.MODEL_NAME_OR_PATH
+    if model and is_local_path(model) and not Path(model).is_dir():
+        problems.append(f"FINETUNE.MODEL_NAME_OR_PATH: folder does not exist: {model}")
+    if cfg.FINETUNE.GLUE_DIR and Path(cfg.FINETUNE.GLUE_DIR).is_dir():
+        _check_glue_dir(cfg.FINETUNE.GLUE_DIR, tasks, problems)
+    return problems
