@@ -22,10 +22,6 @@ SETTINGS_FILE = "settings.json"
 OUTPUT_FOLDERS = ("text_shards", "tokenizer", "samples")  # what the manifest's "files" records
 
 
-def _sources(cfg):
-    return sources_from_lists(cfg.DATASET.CUSTOMIZED_DATASETS, cfg.DATASET.HUGGINGFACE_DATASETS)
-
-
 def sharding_options(cfg):
     from dataset.text_shards import ShardingOptions
 
@@ -81,7 +77,7 @@ def prepare_dataset(cfg) -> dict:
     from dataset.tokenizer_setup import prepare_tokenizer
     from dataset.workers import run_in_child
 
-    sources = _sources(cfg)
+    sources = sources_from_lists(cfg.DATASET.CUSTOMIZED_DATASETS, cfg.DATASET.HUGGINGFACE_DATASETS)
     cap = cfg.SYSTEM.MAX_MEMORY_IN_GB
     memory.check_memory_cap(cap, MEMORY_KEY, uses_hub=bool(cfg.DATASET.HUGGINGFACE_DATASETS))
     root = layout.dataset_dir(cfg)
@@ -115,15 +111,12 @@ def prepare_dataset(cfg) -> dict:
                           **({"domain_tokens": info["domain_tokens"]} if "domain_tokens" in info else {}))
 
 
-def _output_files(root: Path) -> list:
-    """The files of the finished dataset; hidden names are temporary or partial outputs."""
-    return [path for sub in OUTPUT_FOLDERS for path in (root / sub).rglob("*")
-            if path.is_file() and not any(part.startswith(".") for part in path.relative_to(root).parts)]
-
-
 def _file_records(root: Path, entries: list) -> dict:
-    """Size and sha256 of every output file (the sample shards' hashes are known from their entries)."""
-    return file_records(root, _output_files(root), {f"samples/{entry['file']}": entry["sha256"] for entry in entries})
+    """Size and sha256 of every output file (the sample shards' hashes are known from their entries); hidden names
+    are temporary or partial outputs."""
+    files = [path for sub in OUTPUT_FOLDERS for path in (root / sub).rglob("*")
+             if path.is_file() and not any(part.startswith(".") for part in path.relative_to(root).parts)]
+    return file_records(root, files, {f"samples/{entry['file']}": entry["sha256"] for entry in entries})
 
 
 def damaged_outputs(cfg, deep: bool = False) -> list:
