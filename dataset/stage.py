@@ -9,7 +9,8 @@ from pathlib import Path
 from pipeline import layout
 from pipeline.disk import folder_bytes
 from pipeline.errors import ConfigError
-from pipeline.manifest import changed_files, file_records, read_json, read_manifest, write_json_atomic, write_manifest
+from pipeline.manifest import (as_stored, changed_files, file_records, read_json, read_manifest, write_json_atomic,
+                               write_manifest)
 from pipeline.run_ids import corpus_fingerprint, dataset_settings, local_inputs_fingerprint
 from pipeline.stage_status import manifest_status
 
@@ -50,11 +51,10 @@ def tokenizer_request(cfg):
 
 def _start_fresh_if_settings_changed(root: Path, settings: dict) -> None:
     """A fixed DATASET.ID reused with other settings: drop the old intermediate outputs instead of mixing them."""
-    import json
     import shutil
 
     saved = read_json(root / SETTINGS_FILE)
-    current = json.loads(json.dumps(settings, default=str))
+    current = as_stored(settings)
     if saved is not None and saved != current:
         print(f"dataset settings changed since {root} was written: starting it over", flush=True)
         (root / "manifest.json").unlink(missing_ok=True)

@@ -16,13 +16,8 @@ from pathlib import Path
 from pipeline.config_tree import get_key
 from pipeline.defaults import SETTINGS
 from pipeline.init_checkpoint import TOKENIZER_FILES
-from pipeline.manifest import read_manifest
+from pipeline.manifest import as_stored, read_manifest
 from pipeline.setting import HORIZON, OPERATIONAL, RESULT_IF_CHANGED
-
-
-def _plain(node):
-    """A yacs node (or any value) as plain JSON-able Python data."""
-    return json.loads(json.dumps(node, default=str))
 
 
 def identity_section(cfg, section: str) -> dict:
@@ -33,8 +28,8 @@ def identity_section(cfg, section: str) -> dict:
     for setting in SETTINGS:
         if not setting.key.startswith(section + ".") or setting.identity in (OPERATIONAL, HORIZON):
             continue
-        value = _plain(get_key(cfg, setting.key))
-        if setting.identity == RESULT_IF_CHANGED and value == _plain(setting.default):
+        value = as_stored(get_key(cfg, setting.key))
+        if setting.identity == RESULT_IF_CHANGED and value == as_stored(setting.default):
             continue
         *parents, leaf = setting.key[len(section) + 1:].split(".")
         node = out
@@ -45,7 +40,7 @@ def identity_section(cfg, section: str) -> dict:
 
 
 def short_hash(payload, length: int = 8) -> str:
-    return hashlib.sha256(json.dumps(_plain(payload), sort_keys=True).encode()).hexdigest()[:length]
+    return hashlib.sha256(json.dumps(as_stored(payload), sort_keys=True).encode()).hexdigest()[:length]
 
 
 def file_stamp(path, name=None) -> list:
@@ -155,7 +150,7 @@ HORIZON_KEYS = tuple(setting.key for setting in SETTINGS if setting.identity == 
 def horizon(cfg) -> dict:
     """How long the run trains (the settings of role HORIZON): ``{"NUM_STEPS": 23000, "TOTAL_TRAINING_HOURS": 24.0}``.
     A pretrained model is complete once it was trained under a horizon at least this long in both."""
-    return {key.split(".")[-1]: _plain(get_key(cfg, key)) for key in HORIZON_KEYS}
+    return {key.split(".")[-1]: as_stored(get_key(cfg, key)) for key in HORIZON_KEYS}
 
 
 def derive_pretrain_id(cfg) -> str:

@@ -15,6 +15,7 @@ from typing import Optional
 from finetuning.glue_tasks import FINETUNED_TASKS, GLUE_TASKS
 from pipeline.errors import DataError
 from pipeline.manifest import read_json
+from pipeline.run_ids import file_stamp
 
 _JOB_NAME = re.compile(r"^lr(?P<lr>[^_]+)_bs(?P<bs>\d+)_ep(?P<ep>[^_]+)_seed(?P<seed>-?\d+)$")
 
@@ -149,6 +150,5 @@ def jobs_fingerprint(root) -> str:
                 path = job_dir / name
                 digest.update(path.read_bytes() if path.exists() else b"-")
             for path in sorted(job_dir.glob("predictions_*.tsv")):
-                stat = path.stat()
-                digest.update(json.dumps([path.name, stat.st_size, stat.st_mtime_ns]).encode())
+                digest.update(json.dumps(file_stamp(path)).encode())
     return digest.hexdigest()[:16]
