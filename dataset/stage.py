@@ -8,11 +8,12 @@ from pathlib import Path
 
 from pipeline import layout
 from pipeline.disk import folder_bytes
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, DataError
 from pipeline.manifest import (as_stored, changed_files, file_records, read_json, read_manifest, write_json_atomic,
                                write_manifest)
 from pipeline.run_ids import corpus_fingerprint, dataset_settings, local_inputs_fingerprint
 from pipeline.stage_status import manifest_status
+from pipeline.tokenizer_loading import tokenizer_source
 
 from dataset import hub_check, memory
 from dataset.corpus_readers import sources_from_lists
@@ -171,10 +172,6 @@ def predictions_problem(cfg, keys=("DATASET.MAX_PREDICTIONS_PER_SEQ", "DATASET.M
             f" ({keys[1]} - 2)")
 
 
-def _looks_like_path(value: str) -> bool:
-    return value.startswith(("/", "./", "../", "~"))
-
-
 def validate_config(cfg) -> list:
     """Checks of the dataset settings: cheap ones, then what `datasets` cannot read in DATASET.HUGGINGFACE_DATASETS
     (asking the hub when it can be reached; entries are well formed even when the stage is off, for the ID)."""
@@ -182,13 +179,11 @@ def validate_config(cfg) -> list:
         return hub_check.check_entry_shapes(cfg.DATASET.HUGGINGFACE_DATASETS)
     problems = hub_check.check_hub_entries(cfg.DATASET.HUGGINGFACE_DATASETS)
     d, t = cfg.DATASET, cfg.TOKENIZER
-    if not t.TRAIN and _looks_like_path(t.NAME_OR_PATH):
-        folder = Path(t.NAME_OR_PATH).expanduser()
-        if not folder.is_dir():
-            problems.append(f"TOKENIZER.NAME_OR_PATH: tokenizer folder does not exist: {t.NAME_OR_PATH}")
-        elif not any((folder / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt")):
-            problems.append(f"TOKENIZER.NAME_OR_PATH: {t.NAME_OR_PATH} holds no tokenizer.json, tokenizer_config.json"
-                            f" or vocab.txt")
+    if not t.TRAIN:
+        try:
+            tokenizer_source(t.NAME_OR_PATH)  # a folder that cannot hold a tokenizer; a hub name passes
+        except DataError as e:
+            problems.append(f"TOKENIZER.NAME_OR_PATH: {e}")
     if t.TRAIN and t.ADD_DOMAIN_TOKENS:
         problems.append("TOKENIZER.ADD_DOMAIN_TOKENS extends a loaded vocabulary, but TOKENIZER.TRAIN is True (a"
                         " trained vocabulary is the corpus's own already): set one of them")
