@@ -39,10 +39,6 @@ class CorpusSource:
     split: str = "train"
     revision: str = ""
 
-    @classmethod
-    def from_hub_entry(cls, entry: HubEntry) -> "CorpusSource":
-        return cls("hub", **asdict(entry))
-
     def hub_entry(self) -> HubEntry:
         return HubEntry(**{f.name: getattr(self, f.name) for f in fields(HubEntry)})
 
@@ -53,7 +49,7 @@ class CorpusSource:
 def sources_from_lists(custom_folders, hub_entries) -> list:
     """Sources in a fixed order: hub datasets first (as listed), then custom folders (as listed).
     A malformed hub entry raises ConfigError (the config check reports it earlier, naming the key)."""
-    sources = [CorpusSource.from_hub_entry(HubEntry.parse(entry)) for entry in hub_entries]
+    sources = [CorpusSource("hub", **asdict(HubEntry.parse(entry))) for entry in hub_entries]
     sources.extend(CorpusSource("custom", str(folder)) for folder in custom_folders)
     return sources
 
@@ -186,10 +182,6 @@ def _hub_lines(entry: HubEntry):
         raise DataError(f"cannot read hub dataset {entry.describe()}: {first_line}") from None
 
 
-def iter_hub_articles(entry: HubEntry, stats: dict = None):
-    yield from _articles_from_lines(_hub_lines(entry), {} if stats is None else stats)
-
-
 def check_sources(sources) -> None:
     """Cheap checks before the streaming pass: every custom folder holds .txt files."""
     if not sources:
@@ -207,4 +199,4 @@ def iter_articles(sources, encoding_errors: str = "strict", stats: dict = None):
         if source.kind == "custom":
             yield from iter_custom_articles(source.name, encoding_errors, stats)
         else:
-            yield from iter_hub_articles(source.hub_entry(), stats)
+            yield from _articles_from_lines(_hub_lines(source.hub_entry()), stats)

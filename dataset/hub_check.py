@@ -15,6 +15,7 @@ import glob
 import os
 from pathlib import Path
 
+from pipeline.defaults import is_local_path
 from pipeline.errors import ConfigError
 
 from dataset.hub_entries import PARQUET_EXPORT, HubEntry
@@ -77,7 +78,7 @@ def _needs_hub(entry: HubEntry) -> bool:
     is taken for a folder, so that a missing one is reported as such)."""
     if entry.is_local_builder:
         return "://" in entry.subset
-    return not (entry.name.startswith(("/", "./", "../", "~")) or Path(entry.name).expanduser().is_dir())
+    return not is_local_path(entry.name)
 
 
 def check_entry_shapes(entries) -> list:

@@ -207,14 +207,12 @@ def write_shard(job: ShardJob) -> dict:
             h5file.attrs["num_unk_tokens"] = unk_tokens
     finally:
         spool.remove()
-    samples = spool.rows
     os.replace(tmp, out_path)
-    return {"file": out_path.name, "split": job.split, "samples": samples, "tokens": writer.tokens,
-            "text_tokens": text_tokens, "unk_tokens": unk_tokens, "sha256": file_sha256(out_path)}
+    return existing_shard_entry(out_path)
 
 
 def existing_shard_entry(out_path) -> dict:
-    """The manifest entry of a sample shard finished by an earlier run (resume), read from the file itself."""
+    """The manifest entry of a finished sample shard (just written, or by an earlier run), read from the file."""
     import h5py
 
     out_path = Path(out_path)

@@ -7,12 +7,13 @@ are written. Module top level stays light (the runner imports it for status and 
 from pathlib import Path
 
 from pipeline import layout
-from pipeline.defaults import is_local_path
 from pipeline.disk import folder_bytes
-from pipeline.errors import ConfigError
-from pipeline.manifest import changed_files, file_records, read_json, read_manifest, write_json_atomic, write_manifest
+from pipeline.errors import ConfigError, DataError
+from pipeline.manifest import (as_stored, changed_files, file_records, read_json, read_manifest, write_json_atomic,
+                               write_manifest)
 from pipeline.run_ids import corpus_fingerprint, dataset_settings, local_inputs_fingerprint
 from pipeline.stage_status import manifest_status
+from pipeline.tokenizer_loading import tokenizer_source
 
 from dataset import hub_check, memory
 from dataset.corpus_readers import sources_from_lists
@@ -21,10 +22,6 @@ from dataset.hub_entries import HubEntry
 MEMORY_KEY = "SYSTEM.MAX_MEMORY_IN_GB"
 SETTINGS_FILE = "settings.json"
 OUTPUT_FOLDERS = ("text_shards", "tokenizer", "samples")  # what the manifest's "files" records
-
-
-def _sources(cfg):
-    return sources_from_lists(cfg.DATASET.CUSTOMIZED_DATASETS, cfg.DATASET.HUGGINGFACE_DATASETS)
 
 
 def sharding_options(cfg):
@@ -55,11 +52,10 @@ def tokenizer_request(cfg):
 
 def _start_fresh_if_settings_changed(root: Path, settings: dict) -> None:
     """A fixed DATASET.ID reused with other settings: drop the old intermediate outputs instead of mixing them."""
-    import json
     import shutil
 
     saved = read_json(root / SETTINGS_FILE)
-    current = json.loads(json.dumps(settings, default=str))
+    current = as_stored(settings)
     if saved is not None and saved != current:
         print(f"dataset settings changed since {root} was written: starting it over", flush=True)
         (root / "manifest.json").unlink(missing_ok=True)
@@ -82,7 +78,7 @@ def prepare_dataset(cfg) -> dict:
     from dataset.tokenizer_setup import prepare_tokenizer
     from dataset.workers import run_in_child
 
-    sources = _sources(cfg)
+    sources = sources_from_lists(cfg.DATASET.CUSTOMIZED_DATASETS, cfg.DATASET.HUGGINGFACE_DATASETS)
     cap = cfg.SYSTEM.MAX_MEMORY_IN_GB
     memory.check_memory_cap(cap, MEMORY_KEY, uses_hub=bool(cfg.DATASET.HUGGINGFACE_DATASETS))
     root = layout.dataset_dir(cfg)
@@ -116,15 +112,12 @@ def prepare_dataset(cfg) -> dict:
                           **({"domain_tokens": info["domain_tokens"]} if "domain_tokens" in info else {}))
 
 
-def _output_files(root: Path) -> list:
-    """The files of the finished dataset; hidden names are temporary or partial outputs."""
-    return [path for sub in OUTPUT_FOLDERS for path in (root / sub).rglob("*")
-            if path.is_file() and not any(part.startswith(".") for part in path.relative_to(root).parts)]
-
-
 def _file_records(root: Path, entries: list) -> dict:
-    """Size and sha256 of every output file (the sample shards' hashes are known from their entries)."""
-    return file_records(root, _output_files(root), {f"samples/{entry['file']}": entry["sha256"] for entry in entries})
+    """Size and sha256 of every output file (the sample shards' hashes are known from their entries); hidden names
+    are temporary or partial outputs."""
+    files = [path for sub in OUTPUT_FOLDERS for path in (root / sub).rglob("*")
+             if path.is_file() and not any(part.startswith(".") for part in path.relative_to(root).parts)]
+    return file_records(root, files, {f"samples/{entry['file']}": entry["sha256"] for entry in entries})
 
 
 def damaged_outputs(cfg, deep: bool = False) -> list:
@@ -186,13 +179,11 @@ def validate_config(cfg) -> list:
         return hub_check.check_entry_shapes(cfg.DATASET.HUGGINGFACE_DATASETS)
     problems = hub_check.check_hub_entries(cfg.DATASET.HUGGINGFACE_DATASETS)
     d, t = cfg.DATASET, cfg.TOKENIZER
-    if not t.TRAIN and is_local_path(t.NAME_OR_PATH):
-        folder = Path(t.NAME_OR_PATH).expanduser()
-        if not folder.is_dir():
-            problems.append(f"TOKENIZER.NAME_OR_PATH: tokenizer folder does not exist: {t.NAME_OR_PATH}")
-        elif not any((folder / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt")):
-            problems.append(f"TOKENIZER.NAME_OR_PATH: {t.NAME_OR_PATH} holds no tokenizer.json, tokenizer_config.json"
-                            f" or vocab.txt")
+    if not t.TRAIN:
+        try:
+            tokenizer_source(t.NAME_OR_PATH)  # a folder that cannot hold a tokenizer; a hub name passes
+        except DataError as e:
+            problems.append(f"TOKENIZER.NAME_OR_PATH: {e}")
     if t.TRAIN and t.ADD_DOMAIN_TOKENS:
         problems.append("TOKENIZER.ADD_DOMAIN_TOKENS extends a loaded vocabulary, but TOKENIZER.TRAIN is True (a"
                         " trained vocabulary is the corpus's own already): set one of them")

@@ -11,7 +11,6 @@ seen so far, this article included. The choice is random (seeded) yet the test s
 shard holding the least text so far (lowest index on ties), so shards are balanced to within one article.
 """
 import heapq
-import json
 import random
 import shutil
 import time
@@ -20,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pipeline.errors import DataError
-from pipeline.manifest import read_json, write_json_atomic
+from pipeline.manifest import as_stored, read_json, write_json_atomic
 
 from dataset.corpus_readers import check_sources, iter_articles
 
@@ -102,7 +101,7 @@ def sharding_complete(out_dir, sources, options: ShardingOptions) -> bool:
     record = read_json(Path(out_dir) / SHARDING_RECORD)
     if not record or record.get("options") != asdict(options):
         return False
-    if record.get("sources") != json.loads(json.dumps(_fingerprint_sources(sources))):
+    if record.get("sources") != as_stored(_fingerprint_sources(sources)):
         return False
     return all((Path(out_dir) / name).is_file() for name in record.get("shards", {}))
 

@@ -18,11 +18,6 @@ def _init_worker():
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
-def _pool(workers: int) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_worker)
-
-
 def run_jobs(function, jobs, workers: int, name_of):
     """Run ``function(job)`` for every job on ``workers`` processes, yielding ``(job, result)`` as they finish.
 
@@ -33,7 +28,8 @@ def run_jobs(function, jobs, workers: int, name_of):
     if not jobs:
         return
     pending = iter(jobs)
-    with _pool(workers) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_init_worker) as pool:
         in_flight = {}
 
         def submit_next():

@@ -10,13 +10,13 @@ The checkpoint decides the architecture (``apply_init_from`` writes it into the 
 another value is a config error) and the tokenizer (TOKENIZER.NAME_OR_PATH becomes the checkpoint's; another
 tokenizer, or TOKENIZER.TRAIN, is a config error). huggingface_hub is imported only for hub names.
 """
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.config_tree import get_key, set_key
 from pipeline.defaults import MODEL_PRESETS, SETTINGS_BY_KEY, is_local_path
 from pipeline.errors import DataError
+from pipeline.manifest import read_json
 
 KEY = "PRETRAIN.INIT_FROM"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -34,11 +34,6 @@ HUB_WEIGHTS = ["model.safetensors", "*/model.safetensors"]
 HUB_LEGACY_WEIGHTS = ["pytorch_model.bin", "*/pytorch_model.bin"]
 
 
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def _hub_snapshot(name: str, with_weights: bool) -> Path:
@@ -59,7 +54,7 @@ def _hub_snapshot(name: str, with_weights: bool) -> Path:
 def _model_folder(root: Path, name: str) -> Path:
     """The folder of ``root`` that holds config.json and the weights: a sentence-transformers Transformer module's
     (per modules.json), else ``root`` itself."""
-    modules = _read_json(root / "modules.json")
+    modules = read_json(root / "modules.json")
     if isinstance(modules, list):
         paths = [module.get("path", "") for module in modules if module.get("type") == TRANSFORMER_MODULE]
         if not paths:
@@ -90,7 +85,7 @@ class StartingCheckpoint:
         else:
             root = _hub_snapshot(name, with_weights)
         folder = _model_folder(root, name)
-        config = _read_json(folder / "config.json")
+        config = read_json(folder / "config.json")
         if not isinstance(config, dict):
             raise DataError(f"{KEY}: {name} holds no readable config.json{_where(folder, root)}; give a Hugging Face"
                             f" model folder (config.json and model.safetensors)")

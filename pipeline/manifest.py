@@ -43,6 +43,11 @@ def read_json(path):
         return None
 
 
+def as_stored(value):
+    """``value`` as it reads back from JSON (tuples become lists, other objects strings): the form to compare in."""
+    return json.loads(json.dumps(value, default=str))
+
+
 def write_manifest(stage_dir, stage: str, settings: dict, **outputs) -> dict:
     """Record that ``stage`` completed in ``stage_dir`` with ``settings``; ``outputs`` are stage-specific facts."""
     manifest = {"stage": stage, "settings": settings, "completed_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **outputs}
@@ -59,7 +64,7 @@ def manifest_matches(stage_dir, settings: dict) -> bool:
     manifest = read_manifest(stage_dir)
     if manifest is None:
         return False
-    return json.loads(json.dumps(manifest.get("settings"), default=str)) == json.loads(json.dumps(settings, default=str))
+    return as_stored(manifest.get("settings")) == as_stored(settings)
 
 
 def file_sha256(path) -> str:

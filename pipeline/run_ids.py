@@ -16,20 +16,15 @@ from pathlib import Path
 from pipeline.config_tree import get_key
 from pipeline.defaults import SETTINGS
 from pipeline.init_checkpoint import TOKENIZER_FILES
-from pipeline.manifest import read_manifest
+from pipeline.manifest import as_stored, read_manifest
 from pipeline.setting import HORIZON, RESULT, RESULT_IF_CHANGED
-
-
-def _plain(node):
-    """A yacs node (or any value) as plain JSON-able Python data."""
-    return json.loads(json.dumps(node, default=str))
 
 
 def in_identity(setting, value) -> bool:
     """Whether ``setting`` at ``value`` enters the identity of its stage's output: a result setting always, one added
     after IDs existed only when off its default (see ``pipeline.setting``), so that earlier runs keep their IDs."""
     return setting.identity == RESULT or (setting.identity == RESULT_IF_CHANGED and
-                                          _plain(value) != _plain(setting.default))
+                                          as_stored(value) != as_stored(setting.default))
 
 
 def identity_section(cfg, section: str) -> dict:
@@ -38,7 +33,7 @@ def identity_section(cfg, section: str) -> dict:
     for setting in SETTINGS:
         if not setting.key.startswith(section + "."):
             continue
-        value = _plain(get_key(cfg, setting.key))
+        value = as_stored(get_key(cfg, setting.key))
         if not in_identity(setting, value):
             continue
         *parents, leaf = setting.key[len(section) + 1:].split(".")
@@ -50,7 +45,7 @@ def identity_section(cfg, section: str) -> dict:
 
 
 def short_hash(payload, length: int = 8) -> str:
-    return hashlib.sha256(json.dumps(_plain(payload), sort_keys=True).encode()).hexdigest()[:length]
+    return hashlib.sha256(json.dumps(as_stored(payload), sort_keys=True).encode()).hexdigest()[:length]
 
 
 def file_stamp(path, name=None) -> list:
@@ -160,7 +155,7 @@ HORIZON_KEYS = tuple(setting.key for setting in SETTINGS if setting.identity == 
 def horizon(cfg) -> dict:
     """How long the run trains (the settings of role HORIZON): ``{"NUM_STEPS": 23000, "TOTAL_TRAINING_HOURS": 24.0}``.
     A pretrained model is complete once it was trained under a horizon at least this long in both."""
-    return {key.split(".")[-1]: _plain(get_key(cfg, key)) for key in HORIZON_KEYS}
+    return {key.split(".")[-1]: as_stored(get_key(cfg, key)) for key in HORIZON_KEYS}
 
 
 def derive_pretrain_id(cfg) -> str:

@@ -96,18 +96,6 @@ def _load_tokenizer_json_folder(folder: Path):
     return PreTrainedTokenizerFast(tokenizer_object=backend, model_input_names=BERT_INPUT_NAMES, **present)
 
 
-def _load_saved_folder(folder: Path):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(folder))
-
-
-def _load_hub_name(name: str):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(name)
-
-
 def _first_line(error: Exception) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
@@ -150,10 +138,10 @@ def load_tokenizer(name_or_path, do_lower_case: Optional[bool] = None, *, settin
             tokenizer = _load_vocab_folder(folder, do_lower_case)
         elif kind == TOKENIZER_JSON_FOLDER:
             tokenizer = _load_tokenizer_json_folder(folder)
-        elif kind == SAVED_FOLDER:
-            tokenizer = _load_saved_folder(folder)
         else:
-            tokenizer = _load_hub_name(name)
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(str(folder) if kind == SAVED_FOLDER else name)
     except Exception as e:  # transformers raises OSError, ValueError, TypeError, JSON errors ... for a bad source
         where, hint = ("from the Hugging Face Hub", "; give a local tokenizer folder or go online") \
             if kind == HUB_NAME else (f"({kind})", "")

@@ -17,7 +17,6 @@ copy rank 0 writes is valid for all ranks, and for another number of ranks (``pr
 randomness is re-derived from the seed and the position rather than saved (see ``loop.seed_dropout``). Under ZeRO
 the optimizer state is split into one file per process, so such a checkpoint resumes only with as many processes.
 """
-import json
 import os
 import re
 import shutil
@@ -27,7 +26,7 @@ from typing import Optional
 
 from pipeline.disk import MARGIN_BYTES, DiskError, human, is_disk_error
 from pipeline.errors import ConfigError
-from pipeline.manifest import read_json, write_json_atomic
+from pipeline.manifest import as_stored, read_json, write_json_atomic
 
 CHECKPOINTS_DIRNAME = "checkpoints"
 POINTER_NAME = "latest_step"
@@ -180,8 +179,7 @@ def load_latest_checkpoint(engine, output_dir, signature: dict) -> Optional[Trai
     tag = latest_tag(directory)
     if tag is None:
         return None
-    as_json = json.loads(json.dumps(signature, default=str))  # compared as it was stored: tuples become lists
-    check_signature(saved_signature(directory / tag), as_json, output_dir)
+    check_signature(saved_signature(directory / tag), as_stored(signature), output_dir)
     check_world_size(directory / tag, engine.zero_optimization_stage(), engine.dp_world_size)
     path, client_state = engine.load_checkpoint(str(directory), tag=tag, load_optimizer_states=True,
                                                 load_lr_scheduler_states=False)

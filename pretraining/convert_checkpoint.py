@@ -10,11 +10,11 @@ convert; a finetuned model of the old format is remade by finetuning the convert
 transformers, so a loader can ask before anything heavy.
 """
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from pipeline.errors import DataError
+from pipeline.manifest import read_json
 from pipeline.model_files import check_weight_files
 
 OLD_MODEL_TYPE = "extremebert"
@@ -22,17 +22,10 @@ OLD_ARCHITECTURE = "ExtremeBertForMaskedLM"
 COMMAND = "python -m pretraining.convert_checkpoint"
 
 
-def _read_config(folder: Path) -> dict | None:
-    try:
-        return json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def old_format_error(model_path) -> str | None:
     """The one-line error for a model folder of the old format (naming the command that converts it); None for
     anything else (stock folders, hub names)."""
-    config = _read_config(Path(model_path))
+    config = read_json(Path(model_path) / "config.json")
     if not config or config.get("model_type") != OLD_MODEL_TYPE:
         return None
     return (f"{model_path} is an ExtremeBERT export of the old format (model type '{OLD_MODEL_TYPE}'), which stock "
@@ -57,7 +50,7 @@ def read_old_export(folder: Path):
 
     if not folder.is_dir():
         raise DataError(f"{folder} does not exist or is not a folder")
-    config = _read_config(folder)
+    config = read_json(folder / "config.json")
     if not config or config.get("model_type") != OLD_MODEL_TYPE:
         raise DataError(f"{folder} is not a model folder of the old format (its config.json does not say model type "
                         f"'{OLD_MODEL_TYPE}'): nothing to convert")

@@ -21,11 +21,9 @@ ignoring ``--warmup_proportion`` (their ``FixedWarmupScheduler``). ``warmup_frac
 """
 import inspect
 import math
-from pathlib import Path
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional
 
 from pipeline.defaults import LR_CURVES
-from pipeline.figures import pyplot, save_figure
 
 DEFAULT_ESD_RATIO = 2 ** -0.5
 DEFAULT_ESD_START_INTERVAL = 6
@@ -268,28 +266,3 @@ class PretrainLRScheduler:
             group["initial_lr"] = base
         self._last_lr = self._apply()
 
-
-def plot_schedule(path, curve: Union[str, Sequence[str]], warmup_proportion: float,
-                  esd_ratio: float = DEFAULT_ESD_RATIO, esd_start_interval: int = DEFAULT_ESD_START_INTERVAL,
-                  peak_lr: float = 1.0, horizon: float = 1.0, xlabel: str = "fraction of training",
-                  num_points: int = 2001, **schedule) -> Path:
-    """Draw the learning rate against progress (x from 0 to ``horizon``, e.g. steps or hours) as a PNG at ``path``.
-    ``curve`` may be a list of names to compare curves on one plot; ``schedule`` holds ``lr_multiplier``'s other
-    keywords (``num_warmup_steps``, curve parameters). Written to a temporary name, then renamed."""
-    plt = pyplot()
-
-    names = [curve] if isinstance(curve, str) else list(curve)
-    xs = [i / (num_points - 1) for i in range(num_points)]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for name in names:
-        ys = [peak_lr * lr_multiplier(x, name, warmup_proportion, esd_ratio, esd_start_interval, horizon=horizon,
-                                      peak_lr=peak_lr, **schedule) for x in xs]
-        ax.plot([x * horizon for x in xs], ys, label=name)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("learning rate" if peak_lr != 1.0 else "learning rate / peak")
-    warmup = warmup_fraction(warmup_proportion, schedule.get("num_warmup_steps"), horizon)
-    ax.set_title(f"warmup {warmup:g}" + (f", ESD r={esd_ratio:.4g} l={esd_start_interval}" if "esd" in names else ""))
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    return save_figure(fig, path, dpi=120)

@@ -25,7 +25,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.errors import ConfigError, DataError
-from pipeline.manifest import MANIFEST_NAME, manifest_matches, read_manifest, write_manifest
+from pipeline.manifest import MANIFEST_NAME, changed_files, manifest_matches, read_manifest, write_manifest
 from quickstart.demo_corpus import collect_articles, default_source_roots, sources_fingerprint, write_corpus
 from quickstart.demo_tasks import draw_demo_examples, split_articles, write_demo_tasks
 
@@ -63,17 +63,10 @@ def _check_arguments(target_corpus_mb, cola_sizes, mrpc_sizes, workers) -> None:
 
 def demo_data_complete(output_dir, settings: dict) -> bool:
     """True when ``output_dir`` holds a finished build for ``settings``: manifest matches, every file is there."""
-    output_dir = Path(output_dir)
     if not manifest_matches(output_dir, settings):
         return False
     files = read_manifest(output_dir).get("files", {})
-    if not files:
-        return False
-    for name, size in files.items():
-        path = output_dir / name
-        if not path.is_file() or path.stat().st_size != size:
-            return False
-    return True
+    return bool(files) and not changed_files(output_dir, {name: {"bytes": size} for name, size in files.items()})
 
 
 def build_demo_data(output_dir, seed=42, target_corpus_mb=DEFAULT_TARGET_CORPUS_MB, cola_sizes=DEFAULT_COLA_SIZES,

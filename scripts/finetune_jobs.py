@@ -15,6 +15,7 @@ from finetuning.glue_tasks import FINETUNED_TASKS, GLUE_TASKS
 from finetuning.search_plan import parse_job_name
 from pipeline.errors import DataError
 from pipeline.manifest import read_json
+from pipeline.run_ids import file_stamp
 
 
 # Metrics are fractions, as scikit-learn computes them; MCC and correlations may be negative.
@@ -147,6 +148,5 @@ def jobs_fingerprint(root) -> str:
                 path = job_dir / name
                 digest.update(path.read_bytes() if path.exists() else b"-")
             for path in sorted(job_dir.glob("predictions_*.tsv")):
-                stat = path.stat()
-                digest.update(json.dumps([path.name, stat.st_size, stat.st_mtime_ns]).encode())
+                digest.update(json.dumps(file_stamp(path)).encode())
     return digest.hexdigest()[:16]

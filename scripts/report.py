@@ -95,7 +95,7 @@ def summarize_pretraining(cfg) -> dict:
     }
 
 
-def _task_label(task: str, demo) -> str:
+def task_label(task: str, demo) -> str:
     if demo and task in demo["tasks"]:
         return f"{task} (demo: {demo['tasks'][task]['name']})"
     return task
@@ -114,7 +114,7 @@ def _demo_section(demo) -> list:
 def _score_section(results) -> list:
     score, demo = results["glue_score"], results["demo"]
     lines = [f"## {DEMO_NAME if demo else GLUE_NAME}", "", f"**{score['line']}**", ""]
-    rows = [[_task_label(c["label"], demo) if c["label"] == c["task"] else c["label"], c["metric"],
+    rows = [[task_label(c["label"], demo) if c["label"] == c["task"] else c["label"], c["metric"],
              percent(c["value"]) if c["value"] is not None else "missing"] for c in score["columns"]]
     average = percent(score["score"]) if score["score"] is not None else "n/a"
     rows.append(["**average**" + ("" if score["complete"] else f" ({len(score['covered'])} of"
@@ -136,7 +136,7 @@ def _bests_section(results) -> list:
     for task, entry in results["tasks"].items():
         spread, config = entry["spread"], entry["config"]
         seeds = f"{spread['seeds']}" + (f" (of {entry['max_seeds']})" if spread["seeds"] < entry["max_seeds"] else "")
-        rows.append([_task_label(task, demo), entry["primary_metric"], percent(entry["median"]),
+        rows.append([task_label(task, demo), entry["primary_metric"], percent(entry["median"]),
                      f"{percent(spread['min'])}-{percent(spread['max'])}", f"{100 * spread['std']:.2f}", seeds,
                      f"{config['learning_rate']:g}", config["batch_size"], f"{config['epochs']:g}",
                      entry["best_seed"], percent(entry["best_seed_metrics"][entry["primary_metric"]]),
@@ -166,7 +166,7 @@ def _baseline_section(results) -> list:
     baseline = results.get("random_init")
     if not baseline:
         return []
-    rows = [[_task_label(task, results["demo"]), row["metric"], percent(row["pretrained"]) or "not run",
+    rows = [[task_label(task, results["demo"]), row["metric"], percent(row["pretrained"]) or "not run",
              percent(row["random_init"]) or "not run",
              "" if row["difference"] is None else f"{100 * row['difference']:+.2f}"]
             for task, row in baseline["tasks"].items()]
@@ -252,7 +252,7 @@ def render_report(results: dict) -> str:
     lines += _pretraining_section(results)
     lines += _plots_section(results)
     if results["tables"]:
-        links = ", ".join(f"[{_task_label(t, results['demo'])}]({p})" for t, p in results["tables"].items())
+        links = ", ".join(f"[{task_label(t, results['demo'])}]({p})" for t, p in results["tables"].items())
         lines += ["## Every job", "", f"Per-task tables of every job (also as CSV): {links}.", ""]
     return "\n".join(lines)
 

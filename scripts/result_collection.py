@@ -117,10 +117,6 @@ class Collection:
     random_init_bests: Optional[dict]
 
 
-def _demo_names(demo) -> dict:
-    return {task: f"{task} (demo: {entry['name']})" for task, entry in (demo or {"tasks": {}})["tasks"].items()}
-
-
 def planned_jobs_only(cfg, jobs: dict, root: Path) -> dict:
     """``jobs`` less the folders the configured search does not plan (an earlier grid, a task no longer listed),
     so the tables and the selection describe the search in the config; says how many were left out."""
@@ -160,22 +156,23 @@ def summarize_validation(cfg, collection: Optional[Collection] = None) -> dict:
     Returns {task: relative path of its markdown table}.
     """
     from scripts.job_tables import task_markdown, write_task_tables
+    from scripts.report import task_label
 
     collection = collection or gather(cfg)
     _require_jobs(cfg, collection)
-    names = _demo_names(collection.demo)
+    demo = collection.demo
     out_dir = tables_dir(cfg)
     # Tables of tasks whose jobs are gone would otherwise survive next to the fresh ones.
     for task in FINETUNED_TASKS:
         for name in (f"{task}.md", f"{task}.csv", f"{task}_random_init.md", f"{task}_random_init.csv"):
             (out_dir / name).unlink(missing_ok=True)
-    write_task_tables(collection.jobs, out_dir, titles=names)
+    write_task_tables(collection.jobs, out_dir, titles={task: task_label(task, demo) for task in collection.jobs})
     for task, jobs in collection.jobs.items():
-        print(task_markdown(task, jobs, names.get(task, "")), flush=True)
-    if collection.random_init_jobs:
-        write_task_tables(collection.random_init_jobs, out_dir,
-                          titles={t: f"{names.get(t, t)}, random initialisation" for t in collection.random_init_jobs},
-                          suffix="_random_init")
+        print(task_markdown(task, jobs, task_label(task, demo)), flush=True)
+    random_jobs = collection.random_init_jobs
+    if random_jobs:
+        titles = {task: f"{task_label(task, demo)}, random initialisation" for task in random_jobs}
+        write_task_tables(random_jobs, out_dir, titles=titles, suffix="_random_init")
     return {task: f"results/{task}.md" for task in collection.jobs}
 
 

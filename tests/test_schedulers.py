@@ -1,5 +1,5 @@
 """Learning-rate schedules: ESD at its interval edges (hand-computed), warmup (as a proportion or in steps), each
-decay curve against the original scripts' formulas, the registry, the scheduler object DeepSpeed drives, the plot.
+decay curve against the original scripts' formulas, the registry, the scheduler object DeepSpeed drives.
 
 The originals quoted below: 24h-BERT = IntelLabs/academic-budget-bert ``pretraining/schedules.py`` (``--curve
 linear|exp``, ``--lr_schedule step|constant_step|time``); ExtremeBERT = extreme-bert/extreme-bert
@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from pretraining.schedulers import (CURVE_PARAMETERS, CURVES, PretrainLRScheduler, esd_multiplier, lr_multiplier,
-                                    plot_schedule, warmup_fraction)
+                                    warmup_fraction)
 
 R = 2 ** -0.5
 
@@ -270,8 +270,3 @@ def test_scheduler_is_not_callable_so_deepspeed_uses_it_as_is():
     scheduler = PretrainLRScheduler(_optimizer(), lambda p: 1.0, lambda: 0.0)
     assert not callable(scheduler)
 
-
-def test_plot_schedule_writes_a_png(tmp_path):
-    path = plot_schedule(tmp_path / "plots" / "lr.png", list(CURVES), 0.06, horizon=23000, xlabel="step")
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert [p.name for p in path.parent.iterdir()] == ["lr.png"]

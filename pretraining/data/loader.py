@@ -23,6 +23,7 @@ import torch
 
 from dataset.masking import mask_block
 from pipeline.errors import DataError
+from pretraining.data.shards import check_token_ids
 from pretraining.modeling import IGNORE_INDEX
 
 BLOCK_ROWS = 2048  # rows masked together (one RNG stream per block): large enough for fast vectorised numpy
@@ -107,9 +108,8 @@ class SampleStream:
         with h5py.File(shard.path, "r") as f:
             arrays = {name: np.asarray(f[name][:]) for name in names}
         for name in ("input_ids", "masked_lm_ids"):
-            if name in arrays and arrays[name].size and arrays[name].max() >= self.vocab.size:
-                raise DataError(f"{shard.path}: {name} holds id {int(arrays[name].max())} >= the tokenizer's"
-                                f" {self.vocab.size} tokens: the data was made with a different vocabulary")
+            if name in arrays:
+                check_token_ids(shard.path, name, arrays[name], self.vocab.size)
         return arrays
 
     def _block(self, shard, arrays: dict, rows: np.ndarray, keep: np.ndarray, rng_key: list) -> dict:

@@ -75,14 +75,12 @@ def _attr(attrs, name, fallback):
     return value.decode() if isinstance(value, bytes) else value.item() if hasattr(value, "item") else value
 
 
-def _check_token_ids(f, path: Path, vocab: Vocabulary) -> None:
-    for name in ("input_ids", "masked_lm_ids"):
-        if name in f and f[name].shape[0]:
-            rows = np.asarray(f[name][:ROWS_CHECKED_UPFRONT])
-            if rows.min() < 0 or rows.max() >= vocab.size:
-                raise DataError(f"{path}: {name} holds id {int(rows.max())} but the tokenizer has {vocab.size} tokens:"
-                                f" the data was made with a different vocabulary; pass the tokenizer it was made with"
-                                f" (--tokenizer_name) or regenerate the samples")
+def check_token_ids(path, name: str, ids: np.ndarray, vocab_size: int) -> None:
+    """DataError when the ``name`` rows ``ids`` hold an id the tokenizer does not have."""
+    if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
+        raise DataError(f"{path}: {name} holds id {int(ids.max())} but the tokenizer has {vocab_size} tokens: the data"
+                        f" was made with a different vocabulary; pass the tokenizer it was made with (--tokenizer_name)"
+                        f" or regenerate the samples")
 
 
 def describe_shard(path: Path, vocab: Vocabulary, defaults: MaskingDefaults) -> Shard:
@@ -106,7 +104,9 @@ def describe_shard(path: Path, vocab: Vocabulary, defaults: MaskingDefaults) -> 
             if recorded is not None and int(recorded) != ours:
                 raise DataError(f"{path}: {name} is {int(recorded)} in the data but {ours} in the tokenizer: the data"
                                 f" was made with a different tokenizer; pass that one (--tokenizer_name)")
-        _check_token_ids(f, path, vocab)
+        for name in ("input_ids", "masked_lm_ids"):
+            if name in f:
+                check_token_ids(path, name, np.asarray(f[name][:ROWS_CHECKED_UPFRONT]), vocab.size)
         static = "masked_lm_positions" in f
         if static and not ("masked_lm_ids" in f and "input_mask" in f):
             raise DataError(f"{path}: a static file needs masked_lm_ids and input_mask next to masked_lm_positions")
