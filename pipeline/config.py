@@ -162,7 +162,7 @@ def build_config(config_path=None, opts=(), base_dir=None, prepare_inputs=None, 
 
     Relative paths resolve against ``base_dir`` (default: the current directory). ``prepare_inputs(cfg)`` runs
     before the checks (it may create input folders, e.g. the demo corpus); each of ``extra_checks`` is a function
-    ``cfg -> list of problems`` run after the checks here (the stages' own checks, see ``pipeline.load``).
+    ``cfg -> list of problems`` run after the checks here (the stages' own checks, see ``orchestration.stages``).
     """
     problems: list = []
     cfg = get_default_config()

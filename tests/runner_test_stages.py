@@ -15,7 +15,7 @@ from pathlib import Path
 from pipeline import layout
 from pipeline.errors import DataError
 from pipeline.manifest import write_manifest
-from pipeline.runner import Stage
+from orchestration.stages import Stage
 from pipeline.stage_status import manifest_status
 
 

@@ -7,7 +7,7 @@ import pytest
 
 import main
 from pipeline.config_tree import leaf_items
-from pipeline.load import load_config
+from orchestration.stages import load_config
 from pipeline.defaults import SETTINGS, get_default_config
 from pipeline.errors import ConfigError
 
