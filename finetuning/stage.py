@@ -27,12 +27,11 @@ from finetuning.jobs import (LOG_FILE, claim, expected_record, is_completed, log
 from finetuning.progress import PROGRESS_FILE, JobWatcher, SearchProgress, format_duration
 from finetuning.search import best_job, plan_task_jobs, primary_score
 from pipeline import layout
-from pipeline.config_tree import get_key
-from pipeline.defaults import SETTINGS_BY_KEY
+from pipeline.defaults import SETTINGS_BY_KEY, get_key
 from pipeline.errors import ConfigError, DataError, ExtremeBertError
 from pipeline.hardware import gpus_may_be_used
+from pipeline.manifest import StageStatus
 from pipeline.run_ids import file_stamp
-from pipeline.stage_status import StageStatus
 
 CACHE_SUBDIR = ".cache"
 

@@ -20,8 +20,7 @@ from orchestration.stages import REPO_ROOT, STAGES, Stage
 from pipeline import disk, layout
 from pipeline.errors import ExitCode
 from pipeline.locks import FolderLock
-from pipeline.manifest import write_text_atomic
-from pipeline.stage_status import StageStatus
+from pipeline.manifest import StageStatus, write_text_atomic
 
 
 def stage_status(stage: Stage, cfg, deep: bool = False) -> StageStatus:

@@ -10,8 +10,8 @@ from pathlib import Path
 import yaml
 from yacs.config import CfgNode as CN
 
-from pipeline.config_tree import get_key, leaf_items, set_key
-from pipeline.defaults import NAME_OR_PATH_KEYS, PATH_KEYS, SETTINGS_BY_KEY, get_default_config
+from pipeline.defaults import (NAME_OR_PATH_KEYS, PATH_KEYS, SETTINGS_BY_KEY, get_default_config, get_key, leaf_items,
+                               set_key)
 from pipeline.errors import ConfigError
 from pipeline.init_checkpoint import apply_init_from
 from pipeline.validation import validate

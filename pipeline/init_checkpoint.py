@@ -14,8 +14,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.config_tree import get_key, set_key
-from pipeline.defaults import MODEL_PRESETS, SETTINGS_BY_KEY
+from pipeline.defaults import MODEL_PRESETS, SETTINGS_BY_KEY, get_key, set_key
 from pipeline.errors import DataError
 
 KEY = "PRETRAIN.INIT_FROM"

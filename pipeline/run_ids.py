@@ -12,8 +12,7 @@ import json
 import re
 from pathlib import Path
 
-from pipeline.config_tree import get_key
-from pipeline.defaults import SETTINGS
+from pipeline.defaults import SETTINGS, get_key
 from pipeline.init_checkpoint import TOKENIZER_FILES
 from pipeline.manifest import read_manifest
 from pipeline.setting import HORIZON, OPERATIONAL, RESULT_IF_CHANGED

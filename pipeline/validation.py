@@ -6,8 +6,7 @@ The stages add checks of their own (``validate_config(cfg)`` in each stage modul
 """
 from pathlib import Path
 
-from pipeline.config_tree import get_key
-from pipeline.defaults import SETTINGS
+from pipeline.defaults import SETTINGS, get_key
 
 
 def value_problems(cfg, settings) -> list:

@@ -20,9 +20,8 @@ from pipeline import layout
 from pipeline.disk import DiskError
 from pipeline.errors import ConfigError, DataError, ExitCode, ExtremeBertError
 from pipeline.hardware import data_parallel_processes, free_port, gpus_may_be_used
-from pipeline.manifest import read_manifest, write_text_atomic
+from pipeline.manifest import StageStatus, manifest_status, read_manifest, write_text_atomic
 from pipeline.run_ids import horizon, pretrain_settings, samples_identity
-from pipeline.stage_status import StageStatus, manifest_status
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = "pretraining/run_pretraining.py"
