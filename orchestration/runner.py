@@ -33,11 +33,6 @@ def stage_status(stage: Stage, cfg, deep: bool = False) -> StageStatus:
     return stage.status(cfg)
 
 
-def estimate_bytes(stage: Stage, cfg) -> int:
-    """What the stage may write: its ``estimate(cfg)``, or a small default."""
-    return int(stage.estimate(cfg)) if stage.estimate else disk.DEFAULT_ESTIMATE_BYTES
-
-
 def forced_stages(force: list, stages=STAGES) -> set:
     """The stages ``--force`` redoes: each named stage and every stage after it (they depend on its output)."""
     names = [stage.name for stage in stages]
@@ -76,10 +71,6 @@ def format_plan(rows) -> str:
         if status.writes:
             lines.append(f"               writes: {', '.join(status.writes)}")
     return "\n".join(lines)
-
-
-def _banner(text: str) -> None:
-    print(f"\n{'=' * 100}\n== {text}\n{'=' * 100}", flush=True)
 
 
 def run_stage_subprocess(stage: Stage, config_path: Path, log_file: Path):
@@ -129,7 +120,8 @@ def _prepare_to_run(stage: Stage, status: StageStatus, cfg, forced: bool) -> Non
     _clear(status.damaged)
     folder = stage.folder(cfg)
     disk.check_writable(folder)
-    needed = max(estimate_bytes(stage, cfg) - disk.folder_bytes(status.writes), 0) + disk.MARGIN_BYTES
+    estimate = int(stage.estimate(cfg)) if stage.estimate else disk.DEFAULT_ESTIMATE_BYTES
+    needed = max(estimate - disk.folder_bytes(status.writes), 0) + disk.MARGIN_BYTES
     disk.check_free_space(folder, needed, stage.name)
 
 
@@ -174,7 +166,7 @@ def run_pipeline(cfg, force=(), stages=STAGES, wait: bool = True, deep: bool = F
             ran_earlier = ran_earlier or bool(stage.status)  # the install check writes nothing a stage reads
             _prepare_to_run(stage, turn.status, cfg, stage.name in redo)
             log_file = layout.log_path(cfg, stage.name)
-            _banner(f"stage {stage.name}  (log: {log_file})")
+            print(f"\n{'=' * 100}\n== stage {stage.name}  (log: {log_file})\n{'=' * 100}", flush=True)
             started = time.time()
             outcome = run_stage_subprocess(stage, config_path, log_file)
             elapsed = time.time() - started
