@@ -12,10 +12,9 @@ import sys
 from functools import partial
 
 try:
-    from pipeline import exit_codes
-    from pipeline.errors import ConfigError
-    from pipeline.load import load_config
-    from pipeline.runner import STAGE_NAMES, STAGES, format_plan, plan, run_pipeline
+    from orchestration.runner import format_plan, plan, run_pipeline
+    from orchestration.stages import STAGE_NAMES, STAGES, load_config
+    from pipeline.errors import ConfigError, ExitCode, run_reporting_errors
 except ModuleNotFoundError as missing:  # the environment is not set up yet
     sys.exit(f"error: missing Python package '{missing.name}': run `bash install.sh`, then use .venv/bin/python")
 
@@ -39,7 +38,7 @@ def parse_args(argv=None):
 def print_plan(cfg, force, stages, deep: bool) -> int:
     print(cfg.dump())
     print(format_plan(plan(cfg, force, stages, deep)))
-    return exit_codes.OK
+    return ExitCode.OK
 
 
 def main(argv=None, stages=STAGES) -> int:
@@ -50,16 +49,16 @@ def main(argv=None, stages=STAGES) -> int:
     except ConfigError as e:
         for problem in e.problems:
             print(f"config error: {problem}", file=sys.stderr)
-        return exit_codes.CONFIG
+        return ExitCode.CONFIG
     if args.dry_run:
         run = partial(print_plan, cfg, args.force, stages, args.verify)
     else:
         run = partial(run_pipeline, cfg, args.force, stages, wait=not args.no_wait, deep=args.verify)
     try:
-        return exit_codes.run_reporting_errors(run)
+        return run_reporting_errors(run)
     except KeyboardInterrupt:  # Ctrl-C outside a stage (e.g. while waiting for another run): nothing to stop
         print("interrupted", file=sys.stderr)
-        return exit_codes.SIGNAL_BASE + signal.SIGINT
+        return ExitCode.SIGNAL_BASE + signal.SIGINT
 
 
 if __name__ == "__main__":

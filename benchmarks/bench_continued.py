@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from benchmarks.bench_finetune import minilm_model_dir  # noqa: E402
 from benchmarks.time_to_quality.data import corpus_subset  # noqa: E402
 from pipeline import layout  # noqa: E402
-from pipeline.load import load_config  # noqa: E402
+from orchestration.stages import load_config  # noqa: E402
 
 TASKS = {"SST-2": "accuracy", "MRPC": "f1"}
 CONTINUED, SCRATCH, AS_IS = "continued (MiniLM-L6)", "scratch (same architecture)", "MiniLM-L6 as is (reference)"

@@ -43,7 +43,7 @@ def recipe_opts(output_root: Path, overrides: list) -> list:
 def run_recipe(opts: list) -> Path:
     """Run the pipeline for one recipe (streaming its output) and return its run folder."""
     from pipeline import layout
-    from pipeline.load import load_config
+    from orchestration.stages import load_config
 
     command = [sys.executable, str(REPO_ROOT / "main.py"), "--config", str(QUICKSTART), "--opts", *opts]
     code = subprocess.run(command, cwd=REPO_ROOT).returncode

@@ -13,7 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline import layout  # noqa: E402
-from pipeline.load import load_config  # noqa: E402
+from orchestration.stages import load_config  # noqa: E402
 from pipeline.manifest import read_json  # noqa: E402
 from pretraining.metrics_log import read_metrics, split_metrics  # noqa: E402
 

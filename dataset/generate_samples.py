@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.exit_codes import run_reporting_errors  # noqa: E402
+from pipeline.errors import run_reporting_errors  # noqa: E402
 from pipeline.errors import ConfigError  # noqa: E402
 from pipeline.hardware import num_workers  # noqa: E402
 from pipeline.manifest import write_manifest  # noqa: E402

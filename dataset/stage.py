@@ -9,10 +9,9 @@ from pathlib import Path
 from pipeline import layout
 from pipeline.disk import folder_bytes
 from pipeline.errors import ConfigError, DataError
-from pipeline.manifest import (as_stored, changed_files, file_records, read_json, read_manifest, write_json_atomic,
-                               write_manifest)
+from pipeline.manifest import (as_stored, changed_files, file_records, manifest_status, read_json, read_manifest,
+                               write_json_atomic, write_manifest)
 from pipeline.run_ids import corpus_fingerprint, dataset_settings, local_inputs_fingerprint
-from pipeline.stage_status import manifest_status
 from pipeline.tokenizer_loading import tokenizer_source
 
 from dataset import hub_check, memory

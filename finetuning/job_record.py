@@ -12,8 +12,7 @@ from typing import Optional
 
 from finetuning.glue_data import HUB_DATASET, local_task_files
 from finetuning.glue_tasks import GLUE_TASKS
-from pipeline.config_tree import get_key
-from pipeline.defaults import SETTINGS
+from pipeline.defaults import SETTINGS, get_key
 from pipeline.manifest import read_json
 from pipeline.run_ids import file_stamp, in_identity
 from pipeline.setting import RESULT, RESULT_IF_CHANGED

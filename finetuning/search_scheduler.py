@@ -14,7 +14,7 @@ from finetuning.job_record import MODEL_SUBDIR
 from finetuning.job_selection import primary_score
 from finetuning.search_progress import PROGRESS_FILE, JobWatcher, SearchProgress, format_duration
 from pipeline import layout
-from pipeline.config_tree import get_key
+from pipeline.defaults import get_key
 from pipeline.errors import ConfigError, DataError
 
 CACHE_SUBDIR = ".cache"  # finetune/<TASK>/.cache/: the tokenized splits the task's jobs share

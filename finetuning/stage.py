@@ -23,7 +23,7 @@ from finetuning.search_validation import validate_config  # noqa: F401 (the stag
 from pipeline import layout
 from pipeline.defaults import is_local_path
 from pipeline.errors import DataError, ExtremeBertError
-from pipeline.stage_status import StageStatus
+from pipeline.manifest import StageStatus
 
 
 class FinetuneJobsFailed(ExtremeBertError):

@@ -1,1 +1,1 @@
-"""The pipeline core: configuration, run-folder layout, manifests and the stage runner."""
+"""The foundation every stage builds on: the settings table, configuration, run-folder layout, manifests, errors."""

@@ -10,8 +10,8 @@ from pathlib import Path
 import yaml
 from yacs.config import CfgNode as CN
 
-from pipeline.config_tree import get_key, leaf_items, set_key
-from pipeline.defaults import NAME_OR_PATH_KEYS, PATH_KEYS, SETTINGS_BY_KEY, get_default_config, is_local_path
+from pipeline.defaults import (NAME_OR_PATH_KEYS, PATH_KEYS, SETTINGS_BY_KEY, get_default_config, get_key, is_local_path,
+                               leaf_items, set_key)
 from pipeline.errors import ConfigError
 from pipeline.init_checkpoint import apply_init_from
 from pipeline.validation import validate
@@ -162,7 +162,7 @@ def build_config(config_path=None, opts=(), base_dir=None, prepare_inputs=None, 
 
     Relative paths resolve against ``base_dir`` (default: the current directory). ``prepare_inputs(cfg)`` runs
     before the checks (it may create input folders, e.g. the demo corpus); each of ``extra_checks`` is a function
-    ``cfg -> list of problems`` run after the checks here (the stages' own checks, see ``pipeline.load``).
+    ``cfg -> list of problems`` run after the checks here (the stages' own checks, see ``orchestration.stages``).
     """
     problems: list = []
     cfg = get_default_config()

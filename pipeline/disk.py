@@ -1,46 +1,25 @@
 """The edges of the disk: before a stage starts, its folder must be writable and have room for what the stage will
-write; an OSError saying the disk is full or read-only becomes one line and exit code 3 instead of a traceback.
+write (an OSError saying the disk is full or read-only becomes one line and exit code 3: ``pipeline.errors``).
 
-A stage may declare an ``estimate`` (``cfg -> int``, in ``pipeline.runner.STAGES``), a rough upper bound of what it writes; stages
-without one get DEFAULT_ESTIMATE_BYTES. What the stage's folders already hold counts as written (a resumed stage
-mostly keeps it), and MARGIN_BYTES come on top.
+A stage may declare an ``estimate`` (``cfg -> int``, in ``orchestration.stages.STAGES``), a rough upper bound of
+what it writes; stages without one get DEFAULT_ESTIMATE_BYTES. What the stage's folders already hold counts as
+written (a resumed stage mostly keeps it), and MARGIN_BYTES come on top.
 """
-import errno
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-from pipeline import exit_codes
-from pipeline.errors import ExtremeBertError
+from pipeline.errors import DISK_REASONS, ExitCode, ExtremeBertError, is_disk_error
 
 DEFAULT_ESTIMATE_BYTES = 64 * 2**20  # a stage without an estimate: logs, manifests, small result files
 MARGIN_BYTES = 16 * 2**20  # asked on top of every estimate: the log and the manifests of a resumed stage
-REASONS = {
-    errno.ENOSPC: "no space left on the device",
-    errno.EDQUOT: "disk quota exceeded",
-    errno.EROFS: "read-only file system",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "operation not permitted",
-}
 
 
 class DiskError(ExtremeBertError):
     """The output folder cannot be written or has too little free space."""
 
-    exit_code = exit_codes.DISK
-
-
-def is_disk_error(error: BaseException) -> bool:
-    """True for the OSErrors that mean "this disk cannot take our output", as opposed to a bug or missing input."""
-    return isinstance(error, OSError) and error.errno in REASONS
-
-
-def describe(error: OSError) -> str:
-    """One line for a disk OSError: the path, what went wrong, how to get out of it."""
-    where = error.filename or "the output folder"
-    return (f"{where}: {REASONS[error.errno]}; free some space or fix the permissions (or set SYSTEM.OUTPUT_ROOT "
-            f"to another disk), then rerun: complete stages are skipped")
+    exit_code = ExitCode.DISK
 
 
 def human(num_bytes: float) -> str:
@@ -61,7 +40,7 @@ def check_writable(folder) -> None:
     except OSError as e:
         if not is_disk_error(e):
             raise
-        raise DiskError(f"{folder} is not writable ({REASONS[e.errno]}): set SYSTEM.OUTPUT_ROOT to a writable "
+        raise DiskError(f"{folder} is not writable ({DISK_REASONS[e.errno]}): set SYSTEM.OUTPUT_ROOT to a writable "
                         f"folder, or fix its permissions") from None
 
 

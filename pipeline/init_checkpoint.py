@@ -13,8 +13,7 @@ tokenizer, or TOKENIZER.TRAIN, is a config error). huggingface_hub is imported o
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.config_tree import get_key, set_key
-from pipeline.defaults import MODEL_PRESETS, SETTINGS_BY_KEY, is_local_path
+from pipeline.defaults import MODEL_PRESETS, SETTINGS_BY_KEY, get_key, is_local_path, set_key
 from pipeline.errors import DataError
 from pipeline.manifest import read_json
 

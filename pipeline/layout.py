@@ -15,8 +15,6 @@
 """
 from pathlib import Path
 
-STAGES = ("install", "dataset", "pretrain", "finetune", "result_collection")
-
 
 def output_root(cfg) -> Path:
     return Path(cfg.SYSTEM.OUTPUT_ROOT)

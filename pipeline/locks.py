@@ -16,14 +16,13 @@ import socket
 import time
 from pathlib import Path
 
-from pipeline import exit_codes
-from pipeline.errors import ExtremeBertError
+from pipeline.errors import ExitCode, ExtremeBertError
 
 
 class FolderBusy(ExtremeBertError):
     """Another run holds the folder and we were asked not to wait (``main.py --no-wait``)."""
 
-    exit_code = exit_codes.BUSY
+    exit_code = ExitCode.BUSY
 
 
 LOCKS_DIRNAME = "locks"

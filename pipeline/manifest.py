@@ -4,12 +4,14 @@
 may also check the outputs the manifest lists: ``file_records`` stores each output's size and sha256, and
 ``changed_files`` compares them (sizes on every run, a ``stat`` per file; hashes with main.py --verify).
 Manifests are written atomically (temporary name, then rename) so an interrupted run never leaves a manifest that
-a later run would trust.
+a later run would trust. What a stage reports about itself before running (``StageStatus``) is usually read off its
+manifest (``manifest_status``).
 """
 import hashlib
 import json
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 MANIFEST_NAME = "manifest.json"
@@ -102,3 +104,43 @@ def changed_files(root, records: dict, deep: bool = False) -> list:
         elif deep and record.get("sha256") and record["sha256"] != file_sha256(path):
             changed.append(name)
     return changed
+
+
+@dataclass
+class StageStatus:
+    """What a stage reports about itself before running: what it reads and writes, and whether it is complete."""
+
+    reads: list  # paths or hub names the stage reads
+    writes: list  # paths the stage writes
+    complete: bool  # outputs exist and match the current settings: the stage can be skipped
+    clear_paths: list = field(default_factory=list)  # what ``--force`` deletes before the stage reruns
+    detail: str = ""  # one line shown in the plan (e.g. why it is not complete)
+    damaged: list = field(default_factory=list)  # outputs that differ from the manifest: deleted before the rerun
+
+
+def manifest_status(stage_dir, settings: dict, reads, writes, outputs_ok=None, clear_paths=None,
+                    damaged=()) -> StageStatus:
+    """The usual status: complete when the manifest in ``stage_dir`` matches ``settings`` and the outputs check out.
+
+    ``outputs_ok`` is an optional callable returning True when the outputs the manifest lists are all present;
+    ``damaged`` lists outputs found missing or changed since the manifest recorded them (relative to ``stage_dir``
+    or absolute): the stage is incomplete, and the runner deletes them so that the stage writes them again.
+    """
+    stage_dir = Path(stage_dir)
+    damaged, to_delete = [stage_dir / path for path in damaged], []
+    if not (stage_dir / "manifest.json").exists():
+        complete, detail = False, "not run yet"
+    elif not manifest_matches(stage_dir, settings):
+        complete, detail = False, "settings changed since the last run"
+    elif damaged:
+        names = ", ".join(str(path.relative_to(stage_dir)) for path in damaged[:3])
+        more = f" and {len(damaged) - 3} more" if len(damaged) > 3 else ""
+        complete, detail = False, f"outputs missing or changed since they were written: {names}{more}"
+        to_delete = damaged
+    elif outputs_ok is not None and not outputs_ok():
+        complete, detail = False, "outputs missing or incomplete"
+    else:
+        complete, detail = True, "complete"
+    return StageStatus(reads=[str(r) for r in reads], writes=[str(w) for w in writes], complete=complete,
+                       clear_paths=list(clear_paths if clear_paths is not None else [stage_dir]), detail=detail,
+                       damaged=[str(path) for path in to_delete])

@@ -13,8 +13,7 @@ import json
 import re
 from pathlib import Path
 
-from pipeline.config_tree import get_key
-from pipeline.defaults import SETTINGS
+from pipeline.defaults import SETTINGS, get_key
 from pipeline.init_checkpoint import TOKENIZER_FILES
 from pipeline.manifest import as_stored, read_manifest
 from pipeline.setting import HORIZON, RESULT, RESULT_IF_CHANGED

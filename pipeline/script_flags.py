@@ -11,8 +11,7 @@ Flags of the original ExtremeBERT / 24h-BERT scripts that mean nothing here are 
 import argparse
 
 from pipeline.config import load_yaml_file, merge_mapping
-from pipeline.config_tree import set_key
-from pipeline.defaults import SETTINGS, get_default_config
+from pipeline.defaults import SETTINGS, get_default_config, set_key
 from pipeline.errors import ConfigError
 from pipeline.validation import value_problems
 

@@ -1,13 +1,12 @@
 """Value checks on a merged config: each key's choices and range (from the settings table), cross-key rules and
 input folders, one line per problem.
 
-The stages add checks of their own (``validate_config(cfg)`` in each stage module); ``pipeline.load`` runs them
-after these.
+The stages add checks of their own (``validate_config(cfg)`` in each stage module);
+``orchestration.stages.load_config`` runs them after these.
 """
 from pathlib import Path
 
-from pipeline.config_tree import get_key
-from pipeline.defaults import SETTINGS
+from pipeline.defaults import SETTINGS, get_key
 
 
 def value_problems(cfg, settings) -> list:

@@ -24,8 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from pipeline.disk import MARGIN_BYTES, DiskError, human, is_disk_error
-from pipeline.errors import ConfigError
+from pipeline.disk import MARGIN_BYTES, DiskError, human
+from pipeline.errors import ConfigError, is_disk_error
 from pipeline.manifest import as_stored, read_json, write_json_atomic
 
 CHECKPOINTS_DIRNAME = "checkpoints"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.exit_codes import run_reporting_errors  # noqa: E402
+from pipeline.errors import run_reporting_errors  # noqa: E402
 from pretraining.arguments import parse_arguments  # noqa: E402
 
 

@@ -16,13 +16,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline import exit_codes, layout
+from pipeline import layout
 from pipeline.disk import DiskError
-from pipeline.errors import ConfigError, DataError, ExtremeBertError
+from pipeline.errors import ConfigError, DataError, ExitCode, ExtremeBertError
 from pipeline.hardware import data_parallel_processes, fp16_problems, free_port, gpus_may_be_used
-from pipeline.manifest import read_manifest, write_text_atomic
+from pipeline.manifest import StageStatus, manifest_status, read_manifest, write_text_atomic
 from pipeline.run_ids import horizon, pretrain_settings, samples_identity
-from pipeline.stage_status import StageStatus, manifest_status
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = "pretraining/run_pretraining.py"
@@ -92,7 +91,7 @@ def pretrain(cfg) -> None:
     command = launch_command(cfg, num_gpus, config_file)
     print(f"launching: {' '.join(command)}", flush=True)
     code = subprocess.run(command, cwd=REPO_ROOT, env=launch_env(cfg, num_gpus)).returncode
-    if code == exit_codes.DISK:  # the script said why on the line above; keep the code for main.py
+    if code == ExitCode.DISK:  # the script said why on the line above; keep the code for main.py
         raise DiskError(f"pretraining stopped: the disk of {out} is full or read-only (see the line above)")
     if code != 0:
         raise ExtremeBertError(f"pretraining exited with code {code} (see the lines above); rerun the same command"

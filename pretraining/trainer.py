@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
-from pipeline import exit_codes, layout
-from pipeline.errors import ConfigError
+from pipeline import layout
+from pipeline.errors import ConfigError, ExitCode
 from pipeline.init_checkpoint import StartingCheckpoint
 from pipeline.manifest import write_manifest
 from pipeline.run_ids import horizon
@@ -28,13 +28,13 @@ from pretraining.data.shards import MaskingDefaults, Vocabulary, describe_datase
 from pretraining.engine import (accumulation_steps, build_engine, ensure_distributed_env, machine_precision,
                                 node_report)
 from pretraining.import_weights import read_initial_weights
-from pretraining.loop import StopSignal, TrainingLoop, TrainingStopped, validation_sample_count
+from pretraining.loop import StopSignal, TrainingLoop, validation_sample_count
 from pretraining.metrics_log import MetricsLog, gpu_peak_flops
 from pretraining.modeling import describe, model_config_from_cfg
 from pretraining.schedulers import PretrainLRScheduler, lr_multiplier
 from pretraining.stage import stage_settings
 
-INTERRUPT_EXIT_CODE = exit_codes.SIGNAL_BASE + signal.SIGTERM  # what a shell reports for a terminated process
+INTERRUPT_EXIT_CODE = ExitCode.SIGNAL_BASE + signal.SIGTERM  # what a shell reports for a terminated process
 CONSTANT_STEP_WARMUP = 1000  # warmup steps of the originals' --lr_schedule constant_step without --num_warmup_steps
 
 

@@ -1,14 +1,17 @@
 """The config the result-collection scripts work on: from ``--config`` (+ ``--opts``) like main.py, or from a run
-folder's own ``config.yaml`` (``--run-dir``), which also works after the folder was moved."""
+folder's own ``config.yaml`` (``--run-dir``), which also works after the folder was moved.
+
+A ``--config`` gets the foundation's checks and result collection's own; the other stages' checks concern inputs a
+finished run no longer reads, and only the layer above the stages (``orchestration.stages``) may import them all."""
 import argparse
 import sys
 from pathlib import Path
 
-from pipeline.config import load_resolved_config, merge_mapping, opts_to_mapping
+from pipeline.config import build_config, load_resolved_config, merge_mapping, opts_to_mapping
 from pipeline.defaults import SETTINGS
 from pipeline.errors import ConfigError, ExtremeBertError
-from pipeline.load import load_config
 from pipeline.validation import value_problems
+from scripts.result_collection import validate_config
 
 
 def make_parser(description: str) -> argparse.ArgumentParser:
@@ -30,7 +33,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args):
     """The resolved config named by ``--config`` or ``--run-dir``, with ``--opts`` applied."""
     if args.config:
-        return load_config(args.config, args.opts)
+        return build_config(args.config, args.opts, extra_checks=[validate_config])
     run_dir = Path(args.run_dir).resolve()
     config_path = run_dir / "config.yaml"
     if not config_path.is_file():

@@ -18,9 +18,8 @@ from finetuning.glue_tasks import FINETUNED_TASKS, SUBMISSION_FILES, canonical_t
 from finetuning.search_plan import plan_task_jobs
 from pipeline import layout
 from pipeline.errors import ConfigError, DataError
-from pipeline.manifest import read_manifest, write_json_atomic, write_manifest
+from pipeline.manifest import StageStatus, manifest_status, read_manifest, write_json_atomic, write_manifest
 from pipeline.run_ids import file_stamp
-from pipeline.stage_status import StageStatus, manifest_status
 from quickstart.demo_tasks import demo_tasks_path, demo_tasks_problem, load_demo_tasks
 from scripts.best_config import glue_score, select_all
 from scripts.finetune_jobs import jobs_fingerprint, load_jobs

@@ -14,9 +14,8 @@ from pathlib import Path
 
 from pipeline import layout
 from pipeline.errors import DataError
-from pipeline.manifest import write_manifest
-from pipeline.runner import Stage
-from pipeline.stage_status import manifest_status
+from pipeline.manifest import manifest_status, write_manifest
+from orchestration.stages import Stage
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -1,50 +1,122 @@
-"""The layers of docs/architecture.md hold: the foundation imports no stage, a stage imports only the foundation and
-the stages before it, and only the orchestration imports every stage."""
+"""The layers of docs/architecture.md hold, module by module: every import (at the top or inside a function body)
+goes to the importer's own layer or a lower one, and no modules import each other in a cycle."""
 import ast
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-STAGE_ORDER = ("quickstart", "dataset", "pretraining", "finetuning", "scripts")  # data flows left to right
-ORCHESTRATION = {"pipeline/load.py", "pipeline/runner.py", "pipeline/run_stage.py", "pipeline/install_check.py",
-                 "main.py"}
+# Lowest first. The stages are in data-flow order: a stage may read the formats of the stages before it.
+LAYERS = ("pipeline", "quickstart", "dataset", "pretraining", "finetuning", "scripts", "orchestration", "main")
 
 
-def _imported_packages(path: Path) -> set:
-    packages = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            packages |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            packages.add(node.module.split(".")[0])
-    return packages
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _modules(folder: str):
-    return sorted((REPO / folder).rglob("*.py"))
+MODULES = {_module_name(path): path for path in [REPO / "main.py"]
+           + [p for package in LAYERS[:-1] for p in sorted((REPO / package).rglob("*.py"))]}
 
 
-@pytest.mark.parametrize("path", _modules("pipeline"), ids=lambda p: p.name)
-def test_the_foundation_imports_no_stage(path):
-    if str(path.relative_to(REPO)) in ORCHESTRATION:
-        pytest.skip("orchestration: imports the stages on purpose")
-    assert not _imported_packages(path) & set(STAGE_ORDER)
+def _resolve(node) -> set:
+    """The project modules an import statement loads: ``from a import b`` is module ``a.b`` when that is a module,
+    else ``a`` itself."""
+    if isinstance(node, ast.Import):
+        names = [alias.name for alias in node.names]
+    else:
+        names = [f"{node.module}.{alias.name}" if f"{node.module}.{alias.name}" in MODULES else node.module
+                 for alias in node.names]
+    found = set()
+    for name in names:
+        while name and name not in MODULES:  # ``import a.b.c`` where only ``a.b`` is ours
+            name = name.rpartition(".")[0]
+        if name:
+            found.add(name)
+    return found
 
 
-@pytest.mark.parametrize("stage", STAGE_ORDER)
-def test_a_stage_imports_only_the_foundation_and_earlier_stages(stage):
-    later = set(STAGE_ORDER[STAGE_ORDER.index(stage) + 1:]) | {"main"}
-    for path in _modules(stage):
-        assert not _imported_packages(path) & later, f"{path.relative_to(REPO)} imports a later stage"
+def _import_nodes(module: str) -> list:
+    tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
+    return [node for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))]  # function bodies too
+
+
+GRAPH = {module: set().union(*map(_resolve, _import_nodes(module))) - {module} for module in MODULES}
+
+
+def _layer(module: str) -> int:
+    return LAYERS.index(module.split(".")[0])
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_a_module_imports_only_its_own_layer_and_lower_ones(module):
+    higher = sorted(other for other in GRAPH[module] if _layer(other) > _layer(module))
+    assert not higher, f"{module} ({LAYERS[_layer(module)]}) imports a higher layer: {', '.join(higher)}"
+
+
+def _cycles(graph: dict) -> list:
+    """The strongly connected components with more than one module (Tarjan's algorithm, iterative)."""
+    index, low, on_stack, stack, components, counter = {}, {}, set(), [], [], [0]
+
+    def visit(root):
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = counter[0]
+        counter[0] += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is None:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    component = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        component.append(member)
+                        if member == node:
+                            break
+                    if len(component) > 1:
+                        components.append(sorted(component))
+            elif child not in index:
+                index[child] = low[child] = counter[0]
+                counter[0] += 1
+                stack.append(child)
+                on_stack.add(child)
+                work.append((child, iter(sorted(graph[child]))))
+            elif child in on_stack:
+                low[node] = min(low[node], index[child])
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return components
+
+
+def test_no_modules_import_each_other_in_a_cycle():
+    assert _cycles(GRAPH) == []
+
+
+def test_the_cycle_finder_sees_a_cycle_through_a_function_body():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    tree = ast.parse("def f():\n    from pipeline import disk\n")
+    assert _resolve(next(n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom))) \
+        == {"pipeline.disk"}
+
+
+def test_imports_are_absolute():
+    """A relative import would hide a module's layer from a reader (and from the tests above)."""
+    assert [module for module in MODULES if any(getattr(node, "level", 0) for node in _import_nodes(module))] == []
 
 
 def test_no_module_imports_by_a_string():
     """Plain imports only, so that a reader (and a tool) can follow every call. The one exception is the child
     process of a stage, which is handed its entry function's name on its command line by the runner."""
-    for folder in ("pipeline", *STAGE_ORDER):
-        for path in _modules(folder):
-            text = path.read_text(encoding="utf-8")
-            if path.relative_to(REPO) == Path("pipeline/run_stage.py"):
-                continue
-            assert "import_module(" not in text and "resolve_name(" not in text, path.relative_to(REPO)
+    for module, path in MODULES.items():
+        if module == "orchestration.stage_process":
+            continue
+        text = path.read_text(encoding="utf-8")
+        assert "import_module(" not in text and "resolve_name(" not in text, module

@@ -6,9 +6,8 @@ from pathlib import Path
 import pytest
 
 import main
-from pipeline.config_tree import leaf_items
-from pipeline.load import load_config
-from pipeline.defaults import SETTINGS, get_default_config
+from orchestration.stages import load_config
+from pipeline.defaults import SETTINGS, get_default_config, leaf_items
 from pipeline.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

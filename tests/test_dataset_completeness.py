@@ -1,11 +1,11 @@
 """A complete dataset is looked at before it is skipped: a shard truncated on disk makes the runner redo it, and the
 shard comes back byte for byte, so pretraining reads the data the manifest describes; main.py --verify (``deep``)
 also catches a changed byte that keeps the file's size."""
+from dataset.stage import dataset_status
+from orchestration.runner import run_pipeline
 from pipeline import layout
 from pipeline.manifest import read_manifest
 from pipeline.run_ids import samples_identity
-from pipeline.runner import run_pipeline
-from dataset.stage import dataset_status
 from tests.test_dataset_fixtures import write_corpus
 from tests.test_dataset_stage import _config
 

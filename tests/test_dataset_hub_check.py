@@ -13,8 +13,8 @@ import main
 from dataset.hub_check import check_hub_entries, hub_offline_reason
 from dataset.hub_entries import HubEntry
 from dataset.stage import dataset_status
-from pipeline.load import load_config
-from pipeline.runner import STAGES, format_plan, plan
+from orchestration.runner import format_plan, plan
+from orchestration.stages import STAGES, load_config
 
 KEY = "DATASET.HUGGINGFACE_DATASETS"
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ import pytest
 
 from dataset.stage import dataset_status, prepare_dataset
 from pipeline import layout
-from pipeline.load import load_config
+from orchestration.stages import load_config
 from pipeline.errors import ConfigError
 from tests.test_dataset_fixtures import write_corpus, write_vocab
 

@@ -96,7 +96,7 @@ def write_glue(root: Path, tasks=None, n_train: int = 24, n_dev: int = 8, n_test
 
 def finetune_config(tmp_path: Path, model: Path, glue: Path, **overrides):
     """A resolved config that runs only the finetune stage on the tiny model and GLUE folder, with a 1-job grid."""
-    from pipeline.load import load_config
+    from orchestration.stages import load_config
 
     opts = {"DATASET.ENABLED": False, "PRETRAIN.ENABLED": False, "RESULT_COLLECTION.ENABLED": False,
             "SYSTEM.OUTPUT_ROOT": str(tmp_path / "out"), "FINETUNE.MODEL_NAME_OR_PATH": str(model),

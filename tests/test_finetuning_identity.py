@@ -187,7 +187,7 @@ def test_every_setting_that_changes_the_trained_weights_is_in_the_job_identity(t
     from finetuning.job_record import job_settings
     from finetuning.search_plan import PlannedJob
     from finetuning.train_loop import TrainSettings
-    from pipeline.config_tree import set_key
+    from pipeline.defaults import set_key
     from pipeline.defaults import SETTINGS
 
     base_cfg = finetune_config(tmp_path, tmp_path, "")

@@ -108,7 +108,7 @@ def test_a_search_through_main_py_shows_each_job_retries_a_failure_once_and_repo
 
 
 def _loaded(config: Path):
-    from pipeline.load import load_config
+    from orchestration.stages import load_config
 
     return load_config(str(config), [])
 
@@ -141,7 +141,7 @@ def test_a_job_killed_mid_way_resumes_from_its_checkpoint_on_the_next_run(tmp_pa
     config = tmp_path / "resolved.yaml"
     config.write_text(cfg.dump(), encoding="utf-8")
     job = layout.finetune_dir(cfg) / "MRPC" / "lr0.001_bs8_ep4_seed1"
-    stage = subprocess.Popen([sys.executable, "-c", "import sys; from pipeline.load import load_config; from"
+    stage = subprocess.Popen([sys.executable, "-c", "import sys; from orchestration.stages import load_config; from"
                               " finetuning.stage import finetune; finetune(load_config(sys.argv[1], []))",
                               str(config)], cwd=REPO_ROOT, env=_child_env(), start_new_session=True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)

@@ -197,7 +197,7 @@ def test_a_single_training_step_with_warmup_trains(tmp_path, model):
 
 def test_fp16_finetuning_without_a_gpu_is_a_config_error(tmp_path):
     from finetuning.stage import validate_config
-    from pipeline.load import load_config
+    from orchestration.stages import load_config
 
     cfg = load_config(None, ["SYSTEM.NUM_GPUS", "0", "DATASET.ENABLED", "False", "PRETRAIN.ENABLED", "False",
                              "FINETUNE.MODEL_NAME_OR_PATH", "m", "FINETUNE.PRECISION", "bf16"])

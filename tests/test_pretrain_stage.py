@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from pipeline import layout
-from pipeline.load import load_config
+from orchestration.stages import load_config
 from pipeline.manifest import read_manifest
 from pipeline.errors import ExtremeBertError
 from pipeline.run_ids import pretrain_settings, samples_identity

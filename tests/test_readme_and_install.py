@@ -3,8 +3,8 @@ defaults, and the install check names what is missing."""
 import re
 from pathlib import Path
 
+from orchestration.stages import missing_requirements, read_requirements
 from pipeline.config_reference import render_block
-from pipeline.install_check import missing_requirements, read_requirements
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")

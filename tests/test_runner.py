@@ -1,8 +1,8 @@
 """The stage runner: order, skipping complete stages, --force, failure handling and logging."""
 from pathlib import Path
 
-from pipeline.load import load_config
-from pipeline.runner import format_plan, forced_stages, plan, run_pipeline
+from orchestration.runner import format_plan, forced_stages, plan, run_pipeline
+from orchestration.stages import load_config
 from tests.runner_test_stages import TWO_STAGES, WITH_FAILURE, WITH_READER, config_opts
 
 

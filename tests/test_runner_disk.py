@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 import main
-from pipeline.load import load_config
+from orchestration.runner import run_pipeline
+from orchestration.stages import load_config
 from pipeline.disk import DiskError
-from pipeline.runner import run_pipeline
 from tests.runner_test_stages import DISK_FULL, TWO_STAGES, config_opts
 
 

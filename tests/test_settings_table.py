@@ -5,8 +5,7 @@ import argparse
 import pytest
 
 from dataset import generate_samples, shard_data
-from pipeline.config_tree import get_key
-from pipeline.defaults import LR_CURVES, MODEL_PRESETS, SETTINGS, SETTINGS_BY_KEY, get_default_config
+from pipeline.defaults import LR_CURVES, MODEL_PRESETS, SETTINGS, SETTINGS_BY_KEY, get_default_config, get_key
 from pipeline.errors import ConfigError
 from pipeline.script_flags import _NotApplicable, _SetSetting, config_from_flags, script_settings
 from pipeline.setting import SCRIPTS, Interval

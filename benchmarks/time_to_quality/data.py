@@ -38,7 +38,7 @@ def dataset_opts(work_dir: Path, corpus_folder: Path, tokenizer: str, seq_length
 
 def build_dataset(config: Path, opts: list):
     """Run the dataset stage through ``main.py`` (skipped when complete); returns the loaded config."""
-    from pipeline.load import load_config
+    from orchestration.stages import load_config
 
     command = [sys.executable, str(REPO_ROOT / "main.py"), "--config", str(config), "--opts", *opts]
     if subprocess.run(command, cwd=REPO_ROOT).returncode:

@@ -13,7 +13,7 @@ sys.path.insert(0, str(REPO_ROOT))
 def main(spec_path: str) -> int:
     from pipeline import layout
     from pipeline.defaults import MODEL_PRESETS
-    from pipeline.load import load_config
+    from orchestration.stages import load_config
     from pipeline.manifest import write_json_atomic
     from pipeline.tokenizer_loading import load_tokenizer
     from pretraining.engine import machine_precision

@@ -1,18 +1,26 @@
-"""Run one stage's child process so that nothing outlives the runner and nothing it printed is lost.
+"""A stage's child process, both ends: the runner's side (``run_logged``) makes sure nothing outlives the runner and
+nothing the stage printed is lost; the child's side (``python -m orchestration.stage_process MODULE:FUNCTION
+RESOLVED_CONFIG.yaml``) calls the stage's entry function.
+
+Each stage runs in its own process so that DeepSpeed's launcher and GPU groups work, memory is returned between
+stages, and a crash in one stage cannot corrupt the runner's state.
 
 - The child starts in its own process group (together with everything it starts: DeepSpeed, finetune jobs,
   dataset workers). SIGTERM, SIGINT or SIGHUP to the runner is passed on to that whole group as SIGTERM, the signal
   every stage treats as "stop cleanly" (pretraining writes a checkpoint first); a second signal sends SIGKILL.
   The runner then reads the group's output until the last process has closed it, so it returns only once they
   are gone.
-- The child asks the kernel for SIGTERM should the runner die (even by SIGKILL), see ``pipeline.run_stage``.
+- The child asks the kernel for SIGTERM should the runner die (even by SIGKILL), and passes that on to its group.
 - If the child itself dies while something it started still writes, that something is stopped too.
 - Output is copied to the console and to the log file chunk by chunk, unbuffered: a kill loses nothing that was
   shown. A full disk turns the log off (one warning) instead of stopping the stage; a vanished console
   (terminal closed) turns the console off.
 - The log's last line says why the stage stopped: done, failed with exit code N, interrupted by SIGTERM.
+- In the child, a full or read-only disk becomes one line and exit code 3.
 """
+import ctypes
 import os
+import pkgutil
 import select
 import signal
 import subprocess
@@ -22,9 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from pipeline.config import load_resolved_config
+from pipeline.errors import ExitCode, run_reporting_errors
+
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 RUNNER_PID_ENV = "EXTREMEBERT_RUNNER_PID"  # tells the child which parent to die with
 POLL_S = 1.0  # how often the copy loop looks whether the child is still there while its output is quiet
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass
@@ -153,3 +165,51 @@ def _copy_until_closed(process: subprocess.Popen, forwarder: _SignalForwarder, o
             forwarder.stop_group(signal.SIGTERM)
             orphans_stopped = True
     process.stdout.close()
+
+
+# The child's side.
+
+
+def _stop_group(signum, frame):
+    """Pass the signal on to every process this stage started, then end as the signal says."""
+    signal.signal(signum, signal.SIG_DFL)
+    os.killpg(os.getpgrp(), signum)
+
+
+def die_with_runner() -> None:
+    """On Linux, have the kernel send SIGTERM when the runner dies, even by SIGKILL; the handler passes it on to the
+    group, so pretraining still gets to write its checkpoint and nothing is left running orphaned."""
+    runner_pid = os.environ.get(RUNNER_PID_ENV)
+    if runner_pid is None or os.getpgrp() != os.getpid():  # started by hand, not as a group leader by the runner
+        return
+    signal.signal(signal.SIGTERM, _stop_group)
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != int(runner_pid):  # the runner died before the request took effect
+        _stop_group(signal.SIGTERM, None)
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2 or ":" not in argv[0]:
+        print("usage: python -m orchestration.stage_process MODULE:FUNCTION RESOLVED_CONFIG.yaml", file=sys.stderr)
+        return 2
+    die_with_runner()
+    module_name, function_name = argv[0].split(":", 1)
+    cfg = load_resolved_config(argv[1])
+    entry = pkgutil.resolve_name(f"{module_name}:{function_name}")  # the one function named by a string: across
+    #                                                                    the process boundary, from stages.STAGES
+
+    def run_entry() -> int:
+        entry(cfg)  # an entry returns facts for in-process callers (e.g. the manifest), not an exit code
+        return ExitCode.OK
+
+    try:
+        return run_reporting_errors(run_entry)
+    except KeyboardInterrupt:
+        print("interrupted (SIGINT)", file=sys.stderr)
+        return ExitCode.SIGNAL_BASE + signal.SIGINT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -13,44 +13,14 @@ import shutil
 import sys
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
-from dataset import stage as dataset_stage
-from finetuning import stage as finetune_stage
-from pipeline import disk, exit_codes, install_check, layout
+from orchestration.stage_process import run_logged
+from orchestration.stages import REPO_ROOT, STAGES, Stage
+from pipeline import disk, layout
+from pipeline.errors import ExitCode
 from pipeline.locks import FolderLock
-from pipeline.manifest import write_text_atomic
-from pipeline.stage_process import run_logged
-from pipeline.stage_status import StageStatus
-from pretraining import stage as pretrain_stage
-from scripts import result_collection
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-@dataclass(frozen=True)
-class Stage:
-    name: str  # as used by --force and in log file names
-    section: str  # config section whose ENABLED flag switches the stage
-    entry: Callable  # entry function, called with the resolved config in a child process
-    status: Optional[Callable]  # cfg -> StageStatus; None: always run (the install check)
-    folder: Callable = layout.run_dir  # the folder the stage writes: its lock is held and its disk checked
-    estimate: Optional[Callable] = None  # cfg -> bytes the stage may write (None: a small default)
-
-
-STAGES = (
-    Stage("install", "INSTALL", install_check.check_install, None),
-    Stage("dataset", "DATASET", dataset_stage.prepare_dataset, dataset_stage.dataset_status, layout.dataset_dir,
-          dataset_stage.estimate_bytes),
-    Stage("pretrain", "PRETRAIN", pretrain_stage.pretrain, pretrain_stage.pretrain_status,
-          estimate=pretrain_stage.estimate_bytes),
-    Stage("finetune", "FINETUNE", finetune_stage.finetune, finetune_stage.finetune_status),
-    Stage("result_collection", "RESULT_COLLECTION", result_collection.collect_test_result,
-          result_collection.result_collection_status),
-)
-STAGE_NAMES = tuple(stage.name for stage in STAGES)
+from pipeline.manifest import StageStatus, write_text_atomic
 
 
 def stage_status(stage: Stage, cfg, deep: bool = False) -> StageStatus:
@@ -61,11 +31,6 @@ def stage_status(stage: Stage, cfg, deep: bool = False) -> StageStatus:
     if deep and "deep" in inspect.signature(stage.status).parameters:
         return stage.status(cfg, deep=True)
     return stage.status(cfg)
-
-
-def estimate_bytes(stage: Stage, cfg) -> int:
-    """What the stage may write: its ``estimate(cfg)``, or a small default."""
-    return int(stage.estimate(cfg)) if stage.estimate else disk.DEFAULT_ESTIMATE_BYTES
 
 
 def forced_stages(force: list, stages=STAGES) -> set:
@@ -108,14 +73,10 @@ def format_plan(rows) -> str:
     return "\n".join(lines)
 
 
-def _banner(text: str) -> None:
-    print(f"\n{'=' * 100}\n== {text}\n{'=' * 100}", flush=True)
-
-
 def run_stage_subprocess(stage: Stage, config_path: Path, log_file: Path):
-    """Run one stage in a child process (see ``pipeline.stage_process``); returns its Outcome."""
+    """Run one stage in a child process (see ``orchestration.stage_process``); returns its Outcome."""
     entry = f"{stage.entry.__module__}:{stage.entry.__qualname__}"  # a child process finds a function by its name
-    command = [sys.executable, "-m", "pipeline.run_stage", entry, str(config_path)]
+    command = [sys.executable, "-m", "orchestration.stage_process", entry, str(config_path)]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH", "")]))
     return run_logged(command, env, log_file, cwd=os.getcwd())
@@ -159,7 +120,8 @@ def _prepare_to_run(stage: Stage, status: StageStatus, cfg, forced: bool) -> Non
     _clear(status.damaged)
     folder = stage.folder(cfg)
     disk.check_writable(folder)
-    needed = max(estimate_bytes(stage, cfg) - disk.folder_bytes(status.writes), 0) + disk.MARGIN_BYTES
+    estimate = int(stage.estimate(cfg)) if stage.estimate else disk.DEFAULT_ESTIMATE_BYTES
+    needed = max(estimate - disk.folder_bytes(status.writes), 0) + disk.MARGIN_BYTES
     disk.check_free_space(folder, needed, stage.name)
 
 
@@ -168,10 +130,10 @@ def _stopped(stage: Stage, outcome, elapsed: float, log_file: Path) -> int:
     if outcome.interrupted_by:
         print(f"\nINTERRUPTED: stage '{stage.name}' {outcome.reason} after {elapsed:.0f}s; rerun the same command "
               f"to continue; log: {log_file}", file=sys.stderr, flush=True)
-        return exit_codes.SIGNAL_BASE + outcome.interrupted_by
+        return ExitCode.SIGNAL_BASE + outcome.interrupted_by
     print(f"\nFAILED: stage '{stage.name}' {outcome.reason} after {elapsed:.0f}s; log: {log_file}",
           file=sys.stderr, flush=True)
-    return exit_codes.DISK if outcome.returncode == exit_codes.DISK else exit_codes.FAILED
+    return ExitCode.DISK if outcome.returncode == ExitCode.DISK else ExitCode.FAILED
 
 
 def run_pipeline(cfg, force=(), stages=STAGES, wait: bool = True, deep: bool = False) -> int:
@@ -204,7 +166,7 @@ def run_pipeline(cfg, force=(), stages=STAGES, wait: bool = True, deep: bool = F
             ran_earlier = ran_earlier or bool(stage.status)  # the install check writes nothing a stage reads
             _prepare_to_run(stage, turn.status, cfg, stage.name in redo)
             log_file = layout.log_path(cfg, stage.name)
-            _banner(f"stage {stage.name}  (log: {log_file})")
+            print(f"\n{'=' * 100}\n== stage {stage.name}  (log: {log_file})\n{'=' * 100}", flush=True)
             started = time.time()
             outcome = run_stage_subprocess(stage, config_path, log_file)
             elapsed = time.time() - started
@@ -214,4 +176,4 @@ def run_pipeline(cfg, force=(), stages=STAGES, wait: bool = True, deep: bool = F
             if lock is not None:
                 lock.acquire(shared=True)  # the later stages read what it wrote: keep other writers out
     print(f"\nPipeline finished. Run folder: {layout.run_dir(cfg)}", flush=True)
-    return exit_codes.OK
+    return ExitCode.OK
