@@ -9,7 +9,7 @@ from pathlib import Path
 
 from finetuning.arguments import TABLE_FLAGS
 from finetuning.glue_tasks import GLUE_TASKS
-from finetuning.job_process import LOG_FILE, claim, log_tail, release, resumable_checkpoint, run_job
+from finetuning.job_process import LOG_FILE, claimed, log_tail, resumable_checkpoint, run_job
 from finetuning.job_record import MODEL_SUBDIR
 from finetuning.job_selection import primary_score
 from finetuning.search_progress import PROGRESS_FILE, JobWatcher, SearchProgress, format_duration
@@ -176,14 +176,12 @@ class JobScheduler:
         key = (job, search.random_init)
         prefix = self.progress.prefix(key)
         job_dir = search.job_dir(job)
-        if not claim(job_dir):
-            print(f"{prefix} skipped: another process is running it", flush=True)
-            self.progress.finish(key, None)
-            return
-        try:
+        with claimed(job_dir) as mine:
+            if not mine:
+                print(f"{prefix} skipped: another process is running it", flush=True)
+                self.progress.finish(key, None)
+                return
             record = self._attempts(search, job, model, init_from, save_model, slot, prefix)
-        finally:
-            release(job_dir)
         self.finished += 1
         if record["status"] == "completed":
             self.progress.finish(key, record["wall_time_s"])
