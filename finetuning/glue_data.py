@@ -16,8 +16,8 @@ from finetuning.glue_tasks import GlueTask, LocalSplit
 from pipeline.errors import DataError
 
 HUB_DATASET = "nyu-mll/glue"
-# Test files name their row id ``index`` (``id`` in QQP); files without either use the row number.
-_INDEX_COLUMNS = ("index", "id")
+# The row id column (GLUE's test files: index, QQP's: id; the Hub and own files: idx); without one, the row number.
+INDEX_COLUMNS = ("idx", "index", "id")
 
 
 @dataclass
@@ -71,7 +71,7 @@ def _column_positions(header: list, split: LocalSplit, path: Path) -> tuple:
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(map(repr, missing))} (header has:"
                         f" {', '.join(header)}); is this the official GLUE file?")
-    index_column = next((header.index(name) for name in _INDEX_COLUMNS if name in header), None)
+    index_column = next((header.index(name) for name in INDEX_COLUMNS if name in header), None)
     return tuple(header.index(name) for name in wanted), index_column
 
 
@@ -166,16 +166,19 @@ def read_hub_split(task: GlueTask, split_name: str, labeled: bool, hub_path: str
     return GlueSplit(columns[task.hub_text_columns[0]], text_b, labels, [str(i) for i in columns["idx"]])
 
 
+def locate_split(task: GlueTask, kind: str, name: str) -> tuple:
+    """(``LocalSplit``, Hub split name) of a split: ``kind`` is train | dev | test, ``name`` the dev name (``dev``,
+    ``dev_matched``…) or the submission name."""
+    if kind == "train":
+        return task.train, "train"
+    return (task.dev[name], task.hub_dev[name]) if kind == "dev" else (task.test[name], task.hub_test[name])
+
+
 def load_split(task: GlueTask, kind: str, name: str, data_dir: str = "", hub_path: str = HUB_DATASET,
                malformed_rows: str = "error") -> GlueSplit:
-    """``kind`` is train | dev | test; ``name`` is the dev name (``dev``, ``dev_matched``…) or the submission name;
-    ``malformed_rows`` is what a local file's malformed train or dev row does (see ``read_local_split``)."""
-    if kind == "train":
-        local, hub_name, labeled = task.train, "train", True
-    elif kind == "dev":
-        local, hub_name, labeled = task.dev[name], task.hub_dev[name], True
-    else:
-        local, hub_name, labeled = task.test[name], task.hub_test[name], False
+    """A split (see ``locate_split``) from ``data_dir``, else from the Hub; ``malformed_rows`` is what a local file's
+    malformed train or dev row does (see ``read_local_split``)."""
+    local, hub_name = locate_split(task, kind, name)
     if data_dir:
         return read_local_split(data_dir, task, local, malformed_rows)
-    return read_hub_split(task, hub_name, labeled, hub_path)
+    return read_hub_split(task, hub_name, kind != "test", hub_path)

@@ -9,13 +9,12 @@ drive the job like a GLUE task's; its metrics are accuracy, or mse/pearson/spear
 """
 from pathlib import Path
 
-from finetuning.glue_data import GlueSplit
+from finetuning.glue_data import INDEX_COLUMNS, GlueSplit
 from finetuning.glue_tasks import GlueTask
 from pipeline.errors import DataError
 
 TASK_NAME = "custom"
 LABEL_COLUMN = "label"
-_INDEX_COLUMNS = ("idx", "index", "id")
 _TEXT_TYPES = ("string", "large_string")
 _SPLITS = {"train": "train_file", "validation": "validation_file", "test": "test_file"}
 
@@ -112,7 +111,7 @@ def _to_split(data, where: str, columns: tuple, names, labeled: bool) -> GlueSpl
                 raise DataError(f"{where}: label(s) {', '.join(unknown)} do not occur in the training data (labels:"
                                 f" {', '.join(map(str, names))})")
             labels = [ids[value] for value in values]
-    index_column = next((name for name in _INDEX_COLUMNS if name in data.column_names), None)
+    index_column = next((name for name in INDEX_COLUMNS if name in data.column_names), None)
     index = [str(i) for i in (data[index_column] if index_column else range(len(data)))]
     return GlueSplit(texts[0], texts[1] if len(texts) > 1 else None, labels, index)
 

@@ -15,7 +15,7 @@ from typing import Optional
 
 import numpy as np
 
-from finetuning.glue_data import HUB_DATASET, load_split, local_split_path
+from finetuning.glue_data import HUB_DATASET, load_split, local_split_path, locate_split
 from finetuning.glue_tasks import GlueTask, get_task, predicting_task
 from pipeline.errors import DataError
 from pipeline.run_ids import short_hash
@@ -73,8 +73,7 @@ def tokenizer_fingerprint(tokenizer) -> str:
 def _source_fingerprint(task, kind: str, name: str, data_dir: str, hub_path: str):
     if not data_dir:
         return [hub_path, task.hub_config, kind, name]
-    split = task.train if kind == "train" else (task.dev[name] if kind == "dev" else task.test[name])
-    path = local_split_path(data_dir, task, split)
+    path = local_split_path(data_dir, task, locate_split(task, kind, name)[0])
     stat = path.stat() if path.exists() else None
     return [str(path), stat.st_size if stat else None, stat.st_mtime_ns if stat else None]
 
