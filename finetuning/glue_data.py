@@ -43,12 +43,20 @@ def local_split_path(glue_dir, task: GlueTask, split: LocalSplit) -> Path:
     return Path(glue_dir) / task.folder / split.file
 
 
-def local_task_files(glue_dir, task: GlueTask, with_test: bool = True) -> list:
-    """Every file a task needs in the local layout (train, dev, and test when predicting)."""
-    splits = ([task.train] if task.train else []) + list(task.dev.values())
-    if with_test:
-        splits += list(task.test.values())
-    return [local_split_path(glue_dir, task, split) for split in splits]
+def glue_splits(task, train: bool = True, dev: bool = True, test: bool = True, max_train=0, max_eval=0,
+                max_test=0) -> list:
+    """(task owning the split, kind, split name, row cap) of every split a job of ``task`` reads: train, dev, and
+    the test splits of the task and of its riders (MNLI's model also scores the diagnostic set)."""
+    splits = [(task, "train", "train", max_train or 0)] * train
+    splits += [(task, "dev", name, max_eval or 0) for name in task.dev] * dev
+    tests = [(owner, "test", name, max_test or 0) for owner in [task, *task.riders] for name in owner.test]
+    return splits + tests * test
+
+
+def local_task_files(glue_dir, task: GlueTask) -> list:
+    """Every file a job of ``task`` reads in the local layout (``glue_splits``)."""
+    return [local_split_path(glue_dir, owner, locate_split(owner, kind, name)[0])
+            for owner, kind, name, _ in glue_splits(task)]
 
 
 def _label_id(task: GlueTask, value: str, path: Path, line: int):

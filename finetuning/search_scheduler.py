@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from finetuning.arguments import TABLE_FLAGS
+from finetuning.glue_data import glue_splits
 from finetuning.glue_tasks import GLUE_TASKS
 from finetuning.job_process import LOG_FILE, claimed, log_tail, resumable_checkpoint, run_job
 from finetuning.job_record import MODEL_SUBDIR
@@ -54,7 +55,7 @@ def pretokenize(cfg, tasks) -> dict:
     """Tokenize each task's splits once, before the jobs, so that every job loads them and data errors surface
     before any training; returns each task's number of training rows (what the ETA counts in)."""
     from finetuning.job_run import load_tokenizer
-    from finetuning.tokenized_data import glue_splits, load_encoded, tokenizer_fingerprint
+    from finetuning.tokenized_data import load_encoded, tokenizer_fingerprint
 
     tokenizer = load_tokenizer(layout.finetune_model_path(cfg))
     key = tokenizer_fingerprint(tokenizer)

@@ -92,8 +92,7 @@ def _check_glue_dir(glue_dir: str, tasks: list, problems: list) -> None:
             problems.append(f"FINETUNE.GLUE_DIR: missing {folder} (task {task_name}; add its official files or remove"
                             f" {task_name} from FINETUNE.TASKS)")
             continue
-        needed = [path for owner in [task, *task.riders] for path in local_task_files(glue_dir, owner)]
-        for path in needed:
+        for path in local_task_files(glue_dir, task):
             if not path.is_file():
                 problems.append(f"FINETUNE.GLUE_DIR: missing {path} (task {task_name})")
 
