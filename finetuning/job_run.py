@@ -14,6 +14,7 @@ from finetuning import job_checkpoints as checkpoints
 from finetuning.arguments import DataTrainingArguments, ModelArguments, TrainingArguments
 from finetuning.job_record import MODEL_SUBDIR
 from finetuning.metrics import dev_metrics, remove_stale_results, write_results
+from finetuning.search_progress import ProgressFile
 from finetuning.train_loop import TrainSettings
 from pipeline.errors import DataError
 from pipeline.manifest import write_json_atomic, write_text_atomic
@@ -203,28 +204,12 @@ class LoadedJob:
             self.report.log(metrics, step)
 
 
-def _with_progress(after_step, progress_file: str, total_steps: int, resume_state: Optional[dict]):
-    """``after_step`` that also keeps ``--progress_file`` up to date (the finetune stage's progress lines)."""
-    if not progress_file:
-        return after_step
-    from finetuning.search_progress import ProgressFile
-
-    progress = ProgressFile(progress_file, total_steps, resume_state["step"] if resume_state else 0)
-
-    def both(step: int, *rest) -> None:
-        after_step(step, *rest)
-        progress.update(step)
-
-    return both
-
-
 def _train(job: LoadedJob, resume_from: Optional[Path]) -> tuple:
     """Train with periodic logging, evaluation and checkpoints; returns (train metrics, the monitor, a function that
     gives ``trainer_state.json`` at a step)."""
     import torch
 
-    from finetuning.training_monitor import StepInterval, TrainingMonitor
-    from finetuning.train_loop import plan_steps, train
+    from finetuning.train_loop import StepInterval, TrainingMonitor, plan_steps, train
 
     args, model = job.args, job.model
     settings = train_settings(job.data_args, args)
@@ -255,6 +240,8 @@ def _train(job: LoadedJob, resume_from: Optional[Path]) -> tuple:
         monitor.load_state_dict(saved)
         _log(f"resuming from {resume_from} at step {resume_state['step']}/{plan.total_steps} (to train from scratch"
              f" instead, pass --overwrite_output_dir or another --output_dir)")
+    if args.progress_file:  # the finetune stage's progress lines
+        monitor.progress = ProgressFile(args.progress_file, plan.total_steps, (resume_state or {}).get("step", 0))
     remove_stale_results(job.out)
     _log(f"training on {len(job.data.train)} rows: {plan.total_steps} steps of {plan.rows_per_step} rows (batch"
          f" {args.per_device_train_batch_size} x {job.world_size} device(s) x {args.gradient_accumulation_steps}"
@@ -266,8 +253,7 @@ def _train(job: LoadedJob, resume_from: Optional[Path]) -> tuple:
                                                             if job.device.type == "cuda" else None)
     summary = train(trained, job.data.train, settings, plan, device=job.device, pad_id=job.pad_id, rank=job.rank,
                     world_size=job.world_size, resume_state=resume_state,
-                    after_step=_with_progress(monitor.after_step, args.progress_file, plan.total_steps,
-                                              resume_state) if job.rank == 0 else None)
+                    after_step=monitor.after_step if job.rank == 0 else None)
     runtime = max(summary["train_runtime_s"], 1e-9)
     metrics = {"train_runtime": round(runtime, 4),
                "train_samples_per_second": round(summary["steps_run"] * plan.rows_per_step / runtime, 3),
@@ -324,7 +310,7 @@ def _start_wandb(job: LoadedJob, resume_from: Optional[Path]) -> None:
 
 def _finish(job: LoadedJob, train_metrics: Optional[dict], monitor, trainer_state) -> dict:
     """Final evaluation, predictions, the saved model and the result files (rank 0)."""
-    from finetuning.training_monitor import format_metrics
+    from finetuning.train_loop import format_metrics
 
     evaluation = {}
     if job.data.dev:
