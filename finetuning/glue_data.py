@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Optional
 
 from finetuning.glue_tasks import GlueTask, LocalSplit
-from pipeline.errors import DataError
+from pipeline.errors import DataError, first_line
 
 HUB_DATASET = "nyu-mll/glue"
 # The row id column (GLUE's test files: index, QQP's: id; the Hub and own files: idx); without one, the row number.
@@ -153,16 +153,22 @@ def read_local_split(glue_dir, task: GlueTask, split: LocalSplit, malformed_rows
                      index)
 
 
-def read_hub_split(task: GlueTask, split_name: str, labeled: bool, hub_path: str = HUB_DATASET) -> GlueSplit:
-    """One split of ``nyu-mll/glue`` (or a local copy in the same layout at ``hub_path``) as a ``GlueSplit``."""
+def load_dataset(problem: str, *args, advice: str = "", **kwargs):
+    """``datasets.load_dataset(*args, **kwargs)``; any error of it is a one-line DataError: ``problem``, the error's
+    first line, then ``advice``."""
     import datasets
 
     try:
-        data = datasets.load_dataset(hub_path, task.hub_config, split=split_name)
-    except Exception as e:  # network, auth and missing-split errors all mean the same to the user
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DataError(f"could not load {hub_path} ({task.hub_config}, {split_name}): {first_line}; set"
-                        f" FINETUNE.GLUE_DIR (or --data_dir) to a local GLUE folder when offline")
+        return datasets.load_dataset(*args, **kwargs)
+    except Exception as e:  # network, auth, parse and missing-split errors: all the data's fault to the user
+        raise DataError(f"{problem}: {first_line(e)}{advice}")
+
+
+def read_hub_split(task: GlueTask, split_name: str, labeled: bool, hub_path: str = HUB_DATASET) -> GlueSplit:
+    """One split of ``nyu-mll/glue`` (or a local copy in the same layout at ``hub_path``) as a ``GlueSplit``."""
+    data = load_dataset(f"could not load {hub_path} ({task.hub_config}, {split_name})", hub_path, task.hub_config,
+                        split=split_name, advice="; set FINETUNE.GLUE_DIR (or --data_dir) to a local GLUE folder when"
+                                                 " offline")
     missing = [c for c in (*task.hub_text_columns, "label", "idx") if c not in data.column_names]
     if missing:
         raise DataError(f"{hub_path} ({task.hub_config}, {split_name}): missing column(s) {', '.join(missing)}")

@@ -16,7 +16,7 @@ from finetuning.job_record import MODEL_SUBDIR
 from finetuning.metrics import dev_metrics, remove_stale_results, write_results
 from finetuning.search_progress import ProgressFile
 from finetuning.train_loop import TrainSettings
-from pipeline.errors import DataError
+from pipeline.errors import DataError, first_line
 from pipeline.manifest import write_json_atomic, write_text_atomic
 from pipeline.model_files import check_weight_files, write_model_folder
 from pipeline.tokenizer_loading import check_vocabulary
@@ -44,7 +44,7 @@ def load_tokenizer(model_path: str, **hub_options):
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_path, **hub_options)
     except (OSError, ValueError) as e:
-        raise DataError(f"cannot load a tokenizer from {model_path}: {str(e).splitlines()[0]}")
+        raise DataError(f"cannot load a tokenizer from {model_path}: {first_line(e)}")
     check_vocabulary(tokenizer, model_path)
     return tokenizer
 
@@ -62,7 +62,7 @@ def load_model(model_path: str, task, random_init: bool = False, config_name: st
     try:
         config = AutoConfig.from_pretrained(config_name or model_path, **label_kwargs, **hub_options)
     except (OSError, ValueError) as e:
-        raise DataError(f"cannot load a model config from {model_path}: {str(e).splitlines()[0]}")
+        raise DataError(f"cannot load a model config from {model_path}: {first_line(e)}")
     if random_init:
         return AutoModelForSequenceClassification.from_config(config)
     from safetensors import SafetensorError
@@ -72,7 +72,7 @@ def load_model(model_path: str, task, random_init: bool = False, config_name: st
         return AutoModelForSequenceClassification.from_pretrained(model_path, config=config,
                                                                   ignore_mismatched_sizes=True, **hub_options)
     except (OSError, SafetensorError) as e:
-        raise DataError(f"cannot load the model weights from {model_path}: {str(e).strip().splitlines()[0]}") from e
+        raise DataError(f"cannot load the model weights from {model_path}: {first_line(e)}") from e
 
 
 def hub_options(model_args) -> dict:
@@ -287,8 +287,7 @@ class WandbReport:
             self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", DEFAULT_PROJECT), name=run_name,
                                   config=config, dir=output_dir, id=run_id, resume="allow" if run_id else None)
         except Exception as e:  # no key, no network, a bad mode: all mean the same to the user
-            first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise DataError(f"wandb could not start: {first_line}; set WANDB_API_KEY, or WANDB_MODE=offline to log"
+            raise DataError(f"wandb could not start: {first_line(e)}; set WANDB_API_KEY, or WANDB_MODE=offline to log"
                             f" without a network, or drop --report_to wandb")
 
     @property

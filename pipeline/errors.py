@@ -17,3 +17,8 @@ class ConfigError(ExtremeBertError):
 
 class DataError(ExtremeBertError):
     """Input data (a corpus, a GLUE folder, a samples folder) is missing or malformed."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of a library's error message (its type name when it has none): what a one-line message quotes."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
