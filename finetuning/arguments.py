@@ -168,13 +168,6 @@ def _one_line_parser(dataclass_types, **kwargs):
     return OneLineErrors(dataclass_types, allow_abbrev=False, prog="run_glue.py", **kwargs)
 
 
-def build_parser(description: str = "", epilog: str = ""):
-    import argparse
-
-    return _one_line_parser((ModelArguments, DataTrainingArguments, TrainingArguments), description=description,
-                            epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
-
-
 def _trainer_only_flags(remaining: list) -> list:
     """Notes for flags of the installed transformers' ``TrainingArguments`` that this script has no use for."""
     from transformers import TrainingArguments as HfTrainingArguments
@@ -192,7 +185,10 @@ def _trainer_only_flags(remaining: list) -> list:
 
 def parse_args(argv=None, description: str = "", epilog: str = ""):
     """(model, data, training arguments, notes); exits 2 with one line on an unknown flag or a bad value."""
-    parser = build_parser(description, epilog)
+    import argparse
+
+    parser = _one_line_parser((ModelArguments, DataTrainingArguments, TrainingArguments), description=description,
+                              epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     model_args, data_args, training_args, remaining = parser.parse_args_into_dataclasses(
         args=argv, return_remaining_strings=True)
     notes = _trainer_only_flags(remaining) if remaining else []

@@ -73,14 +73,6 @@ def stilt_targets(cfg, tasks) -> set:
     return {canonical_task_name(name) for name in stilt.TARGETS} & set(tasks) - {canonical_task_name(stilt.SOURCE)}
 
 
-def search_trees(cfg) -> list:
-    """(root folder, random_init) for every search this config asks for."""
-    trees = [(layout.finetune_dir(cfg), False)]
-    if cfg.FINETUNE.RANDOM_INIT_BASELINE:
-        trees.append((layout.random_init_finetune_dir(cfg), True))
-    return trees
-
-
 class SearchTree:
     """The planned jobs of one tree and the record each must carry to count as done."""
 
@@ -135,3 +127,11 @@ class SearchTree:
         init = self.stilt_init() if self.targets else None
         jobs = [job for task_jobs in self.jobs.values() for job in task_jobs]
         return sum(self.counts_as_done(job, init) for job in jobs), len(jobs)
+
+
+def search_trees(cfg) -> list:
+    """A ``SearchTree`` for every search this config asks for (the random-init baseline repeats the grid)."""
+    trees = [SearchTree(cfg, layout.finetune_dir(cfg), False)]
+    if cfg.FINETUNE.RANDOM_INIT_BASELINE:
+        trees.append(SearchTree(cfg, layout.random_init_finetune_dir(cfg), True))
+    return trees

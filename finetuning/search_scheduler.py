@@ -128,13 +128,6 @@ def _wandb_env(cfg, search, task: str) -> dict:
     return env
 
 
-def _print_failure(prefix: str, record: dict, job_dir: Path) -> None:
-    print(f"{prefix} FAILED after {format_duration(record['wall_time_s'])}: {record['error']}; the last lines of"
-          f" {job_dir / LOG_FILE}:", flush=True)
-    for line in log_tail(job_dir):
-        print(f"    | {line}", flush=True)
-
-
 class JobScheduler:
     """Runs jobs on the slots of ``job_slots``, one job per slot at a time. A failed job is run again up to
     FINETUNE.RETRIES times (from scratch); a job an earlier run left unfinished resumes from its checkpoint."""
@@ -193,7 +186,10 @@ class JobScheduler:
         else:
             self.progress.finish(key, None)
             self.failed.append((search, job, record))
-            _print_failure(prefix, record, job_dir)
+            print(f"{prefix} FAILED after {format_duration(record['wall_time_s'])}: {record['error']}; the last lines"
+                  f" of {job_dir / LOG_FILE}:", flush=True)
+            for line in log_tail(job_dir):
+                print(f"    | {line}", flush=True)
             print(f"{prefix} recorded as failed; {self.progress.summary()}", flush=True)
 
     def _attempts(self, search, job, model, init_from, save_model, slot, prefix) -> dict:

@@ -63,11 +63,9 @@ def _check_grids(cfg, problems: list) -> None:
 
 
 def _check_names(cfg, problems: list) -> list:
-    tasks = []
-    for key, names in (("FINETUNE.TASKS", cfg.FINETUNE.TASKS), ("FINETUNE.SEARCH.LARGE.TASKS",
-                                                                 cfg.FINETUNE.SEARCH.LARGE.TASKS),
-                       ("FINETUNE.STILT.TARGETS", cfg.FINETUNE.STILT.TARGETS),
-                       ("FINETUNE.STILT.SOURCE", [cfg.FINETUNE.STILT.SOURCE])):
+    tasks, ft = [], cfg.FINETUNE
+    for key, names in (("FINETUNE.TASKS", ft.TASKS), ("FINETUNE.SEARCH.LARGE.TASKS", ft.SEARCH.LARGE.TASKS),
+                       ("FINETUNE.STILT.TARGETS", ft.STILT.TARGETS), ("FINETUNE.STILT.SOURCE", [ft.STILT.SOURCE])):
         for name in names:
             try:
                 canonical = canonical_task_name(name)
