@@ -324,8 +324,9 @@ def _finish(job: LoadedJob, train_metrics: Optional[dict], monitor, trainer_stat
         logits, _ = job.predict(data)
         write_predictions(job.out / f"predictions_{name}.tsv", data.index, _prediction_strings(split_task, logits))
         _log(f"wrote predictions_{name}.tsv ({len(data)} rows)")
-    if job.model_args.save_model:
-        save_model(job.model, job.tokenizer, job.out / MODEL_SUBDIR)
+    if job.model_args.save_model:  # written whole, then swapped in: STILT never starts from half a model
+        write_model_folder(job.model, job.tokenizer, job.out / MODEL_SUBDIR)
+        _log(f"saved the finetuned model to {job.out / MODEL_SUBDIR}")
     if monitor is not None:
         write_json_atomic(job.out / checkpoints.TRAINER_STATE, trainer_state(monitor.plan.total_steps))
     write_results(job.out, train_metrics, evaluation)
@@ -370,10 +371,3 @@ def run(model_args: ModelArguments, data_args: DataTrainingArguments, args: Trai
     if world_size > 1:
         torch.distributed.destroy_process_group()
     return results
-
-
-def save_model(model, tokenizer, target: Path) -> None:
-    """Written whole before it replaces an earlier one (``write_model_folder``): STILT never starts from half of
-    one."""
-    write_model_folder(model, tokenizer, target)
-    _log(f"saved the finetuned model to {target}")

@@ -88,11 +88,15 @@ class SearchTree:
     def job_dir(self, job) -> Path:
         return self.root / job.task / job.name
 
+    def start_model(self, init_from=None) -> str:
+        """The model a job starts from: for a STILT target (``init_from``: ``SOURCE/JOB``), the source job's."""
+        return str(self.root / init_from / MODEL_SUBDIR) if init_from else self.model
+
     def expected(self, job, init_from=None) -> dict:
         """The record a completed ``job`` must carry; the inputs are stamped now, so that a file changed since the
-        job ran makes it pending. A STILT target's starting model is the source job's saved model."""
-        start = str(self.root / init_from / MODEL_SUBDIR) if init_from else self.model
-        inputs = {"model": model_stamps(start), "data": data_stamps(self.cfg.FINETUNE.GLUE_DIR, job.task)}
+        job ran makes it pending."""
+        inputs = {"model": model_stamps(self.start_model(init_from)),
+                  "data": data_stamps(self.cfg.FINETUNE.GLUE_DIR, job.task)}
         return expected_record(job, self.model, init_from, self.settings, inputs)
 
     def is_done(self, job, init_from=None) -> bool:

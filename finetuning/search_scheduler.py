@@ -11,7 +11,6 @@ from finetuning.arguments import TABLE_FLAGS
 from finetuning.glue_data import glue_splits
 from finetuning.glue_tasks import GLUE_TASKS
 from finetuning.job_process import LOG_FILE, claimed, log_tail, resumable_checkpoint, run_job
-from finetuning.job_record import MODEL_SUBDIR
 from finetuning.job_selection import primary_score
 from finetuning.search_progress import PROGRESS_FILE, JobWatcher, SearchProgress, format_duration
 from pipeline import layout
@@ -144,7 +143,10 @@ class JobScheduler:
         self.finished = 0
 
     def run(self, search, jobs: list, init_from=None, save_tasks=()) -> None:
-        model = self.model_for(search, init_from)
+        model = search.start_model(init_from)
+        if init_from and not (Path(model) / "config.json").is_file():
+            raise DataError(f"STILT: the best {search.source} job has no saved model at {model}; delete"
+                            f" {search.root / init_from} and rerun to train it again")
 
         def one(job):
             slot = self.free.get()
@@ -155,16 +157,6 @@ class JobScheduler:
 
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             list(pool.map(one, jobs))
-
-    @staticmethod
-    def model_for(search, init_from) -> str:
-        if init_from is None:
-            return search.model
-        model = search.root / init_from / MODEL_SUBDIR
-        if not (model / "config.json").is_file():
-            raise DataError(f"STILT: the best {search.source} job has no saved model at {model}; delete"
-                            f" {search.root / init_from} and rerun to train it again")
-        return str(model)
 
     def _run_one(self, search, job, model, init_from, save_model, slot) -> None:
         key = (job, search.random_init)

@@ -6,8 +6,8 @@
 
 Jobs run one per GPU group of ``FINETUNE.MULTIPROCESS_GPU_LIST`` in parallel, else one per GPU of the node in
 parallel, else one at a time on the CPU (as ``SYSTEM.PROCESSES_PER_NODE`` processes when > 1): ``job_slots``.
-STILT targets wait for the source task's search and start from its best job (``job_selection.choose_best``).
-The console gets a line when each job starts and ends (``[k/N] TASK lr=… bs=… ep=… seed=…``, with the dev metric,
+STILT targets wait for the source task's search and start from its best job (``job_selection.choose_best``). The
+console gets a line when each job starts and ends (``[k/N] TASK lr=… bs=… ep=… seed=…``, with the dev metric,
 the time and the search's ETA) and a progress line every FINETUNE.PROGRESS_SECONDS inside a job; the rest goes to
 the job's ``job.log``. A failed job runs again (FINETUNE.RETRIES) before it is recorded as failed; the stage fails
 only when a task is left without any completed job. A job killed mid-way resumes from its checkpoint
