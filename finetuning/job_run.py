@@ -107,11 +107,6 @@ def _prediction_strings(task, logits) -> list:
     return [task.labels[i] for i in logits.argmax(axis=1)]
 
 
-def write_predictions(path: Path, index: list, predictions: list) -> None:
-    rows = "".join(f"{row_id}\t{prediction}\n" for row_id, prediction in zip(index, predictions))
-    write_text_atomic(path, "index\tprediction\n" + rows)
-
-
 def prepare_output_dir(args: TrainingArguments) -> tuple:
     """(output folder, checkpoint to resume from or None), as the HF example decides: the newest checkpoint in a
     non-empty folder unless --overwrite_output_dir, which trains from scratch; a non-empty folder without
@@ -322,7 +317,9 @@ def _finish(job: LoadedJob, train_metrics: Optional[dict], monitor, trainer_stat
             _log(f"dev: {format_metrics(hf)}")
     for name, (split_task, data) in job.data.test.items():
         logits, _ = job.predict(data)
-        write_predictions(job.out / f"predictions_{name}.tsv", data.index, _prediction_strings(split_task, logits))
+        rows = zip(data.index, _prediction_strings(split_task, logits))
+        write_text_atomic(job.out / f"predictions_{name}.tsv",
+                          "index\tprediction\n" + "".join(f"{row_id}\t{prediction}\n" for row_id, prediction in rows))
         _log(f"wrote predictions_{name}.tsv ({len(data)} rows)")
     if job.model_args.save_model:  # written whole, then swapped in: STILT never starts from half a model
         write_model_folder(job.model, job.tokenizer, job.out / MODEL_SUBDIR)
