@@ -281,18 +281,13 @@ def _report_to(args: TrainingArguments, notes: list) -> None:
     wanted = [name.lower() for name in args.report_to]
     if "all" in wanted:
         wanted = [name for name in INTEGRATIONS if importlib.util.find_spec(name) is not None]
-    kept = []
-    for name in wanted:
-        if name in INTEGRATIONS:
-            kept.append(name)
-        elif name != "none":
-            notes.append(f"note: --report_to {name} has no effect here (only {', '.join(INTEGRATIONS)} is supported)")
-    args.report_to = sorted(set(kept))
+    notes += [f"note: --report_to {name} has no effect here (only {', '.join(INTEGRATIONS)} is supported)"
+              for name in wanted if name not in (*INTEGRATIONS, "none")]
+    args.report_to = sorted(set(wanted) & set(INTEGRATIONS))
 
 
 def _data_source(data_args: DataTrainingArguments, args: TrainingArguments, problems: list, notes: list) -> None:
-    files = {"train_file": data_args.train_file, "validation_file": data_args.validation_file,
-             "test_file": data_args.test_file}
+    files = {name: getattr(data_args, name) for name in ("train_file", "validation_file", "test_file")}
     if data_args.task_name:
         from finetuning.glue_tasks import canonical_task_name
 
