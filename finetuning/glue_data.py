@@ -153,7 +153,7 @@ def read_local_split(glue_dir, task: GlueTask, split: LocalSplit, malformed_rows
                      index)
 
 
-def load_dataset(problem: str, *args, advice: str = "", **kwargs):
+def open_dataset(problem: str, *args, advice: str = "", **kwargs):
     """``datasets.load_dataset(*args, **kwargs)``; any error of it is a one-line DataError: ``problem``, the error's
     first line, then ``advice``."""
     import datasets
@@ -166,7 +166,7 @@ def load_dataset(problem: str, *args, advice: str = "", **kwargs):
 
 def read_hub_split(task: GlueTask, split_name: str, labeled: bool, hub_path: str = HUB_DATASET) -> GlueSplit:
     """One split of ``nyu-mll/glue`` (or a local copy in the same layout at ``hub_path``) as a ``GlueSplit``."""
-    data = load_dataset(f"could not load {hub_path} ({task.hub_config}, {split_name})", hub_path, task.hub_config,
+    data = open_dataset(f"could not load {hub_path} ({task.hub_config}, {split_name})", hub_path, task.hub_config,
                         split=split_name, advice="; set FINETUNE.GLUE_DIR (or --data_dir) to a local GLUE folder when"
                                                  " offline")
     missing = [c for c in (*task.hub_text_columns, "label", "idx") if c not in data.column_names]

@@ -9,7 +9,7 @@ drive the job like a GLUE task's; its metrics are accuracy, or mse/pearson/spear
 """
 from pathlib import Path
 
-from finetuning.glue_data import INDEX_COLUMNS, GlueSplit, load_dataset
+from finetuning.glue_data import INDEX_COLUMNS, GlueSplit, open_dataset
 from finetuning.glue_tasks import GlueTask
 from pipeline.errors import DataError
 
@@ -26,14 +26,14 @@ def load_raw_splits(data_args, wanted: dict, cache_dir=None, token=None) -> dict
     for split in [split for split, needed in wanted.items() if needed]:
         if name:
             problem = f"could not load split {split!r} of {name}{f' ({config})' if config else ''}"
-            raw[split] = (load_dataset(problem, name, config, split=split, cache_dir=cache_dir, token=token),
+            raw[split] = (open_dataset(problem, name, config, split=split, cache_dir=cache_dir, token=token),
                           f"{name} [{split}]")
             continue
         path = getattr(data_args, _SPLITS[split])
         if not Path(path).is_file():
             raise DataError(f"data file not found: {path}")
         builder = "csv" if path.lower().endswith(".csv") else "json"
-        raw[split] = (load_dataset(f"{path}: cannot read it as {builder.upper()}", builder,
+        raw[split] = (open_dataset(f"{path}: cannot read it as {builder.upper()}", builder,
                                    data_files={"data": path}, split="data", cache_dir=cache_dir), path)
     return raw
 
