@@ -61,9 +61,8 @@ def claimed(job_dir: Path):
 
 def _clear_previous_attempt(job_dir: Path) -> None:
     for entry in job_dir.iterdir():
-        if entry.name == CLAIM_FILE:
-            continue
-        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        if entry.name != CLAIM_FILE:  # the claim this process holds stays
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
 
 
 def _last_run_lines(log_path: Path) -> list:

@@ -62,11 +62,8 @@ MISMATCHED = "dev_mismatched"
 
 def compute_metrics(metric_names, predictions, labels) -> dict:
     """``{name: value}`` for each name; a correlation that is undefined (constant predictions) counts as 0."""
-    out = {}
-    for name in metric_names:
-        value = float(METRIC_FUNCTIONS[name](predictions, labels))
-        out[name] = 0.0 if np.isnan(value) else value
-    return out
+    values = {name: float(METRIC_FUNCTIONS[name](predictions, labels)) for name in metric_names}
+    return {name: 0.0 if np.isnan(value) else value for name, value in values.items()}
 
 
 def task_dev_metrics(task, dev_name: str, predictions, labels) -> dict:
