@@ -18,7 +18,7 @@ constants, not derived from the memory cap, so that the output never depends on 
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from pipeline.errors import DataError
+from pipeline.errors import DataError, first_line
 
 from dataset.hub_entries import HubEntry
 
@@ -178,8 +178,7 @@ def _hub_lines(entry: HubEntry):
     except DataError:
         raise
     except Exception as e:  # network, missing dataset, bad files: one line naming the dataset
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DataError(f"cannot read hub dataset {entry.describe()}: {first_line}") from None
+        raise DataError(f"cannot read hub dataset {entry.describe()}: {first_line(e)}") from None
 
 
 def check_sources(sources) -> None:

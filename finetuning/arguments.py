@@ -168,13 +168,6 @@ def _one_line_parser(dataclass_types, **kwargs):
     return OneLineErrors(dataclass_types, allow_abbrev=False, prog="run_glue.py", **kwargs)
 
 
-def build_parser(description: str = "", epilog: str = ""):
-    import argparse
-
-    return _one_line_parser((ModelArguments, DataTrainingArguments, TrainingArguments), description=description,
-                            epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
-
-
 def _trainer_only_flags(remaining: list) -> list:
     """Notes for flags of the installed transformers' ``TrainingArguments`` that this script has no use for."""
     from transformers import TrainingArguments as HfTrainingArguments
@@ -192,7 +185,10 @@ def _trainer_only_flags(remaining: list) -> list:
 
 def parse_args(argv=None, description: str = "", epilog: str = ""):
     """(model, data, training arguments, notes); exits 2 with one line on an unknown flag or a bad value."""
-    parser = build_parser(description, epilog)
+    import argparse
+
+    parser = _one_line_parser((ModelArguments, DataTrainingArguments, TrainingArguments), description=description,
+                              epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     model_args, data_args, training_args, remaining = parser.parse_args_into_dataclasses(
         args=argv, return_remaining_strings=True)
     notes = _trainer_only_flags(remaining) if remaining else []
@@ -285,18 +281,13 @@ def _report_to(args: TrainingArguments, notes: list) -> None:
     wanted = [name.lower() for name in args.report_to]
     if "all" in wanted:
         wanted = [name for name in INTEGRATIONS if importlib.util.find_spec(name) is not None]
-    kept = []
-    for name in wanted:
-        if name in INTEGRATIONS:
-            kept.append(name)
-        elif name != "none":
-            notes.append(f"note: --report_to {name} has no effect here (only {', '.join(INTEGRATIONS)} is supported)")
-    args.report_to = sorted(set(kept))
+    notes += [f"note: --report_to {name} has no effect here (only {', '.join(INTEGRATIONS)} is supported)"
+              for name in wanted if name not in (*INTEGRATIONS, "none")]
+    args.report_to = sorted(set(wanted) & set(INTEGRATIONS))
 
 
 def _data_source(data_args: DataTrainingArguments, args: TrainingArguments, problems: list, notes: list) -> None:
-    files = {"train_file": data_args.train_file, "validation_file": data_args.validation_file,
-             "test_file": data_args.test_file}
+    files = {name: getattr(data_args, name) for name in ("train_file", "validation_file", "test_file")}
     if data_args.task_name:
         from finetuning.glue_tasks import canonical_task_name
 

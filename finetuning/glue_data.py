@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Optional
 
 from finetuning.glue_tasks import GlueTask, LocalSplit
-from pipeline.errors import DataError
+from pipeline.errors import DataError, first_line
 
 HUB_DATASET = "nyu-mll/glue"
-# Test files name their row id ``index`` (``id`` in QQP); files without either use the row number.
-_INDEX_COLUMNS = ("index", "id")
+# The row id column (GLUE's test files: index, QQP's: id; the Hub and own files: idx); without one, the row number.
+INDEX_COLUMNS = ("idx", "index", "id")
 
 
 @dataclass
@@ -43,12 +43,20 @@ def local_split_path(glue_dir, task: GlueTask, split: LocalSplit) -> Path:
     return Path(glue_dir) / task.folder / split.file
 
 
-def local_task_files(glue_dir, task: GlueTask, with_test: bool = True) -> list:
-    """Every file a task needs in the local layout (train, dev, and test when predicting)."""
-    splits = ([task.train] if task.train else []) + list(task.dev.values())
-    if with_test:
-        splits += list(task.test.values())
-    return [local_split_path(glue_dir, task, split) for split in splits]
+def glue_splits(task, train: bool = True, dev: bool = True, test: bool = True, max_train=0, max_eval=0,
+                max_test=0) -> list:
+    """(task owning the split, kind, split name, row cap) of every split a job of ``task`` reads: train, dev, and
+    the test splits of the task and of its riders (MNLI's model also scores the diagnostic set)."""
+    splits = [(task, "train", "train", max_train or 0)] * train
+    splits += [(task, "dev", name, max_eval or 0) for name in task.dev] * dev
+    tests = [(owner, "test", name, max_test or 0) for owner in [task, *task.riders] for name in owner.test]
+    return splits + tests * test
+
+
+def local_task_files(glue_dir, task: GlueTask) -> list:
+    """Every file a job of ``task`` reads in the local layout (``glue_splits``)."""
+    return [local_split_path(glue_dir, owner, locate_split(owner, kind, name)[0])
+            for owner, kind, name, _ in glue_splits(task)]
 
 
 def _label_id(task: GlueTask, value: str, path: Path, line: int):
@@ -71,7 +79,7 @@ def _column_positions(header: list, split: LocalSplit, path: Path) -> tuple:
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(map(repr, missing))} (header has:"
                         f" {', '.join(header)}); is this the official GLUE file?")
-    index_column = next((header.index(name) for name in _INDEX_COLUMNS if name in header), None)
+    index_column = next((header.index(name) for name in INDEX_COLUMNS if name in header), None)
     return tuple(header.index(name) for name in wanted), index_column
 
 
@@ -145,16 +153,22 @@ def read_local_split(glue_dir, task: GlueTask, split: LocalSplit, malformed_rows
                      index)
 
 
-def read_hub_split(task: GlueTask, split_name: str, labeled: bool, hub_path: str = HUB_DATASET) -> GlueSplit:
-    """One split of ``nyu-mll/glue`` (or a local copy in the same layout at ``hub_path``) as a ``GlueSplit``."""
+def open_dataset(problem: str, *args, advice: str = "", **kwargs):
+    """``datasets.load_dataset(*args, **kwargs)``; any error of it is a one-line DataError: ``problem``, the error's
+    first line, then ``advice``."""
     import datasets
 
     try:
-        data = datasets.load_dataset(hub_path, task.hub_config, split=split_name)
-    except Exception as e:  # network, auth and missing-split errors all mean the same to the user
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DataError(f"could not load {hub_path} ({task.hub_config}, {split_name}): {first_line}; set"
-                        f" FINETUNE.GLUE_DIR (or --data_dir) to a local GLUE folder when offline")
+        return datasets.load_dataset(*args, **kwargs)
+    except Exception as e:  # network, auth, parse and missing-split errors: all the data's fault to the user
+        raise DataError(f"{problem}: {first_line(e)}{advice}")
+
+
+def read_hub_split(task: GlueTask, split_name: str, labeled: bool, hub_path: str = HUB_DATASET) -> GlueSplit:
+    """One split of ``nyu-mll/glue`` (or a local copy in the same layout at ``hub_path``) as a ``GlueSplit``."""
+    data = open_dataset(f"could not load {hub_path} ({task.hub_config}, {split_name})", hub_path, task.hub_config,
+                        split=split_name, advice="; set FINETUNE.GLUE_DIR (or --data_dir) to a local GLUE folder when"
+                                                 " offline")
     missing = [c for c in (*task.hub_text_columns, "label", "idx") if c not in data.column_names]
     if missing:
         raise DataError(f"{hub_path} ({task.hub_config}, {split_name}): missing column(s) {', '.join(missing)}")
@@ -166,16 +180,19 @@ def read_hub_split(task: GlueTask, split_name: str, labeled: bool, hub_path: str
     return GlueSplit(columns[task.hub_text_columns[0]], text_b, labels, [str(i) for i in columns["idx"]])
 
 
+def locate_split(task: GlueTask, kind: str, name: str) -> tuple:
+    """(``LocalSplit``, Hub split name) of a split: ``kind`` is train | dev | test, ``name`` the dev name (``dev``,
+    ``dev_matched``…) or the submission name."""
+    if kind == "train":
+        return task.train, "train"
+    return (task.dev[name], task.hub_dev[name]) if kind == "dev" else (task.test[name], task.hub_test[name])
+
+
 def load_split(task: GlueTask, kind: str, name: str, data_dir: str = "", hub_path: str = HUB_DATASET,
                malformed_rows: str = "error") -> GlueSplit:
-    """``kind`` is train | dev | test; ``name`` is the dev name (``dev``, ``dev_matched``…) or the submission name;
-    ``malformed_rows`` is what a local file's malformed train or dev row does (see ``read_local_split``)."""
-    if kind == "train":
-        local, hub_name, labeled = task.train, "train", True
-    elif kind == "dev":
-        local, hub_name, labeled = task.dev[name], task.hub_dev[name], True
-    else:
-        local, hub_name, labeled = task.test[name], task.hub_test[name], False
+    """A split (see ``locate_split``) from ``data_dir``, else from the Hub; ``malformed_rows`` is what a local file's
+    malformed train or dev row does (see ``read_local_split``)."""
+    local, hub_name = locate_split(task, kind, name)
     if data_dir:
         return read_local_split(data_dir, task, local, malformed_rows)
-    return read_hub_split(task, hub_name, labeled, hub_path)
+    return read_hub_split(task, hub_name, kind != "test", hub_path)

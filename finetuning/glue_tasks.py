@@ -46,75 +46,47 @@ class GlueTask:
         return [GLUE_TASKS[name] for name in self.also_predicts]
 
 
-def _split(file, text_columns, label_column=None, has_header=True, num_columns=None):
-    return LocalSplit(file, tuple(text_columns), label_column, has_header, num_columns)
+def _common(name, hub_config, hub_text_columns, labels, metrics, primary_metric, columns, label_column) -> GlueTask:
+    """A task in the common layout: ``train.tsv``, ``dev.tsv`` and ``test.tsv`` with a header in folder ``name``,
+    and the Hub's train, validation and test splits."""
+    return GlueTask(name, name, hub_config, hub_text_columns, labels, metrics, primary_metric,
+                    train=LocalSplit("train.tsv", columns, label_column),
+                    dev={"dev": LocalSplit("dev.tsv", columns, label_column)},
+                    test={name: LocalSplit("test.tsv", columns)},
+                    hub_dev={"dev": "validation"}, hub_test={name: "test"})
 
 
+_PAIR = ("sentence1", "sentence2")  # the text columns of most pair tasks, in their files and on the Hub
+_NLI_LABELS = ("entailment", "neutral", "contradiction")
 GLUE_TASKS = {
     "CoLA": GlueTask(
         "CoLA", "CoLA", "cola", ("sentence",), ("0", "1"), ("mcc",), "mcc",
-        train=_split("train.tsv", (3,), 1, has_header=False, num_columns=4),
-        dev={"dev": _split("dev.tsv", (3,), 1, has_header=False, num_columns=4)},
-        test={"CoLA": _split("test.tsv", ("sentence",))},
+        train=LocalSplit("train.tsv", (3,), 1, has_header=False, num_columns=4),
+        dev={"dev": LocalSplit("dev.tsv", (3,), 1, has_header=False, num_columns=4)},
+        test={"CoLA": LocalSplit("test.tsv", ("sentence",))},
         hub_dev={"dev": "validation"}, hub_test={"CoLA": "test"}),
-    "SST-2": GlueTask(
-        "SST-2", "SST-2", "sst2", ("sentence",), ("0", "1"), ("accuracy",), "accuracy",
-        train=_split("train.tsv", ("sentence",), "label"),
-        dev={"dev": _split("dev.tsv", ("sentence",), "label")},
-        test={"SST-2": _split("test.tsv", ("sentence",))},
-        hub_dev={"dev": "validation"}, hub_test={"SST-2": "test"}),
-    "MRPC": GlueTask(
-        "MRPC", "MRPC", "mrpc", ("sentence1", "sentence2"), ("0", "1"), ("accuracy", "f1"), "f1",
-        train=_split("train.tsv", ("#1 String", "#2 String"), "Quality"),
-        dev={"dev": _split("dev.tsv", ("#1 String", "#2 String"), "Quality")},
-        test={"MRPC": _split("test.tsv", ("#1 String", "#2 String"))},
-        hub_dev={"dev": "validation"}, hub_test={"MRPC": "test"}),
-    "STS-B": GlueTask(
-        "STS-B", "STS-B", "stsb", ("sentence1", "sentence2"), None, ("pearson", "spearman"), "pearson",
-        train=_split("train.tsv", ("sentence1", "sentence2"), "score"),
-        dev={"dev": _split("dev.tsv", ("sentence1", "sentence2"), "score")},
-        test={"STS-B": _split("test.tsv", ("sentence1", "sentence2"))},
-        hub_dev={"dev": "validation"}, hub_test={"STS-B": "test"}),
-    "QQP": GlueTask(
-        "QQP", "QQP", "qqp", ("question1", "question2"), ("0", "1"), ("accuracy", "f1"), "f1",
-        train=_split("train.tsv", ("question1", "question2"), "is_duplicate"),
-        dev={"dev": _split("dev.tsv", ("question1", "question2"), "is_duplicate")},
-        test={"QQP": _split("test.tsv", ("question1", "question2"))},
-        hub_dev={"dev": "validation"}, hub_test={"QQP": "test"}),
+    "SST-2": _common("SST-2", "sst2", ("sentence",), ("0", "1"), ("accuracy",), "accuracy", ("sentence",), "label"),
+    "MRPC": _common("MRPC", "mrpc", _PAIR, ("0", "1"), ("accuracy", "f1"), "f1", ("#1 String", "#2 String"),
+                    "Quality"),
+    "STS-B": _common("STS-B", "stsb", _PAIR, None, ("pearson", "spearman"), "pearson", _PAIR, "score"),
+    "QQP": _common("QQP", "qqp", ("question1", "question2"), ("0", "1"), ("accuracy", "f1"), "f1",
+                   ("question1", "question2"), "is_duplicate"),
     "MNLI": GlueTask(
-        "MNLI", "MNLI", "mnli", ("premise", "hypothesis"), ("entailment", "neutral", "contradiction"),
-        ("accuracy", "accuracy_mm"), "accuracy",
-        train=_split("train.tsv", ("sentence1", "sentence2"), "gold_label"),
-        dev={"dev_matched": _split("dev_matched.tsv", ("sentence1", "sentence2"), "gold_label"),
-             "dev_mismatched": _split("dev_mismatched.tsv", ("sentence1", "sentence2"), "gold_label")},
-        test={"MNLI-m": _split("test_matched.tsv", ("sentence1", "sentence2")),
-              "MNLI-mm": _split("test_mismatched.tsv", ("sentence1", "sentence2"))},
+        "MNLI", "MNLI", "mnli", ("premise", "hypothesis"), _NLI_LABELS, ("accuracy", "accuracy_mm"), "accuracy",
+        train=LocalSplit("train.tsv", _PAIR, "gold_label"),
+        dev={"dev_matched": LocalSplit("dev_matched.tsv", _PAIR, "gold_label"),
+             "dev_mismatched": LocalSplit("dev_mismatched.tsv", _PAIR, "gold_label")},
+        test={"MNLI-m": LocalSplit("test_matched.tsv", _PAIR), "MNLI-mm": LocalSplit("test_mismatched.tsv", _PAIR)},
         hub_dev={"dev_matched": "validation_matched", "dev_mismatched": "validation_mismatched"},
         hub_test={"MNLI-m": "test_matched", "MNLI-mm": "test_mismatched"}, also_predicts=("AX",)),
-    "QNLI": GlueTask(
-        "QNLI", "QNLI", "qnli", ("question", "sentence"), ("entailment", "not_entailment"), ("accuracy",),
-        "accuracy",
-        train=_split("train.tsv", ("question", "sentence"), "label"),
-        dev={"dev": _split("dev.tsv", ("question", "sentence"), "label")},
-        test={"QNLI": _split("test.tsv", ("question", "sentence"))},
-        hub_dev={"dev": "validation"}, hub_test={"QNLI": "test"}),
-    "RTE": GlueTask(
-        "RTE", "RTE", "rte", ("sentence1", "sentence2"), ("entailment", "not_entailment"), ("accuracy",), "accuracy",
-        train=_split("train.tsv", ("sentence1", "sentence2"), "label"),
-        dev={"dev": _split("dev.tsv", ("sentence1", "sentence2"), "label")},
-        test={"RTE": _split("test.tsv", ("sentence1", "sentence2"))},
-        hub_dev={"dev": "validation"}, hub_test={"RTE": "test"}),
-    "WNLI": GlueTask(
-        "WNLI", "WNLI", "wnli", ("sentence1", "sentence2"), ("0", "1"), ("accuracy",), "accuracy",
-        train=_split("train.tsv", ("sentence1", "sentence2"), "label"),
-        dev={"dev": _split("dev.tsv", ("sentence1", "sentence2"), "label")},
-        test={"WNLI": _split("test.tsv", ("sentence1", "sentence2"))},
-        hub_dev={"dev": "validation"}, hub_test={"WNLI": "test"}),
+    "QNLI": _common("QNLI", "qnli", ("question", "sentence"), ("entailment", "not_entailment"), ("accuracy",),
+                    "accuracy", ("question", "sentence"), "label"),
+    "RTE": _common("RTE", "rte", _PAIR, ("entailment", "not_entailment"), ("accuracy",), "accuracy", _PAIR, "label"),
+    "WNLI": _common("WNLI", "wnli", _PAIR, ("0", "1"), ("accuracy",), "accuracy", _PAIR, "label"),
     # AX has no training data: it is predicted with the MNLI model (same labels; see MNLI's also_predicts).
     "AX": GlueTask(
-        "AX", "diagnostic", "ax", ("premise", "hypothesis"), ("entailment", "neutral", "contradiction"), (), "",
-        train=None, dev={}, test={"AX": _split("diagnostic.tsv", ("sentence1", "sentence2"))},
-        hub_dev={}, hub_test={"AX": "test"}),
+        "AX", "diagnostic", "ax", ("premise", "hypothesis"), _NLI_LABELS, (), "",
+        train=None, dev={}, test={"AX": LocalSplit("diagnostic.tsv", _PAIR)}, hub_dev={}, hub_test={"AX": "test"}),
 }
 
 # The nine tasks that are finetuned (AX rides along with MNLI).

@@ -1,18 +1,17 @@
-"""One finetuning job on disk: its ``job.json`` record, an atomic claim, and its run as a child process.
+"""One finetuning job on disk: its ``job.json`` record, a claim, and its run as a child process.
 
-A job folder is claimed by creating ``.claim`` with ``O_EXCL`` (only one process can), so two pipelines started
-on the same run folder never train the same job. A claim left by a process that died on this host is stale and
-taken over. The child's exit code decides the status: a job is ``completed`` only when ``run_glue.py`` exited 0
-and wrote its dev results; anything else is ``failed`` with the error line. A job that was killed or failed after
-writing a checkpoint can resume from it (``resumable_checkpoint``).
+A job folder is claimed (``claimed``) while its job runs, so that two processes running the stage on one run folder
+never train the same job. The child's exit code decides the status: a job is ``completed`` only when
+``run_glue.py`` exited 0 and wrote its dev results; anything else is ``failed`` with the error line. A job that was
+killed or failed after writing a checkpoint can resume from it (``resumable_checkpoint``).
 """
-import json
+import fcntl
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -40,52 +39,30 @@ def resumable_checkpoint(job_dir: Path, expected: dict) -> Optional[Path]:
     return latest_checkpoint(job_dir)
 
 
-def _claim_is_stale(claim: Path) -> bool:
-    owner = read_json(claim)
-    if not isinstance(owner, dict):
-        # Unreadable: either being written right now or torn by a crash; only an old one is taken over.
-        try:
-            return time.time() - claim.stat().st_mtime > 60
-        except OSError:
-            return True
-    if owner.get("host") != socket.gethostname():
-        return False  # cannot tell whether a process on another machine still runs it
-    try:
-        os.kill(int(owner.get("pid", -1)), 0)
-    except ProcessLookupError:
-        return True
-    except (PermissionError, ValueError, OverflowError):
-        return False
-    return False
+@contextmanager
+def claimed(job_dir: Path):
+    """Hold ``job_dir`` for this process while the block runs; yields False when another process holds it.
 
-
-def claim(job_dir: Path) -> bool:
-    """Atomically take ``job_dir`` for this process; False when another live process holds it."""
+    The claim is an ``flock`` on ``.claim``: the kernel drops it when the holder ends, however it ends, so a killed
+    run never leaves a claim that blocks the next one. The file itself stays: removing it would let a process that
+    opened it before the removal lock a file no other process sees."""
     job_dir.mkdir(parents=True, exist_ok=True)
-    path = job_dir / CLAIM_FILE
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            if not _claim_is_stale(path):
-                return False
-            path.unlink(missing_ok=True)
-            continue
-        with os.fdopen(fd, "w") as f:
-            json.dump({"host": socket.gethostname(), "pid": os.getpid(), "at": _now()}, f)
-        return True
-    return False
-
-
-def release(job_dir: Path) -> None:
-    (job_dir / CLAIM_FILE).unlink(missing_ok=True)
+    fd = os.open(job_dir / CLAIM_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held = True
+    except BlockingIOError:
+        held = False
+    try:
+        yield held
+    finally:
+        os.close(fd)  # closing the only descriptor drops the flock
 
 
 def _clear_previous_attempt(job_dir: Path) -> None:
     for entry in job_dir.iterdir():
-        if entry.name == CLAIM_FILE:
-            continue
-        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        if entry.name != CLAIM_FILE:  # the claim this process holds stays
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
 
 
 def _last_run_lines(log_path: Path) -> list:

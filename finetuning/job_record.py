@@ -63,8 +63,7 @@ def data_stamps(glue_dir: str, task_name: str) -> list:
     tasks it also predicts); none for the Hub, which the ``data`` setting names."""
     if not glue_dir:
         return []
-    task = GLUE_TASKS[task_name]
-    paths = [path for owner in [task, *task.riders] for path in local_task_files(glue_dir, owner)]
+    paths = local_task_files(glue_dir, GLUE_TASKS[task_name])
     return [file_stamp(path, str(path.relative_to(glue_dir))) for path in paths]
 
 

@@ -14,8 +14,9 @@ from finetuning import job_checkpoints as checkpoints
 from finetuning.arguments import DataTrainingArguments, ModelArguments, TrainingArguments
 from finetuning.job_record import MODEL_SUBDIR
 from finetuning.metrics import dev_metrics, remove_stale_results, write_results
+from finetuning.search_progress import ProgressFile
 from finetuning.train_loop import TrainSettings
-from pipeline.errors import DataError
+from pipeline.errors import DataError, first_line
 from pipeline.manifest import write_json_atomic, write_text_atomic
 from pipeline.model_files import check_weight_files, write_model_folder
 from pipeline.tokenizer_loading import check_vocabulary
@@ -43,7 +44,7 @@ def load_tokenizer(model_path: str, **hub_options):
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_path, **hub_options)
     except (OSError, ValueError) as e:
-        raise DataError(f"cannot load a tokenizer from {model_path}: {str(e).splitlines()[0]}")
+        raise DataError(f"cannot load a tokenizer from {model_path}: {first_line(e)}")
     check_vocabulary(tokenizer, model_path)
     return tokenizer
 
@@ -61,7 +62,7 @@ def load_model(model_path: str, task, random_init: bool = False, config_name: st
     try:
         config = AutoConfig.from_pretrained(config_name or model_path, **label_kwargs, **hub_options)
     except (OSError, ValueError) as e:
-        raise DataError(f"cannot load a model config from {model_path}: {str(e).splitlines()[0]}")
+        raise DataError(f"cannot load a model config from {model_path}: {first_line(e)}")
     if random_init:
         return AutoModelForSequenceClassification.from_config(config)
     from safetensors import SafetensorError
@@ -71,7 +72,7 @@ def load_model(model_path: str, task, random_init: bool = False, config_name: st
         return AutoModelForSequenceClassification.from_pretrained(model_path, config=config,
                                                                   ignore_mismatched_sizes=True, **hub_options)
     except (OSError, SafetensorError) as e:
-        raise DataError(f"cannot load the model weights from {model_path}: {str(e).strip().splitlines()[0]}") from e
+        raise DataError(f"cannot load the model weights from {model_path}: {first_line(e)}") from e
 
 
 def hub_options(model_args) -> dict:
@@ -104,11 +105,6 @@ def _prediction_strings(task, logits) -> list:
     if task.is_regression:
         return [f"{float(value):.3f}" for value in logits[:, 0]]
     return [task.labels[i] for i in logits.argmax(axis=1)]
-
-
-def write_predictions(path: Path, index: list, predictions: list) -> None:
-    rows = "".join(f"{row_id}\t{prediction}\n" for row_id, prediction in zip(index, predictions))
-    write_text_atomic(path, "index\tprediction\n" + rows)
 
 
 def prepare_output_dir(args: TrainingArguments) -> tuple:
@@ -203,28 +199,12 @@ class LoadedJob:
             self.report.log(metrics, step)
 
 
-def _with_progress(after_step, progress_file: str, total_steps: int, resume_state: Optional[dict]):
-    """``after_step`` that also keeps ``--progress_file`` up to date (the finetune stage's progress lines)."""
-    if not progress_file:
-        return after_step
-    from finetuning.search_progress import ProgressFile
-
-    progress = ProgressFile(progress_file, total_steps, resume_state["step"] if resume_state else 0)
-
-    def both(step: int, *rest) -> None:
-        after_step(step, *rest)
-        progress.update(step)
-
-    return both
-
-
 def _train(job: LoadedJob, resume_from: Optional[Path]) -> tuple:
     """Train with periodic logging, evaluation and checkpoints; returns (train metrics, the monitor, a function that
     gives ``trainer_state.json`` at a step)."""
     import torch
 
-    from finetuning.training_monitor import StepInterval, TrainingMonitor
-    from finetuning.train_loop import plan_steps, train
+    from finetuning.train_loop import StepInterval, TrainingMonitor, plan_steps, train
 
     args, model = job.args, job.model
     settings = train_settings(job.data_args, args)
@@ -255,6 +235,8 @@ def _train(job: LoadedJob, resume_from: Optional[Path]) -> tuple:
         monitor.load_state_dict(saved)
         _log(f"resuming from {resume_from} at step {resume_state['step']}/{plan.total_steps} (to train from scratch"
              f" instead, pass --overwrite_output_dir or another --output_dir)")
+    if args.progress_file:  # the finetune stage's progress lines
+        monitor.progress = ProgressFile(args.progress_file, plan.total_steps, (resume_state or {}).get("step", 0))
     remove_stale_results(job.out)
     _log(f"training on {len(job.data.train)} rows: {plan.total_steps} steps of {plan.rows_per_step} rows (batch"
          f" {args.per_device_train_batch_size} x {job.world_size} device(s) x {args.gradient_accumulation_steps}"
@@ -266,8 +248,7 @@ def _train(job: LoadedJob, resume_from: Optional[Path]) -> tuple:
                                                             if job.device.type == "cuda" else None)
     summary = train(trained, job.data.train, settings, plan, device=job.device, pad_id=job.pad_id, rank=job.rank,
                     world_size=job.world_size, resume_state=resume_state,
-                    after_step=_with_progress(monitor.after_step, args.progress_file, plan.total_steps,
-                                              resume_state) if job.rank == 0 else None)
+                    after_step=monitor.after_step if job.rank == 0 else None)
     runtime = max(summary["train_runtime_s"], 1e-9)
     metrics = {"train_runtime": round(runtime, 4),
                "train_samples_per_second": round(summary["steps_run"] * plan.rows_per_step / runtime, 3),
@@ -301,8 +282,7 @@ class WandbReport:
             self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", DEFAULT_PROJECT), name=run_name,
                                   config=config, dir=output_dir, id=run_id, resume="allow" if run_id else None)
         except Exception as e:  # no key, no network, a bad mode: all mean the same to the user
-            first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise DataError(f"wandb could not start: {first_line}; set WANDB_API_KEY, or WANDB_MODE=offline to log"
+            raise DataError(f"wandb could not start: {first_line(e)}; set WANDB_API_KEY, or WANDB_MODE=offline to log"
                             f" without a network, or drop --report_to wandb")
 
     @property
@@ -324,7 +304,7 @@ def _start_wandb(job: LoadedJob, resume_from: Optional[Path]) -> None:
 
 def _finish(job: LoadedJob, train_metrics: Optional[dict], monitor, trainer_state) -> dict:
     """Final evaluation, predictions, the saved model and the result files (rank 0)."""
-    from finetuning.training_monitor import format_metrics
+    from finetuning.train_loop import format_metrics
 
     evaluation = {}
     if job.data.dev:
@@ -337,10 +317,13 @@ def _finish(job: LoadedJob, train_metrics: Optional[dict], monitor, trainer_stat
             _log(f"dev: {format_metrics(hf)}")
     for name, (split_task, data) in job.data.test.items():
         logits, _ = job.predict(data)
-        write_predictions(job.out / f"predictions_{name}.tsv", data.index, _prediction_strings(split_task, logits))
+        rows = zip(data.index, _prediction_strings(split_task, logits))
+        write_text_atomic(job.out / f"predictions_{name}.tsv",
+                          "index\tprediction\n" + "".join(f"{row_id}\t{prediction}\n" for row_id, prediction in rows))
         _log(f"wrote predictions_{name}.tsv ({len(data)} rows)")
-    if job.model_args.save_model:
-        save_model(job.model, job.tokenizer, job.out / MODEL_SUBDIR)
+    if job.model_args.save_model:  # written whole, then swapped in: STILT never starts from half a model
+        write_model_folder(job.model, job.tokenizer, job.out / MODEL_SUBDIR)
+        _log(f"saved the finetuned model to {job.out / MODEL_SUBDIR}")
     if monitor is not None:
         write_json_atomic(job.out / checkpoints.TRAINER_STATE, trainer_state(monitor.plan.total_steps))
     write_results(job.out, train_metrics, evaluation)
@@ -385,10 +368,3 @@ def run(model_args: ModelArguments, data_args: DataTrainingArguments, args: Trai
     if world_size > 1:
         torch.distributed.destroy_process_group()
     return results
-
-
-def save_model(model, tokenizer, target: Path) -> None:
-    """Written whole before it replaces an earlier one (``write_model_folder``): STILT never starts from half of
-    one."""
-    write_model_folder(model, tokenizer, target)
-    _log(f"saved the finetuned model to {target}")

@@ -1,7 +1,4 @@
-"""The one rule that picks the best job of a task's search (``choose_best``), and the score it looks at.
-
-STILT's source model, the report, collect_best_val.py and the submission zip all use it.
-"""
+"""The one rule that picks the best job of a task's search (``choose_best``), and the score it looks at."""
 import math
 import statistics
 from dataclasses import dataclass

@@ -2,7 +2,7 @@
 
 Names are those of the task table and of ``eval_results.json``: ``mcc``, ``accuracy``, ``f1``, ``pearson``,
 ``spearman`` (``mse`` for a regression task of one's own); MNLI's mismatched accuracy is reported as
-``accuracy_mm`` by the caller. ``hf_metric_name`` gives the name the Hugging Face GLUE metric uses for each.
+``accuracy_mm`` by the caller. ``_HF_NAMES`` gives the name the Hugging Face GLUE metric uses where it differs.
 
 The result files of a job: those of the HF ``run_glue.py`` example plus the keys result collection reads.
 
@@ -54,40 +54,34 @@ def _mse(predictions, labels):
 
 METRIC_FUNCTIONS = {"mcc": _mcc, "accuracy": _accuracy, "f1": _f1, "pearson": _pearson, "spearman": _spearman,
                     "mse": _mse}
-# Where the HF ``glue`` metric (and so HF's eval_results.json) names a metric otherwise.
-_HF_NAMES = {"mcc": "matthews_correlation", "spearman": "spearmanr"}
-
-
-def hf_metric_name(name: str) -> str:
-    return _HF_NAMES.get(name, name)
+# Where the HF ``glue`` metric (and so HF's eval_results.json) names a metric otherwise (MNLI's mismatched accuracy is
+# its second evaluation's accuracy, which gets the suffix _mm below).
+_HF_NAMES = {"mcc": "matthews_correlation", "spearman": "spearmanr", "accuracy_mm": "accuracy"}
+MISMATCHED = "dev_mismatched"
 
 
 def compute_metrics(metric_names, predictions, labels) -> dict:
     """``{name: value}`` for each name; a correlation that is undefined (constant predictions) counts as 0."""
-    out = {}
-    for name in metric_names:
-        value = float(METRIC_FUNCTIONS[name](predictions, labels))
-        out[name] = 0.0 if np.isnan(value) else value
-    return out
+    values = {name: float(METRIC_FUNCTIONS[name](predictions, labels)) for name in metric_names}
+    return {name: 0.0 if np.isnan(value) else value for name, value in values.items()}
 
 
 def task_dev_metrics(task, dev_name: str, predictions, labels) -> dict:
     """The task's metrics on one dev split; MNLI's mismatched split reports ``accuracy_mm``."""
-    if dev_name == "dev_mismatched":
+    if dev_name == MISMATCHED:
         return {"accuracy_mm": compute_metrics(("accuracy",), predictions, labels)["accuracy"]}
     names = [name for name in task.metrics if name != "accuracy_mm"]
     return compute_metrics(names, predictions, labels)
 
 
 RESULT_FILES = ("all_results.json", "train_results.json", "eval_results.json", "trainer_state.json")
-MISMATCHED = "dev_mismatched"
 
 
 def dev_metrics(task, dev_name: str, logits, labels, loss, runtime_s: float, batches: int) -> tuple:
     """(metrics under the task table's names, the same under the HF example's ``eval_*`` names) of one dev split."""
     predictions = logits[:, 0] if task.is_regression else logits.argmax(axis=1)
     plain = task_dev_metrics(task, dev_name, predictions, labels)
-    scores = {f"eval_{hf_metric_name(name.removesuffix('_mm'))}": value for name, value in plain.items()}
+    scores = {f"eval_{_HF_NAMES.get(name, name)}": value for name, value in plain.items()}
     if len(scores) > 1:
         scores["eval_combined_score"] = sum(scores.values()) / len(scores)
     runtime_s = max(runtime_s, 1e-9)

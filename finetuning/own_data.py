@@ -9,56 +9,32 @@ drive the job like a GLUE task's; its metrics are accuracy, or mse/pearson/spear
 """
 from pathlib import Path
 
-from finetuning.glue_data import GlueSplit
+from finetuning.glue_data import INDEX_COLUMNS, GlueSplit, open_dataset
 from finetuning.glue_tasks import GlueTask
 from pipeline.errors import DataError
 
 TASK_NAME = "custom"
 LABEL_COLUMN = "label"
-_INDEX_COLUMNS = ("idx", "index", "id")
 _TEXT_TYPES = ("string", "large_string")
 _SPLITS = {"train": "train_file", "validation": "validation_file", "test": "test_file"}
-
-
-def _first_line(e: Exception) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
-
-
-def _load_file(path: str, cache_dir):
-    import datasets
-
-    if not Path(path).is_file():
-        raise DataError(f"data file not found: {path}")
-    builder = "csv" if path.lower().endswith(".csv") else "json"
-    try:
-        return datasets.load_dataset(builder, data_files={"data": path}, split="data", cache_dir=cache_dir)
-    except Exception as e:  # a parse error of any kind is the file's fault
-        raise DataError(f"{path}: cannot read it as {builder.upper()}: {_first_line(e)}")
-
-
-def _load_hub_split(name: str, config, split: str, cache_dir, token):
-    import datasets
-
-    try:
-        return datasets.load_dataset(name, config, split=split, cache_dir=cache_dir, token=token)
-    except Exception as e:  # network, auth and missing-split errors all mean the same to the user
-        raise DataError(f"could not load split {split!r} of {name}{f' ({config})' if config else ''}:"
-                        f" {_first_line(e)}")
 
 
 def load_raw_splits(data_args, wanted: dict, cache_dir=None, token=None) -> dict:
     """``{split: (datasets.Dataset, where)}`` for the wanted splits (train/validation/test)."""
     raw = {}
-    for split, needed in wanted.items():
-        if not needed:
+    name, config = data_args.dataset_name, data_args.dataset_config_name
+    for split in [split for split, needed in wanted.items() if needed]:
+        if name:
+            problem = f"could not load split {split!r} of {name}{f' ({config})' if config else ''}"
+            raw[split] = (open_dataset(problem, name, config, split=split, cache_dir=cache_dir, token=token),
+                          f"{name} [{split}]")
             continue
-        if data_args.dataset_name:
-            where = f"{data_args.dataset_name} [{split}]"
-            raw[split] = (_load_hub_split(data_args.dataset_name, data_args.dataset_config_name, split, cache_dir,
-                                          token), where)
-        else:
-            path = getattr(data_args, _SPLITS[split])
-            raw[split] = (_load_file(path, cache_dir), path)
+        path = getattr(data_args, _SPLITS[split])
+        if not Path(path).is_file():
+            raise DataError(f"data file not found: {path}")
+        builder = "csv" if path.lower().endswith(".csv") else "json"
+        raw[split] = (open_dataset(f"{path}: cannot read it as {builder.upper()}", builder,
+                                   data_files={"data": path}, split="data", cache_dir=cache_dir), path)
     return raw
 
 
@@ -96,7 +72,8 @@ def _label_names(data, where: str):
 def _to_split(data, where: str, columns: tuple, names, labeled: bool) -> GlueSplit:
     missing = [name for name in columns if name not in data.column_names]
     if missing:
-        raise DataError(f"{where}: missing text column(s) {', '.join(missing)} (columns: {', '.join(data.column_names)})")
+        raise DataError(f"{where}: missing text column(s) {', '.join(missing)} (columns:"
+                        f" {', '.join(data.column_names)})")
     texts = [["" if text is None else str(text) for text in data[name]] for name in columns]
     labels = None
     if labeled:
@@ -112,7 +89,7 @@ def _to_split(data, where: str, columns: tuple, names, labeled: bool) -> GlueSpl
                 raise DataError(f"{where}: label(s) {', '.join(unknown)} do not occur in the training data (labels:"
                                 f" {', '.join(map(str, names))})")
             labels = [ids[value] for value in values]
-    index_column = next((name for name in _INDEX_COLUMNS if name in data.column_names), None)
+    index_column = next((name for name in INDEX_COLUMNS if name in data.column_names), None)
     index = [str(i) for i in (data[index_column] if index_column else range(len(data)))]
     return GlueSplit(texts[0], texts[1] if len(texts) > 1 else None, labels, index)
 

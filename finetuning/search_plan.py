@@ -73,14 +73,6 @@ def stilt_targets(cfg, tasks) -> set:
     return {canonical_task_name(name) for name in stilt.TARGETS} & set(tasks) - {canonical_task_name(stilt.SOURCE)}
 
 
-def search_trees(cfg) -> list:
-    """(root folder, random_init) for every search this config asks for."""
-    trees = [(layout.finetune_dir(cfg), False)]
-    if cfg.FINETUNE.RANDOM_INIT_BASELINE:
-        trees.append((layout.random_init_finetune_dir(cfg), True))
-    return trees
-
-
 class SearchTree:
     """The planned jobs of one tree and the record each must carry to count as done."""
 
@@ -96,11 +88,15 @@ class SearchTree:
     def job_dir(self, job) -> Path:
         return self.root / job.task / job.name
 
+    def start_model(self, init_from=None) -> str:
+        """The model a job starts from: for a STILT target (``init_from``: ``SOURCE/JOB``), the source job's."""
+        return str(self.root / init_from / MODEL_SUBDIR) if init_from else self.model
+
     def expected(self, job, init_from=None) -> dict:
         """The record a completed ``job`` must carry; the inputs are stamped now, so that a file changed since the
-        job ran makes it pending. A STILT target's starting model is the source job's saved model."""
-        start = str(self.root / init_from / MODEL_SUBDIR) if init_from else self.model
-        inputs = {"model": model_stamps(start), "data": data_stamps(self.cfg.FINETUNE.GLUE_DIR, job.task)}
+        job ran makes it pending."""
+        inputs = {"model": model_stamps(self.start_model(init_from)),
+                  "data": data_stamps(self.cfg.FINETUNE.GLUE_DIR, job.task)}
         return expected_record(job, self.model, init_from, self.settings, inputs)
 
     def is_done(self, job, init_from=None) -> bool:
@@ -135,3 +131,11 @@ class SearchTree:
         init = self.stilt_init() if self.targets else None
         jobs = [job for task_jobs in self.jobs.values() for job in task_jobs]
         return sum(self.counts_as_done(job, init) for job in jobs), len(jobs)
+
+
+def search_trees(cfg) -> list:
+    """A ``SearchTree`` for every search this config asks for (the random-init baseline repeats the grid)."""
+    trees = [SearchTree(cfg, layout.finetune_dir(cfg), False)]
+    if cfg.FINETUNE.RANDOM_INIT_BASELINE:
+        trees.append(SearchTree(cfg, layout.random_init_finetune_dir(cfg), True))
+    return trees

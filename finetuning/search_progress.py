@@ -50,10 +50,6 @@ def format_duration(seconds: float) -> str:
     return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
 
 
-def job_label(job) -> str:
-    return f"{job.task} lr={job.learning_rate:g} bs={job.batch_size} ep={job.epochs:g} seed={job.seed}"
-
-
 class JobWatcher:
     """The stage's side for one running job: ``poll(now)`` prints a line with the step, steps/s and the job's
     training ETA when ``every_s`` seconds have passed since the last line and the child has reported a step."""
@@ -103,7 +99,8 @@ class SearchProgress:
         job, random_init = key
         with self.lock:
             number = self.numbers.setdefault(key, len(self.numbers) + 1)
-        return f"[{number}/{self.total}] {job_label(job)}{' (random init)' if random_init else ''}"
+        label = f"{job.task} lr={job.learning_rate:g} bs={job.batch_size} ep={job.epochs:g} seed={job.seed}"
+        return f"[{number}/{self.total}] {label}{' (random init)' if random_init else ''}"
 
     def finish(self, key, seconds: Optional[float]) -> None:
         with self.lock:

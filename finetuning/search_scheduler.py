@@ -8,9 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from finetuning.arguments import TABLE_FLAGS
+from finetuning.glue_data import glue_splits
 from finetuning.glue_tasks import GLUE_TASKS
-from finetuning.job_process import LOG_FILE, claim, log_tail, release, resumable_checkpoint, run_job
-from finetuning.job_record import MODEL_SUBDIR
+from finetuning.job_process import LOG_FILE, claimed, log_tail, resumable_checkpoint, run_job
 from finetuning.job_selection import primary_score
 from finetuning.search_progress import PROGRESS_FILE, JobWatcher, SearchProgress, format_duration
 from pipeline import layout
@@ -54,7 +54,7 @@ def pretokenize(cfg, tasks) -> dict:
     """Tokenize each task's splits once, before the jobs, so that every job loads them and data errors surface
     before any training; returns each task's number of training rows (what the ETA counts in)."""
     from finetuning.job_run import load_tokenizer
-    from finetuning.tokenized_data import glue_splits, load_encoded, tokenizer_fingerprint
+    from finetuning.tokenized_data import load_encoded, tokenizer_fingerprint
 
     tokenizer = load_tokenizer(layout.finetune_model_path(cfg))
     key = tokenizer_fingerprint(tokenizer)
@@ -127,13 +127,6 @@ def _wandb_env(cfg, search, task: str) -> dict:
     return env
 
 
-def _print_failure(prefix: str, record: dict, job_dir: Path) -> None:
-    print(f"{prefix} FAILED after {format_duration(record['wall_time_s'])}: {record['error']}; the last lines of"
-          f" {job_dir / LOG_FILE}:", flush=True)
-    for line in log_tail(job_dir):
-        print(f"    | {line}", flush=True)
-
-
 class JobScheduler:
     """Runs jobs on the slots of ``job_slots``, one job per slot at a time. A failed job is run again up to
     FINETUNE.RETRIES times (from scratch); a job an earlier run left unfinished resumes from its checkpoint."""
@@ -150,7 +143,10 @@ class JobScheduler:
         self.finished = 0
 
     def run(self, search, jobs: list, init_from=None, save_tasks=()) -> None:
-        model = self.model_for(search, init_from)
+        model = search.start_model(init_from)
+        if init_from and not (Path(model) / "config.json").is_file():
+            raise DataError(f"STILT: the best {search.source} job has no saved model at {model}; delete"
+                            f" {search.root / init_from} and rerun to train it again")
 
         def one(job):
             slot = self.free.get()
@@ -162,28 +158,16 @@ class JobScheduler:
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             list(pool.map(one, jobs))
 
-    @staticmethod
-    def model_for(search, init_from) -> str:
-        if init_from is None:
-            return search.model
-        model = search.root / init_from / MODEL_SUBDIR
-        if not (model / "config.json").is_file():
-            raise DataError(f"STILT: the best {search.source} job has no saved model at {model}; delete"
-                            f" {search.root / init_from} and rerun to train it again")
-        return str(model)
-
     def _run_one(self, search, job, model, init_from, save_model, slot) -> None:
         key = (job, search.random_init)
         prefix = self.progress.prefix(key)
         job_dir = search.job_dir(job)
-        if not claim(job_dir):
-            print(f"{prefix} skipped: another process is running it", flush=True)
-            self.progress.finish(key, None)
-            return
-        try:
+        with claimed(job_dir) as mine:
+            if not mine:
+                print(f"{prefix} skipped: another process is running it", flush=True)
+                self.progress.finish(key, None)
+                return
             record = self._attempts(search, job, model, init_from, save_model, slot, prefix)
-        finally:
-            release(job_dir)
         self.finished += 1
         if record["status"] == "completed":
             self.progress.finish(key, record["wall_time_s"])
@@ -194,7 +178,10 @@ class JobScheduler:
         else:
             self.progress.finish(key, None)
             self.failed.append((search, job, record))
-            _print_failure(prefix, record, job_dir)
+            print(f"{prefix} FAILED after {format_duration(record['wall_time_s'])}: {record['error']}; the last lines"
+                  f" of {job_dir / LOG_FILE}:", flush=True)
+            for line in log_tail(job_dir):
+                print(f"    | {line}", flush=True)
             print(f"{prefix} recorded as failed; {self.progress.summary()}", flush=True)
 
     def _attempts(self, search, job, model, init_from, save_model, slot, prefix) -> dict:

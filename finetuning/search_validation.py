@@ -63,11 +63,9 @@ def _check_grids(cfg, problems: list) -> None:
 
 
 def _check_names(cfg, problems: list) -> list:
-    tasks = []
-    for key, names in (("FINETUNE.TASKS", cfg.FINETUNE.TASKS), ("FINETUNE.SEARCH.LARGE.TASKS",
-                                                                 cfg.FINETUNE.SEARCH.LARGE.TASKS),
-                       ("FINETUNE.STILT.TARGETS", cfg.FINETUNE.STILT.TARGETS),
-                       ("FINETUNE.STILT.SOURCE", [cfg.FINETUNE.STILT.SOURCE])):
+    tasks, ft = [], cfg.FINETUNE
+    for key, names in (("FINETUNE.TASKS", ft.TASKS), ("FINETUNE.SEARCH.LARGE.TASKS", ft.SEARCH.LARGE.TASKS),
+                       ("FINETUNE.STILT.TARGETS", ft.STILT.TARGETS), ("FINETUNE.STILT.SOURCE", [ft.STILT.SOURCE])):
         for name in names:
             try:
                 canonical = canonical_task_name(name)
@@ -92,8 +90,7 @@ def _check_glue_dir(glue_dir: str, tasks: list, problems: list) -> None:
             problems.append(f"FINETUNE.GLUE_DIR: missing {folder} (task {task_name}; add its official files or remove"
                             f" {task_name} from FINETUNE.TASKS)")
             continue
-        needed = [path for owner in [task, *task.riders] for path in local_task_files(glue_dir, owner)]
-        for path in needed:
+        for path in local_task_files(glue_dir, task):
             if not path.is_file():
                 problems.append(f"FINETUNE.GLUE_DIR: missing {path} (task {task_name})")
 

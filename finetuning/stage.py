@@ -6,8 +6,8 @@
 
 Jobs run one per GPU group of ``FINETUNE.MULTIPROCESS_GPU_LIST`` in parallel, else one per GPU of the node in
 parallel, else one at a time on the CPU (as ``SYSTEM.PROCESSES_PER_NODE`` processes when > 1): ``job_slots``.
-STILT targets wait for the source task's search and start from its best job (``finetuning.job_selection.choose_best``).
-The console gets a line when each job starts and ends (``[k/N] TASK lr=… bs=… ep=… seed=…``, with the dev metric,
+STILT targets wait for the source task's search and start from its best job (``job_selection.choose_best``). The
+console gets a line when each job starts and ends (``[k/N] TASK lr=… bs=… ep=… seed=…``, with the dev metric,
 the time and the search's ETA) and a progress line every FINETUNE.PROGRESS_SECONDS inside a job; the rest goes to
 the job's ``job.log``. A failed job runs again (FINETUNE.RETRIES) before it is recorded as failed; the stage fails
 only when a task is left without any completed job. A job killed mid-way resumes from its checkpoint
@@ -17,7 +17,7 @@ validation.
 from pathlib import Path
 
 from finetuning.glue_data import HUB_DATASET
-from finetuning.search_plan import SearchTree, search_trees
+from finetuning.search_plan import search_trees
 from finetuning.search_scheduler import JobScheduler, pretokenize
 from finetuning.search_validation import validate_config  # noqa: F401 (the stage's config checks, for the runner)
 from pipeline import layout
@@ -32,11 +32,8 @@ class FinetuneJobsFailed(ExtremeBertError):
 
 def finetune_status(cfg) -> StageStatus:
     """Complete when every planned job of the current grid has completed for the current model and settings."""
-    searches = [SearchTree(cfg, root, random_init) for root, random_init in search_trees(cfg)]
-    done = total = 0
-    for search in searches:
-        d, t = search.counts()
-        done, total = done + d, total + t
+    searches = search_trees(cfg)
+    done, total = map(sum, zip(*(search.counts() for search in searches)))
     reads = [layout.finetune_model_path(cfg), cfg.FINETUNE.GLUE_DIR or f"hub:{HUB_DATASET}"]
     writes = [str(search.root) for search in searches]
     detail = "complete" if done == total else ("not run yet" if done == 0 else f"{done}/{total} jobs completed")
@@ -86,7 +83,7 @@ def finetune(cfg) -> None:
     if is_local_path(model) and not Path(model).is_dir():
         raise DataError(f"model to finetune not found: {model} (run the pretrain stage first, or set"
                         f" FINETUNE.MODEL_NAME_OR_PATH)")
-    searches = [SearchTree(cfg, root, random_init) for root, random_init in search_trees(cfg)]
+    searches = search_trees(cfg)
     tasks = searches[0].tasks
     first = {search.root: search.pending([t for t in search.tasks if t not in search.targets]) for search in searches}
     later = {search.root: search.pending(sorted(search.targets), search.stilt_init()) if search.targets else []

@@ -15,7 +15,7 @@ from typing import Optional
 
 import numpy as np
 
-from finetuning.glue_data import HUB_DATASET, load_split, local_split_path
+from finetuning.glue_data import HUB_DATASET, glue_splits, load_split, local_split_path, locate_split
 from finetuning.glue_tasks import GlueTask, get_task, predicting_task
 from pipeline.errors import DataError
 from pipeline.run_ids import short_hash
@@ -73,8 +73,7 @@ def tokenizer_fingerprint(tokenizer) -> str:
 def _source_fingerprint(task, kind: str, name: str, data_dir: str, hub_path: str):
     if not data_dir:
         return [hub_path, task.hub_config, kind, name]
-    split = task.train if kind == "train" else (task.dev[name] if kind == "dev" else task.test[name])
-    path = local_split_path(data_dir, task, split)
+    path = local_split_path(data_dir, task, locate_split(task, kind, name)[0])
     stat = path.stat() if path.exists() else None
     return [str(path), stat.st_size if stat else None, stat.st_mtime_ns if stat else None]
 
@@ -132,16 +131,6 @@ class TaskData:
     train: Optional[EncodedSplit]
     dev: dict  # dev name -> EncodedSplit; the first one is also evaluated during training
     test: dict  # predictions file name -> (GlueTask, EncodedSplit)
-
-
-def glue_splits(task, train: bool = True, dev: bool = True, test: bool = True, max_train=0, max_eval=0,
-                max_test=0) -> list:
-    """(task owning the split, kind, split name, row cap) of every split a job of ``task`` reads: train, dev, and
-    the test splits of the task and of its riders (MNLI's model also scores the diagnostic set)."""
-    splits = [(task, "train", "train", max_train or 0)] * train
-    splits += [(task, "dev", name, max_eval or 0) for name in task.dev] * dev
-    tests = [(owner, "test", name, max_test or 0) for owner in [task, *task.riders] for name in owner.test]
-    return splits + tests * test
 
 
 def _glue(data_args, args, tokenizer) -> TaskData:

@@ -73,3 +73,8 @@ def run_reporting_errors(call) -> int:
             raise
         print(f"error: {describe_disk_error(e)}", file=sys.stderr)
         return ExitCode.DISK
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of a library's error message (its type name when it has none): what a one-line message quotes."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

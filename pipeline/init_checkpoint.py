@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.defaults import MODEL_PRESETS, SETTINGS_BY_KEY, get_key, is_local_path, set_key
-from pipeline.errors import DataError
+from pipeline.errors import DataError, first_line
 from pipeline.manifest import read_json
 
 KEY = "PRETRAIN.INIT_FROM"
@@ -44,8 +44,7 @@ def _hub_snapshot(name: str, with_weights: bool) -> Path:
         if with_weights and not any(folder.rglob("model.safetensors")):
             folder = Path(snapshot_download(name, allow_patterns=HUB_FILES + HUB_LEGACY_WEIGHTS))
     except Exception as e:  # offline without a cached copy, no such repo, no network: one line either way
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise DataError(f"{KEY}: cannot fetch hub model '{name}': {first}; give a local model folder or go"
+        raise DataError(f"{KEY}: cannot fetch hub model '{name}': {first_line(e)}; give a local model folder or go"
                         f" online") from None
     return folder
 

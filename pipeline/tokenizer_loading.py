@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from pipeline.defaults import is_local_path
-from pipeline.errors import DataError
+from pipeline.errors import DataError, first_line
 
 VOCAB_FOLDER = "vocab.txt folder"
 TOKENIZER_JSON_FOLDER = "tokenizer.json folder"
@@ -96,10 +96,6 @@ def _load_tokenizer_json_folder(folder: Path):
     return PreTrainedTokenizerFast(tokenizer_object=backend, model_input_names=BERT_INPUT_NAMES, **present)
 
 
-def _first_line(error: Exception) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
-
-
 def check_vocabulary(tokenizer, name: str, prefix: str = "") -> None:
     """Raise ``DataError`` when ``tokenizer`` is a stub (a hub name offline can load as one instead of failing)."""
     ordinary = len(tokenizer) - len(set(tokenizer.all_special_ids))
@@ -145,7 +141,7 @@ def load_tokenizer(name_or_path, do_lower_case: Optional[bool] = None, *, settin
     except Exception as e:  # transformers raises OSError, ValueError, TypeError, JSON errors ... for a bad source
         where, hint = ("from the Hugging Face Hub", "; give a local tokenizer folder or go online") \
             if kind == HUB_NAME else (f"({kind})", "")
-        raise DataError(f"{prefix}cannot load tokenizer '{name}' {where}: {_first_line(e)}{hint}") from None
+        raise DataError(f"{prefix}cannot load tokenizer '{name}' {where}: {first_line(e)}{hint}") from None
     check_tokenizer(tokenizer, name, setting)
     own = lowercases(tokenizer)
     if do_lower_case is not None and kind != VOCAB_FOLDER and own != do_lower_case:

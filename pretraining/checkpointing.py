@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Optional
 
 from pipeline.disk import MARGIN_BYTES, DiskError, human
-from pipeline.errors import ConfigError, is_disk_error
+from pipeline.errors import ConfigError, first_line, is_disk_error
 from pipeline.manifest import as_stored, read_json, write_json_atomic
 
 CHECKPOINTS_DIRNAME = "checkpoints"
@@ -131,9 +131,8 @@ def save_checkpoint(engine, output_dir, state: TrainState, keep: int) -> str:
         free = shutil.disk_usage(directory).free
         shutil.rmtree(directory / tag, ignore_errors=True)
         if is_disk_error(e) or (isinstance(e, Exception) and free < MARGIN_BYTES):
-            cause = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise DiskError(f"saving checkpoint {directory / tag} failed with {human(free)} left on the disk "
-                            f"({cause}); free some space and rerun to resume from the previous checkpoint") from e
+                            f"({first_line(e)}); free some space and rerun to resume from the previous checkpoint") from e
         raise
     dist.barrier()  # every rank's files are on disk before the pointer says the checkpoint is complete
     if engine.global_rank == 0:

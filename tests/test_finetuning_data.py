@@ -1,6 +1,5 @@
 """GLUE readers, metrics, the search grid, job records and config checks of the finetune stage (no training)."""
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ import pytest
 from finetuning.glue_data import load_split
 from finetuning.glue_tasks import GLUE_TASKS
 from finetuning.job_record import expected_record, is_completed
-from finetuning.job_process import claim, release
+from finetuning.job_process import claimed
 from finetuning.metrics import task_dev_metrics
 from finetuning.job_selection import best_job
 from finetuning.search_plan import PlannedJob as Job, job_name, plan_task_jobs
@@ -191,19 +190,27 @@ def test_completed_job_counts_only_for_the_same_model_and_settings(tmp_path):
     assert not is_completed(folder, expected_record(job, "m", None, {}))
 
 
-def test_claim_is_exclusive_and_a_dead_owner_claim_is_taken_over(tmp_path):
+def test_a_claim_is_exclusive_and_ends_with_its_process_however_it_ends(tmp_path):
     folder = tmp_path / "job"
-    assert claim(folder)
-    assert not claim(folder)  # held by this (live) process
-    release(folder)
-    assert claim(folder)
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    claim_file = folder / ".claim"
-    stale = json.loads(claim_file.read_text())
-    stale["pid"] = int(dead.stdout)  # a process that has exited: its claim is stale
-    claim_file.write_text(json.dumps(stale))
-    assert claim(folder)
-    assert json.loads(claim_file.read_text())["pid"] == os.getpid()
+    with claimed(folder) as mine:
+        assert mine
+        with claimed(folder) as again:
+            assert not again  # held by this process (another of its jobs' threads cannot take it)
+    with claimed(folder) as mine:
+        assert mine  # the block's end released it
+    hold = ("import sys, time; from pathlib import Path; from finetuning.job_process import claimed; "
+            "claim = claimed(Path(sys.argv[1])); claim.__enter__(); print('held', flush=True); time.sleep(120)")
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(folder)], stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).resolve().parents[1])
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with claimed(folder) as mine:
+            assert not mine  # held by another live process
+    finally:
+        holder.kill()  # SIGKILL: no chance to release anything
+        holder.wait()
+    with claimed(folder) as mine:
+        assert mine  # the killed process left no claim behind
 
 
 def test_validate_config_reports_bad_finetune_settings_one_line_each(tmp_path):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from finetuning.glue_tasks import GLUE_TASKS
+from finetuning.job_process import claimed
 from tests.test_finetuning_fixtures import finetune_config, write_glue, write_tiny_model
 
 
@@ -139,7 +140,9 @@ def test_crashed_job_is_failed_not_complete_and_retried_with_the_random_init_bas
     record = json.loads((job_dir / "job.json").read_text())
     assert record["status"] == "failed"
     assert record["error"].startswith(f"exit code 1: error: {weights} is truncated or damaged (")
-    assert not (job_dir / ".claim").exists() and not finetune_status(cfg).complete
+    assert not finetune_status(cfg).complete
+    with claimed(job_dir) as free:
+        assert free  # the stage let go of the job
 
     weights.write_bytes(good)
     cfg.defrost()
