@@ -187,8 +187,7 @@ def test_every_setting_that_changes_the_trained_weights_is_in_the_job_identity(t
     from finetuning.job_record import job_settings
     from finetuning.search_plan import PlannedJob
     from finetuning.train_loop import TrainSettings
-    from pipeline.defaults import set_key
-    from pipeline.defaults import SETTINGS
+    from pipeline.defaults import SETTINGS, set_key
 
     base_cfg = finetune_config(tmp_path, tmp_path, "")
     job = PlannedJob("RTE", 5e-5, 32, 3, 42)
