@@ -1,5 +1,5 @@
 """Test-wide settings: never wait on the network, never log to wandb, and skip DeepSpeed's slow JIT comm op; the
-one-process group that in-process DeepSpeed runs share."""
+one-process group that in-process DeepSpeed runs share; the quickstart's demo data folder, built once."""
 import os
 import socket
 import sys
@@ -47,3 +47,10 @@ def one_rank_group():
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def quickstart_demo_dir(tmp_path_factory):
+    """DEMO_DATA.OUTPUT_DIR for every test that loads configs/quickstart.yaml: the first load builds the demo corpus
+    and tasks there (most of a minute), the later ones find the finished build."""
+    return tmp_path_factory.mktemp("quickstart_demo_data")

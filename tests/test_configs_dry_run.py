@@ -1,10 +1,11 @@
-"""Every shipped config passes validation and prints a plan with --dry-run, without doing any work."""
+"""Every shipped config passes validation and prints a plan with --dry-run, without doing any work. main.main runs
+in this process: a subprocess per config would spend most of its time importing torch again."""
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from main import main
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(p.name for p in (REPO_ROOT / "configs").glob("*.yaml"))
@@ -29,23 +30,24 @@ def phase_one_stand_in(folder):
 
 
 @pytest.mark.parametrize("name", CONFIGS)
-def test_config_dry_run_validates_and_prints_the_plan(name, tmp_path):
+def test_config_dry_run_validates_and_prints_the_plan(name, tmp_path, monkeypatch, capsys, quickstart_demo_dir):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     (corpus / "notes.txt").write_text("A first article.\n\nA second article.\n", encoding="utf-8")
-    opts = ["SYSTEM.OUTPUT_ROOT", str(tmp_path / "runs"), "DEMO_DATA.OUTPUT_DIR", str(tmp_path / "demo")]
+    opts = ["SYSTEM.OUTPUT_ROOT", str(tmp_path / "runs"), "DEMO_DATA.OUTPUT_DIR", str(quickstart_demo_dir)]
     if name == "bert-customized.yaml":  # its corpus folder is a placeholder for the user's own
         opts += ["DATASET.CUSTOMIZED_DATASETS", f"[{corpus}]"]
     if name == "quickstart.yaml":  # its corpus and tasks are the demo data it builds
-        opts += ["DATASET.CUSTOMIZED_DATASETS", f"[{tmp_path / 'demo' / 'corpus'}]",
-                 "FINETUNE.GLUE_DIR", str(tmp_path / "demo" / "glue")]
+        opts += ["DATASET.CUSTOMIZED_DATASETS", f"[{quickstart_demo_dir / 'corpus'}]",
+                 "FINETUNE.GLUE_DIR", str(quickstart_demo_dir / "glue")]
     if name == "train.yaml":  # step 2 of 2 expects the samples that data-preprocess.yaml prepared
         (tmp_path / "runs" / "datasets" / "wikipedia-bookcorpus-128" / "samples").mkdir(parents=True)
     if name == "bert-base-two-phase-2.yaml":  # phase 2 starts from phase 1's final_model: a stand-in of its files
         opts += ["PRETRAIN.INIT_FROM", str(phase_one_stand_in(tmp_path / "phase1_final_model"))]
-    result = subprocess.run([sys.executable, str(REPO_ROOT / "main.py"), "--config", str(REPO_ROOT / "configs" / name),
-                             "--dry-run", "--opts", *opts], capture_output=True, text=True, cwd=tmp_path, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert "Plan:" in result.stdout
-    assert "ID:" in result.stdout  # the resolved config, with its automatic IDs
+    monkeypatch.chdir(tmp_path)  # relative paths resolve against the working directory, as for a user
+    code = main(["--config", str(REPO_ROOT / "configs" / name), "--dry-run", "--opts", *opts])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert "Plan:" in printed.out
+    assert "ID:" in printed.out  # the resolved config, with its automatic IDs
     assert not (tmp_path / "runs" / "runs").exists()  # a dry run writes nothing into the run folders

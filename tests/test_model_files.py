@@ -42,5 +42,11 @@ def test_a_header_that_is_not_json_is_damaged(weights):
     assert safetensors_problem(weights) == "its header is not a safetensors header"
 
 
-def test_a_hub_name_is_left_to_the_hub():
-    check_weight_files("bert-base-uncased")
+def test_a_hub_name_is_left_to_the_hub(weights, monkeypatch):
+    """Only a folder that exists is checked: a name with no such folder is the hub's, which checks its downloads."""
+    weights.write_bytes(weights.read_bytes()[:5])
+    monkeypatch.chdir(weights.parents[1])
+    with pytest.raises(DataError):
+        check_weight_files("model")  # a relative name that is a folder here: checked
+    assert not (weights.parents[1] / "google-bert" / "bert-base-uncased").exists()
+    assert check_weight_files("google-bert/bert-base-uncased") is None  # not a folder here: left to the hub

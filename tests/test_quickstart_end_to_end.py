@@ -16,21 +16,21 @@ FAST = ["PRETRAIN.NUM_STEPS", "16", "PRETRAIN.VALIDATION_EVERY_STEPS", "8", "PRE
         "TOKENIZER.VOCAB_SIZE", "2048"]
 
 
-def _main(tmp_path, *extra):
+def _main(tmp_path, demo, *extra, opts=()):
     command = [sys.executable, str(REPO_ROOT / "main.py"), "--config", str(REPO_ROOT / "configs" / "quickstart.yaml"),
-               *extra, "--opts", "SYSTEM.OUTPUT_ROOT", str(tmp_path / "runs"), "DEMO_DATA.OUTPUT_DIR",
-               str(tmp_path / "demo"), "DATASET.CUSTOMIZED_DATASETS", f"[{tmp_path / 'demo' / 'corpus'}]",
-               "FINETUNE.GLUE_DIR", str(tmp_path / "demo" / "glue"), *FAST]
+               *extra, "--opts", "SYSTEM.OUTPUT_ROOT", str(tmp_path / "runs"), "DEMO_DATA.OUTPUT_DIR", str(demo),
+               "DATASET.CUSTOMIZED_DATASETS", f"[{demo / 'corpus'}]", "FINETUNE.GLUE_DIR", str(demo / "glue"), *FAST,
+               *opts]
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout
 
 
 @pytest.mark.slow
-def test_quickstart_runs_every_stage_then_skips_then_force_redoes_pretraining(tmp_path):
+def test_quickstart_runs_every_stage_then_skips_then_force_redoes_pretraining(tmp_path, quickstart_demo_dir):
     from transformers import AutoModelForMaskedLM
 
-    first = _main(tmp_path)
+    first = _main(tmp_path, quickstart_demo_dir)
     for stage in ("install", "dataset", "pretrain", "finetune", "result_collection"):
         assert f"[done] {stage}" in first
     assert "to instantiate a model of type" not in first  # transformers knows the pre-LN model wherever it loads
@@ -49,12 +49,16 @@ def test_quickstart_runs_every_stage_then_skips_then_force_redoes_pretraining(tm
         assert sorted(archive.namelist()) == ["CoLA.tsv", "MRPC.tsv"]
     assert (run_dir / "logs" / "pretrain.log").stat().st_size > 0
 
-    again = _main(tmp_path)
+    again = _main(tmp_path, quickstart_demo_dir)
     for stage in ("dataset", "pretrain", "finetune", "result_collection"):
         assert f"[skip] {stage}" in again
     assert "[done] pretrain" not in again
 
-    forced = _main(tmp_path, "--force", "pretrain")
+    # The random-init tree is left out of the forced run: its jobs are the same code as the pretrained tree's, and
+    # each finetuning job is a process of its own, the most of this test's time.
+    forced = _main(tmp_path, quickstart_demo_dir, "--force", "pretrain",
+                   opts=["FINETUNE.RANDOM_INIT_BASELINE", "False"])
     assert "[skip] dataset" in forced
     for stage in ("pretrain", "finetune", "result_collection"):
         assert f"[done] {stage}" in forced
+    assert "finetune: 2 of 2 jobs to run" in forced  # the completed jobs were cleared, not found complete

@@ -32,7 +32,15 @@ def test_readme_config_reference_matches_the_defaults():
 
 def test_every_pinned_requirement_is_installed_in_this_environment():
     assert missing_requirements() == []
-    assert ("torch", "2.13.0") in read_requirements()
+
+
+def test_torch_is_pinned_on_a_line_of_its_own_and_every_doc_names_that_pin():
+    """install.sh installs the ``torch==`` line first, alone; README and install.sh's GPU warning name the version."""
+    torch_pin = dict(read_requirements())["torch"]
+    assert torch_pin and f"torch=={torch_pin}\n" in (REPO_ROOT / "requirements.txt").read_text(encoding="utf-8")
+    for doc in ("README.md", "install.sh"):
+        named = set(re.findall(r"torch==([0-9][^\s`'\")]*)", (REPO_ROOT / doc).read_text(encoding="utf-8")))
+        assert named == {torch_pin}, doc
 
 
 def test_install_check_names_a_missing_package(tmp_path):
