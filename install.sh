@@ -29,7 +29,7 @@ fi
 import importlib
 modules = ["torch", "deepspeed", "transformers", "accelerate", "datasets", "tokenizers", "huggingface_hub",
            "safetensors", "yaml", "yacs", "wandb", "numpy", "h5py", "scipy", "sklearn", "ninja", "matplotlib",
-           "psutil", "tqdm", "pytest"]
+           "psutil", "tqdm", "pytest", "xdist"]
 for name in modules:
     importlib.import_module(name)
 import shutil

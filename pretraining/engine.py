@@ -11,17 +11,17 @@ from dataclasses import dataclass
 import torch
 
 from pipeline.errors import ConfigError
-from pipeline.hardware import free_port
 from pretraining.modeling import BertForPreTraining, maybe_compile
 
 
 def ensure_distributed_env() -> tuple:
     """(rank, world size, local rank). Without a launcher, declare a one-process group: DeepSpeed would otherwise
-    try MPI discovery (and fail without mpi4py)."""
+    try MPI discovery (and fail without mpi4py). Nobody connects to a one-process group: port 0 lets its store bind
+    any free port itself, leaving no moment in which another process can take a port picked in advance."""
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", str(free_port()))
+        os.environ.setdefault("MASTER_PORT", "0")
     return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", "0"))
 
 

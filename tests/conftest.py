@@ -1,7 +1,7 @@
 """Test-wide settings: never wait on the network, never log to wandb, and skip DeepSpeed's slow JIT comm op; the
 one-process group that in-process DeepSpeed runs share; the quickstart's demo data folder, built once."""
+import fcntl
 import os
-import socket
 import sys
 from pathlib import Path
 
@@ -30,10 +30,9 @@ def one_rank_group():
     torch.set_num_threads(1)
 
     deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False  # skip the ~30 s JIT build of a comm op
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    # Port 0: the one-process group's store binds any free port itself (no port picked in advance for another
+    # process, or another pytest worker, to take first).
+    env = dict(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT="0")
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     yield
@@ -50,7 +49,18 @@ def one_rank_group():
 
 
 @pytest.fixture(scope="session")
-def quickstart_demo_dir(tmp_path_factory):
-    """DEMO_DATA.OUTPUT_DIR for every test that loads configs/quickstart.yaml: the first load builds the demo corpus
-    and tasks there (most of a minute), the later ones find the finished build."""
-    return tmp_path_factory.mktemp("quickstart_demo_data")
+def quickstart_demo_dir(tmp_path_factory, worker_id):
+    """DEMO_DATA.OUTPUT_DIR for every test that loads configs/quickstart.yaml, built once (most of a minute) for all
+    the pytest-xdist workers: in the folder their own temporary folders share, under a lock, by loading the config
+    as a user's command would; the later loads find the finished build."""
+    from orchestration.stages import load_config
+
+    root = tmp_path_factory.getbasetemp()
+    root = root if worker_id == "master" else root.parent
+    folder = root / "quickstart_demo_data"
+    with open(root / "quickstart_demo_data.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        load_config(REPO_ROOT / "configs" / "quickstart.yaml",
+                    ["SYSTEM.OUTPUT_ROOT", str(root / "runs"), "DEMO_DATA.OUTPUT_DIR", str(folder),
+                     "DATASET.CUSTOMIZED_DATASETS", f"[{folder / 'corpus'}]", "FINETUNE.GLUE_DIR", str(folder / "glue")])
+    return folder

@@ -207,7 +207,7 @@ def test_a_run_killed_with_sigkill_resumes_and_ends_with_the_weights_of_an_unint
 
 
 def test_early_stopping_rules_end_a_failing_run_without_marking_it_done(one_rank_group, tiny, tmp_path):
-    from pretraining.trainer import TrainingStopped
+    from pretraining.loop import TrainingStopped
 
     with pytest.raises(TrainingStopped, match="early stop: validation loss .* > --early_stop_eval_loss 0.5"):
         run(tiny, tmp_path / "threshold", early_stop_time=0, early_stop_eval_loss=0.5)
