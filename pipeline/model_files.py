@@ -1,4 +1,5 @@
-"""Check a model folder's safetensors files before a library opens them, so that a damaged one is named.
+"""A model folder's files: written in one step (``write_model_folder``), and checked before a library opens them,
+so that a damaged safetensors file is named.
 
 A safetensors file is an 8-byte little-endian header length, a JSON header giving each tensor's byte range, then
 the tensor data. A file cut short (an interrupted copy or download, a full disk) holds fewer bytes than its header
