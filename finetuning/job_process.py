@@ -18,6 +18,7 @@ from typing import Callable, Optional
 from finetuning.job_checkpoints import latest_checkpoint, remove_checkpoints
 from finetuning.search_progress import PROGRESS_FILE
 from finetuning.job_record import EVAL_FILE, JOB_FILE, records_match
+from pipeline.locks import try_lock
 from pipeline.manifest import read_json, write_json_atomic
 
 CLAIM_FILE = ".claim"
@@ -49,12 +50,7 @@ def claimed(job_dir: Path):
     job_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(job_dir / CLAIM_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        held = True
-    except BlockingIOError:
-        held = False
-    try:
-        yield held
+        yield try_lock(fd, fcntl.LOCK_EX)
     finally:
         os.close(fd)  # closing the only descriptor drops the flock
 

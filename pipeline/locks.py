@@ -66,7 +66,7 @@ class FolderLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
         try:
-            waited = not _try_lock(fd, mode)
+            waited = not try_lock(fd, mode)
             if waited:
                 holder = _holder(self.path)
                 if not self.wait:
@@ -107,7 +107,8 @@ class FolderLock:
         self.release()
 
 
-def _try_lock(fd: int, mode: int) -> bool:
+def try_lock(fd: int, mode: int) -> bool:
+    """Take the flock ``mode`` on ``fd`` if no other process holds it; False (without waiting) when one does."""
     try:
         fcntl.flock(fd, mode | fcntl.LOCK_NB)
     except BlockingIOError:
