@@ -28,7 +28,7 @@ fi
 "$python" - <<'PY'
 import importlib
 modules = ["torch", "deepspeed", "transformers", "accelerate", "datasets", "tokenizers", "huggingface_hub",
-           "safetensors", "yaml", "yacs", "wandb", "numpy", "h5py", "scipy", "sklearn", "ninja", "matplotlib",
+           "safetensors", "yaml", "yacs", "wandb", "numpy", "h5py", "scipy", "sklearn", "seqeval", "ninja", "matplotlib",
            "psutil", "tqdm", "pytest", "xdist"]
 for name in modules:
     importlib.import_module(name)
