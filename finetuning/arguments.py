@@ -67,11 +67,25 @@ class DataTrainingArguments:
         "a dataset of one's own on the hub (or a local dataset folder) with train/validation/test splits"))
     dataset_config_name: Optional[str] = field(default=None, metadata=_help("configuration of --dataset_name"))
     train_file: Optional[str] = field(default=None, metadata=_help(
-        "CSV or JSON training data of one's own task: a `label` column (floats = regression) and one or two text"
-        " columns (`sentence1`/`sentence2`, else the first one or two text columns)"))
-    validation_file: Optional[str] = field(default=None, metadata=_help("CSV or JSON dev data, same columns"))
+        "training data of one's own task (.csv, .tsv, .json/.jsonl lines or .parquet): a label column (floats ="
+        " regression) and one or two text columns (--text_column_names, else `sentence1`/`sentence2`, else the first"
+        " one or two text columns)"))
+    validation_file: Optional[str] = field(default=None, metadata=_help("dev data of one's own task, same columns"))
     test_file: Optional[str] = field(default=None, metadata=_help(
-        "CSV or JSON test data (a label column is ignored); --do_predict writes predictions_test.tsv"))
+        "test data of one's own task (a label column is ignored); --do_predict writes predictions_test.tsv"))
+    text_column_names: Optional[str] = field(default=None, metadata=_help(
+        "one's own task: the text column, or two separated by a comma for a pair task (as HF run_classification.py)"))
+    label_column_name: Optional[str] = field(default=None, metadata=_help("one's own task: the label column"
+                                                                          " (default: label)"))
+    id_column_name: Optional[str] = field(default=None, metadata=_help(
+        "one's own task: the row id written with the predictions (default: idx, index or id when there is one)"))
+    task_type: Optional[Literal["classification", "regression"]] = field(default=None, metadata=_help(
+        "one's own task: classification | regression (default: regression when the training labels are floats)"))
+    metric_name: Optional[str] = field(default=None, metadata=_help(
+        "one's own task: the dev metric to report first: accuracy | macro_f1 | mcc | f1 (with --positive_label);"
+        " pearson | spearman for regression (default: accuracy, pearson)"))
+    positive_label: Optional[str] = field(default=None, metadata=_help(
+        "one's own binary task: the positive class, whose F1 is reported as f1"))
     max_seq_length: int = field(default=128, metadata=_table("max_seq_length", " (longer pairs are cut)"))
     pad_to_max_length: bool = field(default=False, metadata=_help(
         "pad every batch to --max_seq_length (default here: pad each batch to its own longest row, which gives the"
@@ -306,9 +320,16 @@ def _data_source(data_args: DataTrainingArguments, args: TrainingArguments, prob
     if missing:
         problems.append(f"no data: give --task_name (GLUE), --dataset_name, or the files your flags need"
                         f" ({', '.join(missing)})")
+    from finetuning.own_data import FILE_FORMATS, own_metrics
+
     for name, value in files.items():
-        if value and not value.lower().endswith((".csv", ".json", ".jsonl")):
-            problems.append(f"--{name} {value}: expected a .csv, .json or .jsonl file")
+        if value and not value.lower().endswith(tuple(FILE_FORMATS)):
+            problems.append(f"--{name} {value}: expected a {', '.join(FILE_FORMATS)} file")
+    if data_args.metric_name:
+        try:
+            own_metrics(data_args)
+        except ConfigError as e:
+            problems.append(str(e))
 
 
 def finalize(model_args: ModelArguments, data_args: DataTrainingArguments, args: TrainingArguments,

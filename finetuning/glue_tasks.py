@@ -35,6 +35,7 @@ class GlueTask:
     hub_dev: dict  # eval name -> hub split name
     hub_test: dict  # submission file name -> hub split name
     also_predicts: tuple = ()  # tasks without training data whose test sets this task's model predicts
+    positive_label: int = 1  # the class whose F1 is ``f1`` (1 = paraphrase / duplicate)
 
     @property
     def is_regression(self) -> bool:

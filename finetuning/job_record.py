@@ -10,8 +10,7 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from finetuning.glue_data import HUB_DATASET, local_task_files
-from finetuning.glue_tasks import GLUE_TASKS
+from finetuning.glue_data import HUB_DATASET
 from pipeline.defaults import SETTINGS, get_key
 from pipeline.manifest import read_json
 from pipeline.run_ids import file_stamp, in_identity
@@ -58,13 +57,11 @@ def model_stamps(model: str) -> list:
             path.suffix in _MODEL_FILE_SUFFIXES]
 
 
-def data_stamps(glue_dir: str, task_name: str) -> list:
-    """Size and mtime of every GLUE file a job of ``task_name`` reads (train, dev, test, and the test files of the
-    tasks it also predicts); none for the Hub, which the ``data`` setting names."""
-    if not glue_dir:
-        return []
-    paths = local_task_files(glue_dir, GLUE_TASKS[task_name])
-    return [file_stamp(path, str(path.relative_to(glue_dir))) for path in paths]
+def data_stamps(paths: list, relative_to: str = "") -> list:
+    """Size and mtime of every file a job reads (a GLUE task's train, dev and test files, and the test files of the
+    tasks it also predicts, named relative to GLUE_DIR; an own task's files); none for the Hub, which the ``data``
+    setting names."""
+    return [file_stamp(path, str(Path(path).relative_to(relative_to) if relative_to else path)) for path in paths]
 
 
 def expected_record(job, model_name_or_path: str, init_from: Optional[str], settings: dict,

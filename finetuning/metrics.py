@@ -20,49 +20,57 @@ import numpy as np
 from pipeline.manifest import read_json, write_json_atomic
 
 
-def _mcc(predictions, labels):
+def _mcc(predictions, labels, positive):
     from sklearn.metrics import matthews_corrcoef
 
     return matthews_corrcoef(labels, predictions)
 
 
-def _accuracy(predictions, labels):
+def _accuracy(predictions, labels, positive):
     return float(np.mean(np.asarray(predictions) == np.asarray(labels)))
 
 
-def _f1(predictions, labels):
+def _f1(predictions, labels, positive):
     from sklearn.metrics import f1_score
 
-    return f1_score(labels, predictions)  # binary F1 of the positive class (1 = paraphrase / duplicate)
+    return f1_score(labels, predictions, pos_label=positive, average="binary", labels=[positive])
 
 
-def _pearson(predictions, labels):
+def _macro_f1(predictions, labels, positive):
+    """The mean F1 over the classes that occur in the labels or the predictions (sklearn's ``average="macro"``)."""
+    from sklearn.metrics import f1_score
+
+    return f1_score(labels, predictions, average="macro", zero_division=0)
+
+
+def _pearson(predictions, labels, positive):
     from scipy.stats import pearsonr
 
     return pearsonr(predictions, labels)[0]
 
 
-def _spearman(predictions, labels):
+def _spearman(predictions, labels, positive):
     from scipy.stats import spearmanr
 
     return spearmanr(predictions, labels)[0]
 
 
-def _mse(predictions, labels):
+def _mse(predictions, labels, positive):
     return float(np.mean((np.asarray(predictions, dtype=np.float64) - np.asarray(labels, dtype=np.float64)) ** 2))
 
 
-METRIC_FUNCTIONS = {"mcc": _mcc, "accuracy": _accuracy, "f1": _f1, "pearson": _pearson, "spearman": _spearman,
-                    "mse": _mse}
+METRIC_FUNCTIONS = {"mcc": _mcc, "accuracy": _accuracy, "f1": _f1, "macro_f1": _macro_f1, "pearson": _pearson,
+                    "spearman": _spearman, "mse": _mse}
 # Where the HF ``glue`` metric (and so HF's eval_results.json) names a metric otherwise (MNLI's mismatched accuracy is
 # its second evaluation's accuracy, which gets the suffix _mm below).
 _HF_NAMES = {"mcc": "matthews_correlation", "spearman": "spearmanr", "accuracy_mm": "accuracy"}
 MISMATCHED = "dev_mismatched"
 
 
-def compute_metrics(metric_names, predictions, labels) -> dict:
-    """``{name: value}`` for each name; a correlation that is undefined (constant predictions) counts as 0."""
-    values = {name: float(METRIC_FUNCTIONS[name](predictions, labels)) for name in metric_names}
+def compute_metrics(metric_names, predictions, labels, positive: int = 1) -> dict:
+    """``{name: value}`` for each name (``f1`` is class ``positive``'s); a correlation that is undefined (constant
+    predictions) counts as 0."""
+    values = {name: float(METRIC_FUNCTIONS[name](predictions, labels, positive)) for name in metric_names}
     return {name: 0.0 if np.isnan(value) else value for name, value in values.items()}
 
 
@@ -71,7 +79,7 @@ def task_dev_metrics(task, dev_name: str, predictions, labels) -> dict:
     if dev_name == MISMATCHED:
         return {"accuracy_mm": compute_metrics(("accuracy",), predictions, labels)["accuracy"]}
     names = [name for name in task.metrics if name != "accuracy_mm"]
-    return compute_metrics(names, predictions, labels)
+    return compute_metrics(names, predictions, labels, task.positive_label)
 
 
 RESULT_FILES = ("all_results.json", "train_results.json", "eval_results.json", "trainer_state.json")

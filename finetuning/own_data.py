@@ -1,22 +1,47 @@
-"""A task of one's own: CSV/JSON files (``--train_file`` ...) or a hub dataset (``--dataset_name``), read the way the
-Hugging Face ``run_glue.py`` example reads them.
+"""A task of one's own: data files (``--train_file`` ...: CSV, TSV, JSON lines, Parquet) or a hub dataset
+(``--dataset_name``), read the way the Hugging Face ``run_glue.py``/``run_classification.py`` examples read them.
 
-The label is the column ``label``: floats make a regression task, anything else (ints, strings, a ``ClassLabel``)
-a classification over the sorted distinct training labels. The text is ``sentence1``/``sentence2`` when both exist,
-else the first two text columns, else the first one (a numeric ``idx`` column is not text here, unlike in the
-example, which would tokenize it). The task it returns is a ``GlueTask`` whose labels, metrics and regression flag
-drive the job like a GLUE task's; its metrics are accuracy, or mse/pearson/spearman for regression.
+The label is the column ``--label_column_name`` (default ``label``): floats make a regression task (or
+``--task_type``), anything else (ints, strings, a ``ClassLabel``) a classification over the sorted distinct training
+labels. The text is ``--text_column_names`` when given, else ``sentence1``/``sentence2`` when both exist, else the
+first two text columns, else the first one (a numeric ``idx`` column is not text here, unlike in the example, which
+would tokenize it). The task it returns is a ``GlueTask`` whose labels, metrics and regression flag drive the job
+like a GLUE task's: accuracy, macro-F1 and MCC (and the positive class's F1 with ``--positive_label``), or
+Pearson, Spearman and MSE for regression; ``--metric_name`` comes first, as the one the search selects on.
+
+A problem (a missing file or column, an empty file, a row without a label, a dev label the training data does not
+have) is one line naming the file and, where there is one, the row.
 """
 from pathlib import Path
 
 from finetuning.glue_data import INDEX_COLUMNS, GlueSplit, open_dataset
 from finetuning.glue_tasks import GlueTask
-from pipeline.errors import DataError
+from pipeline.errors import ConfigError, DataError
 
 TASK_NAME = "custom"
 LABEL_COLUMN = "label"
 _TEXT_TYPES = ("string", "large_string")
 _SPLITS = {"train": "train_file", "validation": "validation_file", "test": "test_file"}
+# File suffix -> (datasets builder, its options).
+FILE_FORMATS = {".csv": ("csv", {}), ".tsv": ("csv", {"delimiter": "\t"}), ".json": ("json", {}),
+                ".jsonl": ("json", {}), ".parquet": ("parquet", {})}
+CLASSIFICATION_METRICS = ("accuracy", "macro_f1", "mcc")
+REGRESSION_METRICS = ("pearson", "spearman", "mse")
+
+
+def own_metrics(data_args, is_regression=None) -> tuple:
+    """The metrics a job of one's own task reports, ``--metric_name`` first (it must fit the task type, which
+    ``is_regression`` or ``--task_type`` tell; while neither does, any metric may fit)."""
+    if is_regression is None and data_args.task_type:
+        is_regression = data_args.task_type == "regression"
+    classification = CLASSIFICATION_METRICS + ("f1",) * (bool(data_args.positive_label) or is_regression is None)
+    metrics = {True: REGRESSION_METRICS, False: classification, None: classification + REGRESSION_METRICS}[
+        is_regression]
+    wanted = data_args.metric_name
+    if wanted and wanted not in metrics:
+        why = " (it needs --positive_label)" if wanted == "f1" else ""
+        raise ConfigError(f"--metric_name {wanted} does not fit this task{why}: use one of {', '.join(metrics)}")
+    return (wanted, *[m for m in metrics if m != wanted]) if wanted else metrics
 
 
 def load_raw_splits(data_args, wanted: dict, cache_dir=None, token=None) -> dict:
@@ -32,64 +57,91 @@ def load_raw_splits(data_args, wanted: dict, cache_dir=None, token=None) -> dict
         path = getattr(data_args, _SPLITS[split])
         if not Path(path).is_file():
             raise DataError(f"data file not found: {path}")
-        builder = "csv" if path.lower().endswith(".csv") else "json"
-        raw[split] = (open_dataset(f"{path}: cannot read it as {builder.upper()}", builder,
-                                   data_files={"data": path}, split="data", cache_dir=cache_dir), path)
+        suffix = Path(path).suffix.lower()
+        builder, options = FILE_FORMATS.get(suffix, FILE_FORMATS[".json"])
+        if Path(path).stat().st_size == 0:
+            raise DataError(f"{path}: the file is empty; it needs a header and rows")
+        data = open_dataset(f"{path}: cannot read it as {suffix.lstrip('.').upper()}", builder,
+                            data_files={"data": path}, split="data", cache_dir=cache_dir, **options)
+        if len(data) == 0:
+            raise DataError(f"{path}: no rows (only a header?); the task needs labelled rows")
+        raw[split] = (data, path)
     return raw
 
 
-def text_columns(data, where: str) -> tuple:
-    """``sentence1``/``sentence2`` when both exist, else the first two text columns, else the first one."""
-    names = [name for name in data.column_names if name != LABEL_COLUMN]
+def text_columns(data, where: str, label_column: str = LABEL_COLUMN, wanted: str = None) -> tuple:
+    """``wanted`` (one name, or two separated by a comma) when given, else ``sentence1``/``sentence2`` when both
+    exist, else the first two text columns, else the first one."""
+    if wanted:
+        return tuple(name.strip() for name in wanted.split(","))
+    names = [name for name in data.column_names if name != label_column]
     if "sentence1" in names and "sentence2" in names:
         return "sentence1", "sentence2"
     texts = [name for name in names if getattr(data.features[name], "dtype", None) in _TEXT_TYPES]
     if not texts:
         raise DataError(f"{where}: no text column (columns: {', '.join(data.column_names)}); give one or two text"
-                        f" columns, e.g. sentence1 and sentence2, and a {LABEL_COLUMN!r} column")
+                        f" columns, e.g. sentence1 and sentence2, and a {label_column!r} column")
     return tuple(texts[:2])
 
 
-def _label_values(data, where: str) -> list:
-    if LABEL_COLUMN not in data.column_names:
-        raise DataError(f"{where}: no {LABEL_COLUMN!r} column (columns: {', '.join(data.column_names)})")
-    values = list(data[LABEL_COLUMN])
-    if any(value is None for value in values):
-        raise DataError(f"{where}: row {values.index(None) + 1} has no label")
+def _label_values(data, where: str, column: str) -> list:
+    if column not in data.column_names:
+        raise DataError(f"{where}: no label column {column!r} (columns: {', '.join(data.column_names)}); name it with"
+                        f" LABEL_COLUMN (--label_column_name)")
+    values = list(data[column])
+    if any(value is None or value == "" for value in values):
+        row = next(i for i, value in enumerate(values) if value is None or value == "")
+        raise DataError(f"{where}: row {row + 1} has no label")
     return values
 
 
-def _label_names(data, where: str):
-    """The class names in id order, or None for a regression task (float labels)."""
-    feature = data.features.get(LABEL_COLUMN)
+def _label_names(data, where: str, column: str, task_type):
+    """The class names in id order, or None for a regression task (float labels, or ``task_type`` regression)."""
+    feature = data.features.get(column)
+    if task_type == "regression" or (task_type is None and getattr(feature, "dtype", "").startswith("float")):
+        return None
     if hasattr(feature, "names"):  # a ClassLabel: its ids are the labels already
         return tuple(feature.names)
-    if getattr(feature, "dtype", "").startswith("float"):
-        return None
-    return tuple(sorted(set(_label_values(data, where))))
+    return tuple(sorted(set(_label_values(data, where, column))))
 
 
-def _to_split(data, where: str, columns: tuple, names, labeled: bool) -> GlueSplit:
+def _labels(data, where: str, column: str, names) -> list:
+    values = _label_values(data, where, column)
+    if names is None:
+        try:
+            return [float(value) for value in values]
+        except (TypeError, ValueError):
+            row = next(i for i, value in enumerate(values) if not _is_number(value))
+            raise DataError(f"{where}: row {row + 1}: label {values[row]!r} is not a number (a regression task)")
+    if hasattr(data.features[column], "names"):
+        return [int(value) for value in values]
+    ids = {value: i for i, value in enumerate(names)}
+    for row, value in enumerate(values):
+        if value not in ids:
+            raise DataError(f"{where}: row {row + 1}: label {value!r} does not occur in the training data (labels:"
+                            f" {', '.join(map(str, names))})")
+    return [ids[value] for value in values]
+
+
+def _is_number(value) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _to_split(data, where: str, columns: tuple, label_column: str, names, labeled: bool,
+              id_column: str = None) -> GlueSplit:
     missing = [name for name in columns if name not in data.column_names]
     if missing:
-        raise DataError(f"{where}: missing text column(s) {', '.join(missing)} (columns:"
-                        f" {', '.join(data.column_names)})")
+        raise DataError(f"{where}: no text column {', '.join(map(repr, missing))} (columns:"
+                        f" {', '.join(data.column_names)}); name the text with TEXT_COLUMNS (--text_column_names)")
     texts = [["" if text is None else str(text) for text in data[name]] for name in columns]
-    labels = None
-    if labeled:
-        values = _label_values(data, where)
-        if names is None:
-            labels = [float(value) for value in values]
-        elif hasattr(data.features[LABEL_COLUMN], "names"):
-            labels = [int(value) for value in values]
-        else:
-            ids = {value: i for i, value in enumerate(names)}
-            unknown = sorted({str(value) for value in values if value not in ids})
-            if unknown:
-                raise DataError(f"{where}: label(s) {', '.join(unknown)} do not occur in the training data (labels:"
-                                f" {', '.join(map(str, names))})")
-            labels = [ids[value] for value in values]
-    index_column = next((name for name in INDEX_COLUMNS if name in data.column_names), None)
+    labels = _labels(data, where, label_column, names) if labeled else None
+    if id_column and id_column not in data.column_names:
+        raise DataError(f"{where}: no id column {id_column!r} (columns: {', '.join(data.column_names)})")
+    index_column = id_column or next((name for name in INDEX_COLUMNS if name in data.column_names), None)
     index = [str(i) for i in (data[index_column] if index_column else range(len(data)))]
     return GlueSplit(texts[0], texts[1] if len(texts) > 1 else None, labels, index)
 
@@ -101,11 +153,23 @@ def own_task(data_args, wanted: dict, cache_dir=None, token=None) -> tuple:
     if labeled is None:
         raise DataError("the labels of one's own task come from its training or validation data: give --train_file"
                         " or --validation_file (or a --dataset_name with a train or validation split)")
-    columns = text_columns(*labeled)
-    names = _label_names(*labeled)
-    splits = {name: _to_split(data, where, columns, names, name != "test") for name, (data, where) in raw.items()}
-    metrics = ("mse", "pearson", "spearman") if names is None else ("accuracy",)
+    label_column = data_args.label_column_name or LABEL_COLUMN
+    columns = text_columns(labeled[0], labeled[1], label_column, data_args.text_column_names)
+    names = _label_names(*labeled, label_column, data_args.task_type)
+    splits = {name: _to_split(data, where, columns, label_column, names, name != "test", data_args.id_column_name)
+              for name, (data, where) in raw.items()}
+    labels = None if names is None else tuple(str(name) for name in names)
+    positive = 1
+    if data_args.positive_label and labels is not None:
+        if data_args.positive_label not in labels:
+            raise DataError(f"{labeled[1]}: --positive_label {data_args.positive_label!r} is not a training label"
+                            f" (labels: {', '.join(labels)})")
+        positive = labels.index(data_args.positive_label)
+    try:
+        metrics = own_metrics(data_args, names is None)
+    except ConfigError as e:
+        raise DataError(f"{labeled[1]}: {e}") from None
     task = GlueTask(name=TASK_NAME, folder="", hub_config=data_args.dataset_name or "", hub_text_columns=columns,
-                    labels=None if names is None else tuple(str(name) for name in names), metrics=metrics,
-                    primary_metric=metrics[0], train=None, dev={}, test={}, hub_dev={}, hub_test={})
+                    labels=labels, metrics=metrics, primary_metric=metrics[0], train=None, dev={}, test={},
+                    hub_dev={}, hub_test={}, positive_label=positive)
     return task, splits

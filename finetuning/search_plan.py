@@ -7,9 +7,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from finetuning.glue_tasks import GLUE_TASKS, canonical_task_name
 from finetuning.job_record import MODEL_SUBDIR, data_stamps, expected_record, is_completed, job_settings, model_stamps
 from finetuning.job_selection import best_job
+from finetuning.search_tasks import data_files, search_task, task_grid, task_name, task_record
 from pipeline import layout
 
 
@@ -17,7 +17,7 @@ from pipeline import layout
 class PlannedJob:
     """One job of the grid: its task and hyperparameters (its folder is ``name``)."""
 
-    task: str  # canonical task name
+    task: str  # the task's name (canonical for GLUE)
     learning_rate: float
     batch_size: int
     epochs: int
@@ -47,30 +47,24 @@ def parse_job_name(folder_name: str) -> dict:
     return match.groupdict() if match else {}
 
 
-def task_grid(cfg, task: str):
-    """(learning rates, batch sizes, epochs) of the LARGE grid for the LARGE tasks, of the SMALL grid otherwise."""
-    large = {canonical_task_name(name) for name in cfg.FINETUNE.SEARCH.LARGE.TASKS}
-    grid = cfg.FINETUNE.SEARCH.LARGE if task in large else cfg.FINETUNE.SEARCH.SMALL
-    return list(grid.LEARNING_RATES), list(grid.BATCH_SIZES), list(grid.EPOCHS)
-
-
 def plan_task_jobs(cfg, task: str) -> list:
     """Every job of ``task``'s search: learning rates x batch sizes x epochs x seeds."""
-    learning_rates, batch_sizes, epochs = task_grid(cfg, task)
+    learning_rates, batch_sizes, epochs = task_grid(cfg, search_task(cfg, task))
     return [PlannedJob(task, float(lr), int(bs), int(ep), int(seed))
             for lr in learning_rates for bs in batch_sizes for ep in epochs for seed in cfg.FINETUNE.SEEDS]
 
 
 def planned_tasks(cfg) -> list:
-    return [canonical_task_name(name) for name in cfg.FINETUNE.TASKS]
+    return [task_name(cfg, name) for name in cfg.FINETUNE.TASKS]
 
 
 def stilt_targets(cfg, tasks) -> set:
     """Targets that start from the source model: only those being finetuned, and only with the source present."""
     stilt = cfg.FINETUNE.STILT
-    if not stilt.ENABLED or canonical_task_name(stilt.SOURCE) not in tasks:
+    source = task_name(cfg, stilt.SOURCE)
+    if not stilt.ENABLED or source not in tasks:
         return set()
-    return {canonical_task_name(name) for name in stilt.TARGETS} & set(tasks) - {canonical_task_name(stilt.SOURCE)}
+    return {task_name(cfg, name) for name in stilt.TARGETS} & set(tasks) - {source}
 
 
 class SearchTree:
@@ -82,7 +76,7 @@ class SearchTree:
         self.settings = job_settings(cfg, random_init)
         self.tasks = planned_tasks(cfg)
         self.targets = stilt_targets(cfg, self.tasks)
-        self.source = canonical_task_name(cfg.FINETUNE.STILT.SOURCE)
+        self.source = task_name(cfg, cfg.FINETUNE.STILT.SOURCE)
         self.jobs = {task: plan_task_jobs(cfg, task) for task in self.tasks}
 
     def job_dir(self, job) -> Path:
@@ -95,8 +89,11 @@ class SearchTree:
     def expected(self, job, init_from=None) -> dict:
         """The record a completed ``job`` must carry; the inputs are stamped now, so that a file changed since the
         job ran makes it pending."""
+        task = search_task(self.cfg, job.task)
         inputs = {"model": model_stamps(self.start_model(init_from)),
-                  "data": data_stamps(self.cfg.FINETUNE.GLUE_DIR, job.task)}
+                  "data": data_stamps(data_files(self.cfg, task), self.cfg.FINETUNE.GLUE_DIR if task.is_glue else "")}
+        if not task.is_glue:
+            inputs["task"] = task_record(task)
         return expected_record(job, self.model, init_from, self.settings, inputs)
 
     def is_done(self, job, init_from=None) -> bool:
@@ -104,7 +101,7 @@ class SearchTree:
 
     def best_source(self):
         """The best completed job of the STILT source's search (of STILT.SOURCE_CONFIG when set), or None."""
-        task = GLUE_TASKS[self.source]
+        task = search_task(self.cfg, self.source)
         wanted = tuple(self.cfg.FINETUNE.STILT.SOURCE_CONFIG)
         jobs = [job for job in self.jobs[self.source] if not wanted or job.config_key == wanted]
         return best_job(self.root / self.source, jobs, task.primary_metric, self.is_done)

@@ -1,14 +1,17 @@
 """The cheap checks of the FINETUNE section (no torch, no network), one line per problem: task names, grids,
-STILT, GPU groups and how each batch splits over them, the model folder and the GLUE files."""
+STILT, GPU groups and how each batch splits over them, the model folder, the GLUE files and the own tasks' files
+(their contents are checked when the stage reads them, before any job starts)."""
 from pathlib import Path
 
 from finetuning.glue_data import local_task_files
 from finetuning.glue_tasks import GLUE_TASKS, canonical_task_name, predicting_task
 from finetuning.search_plan import plan_task_jobs
 from finetuning.search_scheduler import batch_split_problems, cpu_process_problems
+from finetuning.search_tasks import search_task, task_name
 from pipeline.defaults import is_local_path
 from pipeline.errors import ConfigError
 from pipeline.hardware import fp16_problems, gpus_may_be_used
+from pipeline.own_task_fields import DATA_FILE_FIELDS
 
 
 def _check_gpu_list(cfg, problems: list) -> None:
@@ -39,7 +42,7 @@ def _check_stilt_source_config(cfg, problems: list) -> None:
     wanted = list(cfg.FINETUNE.STILT.SOURCE_CONFIG)
     if not wanted or not cfg.FINETUNE.STILT.ENABLED:
         return
-    source = canonical_task_name(cfg.FINETUNE.STILT.SOURCE)
+    source = task_name(cfg, cfg.FINETUNE.STILT.SOURCE)
     grid = {job.config_key for job in plan_task_jobs(cfg, source)}
     if len(wanted) != 3 or tuple(wanted) not in grid:
         choices = ", ".join(f"[{lr:g}, {bs}, {ep}]" for lr, bs, ep in sorted(grid))
@@ -68,18 +71,46 @@ def _check_names(cfg, problems: list) -> list:
                        ("FINETUNE.STILT.TARGETS", ft.STILT.TARGETS), ("FINETUNE.STILT.SOURCE", [ft.STILT.SOURCE])):
         for name in names:
             try:
-                canonical = canonical_task_name(name)
+                name = task_name(cfg, name)
             except ConfigError as e:
                 problems.append(f"{key}: {e}")
                 continue
-            if GLUE_TASKS[canonical].train is None:
-                problems.append(f"{key}: {canonical} is not finetuned ({predicting_task(canonical)} jobs predict it);"
-                                f" remove it")
+            if name in GLUE_TASKS and GLUE_TASKS[name].train is None:
+                problems.append(f"{key}: {name} is not finetuned ({predicting_task(name)} jobs predict it); remove it")
             elif key == "FINETUNE.TASKS":
-                tasks.append(canonical)
+                tasks.append(name)
     if not cfg.FINETUNE.TASKS:
-        problems.append("FINETUNE.TASKS is empty: list GLUE tasks, or set FINETUNE.ENABLED False")
+        problems.append("FINETUNE.TASKS is empty: list GLUE tasks or own tasks, or set FINETUNE.ENABLED False")
     return tasks
+
+
+def _check_own_tasks(cfg, tasks: list, problems: list) -> None:
+    """An own task is not named like a GLUE task, and the files of each one being finetuned exist."""
+    for name, own in cfg.FINETUNE.OWN_TASKS.items():
+        try:
+            glue = canonical_task_name(name)
+        except ConfigError:
+            glue = None
+        if glue is not None:
+            problems.append(f"FINETUNE.OWN_TASKS.{name}: {glue} is a GLUE task; name your own task otherwise (e.g."
+                            f" my_{name.lower()}), or use the GLUE task itself")
+        elif name in tasks:
+            for field in DATA_FILE_FIELDS:
+                if own[field] and not Path(own[field]).is_file():
+                    problems.append(f"FINETUNE.OWN_TASKS.{name}.{field}: file not found: {own[field]}")
+
+
+def _check_stilt_types(cfg, tasks: list, problems: list) -> None:
+    """STILT carries a model from one task to another of the same kind: sentence-level (classification and
+    regression: the paper starts STS-B from MNLI, with a fresh head) or token-level (a tagger from a tagger)."""
+    stilt = cfg.FINETUNE.STILT
+    source = search_task(cfg, stilt.SOURCE)
+    for name in stilt.TARGETS:
+        target = search_task(cfg, name)
+        if target.name in tasks and target.name != source.name and target.is_token_level != source.is_token_level:
+            problems.append(f"FINETUNE.STILT.TARGETS: {target.name} is {target.type} but the STILT.SOURCE"
+                            f" {source.name} is {source.type}; STILT starts a token task from a token task, and a"
+                            f" sentence task (classification, regression) from a sentence task")
 
 
 def _check_glue_dir(glue_dir: str, tasks: list, problems: list) -> None:
@@ -102,13 +133,16 @@ def validate_config(cfg) -> list:
     problems: list = []
     problems += fp16_problems(cfg.FINETUNE.PRECISION, gpus_may_be_used(cfg), "FINETUNE.PRECISION")
     tasks = _check_names(cfg, problems)
+    _check_own_tasks(cfg, tasks, problems)
     stilt = cfg.FINETUNE.STILT
     if stilt.ENABLED and tasks and not problems:
-        source = canonical_task_name(stilt.SOURCE)
-        targets = {canonical_task_name(t) for t in stilt.TARGETS} & set(tasks)
+        source = task_name(cfg, stilt.SOURCE)
+        targets = {task_name(cfg, t) for t in stilt.TARGETS} & set(tasks)
         if targets and source not in tasks:
             problems.append(f"FINETUNE.STILT.SOURCE = {stilt.SOURCE} is not in FINETUNE.TASKS: add it, or set"
                             f" FINETUNE.STILT.ENABLED False")
+        elif targets:
+            _check_stilt_types(cfg, tasks, problems)
     _check_grids(cfg, problems)
     if not problems:
         _check_stilt_source_config(cfg, problems)
@@ -119,5 +153,5 @@ def validate_config(cfg) -> list:
     if model and is_local_path(model) and not Path(model).is_dir():
         problems.append(f"FINETUNE.MODEL_NAME_OR_PATH: folder does not exist: {model}")
     if cfg.FINETUNE.GLUE_DIR and Path(cfg.FINETUNE.GLUE_DIR).is_dir():
-        _check_glue_dir(cfg.FINETUNE.GLUE_DIR, tasks, problems)
+        _check_glue_dir(cfg.FINETUNE.GLUE_DIR, [task for task in tasks if task in GLUE_TASKS], problems)
     return problems

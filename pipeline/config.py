@@ -10,10 +10,11 @@ from pathlib import Path
 import yaml
 from yacs.config import CfgNode as CN
 
-from pipeline.defaults import (NAME_OR_PATH_KEYS, PATH_KEYS, SETTINGS_BY_KEY, get_default_config, get_key, is_local_path,
-                               leaf_items, set_key)
+from pipeline.defaults import (MAPPING_KEYS, NAME_OR_PATH_KEYS, PATH_KEYS, SETTINGS_BY_KEY, get_default_config, get_key,
+                               is_local_path, leaf_items, set_key)
 from pipeline.errors import ConfigError
 from pipeline.init_checkpoint import apply_init_from
+from pipeline.own_task_fields import DATA_FILE_FIELDS, FIELDS_BY_NAME, OWN_TASKS_KEY, default_fields
 from pipeline.validation import validate
 
 
@@ -54,11 +55,11 @@ def _coerce(value, expected_type, key: str, problems: list):
     return None
 
 
-def _coerce_list(value, default: list, key: str, problems: list):
+def _coerce_list(value, default: list, key: str, problems: list, element_type=None):
     value = _coerce(value, list, key, problems)
     if value is None:
         return None
-    element_type = type(default[0]) if default else SETTINGS_BY_KEY[key].element_type
+    element_type = type(default[0]) if default else element_type or SETTINGS_BY_KEY[key].element_type
     if element_type is None:
         return value
     if element_type is float and default and all(isinstance(v, int) and not isinstance(v, bool) for v in default):
@@ -72,10 +73,47 @@ def _coerce_list(value, default: list, key: str, problems: list):
     return out
 
 
+def _merge_fields(task, fields, where: str, problems: list) -> None:
+    """One own task's fields onto its current values (``FIELDS_BY_NAME`` says each field's type)."""
+    for raw_key, value in fields.items():
+        field = FIELDS_BY_NAME.get(str(raw_key))
+        if field is None:
+            match = difflib.get_close_matches(str(raw_key), list(FIELDS_BY_NAME), n=1, cutoff=0.6)
+            hint = f" (did you mean {match[0]}?)" if match else f" (fields: {', '.join(FIELDS_BY_NAME)})"
+            problems.append(f"unknown field {where}.{raw_key}{hint}")
+        elif isinstance(field.default, list):
+            coerced = _coerce_list(value, field.default, f"{where}.{field.key}", problems, field.element_type)
+            if coerced is not None:
+                task[field.key] = coerced
+        else:
+            coerced = _coerce(value, type(field.default), f"{where}.{field.key}", problems)
+            if coerced is not None:
+                task[field.key] = coerced
+
+
+def _merge_named_sections(node, mapping, full: str, problems: list) -> None:
+    """A setting of named sections (FINETUNE.OWN_TASKS): each name's fields merge onto that section, created at
+    the fields' defaults the first time the name appears."""
+    if not isinstance(mapping, dict):
+        problems.append(f"{full}: expected a mapping of task names to their fields, got {mapping!r}")
+        return
+    for raw_name, fields in mapping.items():
+        name = str(raw_name)
+        if not isinstance(fields, dict):
+            problems.append(f"{full}.{name}: expected a section of fields (TYPE, TRAIN_FILE, ...), got {fields!r}")
+            continue
+        if name not in node:
+            node[name] = CN(default_fields())
+        _merge_fields(node[name], fields, f"{full}.{name}", problems)
+
+
 def _merge_mapping(cfg, defaults, mapping: dict, prefix: str, problems: list) -> None:
     for raw_key, value in mapping.items():
         key = str(raw_key)
         full = f"{prefix}{key}"
+        if full in MAPPING_KEYS and key in defaults:
+            _merge_named_sections(cfg[key], value, full, problems)
+            continue
         if key not in defaults:
             choices = [f"{prefix}{k}" for k in defaults.keys()]
             match = difflib.get_close_matches(full, choices, n=1, cutoff=0.6)
@@ -202,6 +240,9 @@ def resolve_paths(cfg, base_dir=None) -> None:
         value = get_key(cfg, key)
         if value and is_local_path(value, base):
             set_key(cfg, key, _absolute(value, base))
+    for task in get_key(cfg, OWN_TASKS_KEY).values():
+        for field in DATA_FILE_FIELDS:
+            task[field] = _absolute(task[field], base)
 
 
 def resolve_auto_values(cfg) -> None:

@@ -213,7 +213,10 @@ SETTINGS = (
     S("FINETUNE.MODEL_NAME_OR_PATH", "", "model to finetune; \"\" = the final_model this run pretrained",
       identity=SEARCH),
     S("FINETUNE.TASKS", ["CoLA", "SST-2", "MRPC", "STS-B", "QQP", "MNLI", "QNLI", "RTE", "WNLI"],
-      "GLUE tasks (AX comes with MNLI)", identity=SEARCH),
+      "GLUE tasks (AX comes with MNLI) and tasks of one's own (OWN_TASKS), in any mix", identity=SEARCH),
+    S("FINETUNE.OWN_TASKS", {}, "tasks of one's own, by name: each a section of the fields in"
+                                " pipeline/own_task_fields.py (TYPE, TRAIN_FILE, VALIDATION_FILE, TEXT_COLUMNS,"
+                                " LABEL_COLUMN, METRIC, ...); list their names in TASKS", identity=SEARCH),
     S("FINETUNE.GLUE_DIR", "", "local GLUE data in the official layout; \"\" = nyu-mll/glue from the Hugging Face Hub",
       flags=("--data_dir",), scripts=_FT),
     S("FINETUNE.MALFORMED_ROWS", "error", "a GLUE_DIR train/dev row with the wrong column count: error (name file and"
@@ -305,6 +308,10 @@ def is_local_path(value, base=None) -> bool:
         Path(base or ".") / Path(text).expanduser()).exists()
 
 
+# Settings whose keys the user chooses (a dict default): sections of named entries, each checked field by field.
+MAPPING_KEYS = tuple(setting.key for setting in SETTINGS if isinstance(setting.default, dict))
+
+
 def _build_tree() -> CN:
     root = CN()
     for setting in SETTINGS:
@@ -314,7 +321,8 @@ def _build_tree() -> CN:
             if section not in node:
                 node[section] = CN()
             node = node[section]
-        node[leaf] = list(setting.default) if isinstance(setting.default, list) else setting.default
+        node[leaf] = CN() if isinstance(setting.default, dict) else list(setting.default) if isinstance(
+            setting.default, list) else setting.default
     return root
 
 
@@ -328,9 +336,10 @@ def get_default_config() -> CN:
 
 # Walking a config tree by dotted keys ("PRETRAIN.ESD.RATIO").
 def leaf_items(node, prefix=""):
-    """(dotted key, value) for every leaf of a config tree."""
+    """(dotted key, value) for every leaf of a config tree; a setting whose keys the user names (FINETUNE.OWN_TASKS)
+    is one leaf."""
     for key, value in node.items():
-        if isinstance(value, CN):
+        if isinstance(value, CN) and f"{prefix}{key}" not in MAPPING_KEYS:
             yield from leaf_items(value, f"{prefix}{key}.")
         else:
             yield f"{prefix}{key}", value

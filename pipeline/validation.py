@@ -7,6 +7,7 @@ The stages add checks of their own (``validate_config(cfg)`` in each stage modul
 from pathlib import Path
 
 from pipeline.defaults import SETTINGS, get_key
+from pipeline.own_task_fields import own_task_problems
 
 
 def value_problems(cfg, settings) -> list:
@@ -80,7 +81,7 @@ def _check_paths(cfg, problems):
 
 def validate(cfg) -> list:
     """Every problem in ``cfg``, one line each (an empty list when the config is good)."""
-    problems = value_problems(cfg, SETTINGS)
+    problems = value_problems(cfg, SETTINGS) + own_task_problems(cfg.FINETUNE.OWN_TASKS)
     if cfg.DATASET.ENABLED:
         _check_corpus_folders(cfg, problems)
     _check_paths(cfg, problems)

@@ -212,7 +212,8 @@ def test_own_data_problems_are_one_line_errors(tmp_path, model, capsys):
     train.write_text("sentence,score\na cat,1\n", encoding="utf-8")
     base = ["--model_name_or_path", str(model), "--output_dir", str(tmp_path / "o"), "--do_train"]
     assert main(base + ["--train_file", str(train)]) == 1
-    assert _error_line(capsys.readouterr().err) == f"error: {train}: no 'label' column (columns: sentence, score)"
+    assert _error_line(capsys.readouterr().err) == (f"error: {train}: no label column 'label' (columns: sentence,"
+                                                    f" score); name it with LABEL_COLUMN (--label_column_name)")
     assert main(base + ["--do_eval", "--train_file", str(train)]) == 2
     assert "--validation_file" in capsys.readouterr().err
 
