@@ -24,7 +24,7 @@ from pipeline.manifest import read_json, write_json_atomic
 CLAIM_FILE = ".claim"
 LOG_FILE = "job.log"
 REPO_ROOT = Path(__file__).resolve().parents[1]
-RUN_GLUE = REPO_ROOT / "finetuning" / "run_glue.py"
+JOB_SCRIPTS = (str(REPO_ROOT / "finetuning" / "run_glue.py"), str(REPO_ROOT / "finetuning" / "run_ner.py"))
 
 
 def _now() -> str:
@@ -68,7 +68,7 @@ def _last_run_lines(log_path: Path) -> list:
         lines = [line.rstrip() for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines()]
     except OSError:
         return []
-    starts = [i for i, line in enumerate(lines) if line.startswith("# ") and str(RUN_GLUE) in line]
+    starts = [i for i, line in enumerate(lines) if line.startswith("# ") and any(script in line for script in JOB_SCRIPTS)]
     return [line for line in lines[starts[-1] if starts else 0:] if line.strip()]
 
 
@@ -81,12 +81,12 @@ def _error_line(log_path: Path, returncode: int) -> str:
 
 
 def job_command(arguments: list, processes: int) -> list:
-    """The child command for ``run_glue.py arguments``; a job of several processes (a GPU group, or CPU ranks)
-    runs under torchrun."""
+    """The child command for ``arguments`` (the job script, run_glue.py or run_ner.py, then its flags); a job of
+    several processes (a GPU group, or CPU ranks) runs under torchrun."""
     if processes > 1:
         return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-                str(RUN_GLUE), *arguments]
-    return [sys.executable, str(RUN_GLUE), *arguments]
+                *arguments]
+    return [sys.executable, *arguments]
 
 
 def _wait(process, watch: Optional[Callable], poll_s: float) -> int:

@@ -10,6 +10,7 @@ from pathlib import Path
 from finetuning.arguments import TABLE_FLAGS
 from finetuning.glue_data import glue_splits
 from finetuning.glue_tasks import GLUE_TASKS
+from finetuning.search_tasks import job_script, predicts, search_task, task_flags
 from finetuning.job_process import LOG_FILE, claimed, log_tail, resumable_checkpoint, run_job
 from finetuning.job_selection import primary_score
 from finetuning.search_progress import PROGRESS_FILE, JobWatcher, SearchProgress, format_duration
@@ -62,16 +63,33 @@ def pretokenize(cfg, tasks) -> dict:
     ft = cfg.FINETUNE
     rows = {}
     for name in tasks:
-        cache = str(layout.finetune_dir(cfg) / name / CACHE_SUBDIR)
-        splits = glue_splits(GLUE_TASKS[name], max_train=ft.MAX_TRAIN_SAMPLES, max_eval=ft.MAX_EVAL_SAMPLES)
         started = time.time()
-        for split_task, kind, split, limit in splits:
-            encoded = load_encoded(split_task, kind, split, tokenizer, ft.MAX_SEQ_LENGTH, ft.GLUE_DIR, limit, cache,
-                                   tokenizer_key=key, malformed_rows=ft.MALFORMED_ROWS)
-            rows.setdefault(name, len(encoded))  # the first split is train
+        task = search_task(cfg, name)
+        if not task.is_glue:
+            rows[name], splits = _read_own_task(cfg, task, tokenizer)
+        else:
+            cache = str(layout.finetune_dir(cfg) / name / CACHE_SUBDIR)
+            splits = glue_splits(GLUE_TASKS[name], max_train=ft.MAX_TRAIN_SAMPLES, max_eval=ft.MAX_EVAL_SAMPLES)
+            for split_task, kind, split, limit in splits:
+                encoded = load_encoded(split_task, kind, split, tokenizer, ft.MAX_SEQ_LENGTH, ft.GLUE_DIR, limit,
+                                       cache, tokenizer_key=key, malformed_rows=ft.MALFORMED_ROWS)
+                rows.setdefault(name, len(encoded))  # the first split is train
         print(f"tokenized {name} ({len(splits)} splits, {rows[name]} training rows) in {time.time() - started:.1f}s",
               flush=True)
     return rows
+
+
+def _read_own_task(cfg, task, tokenizer) -> tuple:
+    """Read and tokenize an own task's files as its jobs will (the same flags, the same reader), so that a problem
+    in them stops the stage before any job; (training rows, the splits read)."""
+    from finetuning.arguments import parse_args
+    from finetuning.tokenized_data import load_task_data
+
+    argv = table_arguments(cfg) + task_flags(task) + ["--model_name_or_path", "-", "--output_dir", "-",
+                                                      "--do_train", "--do_eval", *["--do_predict"] * predicts(task)]
+    model_args, data_args, args, _ = parse_args(argv)
+    data = load_task_data(model_args, data_args, args, tokenizer)
+    return len(data.train), [data.train, *data.dev.values(), *data.test.values()]
 
 
 def table_arguments(cfg) -> list:
@@ -89,12 +107,14 @@ def table_arguments(cfg) -> list:
 
 def job_arguments(cfg, job, job_dir: Path, model: str, random_init: bool, save_model: bool, processes: int,
                    resume: bool = False) -> list:
-    """run_glue.py's command line for ``job``: the table's flags, then the job's own (its grid values, folders)."""
+    """The job's command line: its script (run_glue.py, or run_ner.py for a token task), the table's flags, the
+    task's, then the job's own (its grid values, folders)."""
     ft = cfg.FINETUNE
+    task = search_task(cfg, job.task)
     per_device = job.batch_size // (processes * ft.GRADIENT_ACCUMULATION_STEPS)
-    arguments = table_arguments(cfg) + [
-        "--model_name_or_path", model, "--task_name", job.task, "--output_dir", str(job_dir),
-        "--do_train", "--do_eval", "--do_predict", "--per_device_train_batch_size", str(per_device),
+    arguments = [str(job_script(task))] + table_arguments(cfg) + task_flags(task) + [
+        "--model_name_or_path", model, "--output_dir", str(job_dir),
+        "--do_train", "--do_eval", *["--do_predict"] * predicts(task), "--per_device_train_batch_size", str(per_device),
         "--learning_rate", repr(job.learning_rate), "--num_train_epochs", str(job.epochs), "--seed", str(job.seed),
         "--tokenized_cache_dir", str(layout.finetune_dir(cfg) / job.task / CACHE_SUBDIR),
         "--logging_steps", "0.1", "--progress_file", str(job_dir / PROGRESS_FILE)]  # ten loss lines per job
@@ -172,7 +192,7 @@ class JobScheduler:
         self.finished += 1
         if record["status"] == "completed":
             self.progress.finish(key, record["wall_time_s"])
-            metric = GLUE_TASKS[job.task].primary_metric
+            metric = search_task(self.cfg, job.task).primary_metric
             score = primary_score(job_dir, metric)
             print(f"{prefix} done: {metric} {'n/a' if score is None else f'{score:.4f}'} in"
                   f" {format_duration(record['wall_time_s'])}; {self.progress.summary()}", flush=True)

@@ -82,6 +82,11 @@ def job_script(task: SearchTask) -> Path:
     return RUN_NER if task.type == "token_classification" else RUN_GLUE
 
 
+def predicts(task: SearchTask) -> bool:
+    """Whether the task's jobs predict a test set: every GLUE task (the server's), an own task with a TEST_FILE."""
+    return task.is_glue or bool(task.own.TEST_FILE)
+
+
 def task_flags(task: SearchTask) -> list:
     """The job script's flags that say which task, and how to read its data."""
     if task.is_glue:

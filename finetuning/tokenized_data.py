@@ -163,7 +163,7 @@ def _own(data_args, model_args, args, tokenizer) -> TaskData:
 
     return TaskData(task, encoded("train", data_args.max_train_samples) if args.do_train else None,
                     {"validation": encoded("validation", data_args.max_eval_samples)} if args.do_eval else {},
-                    {OWN_TEST_NAME: (task, encoded("test", data_args.max_predict_samples))} if args.do_predict else {})
+                    {OWN_TEST_NAME: (task, encoded("test", data_args.max_predict_samples))} if "test" in splits else {})
 
 
 def load_task_data(model_args, data_args, args, tokenizer) -> TaskData:

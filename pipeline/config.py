@@ -51,7 +51,9 @@ def _coerce(value, expected_type, key: str, problems: list):
     elif expected_type in (list, tuple):
         if isinstance(value, (list, tuple)):
             return list(value)
-    problems.append(f"{key}: expected {_type_name(expected_type)}, got {value!r}")
+    hint = " (YAML reads yes/no/on/off as true/false: quote it, e.g. 'yes')" if expected_type is str and isinstance(
+        value, bool) else ""
+    problems.append(f"{key}: expected {_type_name(expected_type)}, got {value!r}{hint}")
     return None
 
 

@@ -226,7 +226,7 @@ def test_validate_config_reports_bad_finetune_settings_one_line_each(tmp_path):
     cfg.FINETUNE.SEARCH.SMALL.EPOCHS = []
     problems = validate_config(cfg)
     text = "\n".join(problems)
-    assert "unknown GLUE task 'sst3'" in text
+    assert "unknown task 'sst3': neither a GLUE task" in text
     assert f"missing {glue / 'SST-2'}" in text
     assert f"missing {glue / 'diagnostic' / 'diagnostic.tsv'}" in text
     assert "GPU 1 is in two groups" in text and "MULTIPROCESS_GPU_LIST[2]" in text

@@ -163,7 +163,7 @@ def _trained_with(cfg, job) -> dict:
     from finetuning.job_run import train_settings
     from finetuning.search_scheduler import job_arguments
 
-    argv = job_arguments(cfg, job, Path(cfg.SYSTEM.OUTPUT_ROOT), "m", False, False, 1)
+    argv = job_arguments(cfg, job, Path(cfg.SYSTEM.OUTPUT_ROOT), "m", False, False, 1)[1:]  # less the script
     model_args, data_args, args, _ = parse_args(argv)
     finalize(model_args, data_args, args, gpu_available=False)
     return asdict(train_settings(data_args, args))
@@ -198,7 +198,7 @@ def test_every_setting_that_changes_the_trained_weights_is_in_the_job_identity(t
         assert changed and changed <= set(JOB_OWN), name
         covered |= changed
     for setting in SETTINGS:
-        if not setting.key.startswith("FINETUNE.") or isinstance(setting.default, (str, list)) and not setting.choices:
+        if not setting.key.startswith("FINETUNE.") or isinstance(setting.default, (str, list, dict)) and not setting.choices:
             continue
         cfg = base_cfg.clone()
         cfg.defrost()

@@ -173,7 +173,7 @@ def test_the_papers_search_settings_reach_run_glue_and_enter_a_jobs_record_only_
              "FINETUNE.EVAL_BATCH_SIZE": 16, "FINETUNE.SAVE_STEPS": 0}
     cfg = finetune_config(tmp_path, tmp_path, "", **paper)
     job = Job("RTE", 5e-5, 32, 3, 42)
-    model_args, data_args, args, notes = parse_args(job_arguments(cfg, job, tmp_path / "job", "m", False, False, 1))
+    model_args, data_args, args, notes = parse_args(job_arguments(cfg, job, tmp_path / "job", "m", False, False, 1)[1:])
     finalize(model_args, data_args, args, gpu_available=False)
     assert (args.weight_decay, args.precision, args.seed, args.warmup_steps, args.max_grad_norm) == (
         0.1, "fp32", 42, 50, 0.5)
@@ -221,7 +221,7 @@ def test_each_table_flag_of_run_glue_carries_its_setting_from_the_stage(tmp_path
     assert set(changed) == {setting.key for setting in TABLE_FLAGS.values()}
     (tmp_path / "glue").mkdir()
     cfg = finetune_config(tmp_path, tmp_path, "", **changed, **{"FINETUNE.TASKS": "[]", "FINETUNE.ENABLED": False})
-    parsed = parse_args(job_arguments(cfg, Job("RTE", 5e-5, 8, 3, 42), tmp_path / "job", "m", False, False, 1))
+    parsed = parse_args(job_arguments(cfg, Job("RTE", 5e-5, 8, 3, 42), tmp_path / "job", "m", False, False, 1)[1:])
     finalize(*parsed[:3], gpu_available=False)
     for name, setting in TABLE_FLAGS.items():
         value = next(getattr(group, name) for group in parsed[:3] if hasattr(group, name))
