@@ -94,7 +94,7 @@ def write_glue(root: Path, tasks=None, n_train: int = 24, n_dev: int = 8, n_test
     return root
 
 
-def finetune_config(tmp_path: Path, model: Path, glue: Path, **overrides):
+def finetune_config(tmp_path: Path, model: Path, glue: Path, config_path=None, **overrides):
     """A resolved config that runs only the finetune stage on the tiny model and GLUE folder, with a 1-job grid."""
     from orchestration.stages import load_config
 
@@ -106,4 +106,4 @@ def finetune_config(tmp_path: Path, model: Path, glue: Path, **overrides):
             "FINETUNE.SEARCH.SMALL.BATCH_SIZES": "[8]", "FINETUNE.SEARCH.SMALL.EPOCHS": "[1]",
             "SYSTEM.NUM_GPUS": 0, **overrides}
     flat = [item for key, value in opts.items() for item in (key, str(value) if str(value) else "\"\"")]
-    return load_config(None, flat, base_dir=tmp_path)
+    return load_config(config_path, flat, base_dir=tmp_path)
