@@ -362,11 +362,14 @@ def run(model_args: ModelArguments, data_args: DataTrainingArguments, args: Trai
     _log(f"{source}: model {model_args.model_name_or_path}{' (random init)' if model_args.random_init else ''},"
          f" device {device}, world size {world_size}")
     hub = hub_options(model_args)
-    tokenizer = load_tokenizer(model_args.tokenizer_name or model_args.model_name_or_path, **hub,
-                               **({} if model_args.use_fast_tokenizer else {"use_fast": False}))
+    tokenizer_options = {**hub, **({} if model_args.use_fast_tokenizer else {"use_fast": False})}
+    tokenizer = load_tokenizer(model_args.tokenizer_name or model_args.model_name_or_path, **tokenizer_options)
     if ner_args is not None:
-        from finetuning.token_encoding import load_token_task_data
+        from finetuning.token_encoding import load_token_task_data, needs_prefix_space
 
+        if needs_prefix_space(tokenizer):
+            tokenizer = load_tokenizer(model_args.tokenizer_name or model_args.model_name_or_path,
+                                       add_prefix_space=True, **tokenizer_options)
         data = load_token_task_data(model_args, data_args, ner_args, args, tokenizer, log=_log)
     else:
         data = load_task_data(model_args, data_args, args, tokenizer)

@@ -2,7 +2,8 @@
 check of its data flags.
 
 ``--task_name`` (ner, pos or chunk, as in the example) does not name a GLUE task here: it picks the JSON tag column
-``<task>_tags`` when there is no ``tags`` column, and names the task in the results.
+``<task>_tags`` when there is no ``tags`` column, and names the task in the results. Tags must be entity tags of
+a scheme (``finetuning.token_data``): part-of-speech tags (NN, VBZ, ...) are refused with a one-line error.
 """
 from dataclasses import dataclass, field
 from functools import partial
@@ -33,8 +34,8 @@ class NerArguments:
 
 
 def _token_data_source(ner_args: NerArguments, data_args, args, problems: list, notes: list) -> None:
-    """--task_name moves to ``ner_args.task``; the data flags are files of tokens and tags (any name: .json/.jsonl
-    are JSON lines, the rest CoNLL)."""
+    """--task_name moves to ``ner_args.task``; the data is --dataset_name's splits, or files of tokens and tags
+    (any name: .json/.jsonl are JSON lines, the rest CoNLL)."""
     task = (data_args.task_name or "ner").lower()
     if task not in TASKS:
         problems.append(f"--task_name {data_args.task_name}: expected one of {', '.join(TASKS)}")
@@ -42,8 +43,6 @@ def _token_data_source(ner_args: NerArguments, data_args, args, problems: list, 
     if ner_args.preprocessing_num_workers is not None:
         notes.append("note: --preprocessing_num_workers has no effect here")
     if data_args.dataset_name:
-        problems.append("--dataset_name is not supported by run_ner.py here: give --train_file, --validation_file"
-                        " and --test_file (CoNLL or JSON lines)")
         return
     needed = {"train_file": args.do_train, "validation_file": args.do_eval}
     missing = [f"--{name}" for name, need in needed.items() if need and not getattr(data_args, name)]

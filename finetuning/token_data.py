@@ -11,7 +11,8 @@ Two formats, told apart by the file name:
   split by tabs when the line has one, else by whitespace, so CoNLL-2003's ``EU NNP B-NP B-ORG`` reads as ``EU`` /
   ``B-ORG``), a blank line between sentences, ``-DOCSTART-`` lines skipped. A sentence's id is its number (from 0).
 
-A test file (``labeled=False``) needs tokens only; tags it has are ignored.
+A hub dataset (or a local dataset folder) with such columns works too (``read_token_dataset``); a ``ClassLabel``
+tag column is read as its names. A test file (``labeled=False``) needs tokens only; tags it has are ignored.
 
 **Tag schemes.** A tag is ``O`` or ``PREFIX-TYPE`` with PREFIX one of B, I (IOB1/IOB2), E, S (BIOES, a.k.a. IOBES)
 or L, U (BILOU); anything else, or BIOES mixed with BILOU, is an error. The scheme is read off every labeled file of
@@ -114,24 +115,33 @@ def _label_column(row: dict, label_column: Optional[str], task: str) -> Optional
     return None
 
 
-def _string_list(value, what: str, where: str) -> list:
+def _string_list(value, what: str, where: str, names=None) -> list:
     if not isinstance(value, list) or not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
         raise DataError(f"{where}: {what} must be a list of strings")
-    return [str(v) for v in value]
+    return [names[v] if names and isinstance(v, int) else str(v) for v in value]
 
 
-def _read_json_lines(path: Path, text: str, labeled: bool, text_column: str, label_column: Optional[str],
-                     task: str) -> TokenSentences:
-    tokens, tags, ids, lines = [], [], [], []
+def _json_rows(path: Path, text: str):
+    """(line number, object) of every non-blank line."""
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        where = f"{path}:{number}"
         try:
             row = json.loads(line)
         except ValueError as e:
-            raise DataError(f"{where}: invalid JSON ({getattr(e, 'msg', e)}); expected JSON lines, one object per"
-                            f" line")
+            raise DataError(f"{path}:{number}: invalid JSON ({getattr(e, 'msg', e)}); expected JSON lines, one"
+                            f" object per line")
+        yield number, row
+
+
+def sentences_of_rows(path: str, rows, labeled: bool, text_column: Optional[str], label_column: Optional[str],
+                      task: str = "ner", tag_names=None) -> TokenSentences:
+    """The sentences of ``(line or row number, row dict)`` pairs (JSON lines, or a dataset's rows with
+    ``tag_names`` the names of integer tags)."""
+    tokens, tags, ids, lines = [], [], [], []
+    text_column = text_column or DEFAULT_TEXT_COLUMN
+    for number, row in rows:
+        where = f"{path}:{number}"
         if not isinstance(row, dict):
             raise DataError(f"{where}: expected a JSON object with {text_column!r} and tag lists")
         if text_column not in row:
@@ -143,7 +153,7 @@ def _read_json_lines(path: Path, text: str, labeled: bool, text_column: str, lab
             if column not in row:
                 wanted = repr(column) if column else f"{DEFAULT_LABEL_COLUMN!r} or {f'{task}_tags'!r}"
                 raise DataError(f"{where}: no {wanted} column (columns: {', '.join(row)}); set --label_column_name")
-            word_tags = _string_list(row[column], f"{column!r}", where)
+            word_tags = _string_list(row[column], f"{column!r}", where, tag_names)
             if len(word_tags) != len(words):
                 raise DataError(f"{where}: {len(words)} tokens but {len(word_tags)} tags")
             tags.append(word_tags)
@@ -161,11 +171,29 @@ def read_token_file(path, labeled: bool = True, text_column: Optional[str] = Non
     path = Path(path)
     text = _text(path)
     if path.name.lower().endswith(JSON_SUFFIXES):
-        sentences = _read_json_lines(path, text, labeled, text_column or DEFAULT_TEXT_COLUMN, label_column, task)
+        sentences = sentences_of_rows(str(path), _json_rows(path, text), labeled, text_column, label_column, task)
     else:
         sentences = _read_conll(path, text, labeled)
     if not sentences.tokens:
         raise DataError(f"{path}:1: no sentence in the file (is it empty?)")
+    return sentences
+
+
+def read_token_dataset(name: str, config: Optional[str], split: str, labeled: bool = True,
+                       text_column: Optional[str] = None, label_column: Optional[str] = None, task: str = "ner",
+                       **hub_options) -> TokenSentences:
+    """The sentences of split ``split`` of a hub dataset (or a local dataset folder) with a token list column and
+    a tag list column, the tags strings or a ``ClassLabel`` sequence (read as its names), as ``conll2003``'s
+    ``tokens``/``ner_tags``. Messages name a sentence as ``NAME [SPLIT]:ROW`` (rows from 1)."""
+    from finetuning.glue_data import open_dataset
+
+    where = f"{name}{f' ({config})' if config else ''} [{split}]"
+    data = open_dataset(f"could not load {where}", name, config, split=split, **hub_options)
+    column = label_column or next((c for c in (DEFAULT_LABEL_COLUMN, f"{task}_tags") if c in data.column_names), "")
+    tag_names = getattr(getattr(data.features.get(column), "feature", None), "names", None)
+    sentences = sentences_of_rows(where, enumerate(data, start=1), labeled, text_column, label_column, task, tag_names)
+    if not sentences.tokens:
+        raise DataError(f"{where}: no sentence in the split")
     return sentences
 
 

@@ -17,8 +17,8 @@ import numpy as np
 
 from finetuning.glue_tasks import GlueTask
 from finetuning.tokenized_data import EncodedSplit, TaskData
-from finetuning.token_data import (OUTSIDE, TokenSentences, as_scheme, check_known_tags, read_token_file,
-                                   tag_scheme)
+from finetuning.token_data import (OUTSIDE, TokenSentences, as_scheme, check_known_tags, read_token_dataset,
+                                   read_token_file, tag_scheme)
 from pipeline.errors import DataError
 
 IGNORED = -100  # the label torch's cross-entropy skips
@@ -32,6 +32,14 @@ def _continuation_ids(labels) -> dict:
     """``{id of B-X: id of I-X}`` for the types that have both."""
     ids = {label: i for i, label in enumerate(labels)}
     return {i: ids[f"I-{label[2:]}"] for label, i in ids.items() if label.startswith("B-") and f"I-{label[2:]}" in ids}
+
+
+def needs_prefix_space(tokenizer) -> bool:
+    """A byte-level BPE tokenizer (RoBERTa, GPT-2) that would read each pre-split word as if it started its text;
+    it should be loaded with ``add_prefix_space=True``, as the Hugging Face example does, to see words as in
+    running text."""
+    pre_tokenizer = getattr(getattr(tokenizer, "backend_tokenizer", None), "pre_tokenizer", None)
+    return getattr(pre_tokenizer, "add_prefix_space", None) is False
 
 
 def encode_sentences(tokenizer, sentences: TokenSentences, labels, max_seq_length: int,
@@ -119,16 +127,20 @@ def token_task(name: str, text_column: str, labels: tuple, scheme: str, entity_t
 
 
 def load_token_task_data(model_args, data_args, ner_args, args, tokenizer, log=print) -> TaskData:
-    """The tokenized splits that ``--do_train``/``--do_eval``/``--do_predict`` need (no --test_file: nothing to
-    predict). The tags are the training file's; without --do_train, a finetuned model's own tags."""
+    """The tokenized splits that ``--do_train``/``--do_eval``/``--do_predict`` need, from the files or from
+    --dataset_name's train/validation/test splits (no --test_file: nothing to predict). The tags are the training
+    data's; without --do_train, a finetuned model's own tags."""
     read = {}
     for split, path, wanted, rows in (("train", data_args.train_file, args.do_train, data_args.max_train_samples),
                                       ("validation", data_args.validation_file, args.do_eval,
                                        data_args.max_eval_samples),
                                       (TEST_NAME, data_args.test_file, args.do_predict, data_args.max_predict_samples)):
-        if wanted and path:
-            read[split] = read_token_file(path, split != TEST_NAME, ner_args.text_column_name,
-                                          ner_args.label_column_name, ner_args.task).head(rows)
+        columns = (split != TEST_NAME, ner_args.text_column_name, ner_args.label_column_name, ner_args.task)
+        if wanted and data_args.dataset_name:
+            read[split] = read_token_dataset(data_args.dataset_name, data_args.dataset_config_name, split, *columns,
+                                             cache_dir=model_args.cache_dir, token=model_args.token).head(rows)
+        elif wanted and path:
+            read[split] = read_token_file(path, *columns).head(rows)
     labeled = [sentences for split, sentences in read.items() if split != TEST_NAME]
     if not labeled:
         raise DataError("the tags of a token-classification task come from its training or validation data: give"

@@ -180,14 +180,16 @@ def test_run_ner_trains_evaluates_and_predicts_with_the_search_flags(tmp_path, m
                                           for i, s in enumerate(_calendar_sentences([2001])[:8])])
     test = _conll(tmp_path / "test.conll", _calendar_sentences([2024])[:5])
     out = tmp_path / "out"
-    assert main(["--max_seq_length", "48", "--weight_decay", "0.01", "--warmup_ratio", "0.1", "--lr_scheduler_type",
-                 "linear", "--model_name_or_path", str(model), "--train_file", str(train), "--validation_file",
-                 str(dev), "--test_file", str(test), "--text_column_name", "words", "--label_column_name", "labels",
-                 "--label_all_tokens", "--return_entity_level_metrics", "--output_dir", str(out), "--do_train",
-                 "--do_eval", "--do_predict", "--per_device_train_batch_size", "8", "--learning_rate", "3e-3",
-                 "--num_train_epochs", "3", "--seed", "1", "--logging_steps", "0.1", "--progress_file",
-                 str(tmp_path / "progress.json"), "--save_strategy", "steps", "--save_steps", "9",
-                 "--overwrite_output_dir", "--save_model", "--use_cpu"]) == 0
+    search_flags = ["--max_seq_length", "48", "--weight_decay", "0.01", "--warmup_ratio", "0.1",
+                    "--lr_scheduler_type", "linear", "--model_name_or_path", str(model), "--train_file", str(train),
+                    "--validation_file", str(dev), "--test_file", str(test), "--text_column_name", "words",
+                    "--label_column_name", "labels", "--label_all_tokens", "--return_entity_level_metrics",
+                    "--output_dir", str(out), "--do_train", "--do_eval", "--do_predict",
+                    "--per_device_train_batch_size", "8", "--learning_rate", "3e-3", "--num_train_epochs", "3",
+                    "--seed", "1", "--logging_steps", "0.1", "--progress_file", str(tmp_path / "progress.json"),
+                    "--save_strategy", "steps", "--save_steps", "9", "--overwrite_output_dir", "--save_model",
+                    "--use_cpu"]
+    assert main(search_flags) == 0
     assert "tags (IOB2): B-DATE, B-NUM, I-DATE, O" in capsys.readouterr().out
     results = json.loads((out / "eval_results.json").read_text())
     entity_keys = {f"{entity}_{metric}" for entity in ("DATE", "NUM") for metric in ("precision", "recall", "f1",
@@ -207,6 +209,11 @@ def test_run_ner_trains_evaluates_and_predicts_with_the_search_flags(tmp_path, m
     saved = AutoModelForTokenClassification.from_pretrained(out / "model")
     assert saved.config.id2label == {0: "B-DATE", 1: "B-NUM", 2: "I-DATE", 3: "O"}
 
+    capsys.readouterr()
+    rerun = search_flags[:search_flags.index("--overwrite_output_dir")]  # the same job again, interrupted after 9
+    assert main(rerun) == 0
+    assert f"resuming from {out / 'checkpoint-9'} at step 9/15" in capsys.readouterr().out
+
     # The saved model evaluated alone: its own tags, and --do_predict without --test_file predicts nothing.
     again = tmp_path / "again"
     assert main(["--model_name_or_path", str(out / "model"), "--validation_file", str(dev), "--text_column_name",
@@ -215,3 +222,46 @@ def test_run_ner_trains_evaluates_and_predicts_with_the_search_flags(tmp_path, m
     assert "nothing to predict" in capsys.readouterr().err
     assert json.loads((again / "eval_results.json").read_text())["f1"] == pytest.approx(results["f1"])
     assert not list(again.glob("predictions_*"))
+
+
+def test_dataset_name_reads_a_dataset_folder_with_classlabel_tags(tmp_path, model):
+    from datasets import ClassLabel, Dataset, Features, List, Value
+
+    names = ["O", "B-DATE", "I-DATE", "B-NUM"]
+    features = Features({"id": Value("string"), "tokens": List(Value("string")),
+                         "ner_tags": List(ClassLabel(names=names))})
+    folder = tmp_path / "calendar_ner"
+    for split, years in (("train", [1990]), ("validation", [1991])):
+        sentences = _calendar_sentences(years)
+        Dataset.from_dict({"id": [f"{split}{i}" for i in range(len(sentences))],
+                           "tokens": [[word for word, _ in s] for s in sentences],
+                           "ner_tags": [[names.index(tag) for _, tag in s] for s in sentences]},
+                          features=features).to_parquet(folder / f"{split}.parquet")
+    out = tmp_path / "out"
+    assert main(["--model_name_or_path", str(model), "--dataset_name", str(folder), "--task_name", "ner",
+                 "--output_dir", str(out), "--do_train", "--do_eval", "--max_steps", "2",
+                 "--per_device_train_batch_size", "8", "--max_seq_length", "48"]) == 0
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["eval_samples"] == 12 and 0 <= results["f1"] <= 1
+
+
+def test_a_byte_level_bpe_tokenizer_reads_each_word_with_its_prefix_space(tmp_path):
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import AutoTokenizer, RobertaConfig, RobertaModel, RobertaTokenizer
+
+    sentences = _calendar_sentences([1995])
+    trained = ByteLevelBPETokenizer()
+    trained.train_from_iterator([" ".join(word for word, _ in s) for s in sentences], vocab_size=300,
+                                special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    model = json.loads(trained.to_str())["model"]
+    tokenizer = RobertaTokenizer(vocab=model["vocab"], merges=[tuple(merge) for merge in model["merges"]])
+    folder = tmp_path / "tiny_roberta"
+    tokenizer.save_pretrained(folder)
+    RobertaModel(RobertaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                               intermediate_size=64, max_position_embeddings=80)).save_pretrained(folder)
+    train = _conll(tmp_path / "train.conll", sentences)
+    out = tmp_path / "out"
+    assert main(["--model_name_or_path", str(folder), "--train_file", str(train), "--output_dir", str(out),
+                 "--do_train", "--max_steps", "1", "--save_model", "--max_seq_length", "64"]) == 0
+    saved = AutoTokenizer.from_pretrained(out / "model")
+    assert saved.convert_ids_to_tokens(saved(["March", "1995"], is_split_into_words=True)["input_ids"])[1][0] == "Ġ"
