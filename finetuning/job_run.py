@@ -100,7 +100,7 @@ def _setup_device(args: TrainingArguments):
     return torch.device("cuda") if use_cuda else torch.device("cpu"), 0, 1
 
 
-def _prediction_strings(task, logits, encoded) -> list:
+def _prediction_strings(task, logits, encoded=None) -> list:
     if task.token_level:  # a sentence's word tags, space-separated
         from finetuning.token_encoding import word_predictions
 

@@ -7,13 +7,16 @@ hyperparameters, in the flags of the Hugging Face ``run_ner.py`` example, e.g.::
         [--return_entity_level_metrics] [--text_column_name tokens --label_column_name ner_tags]
 
 Files are CoNLL (a token and its tag per line, a blank line between sentences) or JSON lines with token and tag
-lists (finetuning/token_data.py says how each is read, and what happens to IOB1 and BIOES tags). Every flag of
-``run_glue.py`` but --task_name/--data_dir works here as there (same loop, checkpoints, --save_model,
---progress_file, ...). Writes ``eval_results.json`` (``precision``, ``recall``, ``f1``, ``accuracy``, with
---return_entity_level_metrics ``TYPE_precision``/``_recall``/``_f1``/``_number`` per entity type, and the same
-as ``eval_*``, with ``eval_loss``), ``train_results.json``, ``all_results.json``, ``trainer_state.json`` and, with
---do_predict and a --test_file, ``predictions_test.tsv``: ``index<TAB>prediction``, the prediction being the
-sentence's tags, one per word, space-separated.
+lists, or --dataset_name's splits (finetuning/token_data.py says how each is read, and what happens to IOB1 and
+BIOES tags). Every flag of ``run_glue.py`` works here as there (same loop, checkpoints, --save_model,
+--progress_file, ...), except the GLUE data flags (--task_name is ner/pos/chunk here; --data_dir, --hub_dataset,
+--malformed_rows and --tokenized_cache_dir have no effect: the files are read and tokenized by each job).
+
+Writes ``eval_results.json`` (``precision``, ``recall``, ``f1``, ``accuracy``, with --return_entity_level_metrics
+``TYPE_precision``/``_recall``/``_f1``/``_number`` per entity type, and the same as ``eval_*``, with
+``eval_loss``), ``train_results.json``, ``all_results.json``, ``trainer_state.json`` and, with --do_predict and a
+--test_file, ``predictions_test.tsv``: ``index<TAB>prediction``, the prediction being the sentence's tags, one per
+word, space-separated.
 """
 import sys
 from pathlib import Path
@@ -26,9 +29,9 @@ from finetuning.ner_arguments import NerArguments, finalize_ner  # noqa: E402
 from finetuning.run_glue import EPILOG  # noqa: E402
 from pipeline.errors import run_reporting_errors  # noqa: E402
 
-NER_EPILOG = """--task_name is ner, pos or chunk (default ner): it picks the JSON tag column <task_name>_tags when there is
-no tags column. Only the first piece of each word is trained on its tag unless --label_all_tokens; a word cut off
-by --max_seq_length is predicted O.
+NER_EPILOG = """--task_name is ner, pos or chunk (default ner): it picks the JSON tag column <task_name>_tags when
+there is no tags column. Only the first piece of each word is trained on its tag unless --label_all_tokens; a word
+cut off by --max_seq_length is predicted O.
 """ + EPILOG
 
 

@@ -5,8 +5,9 @@ Two formats, told apart by the file name:
 
 - **JSON lines** (``.json``, ``.jsonl``): one object per line with a list of tokens (``--text_column_name``, default
   ``tokens``) and a list of tags (``--label_column_name``, default ``tags``, else ``<task>_tags``, e.g.
-  ``ner_tags``). An ``id`` field (or ``idx``, ``index``) is kept as the sentence's id (the predictions file's ``index``). Integer tags are
-  read as their decimal strings, which fit no tag scheme: such files need their tag names.
+  ``ner_tags``). An ``id`` field (or ``idx``, ``index``) is kept as the sentence's id (the predictions file's
+  ``index``). Integer tags are read as their decimal strings, which fit no tag scheme: such files need their tag
+  names.
 - **CoNLL** (any other name): one token per line, the token in the first column and its tag in the last (columns
   split by tabs when the line has one, else by whitespace, so CoNLL-2003's ``EU NNP B-NP B-ORG`` reads as ``EU`` /
   ``B-ORG``), a blank line between sentences, ``-DOCSTART-`` lines skipped. A sentence's id is its number (from 0).
@@ -19,8 +20,8 @@ or L, U (BILOU); anything else, or BIOES mixed with BILOU, is an error. The sche
 the task together (``tag_scheme``):
 
 - B/I only: **IOB1 is converted to IOB2** on reading (``to_iob2``: an ``I-X`` that starts an entity, i.e. does not
-  follow ``B-X`` or ``I-X``, becomes ``B-X``; IOB2 and plain IO tags convert to themselves), so the model learns
-  and predicts IOB2 and is scored in seqeval's strict IOB2 mode.
+  follow ``B-X`` or ``I-X``, becomes ``B-X``; IOB2 stays as it is, and plain IO tags become IOB2 too), so the
+  model learns and predicts IOB2 and is scored in seqeval's strict IOB2 mode.
 - E or S present: **BIOES**, kept as it is and scored in seqeval's strict IOBES mode.
 - L or U present: **BILOU**, kept as it is and scored in seqeval's strict BILOU mode.
 
