@@ -12,13 +12,15 @@ def sentence(rng: random.Random, n_words: int = 0) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(n_words or rng.randint(3, 9)))
 
 
-def write_tiny_model(folder: Path, dropout: float = 0.1) -> Path:
-    """A randomly initialised 2-layer BertModel plus a fast tokenizer over ``WORDS``, saved as a model folder."""
+def write_tiny_model(folder: Path, dropout: float = 0.1, extra_tokens=()) -> Path:
+    """A randomly initialised 2-layer BertModel plus a fast tokenizer over ``WORDS`` (and ``extra_tokens``, e.g.
+    word pieces ``##s``), saved as a model folder."""
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     folder.mkdir(parents=True, exist_ok=True)
     vocab = folder / "vocab.txt"
-    vocab.write_text("\n".join(SPECIAL + ["\"", "'", "."] + WORDS) + "\n", encoding="utf-8")
+    tokens = dict.fromkeys(SPECIAL + ["\"", "'", "."] + WORDS + list(extra_tokens))  # each once: ids stay < size
+    vocab.write_text("\n".join(tokens) + "\n", encoding="utf-8")
     tokenizer = BertTokenizerFast(vocab=str(vocab), do_lower_case=True)
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=64, hidden_dropout_prob=dropout,
