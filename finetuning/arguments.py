@@ -75,8 +75,8 @@ class DataTrainingArguments:
         "test data of one's own task (a label column is ignored); --do_predict writes predictions_test.tsv"))
     text_column_names: Optional[str] = field(default=None, metadata=_help(
         "one's own task: the text column, or two separated by a comma for a pair task (as HF run_classification.py)"))
-    label_column_name: Optional[str] = field(default=None, metadata=_help("one's own task: the label column"
-                                                                          " (default: label)"))
+    label_column_name: Optional[str] = field(default=None, metadata=_help(
+        "one's own task: the label column (default: label; run_ner.py's JSON lines: tags, else <task_name>_tags)"))
     id_column_name: Optional[str] = field(default=None, metadata=_help(
         "one's own task: the row id written with the predictions (default: idx, index or id when there is one)"))
     task_type: Optional[Literal["classification", "regression"]] = field(default=None, metadata=_help(

@@ -21,9 +21,8 @@ def _help(text: str) -> dict:
 @dataclass
 class NerArguments:
     text_column_name: Optional[str] = field(default=None, metadata=_help(
-        "JSON lines: the column of each sentence's token list (default tokens)"))
-    label_column_name: Optional[str] = field(default=None, metadata=_help(
-        "JSON lines: the column of each sentence's tag list (default tags, else <task_name>_tags, e.g. ner_tags)"))
+        "JSON lines: the column of each sentence's token list (default tokens); --label_column_name names the tag"
+        " list's (default tags, else <task_name>_tags, e.g. ner_tags)"))
     label_all_tokens: bool = field(default=False, metadata=_help(
         "train every piece of a word on its tag (B-X's later pieces on I-X), not only its first piece"))
     return_entity_level_metrics: bool = field(default=False, metadata=_help(

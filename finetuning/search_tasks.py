@@ -95,12 +95,13 @@ def task_flags(task: SearchTask) -> list:
     own = task.own
     flags = ["--train_file", own.TRAIN_FILE, "--validation_file", own.VALIDATION_FILE]
     flags += ["--test_file", own.TEST_FILE] if own.TEST_FILE else []
-    label = own.LABEL_COLUMN or DEFAULT_LABEL_COLUMN[own.TYPE]
-    if task.type == "token_classification":
-        flags += ["--label_column_name", label, "--return_entity_level_metrics"]
+    if task.type == "token_classification":  # run_ner.py's own defaults: tags, else ner_tags
+        flags += ["--return_entity_level_metrics"]
+        flags += ["--label_column_name", own.LABEL_COLUMN] if own.LABEL_COLUMN else []
         flags += ["--text_column_name", own.TEXT_COLUMNS[0]] if own.TEXT_COLUMNS else []
         flags += ["--label_all_tokens"] if own.LABEL_ALL_TOKENS else []
     else:
+        label = own.LABEL_COLUMN or DEFAULT_LABEL_COLUMN[own.TYPE]
         flags += ["--label_column_name", label, "--task_type", task.type, "--metric_name", task.primary_metric]
         flags += ["--text_column_names", ",".join(own.TEXT_COLUMNS)] if own.TEXT_COLUMNS else []
         flags += ["--positive_label", own.POSITIVE_LABEL] if own.POSITIVE_LABEL else []

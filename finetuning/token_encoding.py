@@ -135,7 +135,7 @@ def load_token_task_data(model_args, data_args, ner_args, args, tokenizer, log=p
                                       ("validation", data_args.validation_file, args.do_eval,
                                        data_args.max_eval_samples),
                                       (TEST_NAME, data_args.test_file, args.do_predict, data_args.max_predict_samples)):
-        columns = (split != TEST_NAME, ner_args.text_column_name, ner_args.label_column_name, ner_args.task)
+        columns = (split != TEST_NAME, ner_args.text_column_name, data_args.label_column_name, ner_args.task)
         if wanted and data_args.dataset_name:
             read[split] = read_token_dataset(data_args.dataset_name, data_args.dataset_config_name, split, *columns,
                                              cache_dir=model_args.cache_dir, token=model_args.token).head(rows)

@@ -74,7 +74,7 @@ def test_the_issues_yaml_loads_as_written_and_plans_each_task_with_its_own_job_s
         assert argv[argv.index(flag) + 1] == value, flag
     argv = job_arguments(cfg, plan_task_jobs(cfg, "findings")[0], tmp_path / "job", "m", False, False, 1)
     assert argv[0].endswith("run_ner.py") and "--do_predict" not in argv  # no TEST_FILE: nothing to predict
-    assert argv[argv.index("--label_column_name") + 1] == "tags" and "--task_name" not in argv
+    assert "--label_column_name" not in argv and "--task_name" not in argv  # run_ner.py's: tags, else ner_tags
 
 
 def test_own_task_config_problems_are_one_line_each_before_any_work(tmp_path):
