@@ -191,9 +191,10 @@ def summarize_validation(cfg, collection: Optional[Collection] = None) -> dict:
 def _print_bests(collection: Collection, score_line: str) -> None:
     from scripts.job_tables import percent
 
+    width = max([6] + [len(task) for task in collection.bests])
     for task, best in collection.bests.items():
         spread = best.spread
-        print(f"{task:6} {best.metric:9} median {percent(best.median):>6} over {spread['seeds']} seeds"
+        print(f"{task:{width}} {best.metric:9} median {percent(best.median):>6} over {spread['seeds']} seeds"
               f" (min {percent(spread['min'])}, max {percent(spread['max'])})  {best.config.describe()}"
               f"  best seed {best.best_job.seed}", flush=True)
     print(score_line, flush=True)
