@@ -28,10 +28,12 @@ _METRIC_RANGES = {"accuracy": (0.0, 1.0), "accuracy_mm": (0.0, 1.0), "f1": (0.0,
 
 
 def result_tasks(cfg=None) -> dict:
-    """{name: SearchTask} of every task whose folders result collection reads: all GLUE tasks (leaderboard order) and
-    the config's own tasks. Without a config, the GLUE tasks alone."""
+    """{name: SearchTask} of every task whose folders result collection reads: all GLUE tasks (leaderboard order),
+    then the config's own tasks (FINETUNE.TASKS order, then any other declared one). Without a config, GLUE's alone."""
     cfg = cfg if cfg is not None else get_default_config()
-    return {name: search_task(cfg, name) for name in (*FINETUNED_TASKS, *cfg.FINETUNE.OWN_TASKS)}
+    own = [str(name) for name in cfg.FINETUNE.TASKS if str(name) in cfg.FINETUNE.OWN_TASKS]
+    names = dict.fromkeys([*FINETUNED_TASKS, *own, *cfg.FINETUNE.OWN_TASKS])
+    return {name: search_task(cfg, name) for name in names}
 
 
 @dataclass
