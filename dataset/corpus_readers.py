@@ -15,6 +15,7 @@ Memory stays bounded whatever the input: a line longer than ``MAX_LINE_BYTES`` i
 is some), and an article longer than ``MAX_ARTICLE_CHARS`` is split into consecutive articles. Both limits are
 constants, not derived from the memory cap, so that the output never depends on the cap.
 """
+import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -55,11 +56,19 @@ def sources_from_lists(custom_folders, hub_entries) -> list:
 
 
 def list_corpus_files(folder) -> list:
-    """Every ``.txt`` under ``folder``, sorted by relative path; DataError when there are none."""
+    """Every ``.txt`` under ``folder``, sorted by relative path: the one rule of what a corpus folder holds, used by
+    the config check (``dataset.stage.validate_config``) and the reader alike. DataError when there are none, or
+    when a ``.txt`` is a symbolic link to nothing: skipping it would drop part of the corpus without a word."""
     root = Path(folder)
     if not root.is_dir():
         raise DataError(f"corpus folder does not exist or is not a folder: {root}")
-    files = sorted((p for p in root.rglob("*.txt") if p.is_file()), key=lambda p: p.relative_to(root).as_posix())
+    candidates = sorted(root.rglob("*.txt"), key=lambda p: p.relative_to(root).as_posix())
+    broken = [p for p in candidates if p.is_symlink() and not p.exists()]
+    if broken:
+        more = f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""
+        raise DataError(f"{broken[0]} in corpus folder {root} is a broken symbolic link (to {os.readlink(broken[0])})"
+                        f"{more}: fix or remove it")
+    files = [p for p in candidates if p.is_file()]
     if not files:
         what = "is empty" if not any(root.iterdir()) else "holds no .txt files"
         raise DataError(f"corpus folder {root} {what}: put the corpus there as .txt files (articles separated by"

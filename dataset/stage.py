@@ -15,7 +15,7 @@ from pipeline.run_ids import corpus_fingerprint, dataset_settings, local_inputs_
 from pipeline.tokenizer_loading import tokenizer_source
 
 from dataset import hub_check, memory
-from dataset.corpus_readers import sources_from_lists
+from dataset.corpus_readers import list_corpus_files, sources_from_lists
 from dataset.hub_entries import HubEntry
 
 MEMORY_KEY = "SYSTEM.MAX_MEMORY_IN_GB"
@@ -178,6 +178,11 @@ def validate_config(cfg) -> list:
         return hub_check.check_entry_shapes(cfg.DATASET.HUGGINGFACE_DATASETS)
     problems = hub_check.check_hub_entries(cfg.DATASET.HUGGINGFACE_DATASETS)
     d, t = cfg.DATASET, cfg.TOKENIZER
+    for folder in d.CUSTOMIZED_DATASETS:
+        try:
+            list_corpus_files(folder)
+        except DataError as e:
+            problems.append(f"DATASET.CUSTOMIZED_DATASETS: {e}")
     if not t.TRAIN:
         try:
             tokenizer_source(t.NAME_OR_PATH)  # a folder that cannot hold a tokenizer; a hub name passes

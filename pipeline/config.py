@@ -207,7 +207,11 @@ def build_config(config_path=None, opts=(), base_dir=None, prepare_inputs=None, 
     problems: list = []
     cfg = get_default_config()
     if config_path is not None:
-        merge_mapping(cfg, load_yaml_file(config_path, problems), problems)
+        mapping = load_yaml_file(config_path, problems)
+        if problems:  # the file could not be read: checking the defaults instead would add lines ("the dataset
+            # stage has no input") about settings the file may well hold
+            raise ConfigError(problems)
+        merge_mapping(cfg, mapping, problems)
     merge_mapping(cfg, opts_to_mapping(list(opts), problems), problems)
     resolve_paths(cfg, base_dir)
     problems += apply_init_from(cfg)  # the starting checkpoint's architecture and tokenizer, before the checks

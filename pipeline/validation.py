@@ -15,17 +15,6 @@ def value_problems(cfg, settings) -> list:
     return [message for message in (setting.check_value(get_key(cfg, setting.key)) for setting in settings) if message]
 
 
-def _check_corpus_folders(cfg, problems):
-    for folder in cfg.DATASET.CUSTOMIZED_DATASETS:
-        path = Path(folder)
-        if not path.exists():
-            problems.append(f"DATASET.CUSTOMIZED_DATASETS: folder does not exist: {folder}")
-        elif not path.is_dir():
-            problems.append(f"DATASET.CUSTOMIZED_DATASETS: not a folder: {folder}")
-        elif not any(p.is_file() for p in path.rglob("*.txt")):
-            problems.append(f"DATASET.CUSTOMIZED_DATASETS: folder holds no .txt files: {folder}")
-
-
 def recipe_problems(cfg) -> list:
     """Cross-key rules of the PRETRAIN recipe (also checked by run_pretraining.py on its own flags)."""
     p, problems = cfg.PRETRAIN, []
@@ -82,8 +71,6 @@ def _check_paths(cfg, problems):
 def validate(cfg) -> list:
     """Every problem in ``cfg``, one line each (an empty list when the config is good)."""
     problems = value_problems(cfg, SETTINGS) + own_task_problems(cfg.FINETUNE.OWN_TASKS)
-    if cfg.DATASET.ENABLED:
-        _check_corpus_folders(cfg, problems)
     _check_paths(cfg, problems)
     _check_model_shape(cfg, problems)
     if cfg.PRETRAIN.ENABLED:

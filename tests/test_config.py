@@ -127,11 +127,25 @@ def test_missing_corpus_folder_and_folder_without_txt(tmp_path):
     assert any("holds no .txt files" in p and str(empty) in p for p in problems)
 
 
-def test_missing_and_malformed_yaml(tmp_path):
-    with pytest.raises(ConfigError, match="config file not found"):
-        load_config(tmp_path / "absent.yaml")
-    with pytest.raises(ConfigError, match=r"malformed YAML in .*config.yaml at line 3"):
-        load_config(_write_yaml(tmp_path, "PRETRAIN:\n  NUM_STEPS: [1, 2\n"))
+def test_a_broken_txt_link_in_a_corpus_folder_is_named_before_any_work(tmp_path, corpus):
+    (corpus / "gone.txt").symlink_to(tmp_path / "moved_away.txt")
+    problems = _problems(tmp_path, f"DATASET:\n  CUSTOMIZED_DATASETS: [{corpus}]\n")
+    assert problems == [f"DATASET.CUSTOMIZED_DATASETS: {corpus / 'gone.txt'} in corpus folder {corpus} is a broken"
+                        f" symbolic link (to {tmp_path / 'moved_away.txt'}): fix or remove it"]
+
+
+@pytest.mark.parametrize("text, problem", [
+    (None, "config file not found: {path} (give a path to a YAML file, e.g. configs/quickstart.yaml)"),
+    ("PRETRAIN:\n  NUM_STEPS: [1, 2\n", "malformed YAML in {path} at line 3, column 1: expected ',' or ']', but got"
+                                         " '<stream end>'"),
+    ("- PRETRAIN\n", "{path}: the top level of a config must be a mapping of sections, got list"),
+], ids=["missing file", "syntax error", "top-level list"])
+def test_a_config_file_that_cannot_be_read_is_its_only_problem(tmp_path, capsys, text, problem):
+    path = tmp_path / "config.yaml"
+    if text is not None:
+        path.write_text(text, encoding="utf-8")
+    assert main.main(["--config", str(path)]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"config error: {problem.format(path=path)}"]
 
 
 def test_yaml_is_loaded_safely(tmp_path):
