@@ -30,18 +30,31 @@ def human(num_bytes: float) -> str:
     return f"{num_bytes:.0f} EB"
 
 
+def _blocker(folder: Path, error: OSError) -> str:
+    """Why ``folder`` cannot be made, for an error that is not a disk's: the nearest existing path above it when that
+    is a file (a file where OUTPUT_ROOT should be), else the system's reason (no folders can be made in /proc)."""
+    existing = next((parent for parent in (folder, *folder.parents) if parent.exists()), None)
+    if existing is not None and not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    return f"{os.strerror(error.errno).lower()}: {error.filename}" if error.errno else str(error)
+
+
 def check_writable(folder) -> None:
-    """Create ``folder`` if needed and a file in it; DiskError when the disk refuses."""
+    """Create ``folder`` if needed and a file in it; DiskError when the disk refuses, or when the folder cannot be
+    made at all (its path goes through a file, or through a file system that makes no folders, like /proc)."""
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as e:
-        if not is_disk_error(e):
+        if is_disk_error(e):
+            raise DiskError(f"{folder} is not writable ({DISK_REASONS[e.errno]}): set SYSTEM.OUTPUT_ROOT to a "
+                            f"writable folder, or fix its permissions") from None
+        if folder.is_dir():
             raise
-        raise DiskError(f"{folder} is not writable ({DISK_REASONS[e.errno]}): set SYSTEM.OUTPUT_ROOT to a writable "
-                        f"folder, or fix its permissions") from None
+        raise DiskError(f"{folder} cannot be created ({_blocker(folder, e)}): set SYSTEM.OUTPUT_ROOT to a writable"
+                        f" folder") from None
 
 
 def folder_bytes(paths) -> int:

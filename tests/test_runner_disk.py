@@ -71,6 +71,14 @@ def test_a_read_only_output_root_is_one_line_naming_it_and_exit_code_3(tmp_path,
                    f"SYSTEM.OUTPUT_ROOT to a writable folder, or fix its permissions"]
 
 
+def test_an_output_root_under_a_regular_file_is_one_line_naming_the_file_and_exit_code_3(tmp_path, capsys):
+    (tmp_path / "notes").write_text("a file where a folder should be")
+    assert _main(tmp_path, TWO_STAGES, "PRETRAIN.ID", "x", "SYSTEM.OUTPUT_ROOT", str(tmp_path / "notes" / "out")) == 3
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: {tmp_path / 'notes' / 'out' / 'runs' / 'x'} cannot be created ({tmp_path / 'notes'} is a file, not a"
+        f" folder): set SYSTEM.OUTPUT_ROOT to a writable folder"]
+
+
 def test_a_full_disk_under_the_log_file_turns_the_log_off_and_the_stage_goes_on(tmp_path, capsys):
     cfg = load_config(None, config_opts(tmp_path, "PRETRAIN.ID", "log"))
     logs = tmp_path / "out" / "runs" / "log" / "logs"
