@@ -30,6 +30,8 @@ from pipeline.manifest import as_stored, read_json, write_json_atomic
 
 CHECKPOINTS_DIRNAME = "checkpoints"
 POINTER_NAME = "latest_step"
+# How a refused checkpoint's user gets a folder of their own: main.py's users name runs, the script's name folders.
+_NEW_FOLDER = "a folder of its own (another PRETRAIN.ID through main.py; another --output_dir for run_pretraining.py)"
 SIGNATURE_NAME = "signature.json"  # {"step", "signature"}: read before DeepSpeed's pickles are opened
 TAG_PATTERN = re.compile(r"^step(\d{8,})$")
 GLOBAL_ORDER = "global"  # TrainState.data_order of checkpoints that count the global stream's position
@@ -165,7 +167,7 @@ def saved_signature(folder: Path) -> dict:
     if not isinstance(record, dict) or not isinstance(record.get("signature"), dict):
         raise ConfigError(f"checkpoint {folder} has no {SIGNATURE_NAME}, so nothing says this run wrote it (an older"
                           f" ExtremeBERT, or another program did), and loading its pickles can run any code they"
-                          f" hold; delete {folder.parent} to start over, or use a new --output_dir")
+                          f" hold; delete {folder.parent} to start over, or give this run {_NEW_FOLDER}")
     return record["signature"]
 
 
@@ -198,5 +200,5 @@ def check_signature(saved: dict, current: dict, output_dir) -> None:
     changed = sorted(k for k in set(saved) | set(current) if k in saved and saved.get(k) != current.get(k))
     if changed:
         details = ", ".join(f"{k}: {_short(saved.get(k))} -> {_short(current.get(k))}" for k in changed[:4])
-        raise ConfigError(f"{checkpoints_dir(output_dir)} holds checkpoints of a different run ({details}); use a"
-                          f" new --output_dir, or delete the checkpoints folder to start over")
+        raise ConfigError(f"{checkpoints_dir(output_dir)} holds checkpoints of a different run ({details}); give"
+                          f" this run {_NEW_FOLDER}, or delete that checkpoints folder to start over")

@@ -93,6 +93,8 @@ def pretrain(cfg) -> None:
     code = subprocess.run(command, cwd=REPO_ROOT, env=launch_env(cfg, num_gpus)).returncode
     if code == ExitCode.DISK:  # the script said why on the line above; keep the code for main.py
         raise DiskError(f"pretraining stopped: the disk of {out} is full or read-only (see the line above)")
+    if code == ExitCode.CONFIG:  # a setting or checkpoint refused: the same command would be refused again
+        raise ExtremeBertError("pretraining refused to start (the error line above says why and what to change)")
     if code != 0:
         raise ExtremeBertError(f"pretraining exited with code {code} (see the lines above); rerun the same command"
                                f" to resume from the newest checkpoint in {out / 'checkpoints'}")

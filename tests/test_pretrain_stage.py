@@ -108,10 +108,12 @@ def test_samples_rebuilt_under_the_same_dataset_id_make_the_model_stale_and_the_
     status = pretrain_status(cfg)
     assert not status.complete and status.detail == "settings changed since the last run"
     capfd.readouterr()
-    with pytest.raises(ExtremeBertError):
+    with pytest.raises(ExtremeBertError) as info:
         pretrain(cfg)
     printed = capfd.readouterr()
     assert "holds checkpoints of a different run (DATA: [['test_shard_00000.hdf5'" in printed.out + printed.err
+    assert "another PRETRAIN.ID through main.py" in printed.err
+    assert str(info.value) == "pretraining refused to start (the error line above says why and what to change)"
 
 
 def test_the_training_process_forms_its_own_group_whatever_the_parent_carries(tmp_path, monkeypatch):

@@ -107,7 +107,9 @@ def test_a_checkpoint_without_a_signature_file_is_refused_in_one_line(one_rank_g
         run(tiny, out, max_steps=3)
     assert str(info.value) == (f"checkpoint {checkpoint} has no signature.json, so nothing says this run wrote it (an"
                                f" older ExtremeBERT, or another program did), and loading its pickles can run any code"
-                               f" they hold; delete {out / 'checkpoints'} to start over, or use a new --output_dir")
+                               f" they hold; delete {out / 'checkpoints'} to start over, or give this run a folder of"
+                               f" its own (another PRETRAIN.ID through main.py; another --output_dir for"
+                               f" run_pretraining.py)")
     assert not (tmp_path / "pwned").exists()
 
 
