@@ -48,6 +48,8 @@ def tokenizer_source(name_or_path) -> str:
     if (path / "tokenizer.json").is_file():
         return TOKENIZER_JSON_FOLDER
     if (path / "vocab.txt").is_file():
+        if (path / "vocab.txt").stat().st_size == 0:
+            raise DataError(f"{path / 'vocab.txt'} is empty: a BERT vocab.txt holds one token a line")
         return VOCAB_FOLDER
     raise DataError(f"{name} holds no tokenizer: expected vocab.txt, tokenizer.json or tokenizer_config.json")
 
@@ -97,11 +99,16 @@ def _load_tokenizer_json_folder(folder: Path):
 
 
 def check_vocabulary(tokenizer, name: str, prefix: str = "") -> None:
-    """Raise ``DataError`` when ``tokenizer`` is a stub (a hub name offline can load as one instead of failing)."""
+    """Raise ``DataError`` when ``tokenizer`` is a stub: a hub name offline can load as one instead of failing, and a
+    local folder gives one when its vocabulary file holds (nearly) nothing."""
     ordinary = len(tokenizer) - len(set(tokenizer.all_special_ids))
-    if ordinary < MIN_ORDINARY_TOKENS:
-        raise DataError(f"{prefix}tokenizer '{name}' loaded with only {len(tokenizer)} tokens (a hub name offline"
-                        f" without a cached copy gives such a stub); give a local tokenizer folder or go online")
+    if ordinary >= MIN_ORDINARY_TOKENS:
+        return
+    if Path(str(name)).expanduser().exists():
+        raise DataError(f"{prefix}tokenizer '{name}' loaded with only {len(tokenizer)} tokens: its vocabulary file"
+                        f" holds (nearly) no tokens of its own; give a folder with a whole vocabulary")
+    raise DataError(f"{prefix}tokenizer '{name}' loaded with only {len(tokenizer)} tokens (a hub name offline"
+                    f" without a cached copy gives such a stub); give a local tokenizer folder or go online")
 
 
 def check_tokenizer(tokenizer, name: str, setting: str = "") -> None:

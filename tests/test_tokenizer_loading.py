@@ -126,11 +126,21 @@ def test_unusable_sources_are_one_line_errors_that_say_what_is_wrong(tmp_path):
     assert _error("").startswith("no tokenizer given")
 
 
+def test_an_empty_vocab_txt_is_named_without_a_word_about_the_hub(tmp_path):
+    (tmp_path / "empty_vocab").mkdir()
+    (tmp_path / "empty_vocab" / "vocab.txt").write_text("")
+    vocab = tmp_path / "empty_vocab" / "vocab.txt"
+    assert _error(vocab.parent, setting="TOKENIZER.NAME_OR_PATH") == \
+        f"TOKENIZER.NAME_OR_PATH: {vocab} is empty: a BERT vocab.txt holds one token a line"
+
+
 def test_stub_and_non_bert_tokenizers_are_refused(tmp_path):
     # transformers 5 builds a 5-token BERT tokenizer from a config alone, as it does offline for a hub name.
     (tmp_path / "stub").mkdir()
     (tmp_path / "stub" / "tokenizer_config.json").write_text('{"tokenizer_class": "BertTokenizer"}')
-    assert "loaded with only 5 tokens" in _error(tmp_path / "stub")
+    assert _error(tmp_path / "stub") == (f"tokenizer '{tmp_path / 'stub'}' loaded with only 5 tokens: its vocabulary"
+                                         f" file holds (nearly) no tokens of its own; give a folder with a whole"
+                                         f" vocabulary")
     no_bert_specials = write_tokenizer_json_folder(tmp_path / "other", specials=["<pad>", "<unk>", "<s>", "</s>"])
     assert _error(no_bert_specials) == (f"tokenizer '{no_bert_specials}' has no [PAD]/[CLS]/[SEP]/[MASK] token;"
                                         f" masked-LM pretraining and BERT finetuning need a BERT-style tokenizer")
