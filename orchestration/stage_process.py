@@ -15,7 +15,8 @@ stages, and a crash in one stage cannot corrupt the runner's state.
 - Output is copied to the console and to the log file chunk by chunk, unbuffered: a kill loses nothing that was
   shown. A full disk turns the log off (one warning) instead of stopping the stage; a vanished console
   (terminal closed) turns the console off.
-- The log's last line says why the stage stopped: done, failed with exit code N, interrupted by SIGTERM.
+- The log's last line says why the stage stopped: done, failed with exit code N, interrupted by the signal the
+  runner received (SIGINT after Ctrl-C).
 - In the child, a full or read-only disk becomes one line and exit code 3.
 """
 import ctypes

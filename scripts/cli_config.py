@@ -4,12 +4,11 @@ folder's own ``config.yaml`` (``--run-dir``), which also works after the folder 
 A ``--config`` gets the foundation's checks and result collection's own; the other stages' checks concern inputs a
 finished run no longer reads, and only the layer above the stages (``orchestration.stages``) may import them all."""
 import argparse
-import sys
 from pathlib import Path
 
 from pipeline.config import build_config, load_resolved_config, merge_mapping, opts_to_mapping
 from pipeline.defaults import SETTINGS
-from pipeline.errors import ConfigError, ExtremeBertError
+from pipeline.errors import ConfigError, run_reporting_errors
 from pipeline.validation import value_problems
 from scripts.result_collection import validate_config
 
@@ -56,11 +55,11 @@ def config_from_args(args):
 
 
 def run_cli(parser: argparse.ArgumentParser, action, argv=None) -> int:
-    """Parse ``argv``, build the config and call ``action(cfg, args)``; user errors print one line and return 1."""
+    """Parse ``argv``, build the config and call ``action(cfg, args)``. A user's error is reported as main.py reports
+    it: one ``error:`` line per problem and the same exit code (2 for the config, 3 for the disk, 1 otherwise)."""
     args = parser.parse_args(argv)
-    try:
+
+    def run() -> None:
         action(config_from_args(args), args)
-    except ExtremeBertError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+
+    return run_reporting_errors(run)

@@ -58,6 +58,14 @@ def test_translate_test_result_writes_the_zip_and_refuses_missing_tasks(run_dir,
         (tmp_path / "CoLA").rename(moved)
 
 
-def test_a_folder_without_config_is_a_one_line_error(tmp_path):
+def test_a_folder_without_config_is_a_one_line_config_error(tmp_path):
     result = _run("collect_best_val.py", "--run-dir", tmp_path)
-    assert result.returncode == 1 and result.stderr.startswith("error: --run-dir") and "config.yaml" in result.stderr
+    assert result.returncode == 2 and result.stderr.startswith("error: --run-dir") and "config.yaml" in result.stderr
+
+
+def test_an_unknown_key_in_opts_exits_2_as_in_main(run_dir, capsys):
+    from scripts.collect_best_val import main
+
+    assert main(["--run-dir", str(run_dir), "--opts", "RESULT_COLLECTION.WRITE_PLOT", "False"]) == 2
+    assert capsys.readouterr().err.splitlines() == ["error: unknown config key RESULT_COLLECTION.WRITE_PLOT (did you"
+                                                    " mean RESULT_COLLECTION.WRITE_PLOTS?)"]
