@@ -73,6 +73,31 @@ def _swap(a: Path, b: Path) -> bool:
         return False
 
 
+def _current_umask() -> int:
+    """The process's umask, read without changing it where Linux says it (/proc): setting one to read it back would
+    leave any other thread creating a file in that instant without the user's."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+def _respect_umask(folder: Path) -> None:
+    """Give every file in ``folder`` the mode a plain ``open`` gives: safetensors writes through a private temporary
+    file (mode 0600), so ``model.safetensors`` alone was closed to the group and others that its neighbours (0644
+    under umask 022) are open to."""
+    mode = 0o666 & ~_current_umask()
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            path.chmod(mode)
+
+
 def write_model_folder(model, tokenizer, output_dir, write_more=None) -> None:
     """``save_pretrained`` of model and tokenizer (and ``write_more(folder)``'s files) into a temporary sibling
     folder, then put in place of ``output_dir``: a crash never leaves a half-written model, and an existing model is
@@ -86,6 +111,7 @@ def write_model_folder(model, tokenizer, output_dir, write_more=None) -> None:
     tokenizer.save_pretrained(tmp)
     if write_more is not None:
         write_more(tmp)
+    _respect_umask(tmp)
     if output_dir.is_dir() and _swap(tmp, output_dir):
         shutil.rmtree(tmp, ignore_errors=True)  # now the old model
         return

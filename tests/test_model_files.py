@@ -1,4 +1,7 @@
-"""A truncated or damaged model file is reported by name before a library fails on it without one."""
+"""A truncated or damaged model file is reported by name before a library fails on it without one; a written model
+folder's files all have the modes the umask gives."""
+import os
+
 import pytest
 
 from pipeline.errors import DataError
@@ -50,3 +53,20 @@ def test_a_hub_name_is_left_to_the_hub(weights, monkeypatch):
         check_weight_files("model")  # a relative name that is a folder here: checked
     assert not (weights.parents[1] / "google-bert" / "bert-base-uncased").exists()
     assert check_weight_files("google-bert/bert-base-uncased") is None  # not a folder here: left to the hub
+
+
+def test_every_file_of_a_written_model_folder_follows_the_umask(tmp_path):
+    from transformers import BertModel, BertTokenizerFast
+
+    from pipeline.model_files import write_model_folder
+    from tests.test_finetuning_fixtures import write_tiny_model
+
+    source = write_tiny_model(tmp_path / "source")
+    previous = os.umask(0o022)
+    try:
+        write_model_folder(BertModel.from_pretrained(source), BertTokenizerFast.from_pretrained(source),
+                           tmp_path / "final_model")
+    finally:
+        os.umask(previous)
+    modes = {path.name: oct(path.stat().st_mode & 0o777) for path in (tmp_path / "final_model").iterdir()}
+    assert "model.safetensors" in modes and set(modes.values()) == {"0o644"}, modes
