@@ -11,6 +11,8 @@ stages, and a crash in one stage cannot corrupt the runner's state.
   The runner then reads the group's output until the last process has closed it, so it returns only once they
   are gone.
 - The child asks the kernel for SIGTERM should the runner die (even by SIGKILL), and passes that on to its group.
+  Before it ends by the signal it releases its worker pools' semaphores as a normal exit would, so that no
+  'leaked semaphore' warning follows an interrupt.
 - If the child itself dies while something it started still writes, that something is stopped too.
 - Output is copied to the console and to the log file chunk by chunk, unbuffered: a kill loses nothing that was
   shown. A full disk turns the log off (one warning) instead of stopping the stage; a vanished console
@@ -171,10 +173,22 @@ def _copy_until_closed(process: subprocess.Popen, forwarder: _SignalForwarder, o
 # The child's side.
 
 
+def _release_semaphores() -> None:
+    """Run multiprocessing's exit-time finalizers, as a normal exit would: they unlink the named semaphores of this
+    process's worker-pool queues. A stage ended by a signal skipped them, and multiprocessing's resource tracker
+    (which ignores SIGTERM and outlives the stage) then printed 'leaked semaphore objects' on every interrupt."""
+    util = sys.modules.get("multiprocessing.util")  # not imported: this process made no semaphores
+    if util is not None:
+        util._run_finalizers(0)  # priority >= 0: the semaphores and queues; not the joins of threads and children
+
+
 def _stop_group(signum, frame):
     """Pass the signal on to every process this stage started, then end as the signal says."""
-    signal.signal(signum, signal.SIG_DFL)
+    signal.signal(signum, signal.SIG_IGN)
     os.killpg(os.getpgrp(), signum)
+    _release_semaphores()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 def die_with_runner() -> None:

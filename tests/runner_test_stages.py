@@ -176,6 +176,21 @@ def stubborn(cfg):
         time.sleep(0.1)
 
 
+def _tick_in_a_worker(root: Path) -> None:
+    (root / "pids.txt").write_text(f"{os.getppid()} {os.getpid()}\n")
+    for tick in range(6000):
+        print(f"tick {tick}", flush=True)
+        time.sleep(0.1)
+
+
+def pooled(cfg):
+    """A stage whose work runs in a pool of worker processes, as the dataset stage's does (``dataset.workers``)."""
+    from dataset.workers import run_jobs
+
+    for _ in run_jobs(_tick_in_a_worker, [Path(cfg.SYSTEM.OUTPUT_ROOT)], 1, str):
+        pass
+
+
 def disk_full(cfg):
     print("disk_full: writing")
     raise OSError(errno.ENOSPC, "No space left on device", str(Path(cfg.SYSTEM.OUTPUT_ROOT) / "big.bin"))
@@ -199,6 +214,7 @@ SHARED = (_stage("shared", "DATASET", shared, shared_status, lambda cfg: _stage_
           _stage("user", "PRETRAIN", user, user_status))
 SLEEPING = (_stage("sleeper", "DATASET", sleeper, second_status),)
 STUBBORN = (_stage("sleeper", "DATASET", stubborn, second_status),)
+POOLED = (_stage("sleeper", "DATASET", pooled, second_status),)
 DISK_FULL = (_stage("disk_full", "DATASET", disk_full, second_status),)
 
 

@@ -57,6 +57,14 @@ def test_a_signal_to_main_alone_stops_the_stage_and_its_child_and_the_log_says_w
     assert f"INTERRUPTED: stage 'sleeper' interrupted by {sig.name}" in (tmp_path / "main.out").read_text()
 
 
+def test_ctrl_c_during_a_stage_with_worker_processes_leaves_no_semaphores_to_warn_about(tmp_path):
+    main, pids = _start_sleeper(tmp_path, "POOLED")
+    os.kill(main.pid, signal.SIGINT)
+    assert main.wait(timeout=60) == 128 + signal.SIGINT
+    assert _wait_until_gone(pids) == []
+    assert "leaked semaphore" not in (tmp_path / "main.out").read_text()
+
+
 def test_a_second_signal_kills_a_stage_that_ignores_the_first(tmp_path):
     main, pids = _start_sleeper(tmp_path, "STUBBORN")
     os.kill(main.pid, signal.SIGTERM)
