@@ -13,7 +13,7 @@ CONFIGS = sorted(p.name for p in (REPO_ROOT / "configs").glob("*.yaml"))
 
 def test_the_documented_configs_exist():
     assert {"quickstart.yaml", "bert-base.yaml", "bert-large.yaml", "bert-customized.yaml", "data-preprocess.yaml",
-            "train.yaml"} <= set(CONFIGS)
+            "train.yaml", "own-tasks.yaml"} <= set(CONFIGS)
 
 
 def phase_one_stand_in(folder):
@@ -40,6 +40,9 @@ def test_config_dry_run_validates_and_prints_the_plan(name, tmp_path, monkeypatc
     if name == "quickstart.yaml":  # its corpus and tasks are the demo data it builds
         opts += ["DATASET.CUSTOMIZED_DATASETS", f"[{quickstart_demo_dir / 'corpus'}]",
                  "FINETUNE.GLUE_DIR", str(quickstart_demo_dir / "glue")]
+    if name == "own-tasks.yaml":  # its task files are in the demo data's own/ folder, under runs/demo_data/
+        (tmp_path / "runs").mkdir()
+        (tmp_path / "runs" / "demo_data").symlink_to(quickstart_demo_dir)
     if name == "train.yaml":  # step 2 of 2 expects the samples that data-preprocess.yaml prepared
         (tmp_path / "runs" / "datasets" / "wikipedia-bookcorpus-128" / "samples").mkdir(parents=True)
     if name == "bert-base-two-phase-2.yaml":  # phase 2 starts from phase 1's final_model: a stand-in of its files
