@@ -5,6 +5,13 @@ and ``latest_step``, a one-line pointer to the newest *complete* checkpoint. The
 replaced atomically after every rank has finished writing, so a run killed in the middle of a save resumes from
 the previous checkpoint; folders the pointer does not cover are leftovers and are deleted.
 
+Checkpoints heal: ``signature.json`` is written last, after every rank's files, and records each file's size, so a
+folder that has it and whose sizes match is complete. A resume checks the sizes before DeepSpeed opens a file; a
+damaged checkpoint (a file cut short by a full disk or a crash) is renamed ``<tag>.damaged`` and the run resumes
+from the newest one that is whole. A pointer that is missing, or names a folder that is gone, is rebuilt from the
+complete folders rather than taken for a new run. Only sizes are recorded: hashing every checkpoint at each save
+would read gigabytes back, and ``main.py --verify`` does not reach the training script.
+
 Resuming trusts the checkpoint folder: DeepSpeed's files are pickles, and loading a pickle can run any code it
 holds. So each checkpoint also gets ``signature.json``, plain JSON with the run's signature, written by rank 0 after
 DeepSpeed's files; a checkpoint is loaded only when that file matches the resuming run's signature, and one without
@@ -18,6 +25,7 @@ randomness is re-derived from the seed and the position rather than saved (see `
 the optimizer state is split into one file per process, so such a checkpoint resumes only with as many processes.
 """
 import os
+import pickle
 import re
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -25,14 +33,15 @@ from pathlib import Path
 from typing import Optional
 
 from pipeline.disk import MARGIN_BYTES, DiskError, human
-from pipeline.errors import ConfigError, first_line, is_disk_error
-from pipeline.manifest import as_stored, read_json, write_json_atomic
+from pipeline.errors import ConfigError, DataError, first_line, is_disk_error
+from pipeline.manifest import as_stored, changed_files, read_json, write_json_atomic
 
 CHECKPOINTS_DIRNAME = "checkpoints"
 POINTER_NAME = "latest_step"
 # How a refused checkpoint's user gets a folder of their own: main.py's users name runs, the script's name folders.
 _NEW_FOLDER = "a folder of its own (another PRETRAIN.ID through main.py; another --output_dir for run_pretraining.py)"
-SIGNATURE_NAME = "signature.json"  # {"step", "signature"}: read before DeepSpeed's pickles are opened
+SIGNATURE_NAME = "signature.json"  # {"step", "signature", "files"}: read before DeepSpeed's pickles are opened
+DAMAGED_SUFFIX = ".damaged"  # a checkpoint found damaged is kept under this name (no longer a tag: never pruned)
 TAG_PATTERN = re.compile(r"^step(\d{8,})$")
 GLOBAL_ORDER = "global"  # TrainState.data_order of checkpoints that count the global stream's position
 
@@ -97,24 +106,60 @@ def _write_pointer(directory: Path, tag: str) -> None:
     os.replace(tmp, directory / POINTER_NAME)
 
 
+def _tags(directory: Path) -> list:
+    """The checkpoint folders' tags, oldest first."""
+    return sorted((t for t in os.listdir(directory) if step_of_tag(t) is not None), key=step_of_tag)
+
+
+def size_records(folder: Path) -> dict:
+    """``{file name: {"bytes": size}}`` of a checkpoint's files (all but signature.json)."""
+    return {path.relative_to(folder).as_posix(): {"bytes": path.stat().st_size}
+            for path in sorted(folder.rglob("*")) if path.is_file() and path.name != SIGNATURE_NAME}
+
+
+def damage(folder: Path) -> str:
+    """Why checkpoint ``folder`` cannot be whole (a file missing, or of another size than recorded), or "" when
+    its files match its record. A checkpoint of an older version records no sizes and passes."""
+    record = read_json(folder / SIGNATURE_NAME)
+    files = record.get("files") if isinstance(record, dict) else None
+    if not isinstance(files, dict):
+        return ""
+    changed = changed_files(folder, files)
+    if not changed:
+        return ""
+    name = changed[0]
+    try:
+        found = f"{(folder / name).stat().st_size:,} bytes"
+    except OSError:
+        found = "missing"
+    more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
+    return f"{name}: {found}, {files[name].get('bytes', 0):,} bytes written{more}"
+
+
 def prune(directory, keep: int) -> list:
-    """Delete all but the ``keep`` newest complete checkpoints and any partial one newer than the pointer;
-    returns the deleted tags."""
+    """Delete all but the ``keep`` newest whole checkpoints at or before the pointer, and any partial one newer
+    than it; returns the deleted tags. A checkpoint between them that is damaged stays for the resume to set aside,
+    so a checkpoint that may be the only valid one is never deleted."""
     directory = Path(directory)
     newest = latest_tag(directory)
     if newest is None:
         return []
     newest_step = step_of_tag(newest)
-    tags = sorted((t for t in os.listdir(directory) if step_of_tag(t) is not None), key=step_of_tag)
+    tags = _tags(directory)
     complete = [t for t in tags if step_of_tag(t) <= newest_step]
-    doomed = complete[:-keep] + [t for t in tags if step_of_tag(t) > newest_step]
+    whole = [t for t in complete if not damage(directory / t)][-keep:]
+    if not whole:
+        return []
+    doomed = [t for t in complete if step_of_tag(t) < step_of_tag(whole[0])]
+    doomed += [t for t in tags if step_of_tag(t) > newest_step]
     for tag in doomed:
         shutil.rmtree(directory / tag, ignore_errors=True)
     return doomed
 
 
 def save_checkpoint(engine, output_dir, state: TrainState, keep: int) -> str:
-    """Every rank writes its part of checkpoint ``step<N>``; then rank 0 moves the pointer and prunes."""
+    """Every rank writes its part of checkpoint ``step<N>``; then rank 0 records the files' sizes in
+    ``signature.json``, moves the pointer and prunes."""
     import torch.distributed as dist
 
     directory = checkpoints_dir(output_dir)
@@ -125,8 +170,10 @@ def save_checkpoint(engine, output_dir, state: TrainState, keep: int) -> str:
     dist.barrier()
     try:
         engine.save_checkpoint(str(directory), tag=tag, client_state=state.to_client_state(), save_latest=False)
+        dist.barrier()  # every rank's files are on disk before their sizes are recorded
         if engine.global_rank == 0:
-            write_json_atomic(directory / tag / SIGNATURE_NAME, {"step": state.step, "signature": state.signature})
+            write_json_atomic(directory / tag / SIGNATURE_NAME, {"step": state.step, "signature": state.signature,
+                                                                 "files": size_records(directory / tag)})
     except BaseException as e:  # a full disk, a kill: leave no partial folder behind (the pointer still holds)
         # torch reports a failed write as a RuntimeError without errno: a disk left with (almost) nothing free
         # while the partial folder still stands tells it was full.
@@ -136,7 +183,7 @@ def save_checkpoint(engine, output_dir, state: TrainState, keep: int) -> str:
             raise DiskError(f"saving checkpoint {directory / tag} failed with {human(free)} left on the disk "
                             f"({first_line(e)}); free some space and rerun to resume from the previous checkpoint") from e
         raise
-    dist.barrier()  # every rank's files are on disk before the pointer says the checkpoint is complete
+    dist.barrier()  # the record is on disk before the pointer says the checkpoint is complete
     if engine.global_rank == 0:
         _write_pointer(directory, tag)
         prune(directory, keep)
@@ -171,19 +218,84 @@ def saved_signature(folder: Path) -> dict:
     return record["signature"]
 
 
-def load_latest_checkpoint(engine, output_dir, signature: dict) -> Optional[TrainState]:
-    """Load the newest complete checkpoint into ``engine`` (weights, optimizer, loss scale); None if none.
+def resume_candidates(directory: Path) -> tuple:
+    """(the tags a resume may load, newest first; why the pointer could not say, or ""). With a pointer: the
+    checkpoints at or before it (newer folders are leftovers of a killed save). Without one (deleted, or naming a
+    folder that is gone): every folder holding a signature.json, which a save writes last."""
+    if not directory.is_dir():
+        return [], ""
+    tags = _tags(directory)[::-1]
+    newest = latest_tag(directory)
+    if newest is not None:
+        return [t for t in tags if step_of_tag(t) <= step_of_tag(newest)], ""
+    complete = [t for t in tags if (directory / t / SIGNATURE_NAME).is_file()]
+    pointer = directory / POINTER_NAME
+    try:
+        why = f"{pointer} names {pointer.read_text(encoding='utf-8').strip()!r}, which is not a checkpoint here"
+    except OSError:
+        why = f"{pointer} is missing"
+    return complete, why if complete else ""
 
-    Its ``signature.json`` is compared with ``signature`` first (``check_signature``): DeepSpeed's files are
-    pickles, which run code when loaded, so only a checkpoint that says it was written by this run is opened."""
+
+def _set_aside(folder: Path) -> Path:
+    """Rename a damaged checkpoint out of the way (kept for a look, never pruned); returns its new path."""
+    aside, count = folder.with_name(folder.name + DAMAGED_SUFFIX), 1
+    while aside.exists():
+        count += 1
+        aside = folder.with_name(f"{folder.name}{DAMAGED_SUFFIX}-{count}")
+    os.replace(folder, aside)
+    return aside
+
+
+def choose_checkpoint(directory: Path, signature: dict, output_dir, rank: int, log) -> Optional[str]:
+    """The newest checkpoint that is whole (its files' sizes match its record), checked before any pickle is
+    opened; each damaged one on the way is set aside (rank 0) with one line, and the pointer is set to the one
+    chosen. None when there is nothing to resume."""
+    import torch.distributed as dist
+
+    tags, lost_pointer = resume_candidates(directory)
+    chosen, damaged = None, []
+    for tag in tags:
+        check_signature(saved_signature(directory / tag), as_stored(signature), output_dir)
+        problem = damage(directory / tag)
+        if not problem:
+            chosen = tag
+            break
+        damaged.append((tag, problem))
+    if damaged and dist.is_initialized():
+        dist.barrier()  # every rank has judged the folders before rank 0 renames them
+    if rank != 0:
+        return chosen
+    then = f"resuming from {chosen}" if chosen else "no whole checkpoint is left"
+    for tag, problem in damaged:
+        aside = _set_aside(directory / tag)
+        log(f"checkpoint {directory / tag} is damaged ({problem}): kept aside as {aside.name}; {then}")
+    if lost_pointer and chosen:
+        log(f"{lost_pointer}: resuming from the newest complete checkpoint, {chosen}")
+    if chosen and latest_tag(directory) != chosen:
+        _write_pointer(directory, chosen)
+    return chosen
+
+
+def load_latest_checkpoint(engine, output_dir, signature: dict, log=print) -> Optional[TrainState]:
+    """Load the newest whole checkpoint into ``engine`` (weights, optimizer, loss scale); None if none.
+
+    Its ``signature.json`` is compared with ``signature`` first (``check_signature``), and its files' sizes with
+    the record there (``choose_checkpoint``): DeepSpeed's files are pickles, which run code when loaded, so only a
+    checkpoint that says it was written by this run is opened, and only once it is whole."""
     directory = checkpoints_dir(output_dir)
-    tag = latest_tag(directory)
+    tag = choose_checkpoint(directory, signature, output_dir, engine.global_rank, log)
     if tag is None:
         return None
-    check_signature(saved_signature(directory / tag), as_stored(signature), output_dir)
     check_world_size(directory / tag, engine.zero_optimization_stage(), engine.dp_world_size)
-    path, client_state = engine.load_checkpoint(str(directory), tag=tag, load_optimizer_states=True,
-                                                load_lr_scheduler_states=False)
+    try:
+        path, client_state = engine.load_checkpoint(str(directory), tag=tag, load_optimizer_states=True,
+                                                    load_lr_scheduler_states=False)
+    except (RuntimeError, EOFError, ValueError, KeyError, pickle.UnpicklingError) as e:
+        if "out of memory" in str(e):
+            raise
+        raise DataError(f"checkpoint {directory / tag} could not be loaded ({first_line(e)}); rename it to"
+                        f" {tag}{DAMAGED_SUFFIX} to resume from the previous one") from e
     if path is None or not client_state or "train_state" not in client_state:
         raise ConfigError(f"checkpoint {directory / tag} could not be loaded; delete {directory} to start over")
     return TrainState.from_client_state(client_state)

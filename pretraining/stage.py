@@ -20,7 +20,8 @@ from pipeline import layout
 from pipeline.disk import DiskError
 from pipeline.errors import ConfigError, DataError, ExitCode, ExtremeBertError
 from pipeline.hardware import data_parallel_processes, fp16_problems, free_port, gpus_may_be_used
-from pipeline.manifest import StageStatus, manifest_status, read_manifest, write_text_atomic
+from pipeline.manifest import (StageStatus, changed_files, file_records, manifest_status, read_manifest,
+                               write_text_atomic)
 from pipeline.run_ids import horizon, pretrain_settings, samples_identity
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -107,6 +108,22 @@ def _final_model_ok(cfg) -> bool:
     return (final / "config.json").is_file() and any(final.glob("*.safetensors"))
 
 
+def final_model_records(pretrain_dir) -> dict:
+    """Size and sha256 of every file of ``final_model/`` (keyed ``final_model/<name>``): the manifest's ``files``."""
+    final = Path(pretrain_dir) / layout.FINAL_MODEL
+    return file_records(pretrain_dir, [path for path in final.rglob("*") if path.is_file()])
+
+
+def damaged_outputs(cfg, deep: bool = False) -> list:
+    """``final_model`` when one of its files is missing or changed since the manifest recorded it (sizes; sha256
+    too with ``deep``): the runner deletes it, and the stage, resuming from the newest checkpoint (at its end),
+    exports it again without training."""
+    records = (read_manifest(layout.pretrain_dir(cfg)) or {}).get("files")
+    if not isinstance(records, dict) or not changed_files(layout.pretrain_dir(cfg), records, deep):
+        return []
+    return [layout.FINAL_MODEL]
+
+
 def stage_settings(cfg, samples_dir=None) -> dict:
     """The settings plus the identity of the samples (``samples_dir``, by default the dataset stage's): a dataset
     rebuilt under the same DATASET.ID makes the pretrained model stale (a derived ID changes with the data anyway).
@@ -123,7 +140,7 @@ def horizon_shortfall(asked: dict, trained: dict) -> str:
     return f"horizon raised ({', '.join(short)}): rerunning continues from the newest checkpoint" if short else ""
 
 
-def pretrain_status(cfg) -> StageStatus:
+def pretrain_status(cfg, deep: bool = False) -> StageStatus:
     settings = stage_settings(cfg)
     manifest = read_manifest(layout.pretrain_dir(cfg)) or {}
     saved = manifest.get("settings") or {}
@@ -132,7 +149,8 @@ def pretrain_status(cfg) -> StageStatus:
     status = manifest_status(layout.pretrain_dir(cfg), settings,
                              reads=[layout.samples_dir(cfg), layout.dataset_tokenizer_dir(cfg)]
                              + ([cfg.PRETRAIN.INIT_FROM] if cfg.PRETRAIN.INIT_FROM else []),
-                             writes=[layout.pretrain_dir(cfg)], outputs_ok=lambda: _final_model_ok(cfg))
+                             writes=[layout.pretrain_dir(cfg)], outputs_ok=lambda: _final_model_ok(cfg),
+                             damaged=damaged_outputs(cfg, deep))
     shortfall = horizon_shortfall(horizon(cfg), manifest.get("horizon") or {}) if status.complete else ""
     if shortfall:
         status.complete, status.detail = False, shortfall

@@ -23,7 +23,7 @@ from pipeline.run_ids import horizon
 from pipeline.tokenizer_loading import load_tokenizer
 from pretraining.arguments import PretrainPaths
 from pretraining.budget import RunClock, TimeBudget, budget_seconds
-from pretraining.checkpointing import TrainState, checkpoints_dir, latest_tag, load_latest_checkpoint
+from pretraining.checkpointing import TrainState, checkpoints_dir, load_latest_checkpoint, resume_candidates
 from pretraining.data.shards import MaskingDefaults, Vocabulary, describe_dataset, list_sample_files
 from pretraining.engine import (accumulation_steps, build_engine, ensure_distributed_env, machine_precision,
                                 node_report)
@@ -32,7 +32,7 @@ from pretraining.loop import StopSignal, TrainingLoop, validation_sample_count
 from pretraining.metrics_log import MetricsLog, gpu_peak_flops
 from pretraining.modeling import describe, model_config_from_cfg
 from pretraining.schedulers import PretrainLRScheduler, lr_multiplier
-from pretraining.stage import stage_settings
+from pretraining.stage import final_model_records, stage_settings
 
 INTERRUPT_EXIT_CODE = ExitCode.SIGNAL_BASE + signal.SIGTERM  # what a shell reports for a terminated process
 CONSTANT_STEP_WARMUP = 1000  # warmup steps of the originals' --lr_schedule constant_step without --num_warmup_steps
@@ -106,7 +106,7 @@ def starting_weights(cfg, paths: PretrainPaths, model_config, tokenizer) -> tupl
     weights checked against the model, unless a checkpoint of this run will be resumed (its weights win)."""
     if not cfg.PRETRAIN.INIT_FROM:
         return model_config, None
-    resuming = latest_tag(checkpoints_dir(paths.output_dir)) is not None
+    resuming = bool(resume_candidates(checkpoints_dir(paths.output_dir))[0])
     checkpoint = StartingCheckpoint.locate(cfg.PRETRAIN.INIT_FROM, with_weights=not resuming)
     eps = checkpoint.config.get("layer_norm_eps", model_config.layer_norm_eps)
     model_config = dataclasses.replace(model_config, layer_norm_eps=eps)
@@ -123,7 +123,7 @@ def resume_state(run: RunSetup, engine) -> TrainState:
     be continued under a longer horizon (NUM_STEPS, TOTAL_TRAINING_HOURS): the schedule then follows the new
     horizon from the current step (``make_scheduler``)."""
     asked = horizon(run.cfg)
-    state = load_latest_checkpoint(engine, run.paths.output_dir, run.signature)
+    state = load_latest_checkpoint(engine, run.paths.output_dir, run.signature, log=lambda line: _log(run, line))
     if state is None:
         _log(run, f"starting a new run in {run.paths.output_dir}")
         return TrainState(signature=run.signature, world_size=run.world_size, horizon=asked)
@@ -205,7 +205,7 @@ def finish(loop: TrainingLoop, reason: str):
         final_val_loss=state.last_val_loss, tokens_seen=samples * run.seq_length,
         samples_per_s=samples / (hours * 3600) if hours else 0.0, skipped_steps=state.skipped_steps,
         stop_reason=reason, precision=run.precision, world_size=run.world_size, model=describe(run.model_config),
-        horizon=horizon(run.cfg))
+        horizon=horizon(run.cfg), files=final_model_records(run.paths.output_dir))
     _log(run, f"done: {state.step} steps in {hours:.4f} h ({reason}); final model in"
               f" {run.paths.output_dir / layout.FINAL_MODEL}")
     return manifest
