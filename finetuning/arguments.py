@@ -75,8 +75,8 @@ class DataTrainingArguments:
         "test data of one's own task (a label column is ignored); --do_predict writes predictions_test.tsv"))
     text_column_names: Optional[str] = field(default=None, metadata=_help(
         "one's own task: the text column, or two separated by a comma for a pair task (as HF run_classification.py)"))
-    label_column_name: Optional[str] = field(default=None, metadata=_help("one's own task: the label column"
-                                                                          " (default: label)"))
+    label_column_name: Optional[str] = field(default=None, metadata=_help(
+        "one's own task: the label column (default: label; run_ner.py's JSON lines: tags, else <task_name>_tags)"))
     id_column_name: Optional[str] = field(default=None, metadata=_help(
         "one's own task: the row id written with the predictions (default: idx, index or id when there is one)"))
     task_type: Optional[Literal["classification", "regression"]] = field(default=None, metadata=_help(
@@ -170,7 +170,7 @@ class TrainingArguments:
     no_cuda: bool = field(default=False, metadata=_help("transformers 4 spelling of --use_cpu"))
 
 
-def _one_line_parser(dataclass_types, **kwargs):
+def _one_line_parser(dataclass_types, prog: str = "run_glue.py", **kwargs):
     """An ``HfArgumentParser`` whose errors are one line and exit 2, as command-line mistakes should be."""
     from transformers import HfArgumentParser
 
@@ -179,7 +179,7 @@ def _one_line_parser(dataclass_types, **kwargs):
             print(f"error: {message} (see {self.prog} --help)", file=sys.stderr, flush=True)
             sys.exit(2)
 
-    return OneLineErrors(dataclass_types, allow_abbrev=False, prog="run_glue.py", **kwargs)
+    return OneLineErrors(dataclass_types, allow_abbrev=False, prog=prog, **kwargs)
 
 
 def _trainer_only_flags(remaining: list) -> list:
@@ -197,16 +197,18 @@ def _trainer_only_flags(remaining: list) -> list:
             if name not in ours and value != defaults.get(name)]
 
 
-def parse_args(argv=None, description: str = "", epilog: str = ""):
-    """(model, data, training arguments, notes); exits 2 with one line on an unknown flag or a bad value."""
+def parse_args(argv=None, description: str = "", epilog: str = "", extra_types: tuple = (),
+               prog: str = "run_glue.py"):
+    """(model, data, training arguments, one instance of each of ``extra_types``, notes); exits 2 with one line
+    on an unknown flag or a bad value."""
     import argparse
 
-    parser = _one_line_parser((ModelArguments, DataTrainingArguments, TrainingArguments), description=description,
-                              epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
-    model_args, data_args, training_args, remaining = parser.parse_args_into_dataclasses(
-        args=argv, return_remaining_strings=True)
+    parser = _one_line_parser((ModelArguments, DataTrainingArguments, TrainingArguments, *extra_types), prog=prog,
+                              description=description, epilog=epilog,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    *parsed, remaining = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     notes = _trainer_only_flags(remaining) if remaining else []
-    return model_args, data_args, training_args, notes
+    return (*parsed, notes)
 
 
 def _strategy(args: TrainingArguments, problems: list) -> None:
@@ -333,8 +335,9 @@ def _data_source(data_args: DataTrainingArguments, args: TrainingArguments, prob
 
 
 def finalize(model_args: ModelArguments, data_args: DataTrainingArguments, args: TrainingArguments,
-             gpu_available: bool) -> list:
+             gpu_available: bool, data_source=None) -> list:
     """Check the flags together and settle each old spelling into its new one; returns notes to print.
+    ``data_source(data_args, args, problems, notes)`` checks the data flags (default: run_glue.py's check).
 
     Raises ``ConfigError`` with every problem, before anything is loaded."""
     problems, notes = [], []
@@ -345,7 +348,7 @@ def finalize(model_args: ModelArguments, data_args: DataTrainingArguments, args:
     _sizes(args, problems)
     _table_ranges([model_args, data_args, args], problems)
     _report_to(args, notes)
-    _data_source(data_args, args, problems, notes)
+    (data_source or _data_source)(data_args, args, problems, notes)
     for name, why in _LEGACY_NO_EFFECT.items():
         if getattr(args, name) is not None:
             notes.append(f"note: --{name} has no effect here ({why})")

@@ -36,10 +36,16 @@ class GlueTask:
     hub_test: dict  # submission file name -> hub split name
     also_predicts: tuple = ()  # tasks without training data whose test sets this task's model predicts
     positive_label: int = 1  # the class whose F1 is ``f1`` (1 = paraphrase / duplicate)
+    tag_scheme: str = ""  # a token-classification task's tags (IOB2, BIOES, BILOU; finetuning.token_data); "" = none
 
     @property
     def is_regression(self) -> bool:
         return self.labels is None
+
+    @property
+    def token_level(self) -> bool:
+        """A label per word (entity recognition) rather than per text."""
+        return bool(self.tag_scheme)
 
     @property
     def riders(self) -> list:

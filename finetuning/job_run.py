@@ -50,27 +50,28 @@ def load_tokenizer(model_path: str, **hub_options):
 
 
 def load_model(model_path: str, task, random_init: bool = False, config_name: str = "", **hub_options):
-    """``AutoModelForSequenceClassification`` for ``task``; a head of another size (STILT) starts fresh.
+    """``AutoModelForSequenceClassification`` (``AutoModelForTokenClassification`` for a token-level task) for
+    ``task``; a head of another size (STILT) starts fresh.
 
     ``config_name`` loads the config from elsewhere; ``hub_options`` go to ``from_pretrained``."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification
 
     refuse_old_format(model_path)
     label_kwargs = {"num_labels": 1, "problem_type": "regression"} if task.is_regression else {
-        "num_labels": len(task.labels), "problem_type": "single_label_classification",
+        "num_labels": len(task.labels), "problem_type": None if task.token_level else "single_label_classification",
         "id2label": dict(enumerate(task.labels)), "label2id": {label: i for i, label in enumerate(task.labels)}}
+    auto_model = AutoModelForTokenClassification if task.token_level else AutoModelForSequenceClassification
     try:
         config = AutoConfig.from_pretrained(config_name or model_path, **label_kwargs, **hub_options)
     except (OSError, ValueError) as e:
         raise DataError(f"cannot load a model config from {model_path}: {first_line(e)}")
     if random_init:
-        return AutoModelForSequenceClassification.from_config(config)
+        return auto_model.from_config(config)
     from safetensors import SafetensorError
 
     check_weight_files(model_path)  # a truncated file is named here; the library would not name it
     try:
-        return AutoModelForSequenceClassification.from_pretrained(model_path, config=config,
-                                                                  ignore_mismatched_sizes=True, **hub_options)
+        return auto_model.from_pretrained(model_path, config=config, ignore_mismatched_sizes=True, **hub_options)
     except (OSError, SafetensorError) as e:
         raise DataError(f"cannot load the model weights from {model_path}: {first_line(e)}") from e
 
@@ -99,7 +100,11 @@ def _setup_device(args: TrainingArguments):
     return torch.device("cuda") if use_cuda else torch.device("cpu"), 0, 1
 
 
-def _prediction_strings(task, logits) -> list:
+def _prediction_strings(task, logits, encoded=None) -> list:
+    if task.token_level:  # a sentence's word tags, space-separated
+        from finetuning.token_encoding import word_predictions
+
+        return [" ".join(tags) for tags in word_predictions(encoded, logits, task.labels)]
     if task.name == "STS-B":
         return [f"{min(5.0, max(0.0, float(value))):.3f}" for value in logits[:, 0]]  # the server's range
     if task.is_regression:
@@ -142,14 +147,14 @@ def train_settings(data_args: DataTrainingArguments, args: TrainingArguments) ->
 
 
 def run_settings(model_args: ModelArguments, data_args: DataTrainingArguments, args: TrainingArguments,
-                 world_size: int) -> dict:
+                 world_size: int, ner_args=None) -> dict:
     """What a checkpoint must share with this run to be resumed by it."""
     d = data_args
     data = {"task": d.task_name, "data_dir": d.data_dir, "dataset": [d.dataset_name, d.dataset_config_name],
             "train_file": d.train_file, "max_seq_length": d.max_seq_length, "max_train_samples": d.max_train_samples}
     return {"model_name_or_path": model_args.model_name_or_path, "random_init": model_args.random_init,
             "config_name": model_args.config_name, "seed": args.seed, "world_size": world_size, **data,
-            **asdict(train_settings(data_args, args))}
+            **asdict(train_settings(data_args, args)), **({"ner": asdict(ner_args)} if ner_args else {})}
 
 
 @dataclass
@@ -167,6 +172,7 @@ class LoadedJob:
     model: object
     data: object  # TaskData
     report: object = None  # WandbReport or None
+    ner_args: object = None  # NerArguments of a token-classification job (run_ner.py)
 
     @property
     def pad_id(self) -> int:
@@ -187,8 +193,14 @@ class LoadedJob:
             started = time.time()
             logits, loss = self.predict(data)
             batches = -(-len(data) // self.args.per_device_eval_batch_size)
-            split_plain, split_hf = dev_metrics(self.data.task, name, logits, data.labels, loss,
-                                                time.time() - started, batches)
+            if self.data.task.token_level:
+                from finetuning.entity_metrics import token_dev_metrics
+
+                split_plain, split_hf = token_dev_metrics(self.data.task, data, logits, loss, time.time() - started,
+                                                          batches)
+            else:
+                split_plain, split_hf = dev_metrics(self.data.task, name, logits, data.labels, loss,
+                                                    time.time() - started, batches)
             plain.update(split_plain)
             plain.setdefault("eval_loss", loss)  # the first dev split (MNLI: matched) defines eval_loss
             hf.update(split_hf)
@@ -213,7 +225,7 @@ def _train(job: LoadedJob, resume_from: Optional[Path]) -> tuple:
     intervals = [StepInterval.resolve(strategy, steps, plan.total_steps) for strategy, steps in (
         (args.logging_strategy, args.logging_steps), (args.eval_strategy, eval_steps),
         (args.save_strategy, args.save_steps))]
-    settings_of_run = run_settings(job.model_args, job.data_args, args, job.world_size)
+    settings_of_run = run_settings(job.model_args, job.data_args, args, job.world_size, job.ner_args)
 
     def trainer_state(step: int) -> dict:
         return {"global_step": step, "max_steps": plan.total_steps, "num_train_epochs": args.num_train_epochs,
@@ -298,7 +310,8 @@ class WandbReport:
 
 def _start_wandb(job: LoadedJob, resume_from: Optional[Path]) -> None:
     saved = checkpoints.read_trainer_state(resume_from) if resume_from is not None else {}
-    config = {**asdict(job.model_args), **asdict(job.data_args), **asdict(job.args)}
+    config = {**asdict(job.model_args), **asdict(job.data_args), **asdict(job.args),
+              **(asdict(job.ner_args) if job.ner_args else {})}
     job.report = WandbReport(job.args.run_name or job.args.output_dir, config, str(job.out), saved.get("wandb_run_id"))
 
 
@@ -317,7 +330,7 @@ def _finish(job: LoadedJob, train_metrics: Optional[dict], monitor, trainer_stat
             _log(f"dev: {format_metrics(hf)}")
     for name, (split_task, data) in job.data.test.items():
         logits, _ = job.predict(data)
-        rows = zip(data.index, _prediction_strings(split_task, logits))
+        rows = zip(data.index, _prediction_strings(split_task, logits, data))
         write_text_atomic(job.out / f"predictions_{name}.tsv",
                           "index\tprediction\n" + "".join(f"{row_id}\t{prediction}\n" for row_id, prediction in rows))
         _log(f"wrote predictions_{name}.tsv ({len(data)} rows)")
@@ -330,8 +343,10 @@ def _finish(job: LoadedJob, train_metrics: Optional[dict], monitor, trainer_stat
     return evaluation
 
 
-def run(model_args: ModelArguments, data_args: DataTrainingArguments, args: TrainingArguments) -> dict:
-    """Train, evaluate and predict as the flags ask; returns the dev results (empty without --do_eval)."""
+def run(model_args: ModelArguments, data_args: DataTrainingArguments, args: TrainingArguments,
+        ner_args=None) -> dict:
+    """Train, evaluate and predict as the flags ask; returns the dev results (empty without --do_eval).
+    ``ner_args`` (run_ner.py's) makes it a token-classification job."""
     from finetuning.lean_model import keep_freed_memory, make_lean
     from finetuning.tokenized_data import load_task_data
 
@@ -341,21 +356,30 @@ def run(model_args: ModelArguments, data_args: DataTrainingArguments, args: Trai
 
     device, rank, world_size = _setup_device(args)
     if resume_from is not None:  # refuse a checkpoint of other settings before loading anything
-        checkpoints.check_settings(resume_from, run_settings(model_args, data_args, args, world_size))
+        checkpoints.check_settings(resume_from, run_settings(model_args, data_args, args, world_size, ner_args))
     set_seed(args.seed)
     source = data_args.task_name or data_args.dataset_name or data_args.train_file or data_args.validation_file
     _log(f"{source}: model {model_args.model_name_or_path}{' (random init)' if model_args.random_init else ''},"
          f" device {device}, world size {world_size}")
     hub = hub_options(model_args)
-    tokenizer = load_tokenizer(model_args.tokenizer_name or model_args.model_name_or_path, **hub,
-                               **({} if model_args.use_fast_tokenizer else {"use_fast": False}))
-    data = load_task_data(model_args, data_args, args, tokenizer)
+    tokenizer_options = {**hub, **({} if model_args.use_fast_tokenizer else {"use_fast": False})}
+    tokenizer = load_tokenizer(model_args.tokenizer_name or model_args.model_name_or_path, **tokenizer_options)
+    if ner_args is not None:
+        from finetuning.token_encoding import load_token_task_data, needs_prefix_space
+
+        if needs_prefix_space(tokenizer):
+            tokenizer = load_tokenizer(model_args.tokenizer_name or model_args.model_name_or_path,
+                                       add_prefix_space=True, **tokenizer_options)
+        data = load_token_task_data(model_args, data_args, ner_args, args, tokenizer, log=_log)
+    else:
+        data = load_task_data(model_args, data_args, args, tokenizer)
     model = load_model(model_args.model_name_or_path, data.task, model_args.random_init, model_args.config_name or "",
                        **hub).to(device)
     _log(f"lean model: {', '.join(make_lean(model)) or 'no change applies'}")
     if device.type == "cpu":
         keep_freed_memory()
-    job = LoadedJob(model_args, data_args, args, out, device, rank, world_size, tokenizer, model, data)
+    job = LoadedJob(model_args, data_args, args, out, device, rank, world_size, tokenizer, model, data,
+                    ner_args=ner_args)
     if "wandb" in args.report_to and rank == 0:
         _start_wandb(job, resume_from)
     train_metrics, monitor, trainer_state = _train(job, resume_from) if args.do_train else (None, None, None)

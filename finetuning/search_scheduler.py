@@ -83,12 +83,20 @@ def _read_own_task(cfg, task, tokenizer) -> tuple:
     """Read and tokenize an own task's files as its jobs will (the same flags, the same reader), so that a problem
     in them stops the stage before any job; (training rows, the splits read)."""
     from finetuning.arguments import parse_args
-    from finetuning.tokenized_data import load_task_data
 
     argv = table_arguments(cfg) + task_flags(task) + ["--model_name_or_path", "-", "--output_dir", "-",
                                                       "--do_train", "--do_eval", *["--do_predict"] * predicts(task)]
-    model_args, data_args, args, _ = parse_args(argv)
-    data = load_task_data(model_args, data_args, args, tokenizer)
+    if task.is_token_level:
+        from finetuning.ner_arguments import NerArguments
+        from finetuning.token_encoding import load_token_task_data
+
+        model_args, data_args, args, ner_args, _ = parse_args(argv, extra_types=(NerArguments,))
+        data = load_token_task_data(model_args, data_args, ner_args, args, tokenizer, log=lambda line: None)
+    else:
+        from finetuning.tokenized_data import load_task_data
+
+        model_args, data_args, args, _ = parse_args(argv)
+        data = load_task_data(model_args, data_args, args, tokenizer)
     return len(data.train), [data.train, *data.dev.values(), *data.test.values()]
 
 

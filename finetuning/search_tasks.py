@@ -9,6 +9,7 @@ from typing import Optional
 
 from finetuning.glue_data import local_task_files
 from finetuning.glue_tasks import GLUE_TASKS, canonical_task_name
+from finetuning.own_data import count_rows
 from pipeline.errors import ConfigError
 from pipeline.own_task_fields import DATA_FILE_FIELDS, DEFAULT_LABEL_COLUMN, METRICS, metric_of
 
@@ -94,37 +95,19 @@ def task_flags(task: SearchTask) -> list:
     own = task.own
     flags = ["--train_file", own.TRAIN_FILE, "--validation_file", own.VALIDATION_FILE]
     flags += ["--test_file", own.TEST_FILE] if own.TEST_FILE else []
-    label = own.LABEL_COLUMN or DEFAULT_LABEL_COLUMN[own.TYPE]
-    if task.type == "token_classification":
-        flags += ["--label_column_name", label, "--return_entity_level_metrics"]
+    if task.type == "token_classification":  # run_ner.py's own defaults: tags, else ner_tags
+        flags += ["--return_entity_level_metrics"]
+        flags += ["--label_column_name", own.LABEL_COLUMN] if own.LABEL_COLUMN else []
         flags += ["--text_column_name", own.TEXT_COLUMNS[0]] if own.TEXT_COLUMNS else []
         flags += ["--label_all_tokens"] if own.LABEL_ALL_TOKENS else []
     else:
+        label = own.LABEL_COLUMN or DEFAULT_LABEL_COLUMN[own.TYPE]
         flags += ["--label_column_name", label, "--task_type", task.type, "--metric_name", task.primary_metric]
         flags += ["--text_column_names", ",".join(own.TEXT_COLUMNS)] if own.TEXT_COLUMNS else []
         flags += ["--positive_label", own.POSITIVE_LABEL] if own.POSITIVE_LABEL else []
     flags += ["--id_column_name", own.ID_COLUMN] if own.ID_COLUMN else []
     flags += ["--max_seq_length", str(own.MAX_SEQ_LENGTH)] if own.MAX_SEQ_LENGTH else []
     return flags
-
-
-def count_rows(path) -> int:
-    """Training rows of a data file, counted cheaply: Parquet's metadata, CoNLL's sentences, else non-blank lines
-    (less a CSV/TSV header)."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        return pq.ParquetFile(path).metadata.num_rows
-    tabular = suffix in (".csv", ".tsv", ".json", ".jsonl")
-    rows, previous = 0, b""
-    with open(path, "rb") as f:
-        for line in f:
-            line = line.strip()
-            rows += bool(line) and (tabular or not previous)  # CoNLL: a sentence starts after a blank line
-            previous = line
-    return max(0, rows - (suffix in (".csv", ".tsv")))
 
 
 def task_grid(cfg, task: SearchTask):

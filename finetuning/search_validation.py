@@ -8,7 +8,7 @@ from finetuning.glue_tasks import GLUE_TASKS, canonical_task_name, predicting_ta
 from finetuning.search_plan import plan_task_jobs
 from finetuning.search_scheduler import batch_split_problems, cpu_process_problems
 from finetuning.search_tasks import search_task, task_name
-from pipeline.defaults import is_local_path
+from pipeline.defaults import SETTINGS_BY_KEY, is_local_path
 from pipeline.errors import ConfigError
 from pipeline.hardware import fp16_problems, gpus_may_be_used
 from pipeline.own_task_fields import DATA_FILE_FIELDS
@@ -100,6 +100,14 @@ def _check_own_tasks(cfg, tasks: list, problems: list) -> None:
                     problems.append(f"FINETUNE.OWN_TASKS.{name}.{field}: file not found: {own[field]}")
 
 
+def _stilt_was_set(cfg) -> bool:
+    """Whether the config names a STILT source or targets of its own: the paper's default (MNLI to RTE, MRPC,
+    STS-B) simply does not apply to a task list without MNLI, while a source the user chose must be finetuned."""
+    stilt = cfg.FINETUNE.STILT
+    return [stilt.SOURCE, list(stilt.TARGETS)] != [SETTINGS_BY_KEY[f"FINETUNE.STILT.{key}"].default
+                                                   for key in ("SOURCE", "TARGETS")]
+
+
 def _check_stilt_types(cfg, tasks: list, problems: list) -> None:
     """STILT carries a model from one task to another of the same kind: sentence-level (classification and
     regression: the paper starts STS-B from MNLI, with a fresh head) or token-level (a tagger from a tagger)."""
@@ -138,7 +146,7 @@ def validate_config(cfg) -> list:
     if stilt.ENABLED and tasks and not problems:
         source = task_name(cfg, stilt.SOURCE)
         targets = {task_name(cfg, t) for t in stilt.TARGETS} & set(tasks)
-        if targets and source not in tasks:
+        if targets and source not in tasks and _stilt_was_set(cfg):
             problems.append(f"FINETUNE.STILT.SOURCE = {stilt.SOURCE} is not in FINETUNE.TASKS: add it, or set"
                             f" FINETUNE.STILT.ENABLED False")
         elif targets:

@@ -28,8 +28,14 @@ class EncodedSplit:
     input_ids: np.ndarray  # int32, every row's ids back to back
     token_type_ids: np.ndarray  # int8, aligned with input_ids
     offsets: np.ndarray  # int64 [N + 1]: row i is input_ids[offsets[i]:offsets[i + 1]]
-    labels: Optional[np.ndarray]  # int64 class ids or float32 scores; None for test splits
+    labels: Optional[np.ndarray]  # int64 class ids or float32 scores (a token split: each word's tag id); None = test
     index: list  # the server's row ids, as strings
+    # Token classification (finetuning.token_encoding) only, each aligned with input_ids: the label id a token is
+    # trained on (-100: none), and the word whose first piece a token is (-1: not a first piece); and each row's
+    # word count, truncated words included.
+    token_labels: Optional[np.ndarray] = None  # int64; None for test splits
+    word_index: Optional[np.ndarray] = None  # int32
+    word_counts: Optional[np.ndarray] = None  # int64 [N]
 
     def __len__(self) -> int:
         return len(self.offsets) - 1

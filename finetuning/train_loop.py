@@ -99,21 +99,27 @@ def epoch_steps(lengths, rows_per_step: int, seed: int, epoch: int, sampling: st
 
 
 def collate(encoded, rows, pad_id: int, pad_multiple: int = 1, with_labels: bool = True, pad_to: int = 0) -> dict:
-    """Tensors for ``rows`` of an ``EncodedSplit``, padded to the longest row of this batch (or to ``pad_to``)."""
+    """Tensors for ``rows`` of an ``EncodedSplit``, padded to the longest row of this batch (or to ``pad_to``);
+    a token split's per-token labels are padded with -100 (no loss)."""
     lengths = [int(encoded.offsets[i + 1] - encoded.offsets[i]) for i in rows]
     width = max(max(lengths), pad_to)
     width = -(-width // pad_multiple) * pad_multiple
     input_ids = np.full((len(rows), width), pad_id, dtype=np.int64)
     token_type_ids = np.zeros((len(rows), width), dtype=np.int64)
     attention_mask = np.zeros((len(rows), width), dtype=np.int64)
+    token_labels = np.full((len(rows), width), -100, dtype=np.int64) if encoded.token_labels is not None else None
     for j, (i, n) in enumerate(zip(rows, lengths)):
         ids, types = encoded.row(i)
         input_ids[j, :n] = ids
         token_type_ids[j, :n] = types
         attention_mask[j, :n] = 1
+        if token_labels is not None:
+            token_labels[j, :n] = encoded.token_labels[encoded.offsets[i]:encoded.offsets[i + 1]]
     batch = {"input_ids": torch.from_numpy(input_ids), "token_type_ids": torch.from_numpy(token_type_ids),
              "attention_mask": torch.from_numpy(attention_mask)}
-    if with_labels and encoded.labels is not None:
+    if with_labels and token_labels is not None:
+        batch["labels"] = torch.from_numpy(token_labels)
+    elif with_labels and encoded.labels is not None:
         batch["labels"] = torch.from_numpy(encoded.labels[np.asarray(rows)])
     return batch
 
@@ -256,7 +262,8 @@ def train(model, encoded, settings: TrainSettings, plan: StepPlan, *, device, pa
 
 @torch.no_grad()
 def predict(model, encoded, *, batch_size: int, device, pad_id: int, precision: str = "auto", pad_to: int = 0):
-    """Logits for every row (in the split's order) and the mean loss when the split has labels."""
+    """Logits for every row (in the split's order) and the mean loss when the split has labels. A token split's
+    logits are a list with one ``[row length, labels]`` array per row."""
     model.eval()
     dtype = autocast_dtype(precision, device)
     order = np.argsort(-encoded.lengths, kind="stable")  # length-sorted batches waste almost no padding
@@ -272,7 +279,10 @@ def predict(model, encoded, *, batch_size: int, device, pad_id: int, precision: 
         logits = result.logits.float().cpu().numpy()
         for row, value in zip(rows, logits):
             outputs[row] = value
-    logits = np.stack(outputs) if outputs else np.zeros((0, 1), np.float32)
+    if encoded.word_index is not None:
+        logits = [value[:n] for value, n in zip(outputs, encoded.lengths)]
+    else:
+        logits = np.stack(outputs) if outputs else np.zeros((0, 1), np.float32)
     loss = loss_sum / len(order) if encoded.labels is not None and len(order) else None
     return logits, loss
 

@@ -16,8 +16,9 @@ TASK_TYPES = ("classification", "regression", "token_classification")
 METRICS = {"classification": ("accuracy", "macro_f1", "mcc", "f1"), "regression": ("pearson", "spearman"),
            "token_classification": ("f1", "precision", "recall", "accuracy")}
 DEFAULT_METRIC = {"classification": "macro_f1", "regression": "pearson", "token_classification": "f1"}
-# The label column when LABEL_COLUMN is empty (HF run_glue / run_ner's defaults; a token task also takes ner_tags).
-DEFAULT_LABEL_COLUMN = {"classification": "label", "regression": "label", "token_classification": "tags"}
+# The label column when LABEL_COLUMN is empty (HF run_glue's default; a token task's is run_ner.py's: tags, else
+# ner_tags).
+DEFAULT_LABEL_COLUMN = {"classification": "label", "regression": "label"}
 DATA_FILE_FIELDS = ("TRAIN_FILE", "VALIDATION_FILE", "TEST_FILE")
 
 FIELDS = (

@@ -3,6 +3,7 @@
     OUTPUT_DIR/
       corpus/corpus_NNNNN.txt   customized-dataset format: one paragraph per line, a blank line after each article
       glue/CoLA/{train,dev,test}.tsv, glue/MRPC/{train,dev,test}.tsv, glue/demo_tasks.json
+      own/word_order/{train,dev,test}.csv, own/mentions/{train,dev,test}.conll   tasks of one's own (demo_own_tasks)
       manifest.json             written last: the settings and every output file with its size
 
 Usage: python -m quickstart.build_demo_data --output_dir DIR [--seed 42] [--target_corpus_mb 5]
@@ -27,11 +28,12 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from pipeline.errors import ConfigError, DataError
 from pipeline.manifest import MANIFEST_NAME, changed_files, manifest_matches, read_manifest, write_manifest
 from quickstart.demo_corpus import collect_articles, default_source_roots, sources_fingerprint, write_corpus
+from quickstart.demo_own_tasks import OWN_DIR, write_own_demo_tasks
 from quickstart.demo_tasks import draw_demo_examples, split_articles, write_demo_tasks
 
 # Bump when the collection, filtering or task rules change: existing outputs then count as stale.
-DEMO_DATA_VERSION = 2  # 2: MRPC-format rows are a third label 1, 8000 training pairs
-OUTPUTS = ("corpus", "glue")
+DEMO_DATA_VERSION = 3  # 2: MRPC-format rows are a third label 1, 8000 training pairs; 3: the own tasks
+OUTPUTS = ("corpus", "glue", OWN_DIR)
 DEFAULT_TARGET_CORPUS_MB = 5.0
 # (train, dev, test) examples per task. The sentence-pair task gets four times the training pairs: judging whether two
 # sentences belong together is learnt far more slowly than word order (measured in BENCHMARKS.md).
@@ -102,6 +104,7 @@ def build_demo_data(output_dir, seed=42, target_corpus_mb=DEFAULT_TARGET_CORPUS_
     staging.mkdir(parents=True)
     write_corpus(corpus_articles, staging / "corpus")
     task_rows = write_demo_tasks(examples, staging / "glue", seed)
+    own_rows = write_own_demo_tasks(examples["CoLA"], staging / OWN_DIR)
     for name in OUTPUTS:
         shutil.rmtree(output_dir / name, ignore_errors=True)
         os.replace(staging / name, output_dir / name)
@@ -116,7 +119,7 @@ def build_demo_data(output_dir, seed=42, target_corpus_mb=DEFAULT_TARGET_CORPUS_
                 "paragraphs": sum(len(a.paragraphs) for a in corpus_articles),
                 "words": sum(a.num_words() for a in corpus_articles),
                 "heldout_articles": len(heldout)},
-        glue={"dir": "glue", "rows": task_rows},
+        glue={"dir": "glue", "rows": task_rows}, own={"dir": OWN_DIR, "rows": own_rows},
         build_seconds=round(time.perf_counter() - started, 2))
 
 

@@ -11,9 +11,10 @@ import statistics
 from dataclasses import dataclass
 from typing import Optional
 
-from finetuning.glue_tasks import GLUE_SCORE_METRICS, GLUE_TASKS
+from finetuning.glue_tasks import GLUE_SCORE_METRICS
 from finetuning.job_selection import Scored, choose_best
-from scripts.finetune_jobs import JobResult
+from finetuning.search_tasks import SearchTask
+from scripts.finetune_jobs import JobResult, result_tasks
 
 
 @dataclass
@@ -40,6 +41,7 @@ class TaskBest:
     """The chosen configuration of one task and the statistics the report shows for it."""
     task: str
     metric: str  # the primary metric the selection maximised
+    search_task: SearchTask  # its type and the metrics its jobs report
     config: ConfigResult
     best_job: JobResult  # the configuration's best seed: its test predictions are submitted
     configs_tried: int  # configurations with at least one counted job
@@ -58,7 +60,7 @@ class TaskBest:
 
     def median_metrics(self) -> dict:
         """Median over seeds of every dev metric of the task (what the GLUE score averages)."""
-        return {name: self.config.median(name) for name in GLUE_TASKS[self.task].metrics}
+        return {name: self.config.median(name) for name in self.search_task.metrics}
 
 
 def group_by_config(jobs) -> list:
@@ -71,10 +73,10 @@ def group_by_config(jobs) -> list:
             for (lr, bs, ep), members in sorted(groups.items())]
 
 
-def select_best(task: str, jobs) -> Optional[TaskBest]:
-    """The task's best configuration and seed by ``finetuning.job_selection.choose_best`` (the rule STILT uses too), or None
-    when no job of the task completed."""
-    metric = GLUE_TASKS[task].primary_metric
+def select_best(task: SearchTask, jobs) -> Optional[TaskBest]:
+    """The task's best configuration and seed on its primary metric by ``finetuning.job_selection.choose_best`` (the
+    rule STILT uses too), GLUE task or one's own alike; None when no job of the task completed."""
+    metric = task.primary_metric
     configs = group_by_config(jobs)
     choice = choose_best(Scored(job.config, job.seed, job.metrics[metric], job) for config in configs
                          for job in config.jobs)
@@ -82,13 +84,15 @@ def select_best(task: str, jobs) -> Optional[TaskBest]:
         return None
     best = next(config for config in configs if (config.learning_rate, config.batch_size, config.epochs)
                 == choice.config)
-    return TaskBest(task=task, metric=metric, config=best, best_job=choice.best.item, configs_tried=len(configs),
-                    max_seeds=max(len(c.jobs) for c in configs))
+    return TaskBest(task=task.name, metric=metric, search_task=task, config=best, best_job=choice.best.item,
+                    configs_tried=len(configs), max_seeds=max(len(c.jobs) for c in configs))
 
 
-def select_all(jobs_by_task: dict) -> dict:
-    """{task: TaskBest} for every task with at least one counted job."""
-    bests = {task: select_best(task, jobs) for task, jobs in jobs_by_task.items()}
+def select_all(jobs_by_task: dict, tasks=None) -> dict:
+    """{task: TaskBest} for every task with at least one counted job; ``tasks`` ({name: SearchTask}) as in
+    ``load_jobs``."""
+    tasks = tasks or result_tasks()
+    bests = {task: select_best(tasks[task], jobs) for task, jobs in jobs_by_task.items()}
     return {task: best for task, best in bests.items() if best is not None}
 
 

@@ -1,4 +1,5 @@
-"""Read the finetune stage's job folders (``<root>/<TASK>/<JOB>/job.json`` and ``eval_results.json``).
+"""Read the finetune stage's job folders (``<root>/<TASK>/<JOB>/job.json`` and ``eval_results.json``), of GLUE
+tasks and of one's own (``FINETUNE.OWN_TASKS``) alike.
 
 Everything comes from the jobs' own result files, never from console logs. A job that cannot be used (no
 ``job.json``, a ``completed`` job without dev metrics) is still listed, with the reason in ``problem``, so the
@@ -13,14 +14,26 @@ from typing import Optional
 
 from finetuning.glue_tasks import FINETUNED_TASKS, GLUE_TASKS
 from finetuning.search_plan import parse_job_name
+from finetuning.search_tasks import search_task
+from pipeline.defaults import get_default_config
 from pipeline.errors import DataError
 from pipeline.manifest import read_json
 from pipeline.run_ids import file_stamp
 
 
 # Metrics are fractions, as scikit-learn computes them; MCC and correlations may be negative.
-_METRIC_RANGES = {"accuracy": (0.0, 1.0), "accuracy_mm": (0.0, 1.0), "f1": (0.0, 1.0),
+_METRIC_RANGES = {"accuracy": (0.0, 1.0), "accuracy_mm": (0.0, 1.0), "f1": (0.0, 1.0), "macro_f1": (0.0, 1.0),
+                  "precision": (0.0, 1.0), "recall": (0.0, 1.0),
                   "mcc": (-1.0, 1.0), "pearson": (-1.0, 1.0), "spearman": (-1.0, 1.0)}
+
+
+def result_tasks(cfg=None) -> dict:
+    """{name: SearchTask} of every task whose folders result collection reads: all GLUE tasks (leaderboard order),
+    then the config's own tasks (FINETUNE.TASKS order, then any other declared one). Without a config, GLUE's alone."""
+    cfg = cfg if cfg is not None else get_default_config()
+    own = [str(name) for name in cfg.FINETUNE.TASKS if str(name) in cfg.FINETUNE.OWN_TASKS]
+    names = dict.fromkeys([*FINETUNED_TASKS, *own, *cfg.FINETUNE.OWN_TASKS])
+    return {name: search_task(cfg, name) for name in names}
 
 
 @dataclass
@@ -85,8 +98,9 @@ def _check_metrics(metrics: dict, path: Path) -> None:
                             " must hold fractions (0.853), not percentages")
 
 
-def read_job(task: str, job_dir: Path) -> JobResult:
-    """The job in ``job_dir``; raises DataError only for metrics on the wrong scale."""
+def read_job(task: str, job_dir: Path, primary_metric: str = "") -> JobResult:
+    """The job in ``job_dir``, counted when it has ``primary_metric`` (default: the GLUE task's); raises DataError
+    only for metrics on the wrong scale."""
     info = read_json(job_dir / "job.json")
     problem = ""
     if not isinstance(info, dict):
@@ -100,7 +114,7 @@ def read_job(task: str, job_dir: Path) -> JobResult:
         _check_metrics(metrics, metrics_path)
         job.metrics = metrics
     if job.status == "completed" and not job.problem:
-        primary = GLUE_TASKS[task].primary_metric
+        primary = primary_metric or GLUE_TASKS[task].primary_metric
         if not isinstance(metrics, dict):
             job.problem = "eval_results.json missing or unreadable"
         elif not isinstance(metrics.get(primary), (int, float)):
@@ -110,12 +124,12 @@ def read_job(task: str, job_dir: Path) -> JobResult:
     return job
 
 
-def _task_folders(root: Path):
-    """(task, folder) for every task folder under ``root``; other folders are ignored."""
+def _task_folders(root: Path, tasks):
+    """(task, folder) for every folder under ``root`` named like one of ``tasks``; other folders are ignored."""
     if not root.is_dir():
         return []
-    # The finetune stage names task folders by the canonical task name (docs/interfaces.md).
-    return [(path.name, path) for path in sorted(root.iterdir()) if path.is_dir() and path.name in FINETUNED_TASKS]
+    # The finetune stage names task folders by the canonical GLUE name or the own task's name (docs/interfaces.md).
+    return [(path.name, path) for path in sorted(root.iterdir()) if path.is_dir() and path.name in tasks]
 
 
 def _job_folders(task_dir: Path):
@@ -123,22 +137,24 @@ def _job_folders(task_dir: Path):
                   if p.is_dir() and ((p / "job.json").exists() or (p / "eval_results.json").exists()))
 
 
-def load_jobs(root) -> dict:
-    """{task: [JobResult, ...]} for every task folder under ``root`` (tasks in leaderboard order, jobs by name)."""
-    root = Path(root)
-    by_task = {task: [read_job(task, job_dir) for job_dir in _job_folders(folder)]
-               for task, folder in _task_folders(root)}
-    return {task: by_task[task] for task in FINETUNED_TASKS if by_task.get(task)}
+def load_jobs(root, tasks=None) -> dict:
+    """{task: [JobResult, ...]} for every folder under ``root`` of ``tasks`` ({name: SearchTask}, default
+    ``result_tasks()``), in the order of ``tasks`` (GLUE's leaderboard order first), jobs by name."""
+    root, tasks = Path(root), tasks or result_tasks()
+    by_task = {task: [read_job(task, job_dir, tasks[task].primary_metric) for job_dir in _job_folders(folder)]
+               for task, folder in _task_folders(root, tasks)}
+    return {task: by_task[task] for task in tasks if by_task.get(task)}
 
 
-def jobs_fingerprint(root) -> str:
-    """A hash of every completed job under ``root``: its files' contents (metrics) and its predictions' size/time.
+def jobs_fingerprint(root, tasks=None) -> str:
+    """A hash of every completed job under ``root`` (of ``tasks``, default ``result_tasks()``): its files' contents
+    (metrics) and its predictions' size/time.
 
     It changes whenever a job completes, reruns or is removed, which is what makes result collection stale.
     """
     root = Path(root)
     digest = hashlib.sha256()
-    for task, folder in _task_folders(root):
+    for task, folder in _task_folders(root, tasks or result_tasks()):
         for job_dir in _job_folders(folder):
             info = read_json(job_dir / "job.json")
             if not isinstance(info, dict) or info.get("status") != "completed":

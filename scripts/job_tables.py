@@ -1,19 +1,26 @@
 """Per-task tables of every finetune job (hyperparameters, seed, every dev metric, wall time, status).
 
 Markdown for people (``results/<TASK>.md``, also printed) and CSV with raw values for spreadsheets
-(``results/<TASK>.csv``). Metrics are stored as fractions; the markdown shows them as percentages.
+(``results/<TASK>.csv``). Metrics are stored as fractions; the markdown shows them as percentages. A token task's
+per-entity-type figures are in its CSV only (four columns per type would bury the markdown's overall ones); the
+report shows them for the best job.
 """
 import csv
 import io
 from pathlib import Path
 
-from finetuning.glue_tasks import GLUE_TASKS
+from finetuning.search_tasks import SearchTask
 from pipeline.manifest import write_text_atomic
 from scripts.best_config import group_by_config
 
 
 def percent(value) -> str:
     return "" if value is None else f"{100 * value:.2f}"
+
+
+def seed_count(spread: dict, max_seeds: int) -> str:
+    """The seeds behind a best configuration's median, "(of N)" when some of its seeds did not complete."""
+    return f"{spread['seeds']}" + (f" (of {max_seeds})" if spread["seeds"] < max_seeds else "")
 
 
 def format_duration(seconds) -> str:
@@ -33,11 +40,24 @@ def markdown_table(headers, rows) -> str:
     return "\n".join(lines)
 
 
-def _metric_names(task: str, jobs) -> list:
+ENTITY_FIGURES = ("precision", "recall", "f1", "number")
+
+
+def entity_types(metrics: dict) -> list:
+    """The entity types of a token job's ``<TYPE>_precision/_recall/_f1/_number`` figures, sorted (HF run_ner's
+    flattened per-type metrics; ``_number`` is what marks a type)."""
+    return sorted(key[:-len("_number")] for key in metrics
+                  if key.endswith("_number") and not key.startswith("eval_") and key != "_number")
+
+
+def _metric_names(task: SearchTask, jobs, raw: bool) -> list:
     """The task's metrics first (table order), then eval_loss, then anything else the jobs reported."""
-    names = list(GLUE_TASKS[task].metrics) + ["eval_loss"]
-    extra = sorted({key for job in jobs for key in job.metrics} - set(names))
-    return names + extra
+    names = list(task.metrics) + ["eval_loss"]
+    extra = {key for job in jobs for key in job.metrics} - set(names)
+    if task.is_token_level and not raw:
+        extra -= {f"{prefix}{kind}_{figure}" for job in jobs for kind in entity_types(job.metrics)
+                  for figure in ENTITY_FIGURES for prefix in ("", "eval_")}
+    return names + sorted(extra)
 
 
 def _status(job) -> str:
@@ -53,9 +73,9 @@ def _sorted_jobs(jobs) -> list:
     return sorted(jobs, key=key)
 
 
-def task_rows(task: str, jobs, raw: bool = False):
+def task_rows(task: SearchTask, jobs, raw: bool = False):
     """(headers, rows) of a task's table; ``raw`` keeps numbers unformatted (for CSV)."""
-    names = _metric_names(task, jobs)
+    names = _metric_names(task, jobs, raw)
     with_stilt = any(job.init_from for job in jobs)
     headers = ["job", "learning_rate", "batch_size", "epochs", "seed"] + (["init_from"] if with_stilt else [])
     headers += names + ["wall_time_s" if raw else "wall time", "status"]
@@ -70,24 +90,23 @@ def task_rows(task: str, jobs, raw: bool = False):
             if raw or not isinstance(value, (int, float)):
                 row.append("" if value is None else value)
             else:
-                row.append(f"{value:.4f}" if name == "eval_loss" or name not in GLUE_TASKS[task].metrics
-                           else percent(value))
+                row.append(f"{value:.4f}" if name == "eval_loss" or name not in task.metrics else percent(value))
         row.append(job.wall_time_s if raw else format_duration(job.wall_time_s))
         row.append(_status(job))
         rows.append(row)
     return headers, rows
 
 
-def task_markdown(task: str, jobs, title: str = "") -> str:
+def task_markdown(task: SearchTask, jobs, title: str = "") -> str:
     headers, rows = task_rows(task, jobs)
     counted = sum(job.counted for job in jobs)
     configs = len(group_by_config(jobs))
-    heading = f"## {title or task}\n\n{len(jobs)} jobs, {counted} completed, {configs} configurations" \
-              f" (metrics in %, dev set; primary metric: {GLUE_TASKS[task].primary_metric})\n\n"
+    heading = f"## {title or task.name}\n\n{len(jobs)} jobs, {counted} completed, {configs} configurations" \
+              f" (metrics in %, dev set; primary metric: {task.primary_metric})\n\n"
     return heading + markdown_table(headers, rows) + "\n"
 
 
-def task_csv(task: str, jobs) -> str:
+def task_csv(task: SearchTask, jobs) -> str:
     headers, rows = task_rows(task, jobs, raw=True)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -96,14 +115,15 @@ def task_csv(task: str, jobs) -> str:
     return buffer.getvalue()
 
 
-def write_task_tables(jobs_by_task: dict, out_dir, titles=None, suffix: str = "") -> list:
-    """Write ``<TASK><suffix>.md`` and ``.csv`` for every task into ``out_dir``; returns the paths written."""
+def write_task_tables(jobs_by_task: dict, tasks: dict, out_dir, titles=None, suffix: str = "") -> list:
+    """Write ``<TASK><suffix>.md`` and ``.csv`` for every task of ``jobs_by_task`` into ``out_dir`` (``tasks``:
+    {name: SearchTask}); returns the paths written."""
     out_dir = Path(out_dir)
     written = []
-    for task, jobs in jobs_by_task.items():
-        title = (titles or {}).get(task, "")
+    for name, jobs in jobs_by_task.items():
+        task, title = tasks[name], (titles or {}).get(name, "")
         for extension, text in (("md", task_markdown(task, jobs, title)), ("csv", task_csv(task, jobs))):
-            path = out_dir / f"{task}{suffix}.{extension}"
+            path = out_dir / f"{name}{suffix}.{extension}"
             write_text_atomic(path, text)
             written.append(path)
     return written

@@ -11,7 +11,8 @@ from pipeline import layout
 from pipeline.figures import pyplot, save_figure
 from pipeline.manifest import read_json
 from pretraining.metrics_log import read_metrics, split_metrics
-from scripts.job_tables import format_duration, markdown_table, percent
+from scripts.job_tables import format_duration, markdown_table, percent, seed_count
+from scripts.own_task_report import own_tasks_section
 
 GLUE_NAME = "GLUE score"
 DEMO_NAME = "Demo score (demo tasks, NOT GLUE)"
@@ -135,9 +136,9 @@ def _bests_section(results) -> list:
     rows = []
     for task, entry in results["tasks"].items():
         spread, config = entry["spread"], entry["config"]
-        seeds = f"{spread['seeds']}" + (f" (of {entry['max_seeds']})" if spread["seeds"] < entry["max_seeds"] else "")
         rows.append([task_label(task, demo), entry["primary_metric"], percent(entry["median"]),
-                     f"{percent(spread['min'])}-{percent(spread['max'])}", f"{100 * spread['std']:.2f}", seeds,
+                     f"{percent(spread['min'])}-{percent(spread['max'])}", f"{100 * spread['std']:.2f}",
+                     seed_count(spread, entry["max_seeds"]),
                      f"{config['learning_rate']:g}", config["batch_size"], f"{config['epochs']:g}",
                      entry["best_seed"], percent(entry["best_seed_metrics"][entry["primary_metric"]]),
                      entry["configs_tried"], f"[table]({results['tables'].get(task, '')})"])
@@ -164,7 +165,7 @@ def _failed_section(results) -> list:
 
 def _baseline_section(results) -> list:
     baseline = results.get("random_init")
-    if not baseline:
+    if not baseline or not baseline["tasks"]:  # own tasks show theirs in their own table
         return []
     rows = [[task_label(task, results["demo"]), row["metric"], percent(row["pretrained"]) or "not run",
              percent(row["random_init"]) or "not run",
@@ -244,8 +245,10 @@ def render_report(results: dict) -> str:
              f" `{results['pretraining']['finetuned_model']}`; collected {results['run']['collected_at']}.", ""]
     if results["demo"]:
         lines += _demo_section(results["demo"])
-    lines += _score_section(results)
-    lines += _bests_section(results)
+    if results["tasks"] or results["tasks_without_results"]:  # a run of own tasks alone has no GLUE section
+        lines += _score_section(results)
+        lines += _bests_section(results)
+    lines += own_tasks_section(results)
     lines += _failed_section(results)
     lines += _baseline_section(results)
     lines += _submission_section(results)

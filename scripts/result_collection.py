@@ -1,5 +1,6 @@
 """Result collection stage: finetune job folders -> per-task tables, best configurations, GLUE score, report and
-the test-server zip.
+the test-server zip. Tasks of one's own (``FINETUNE.OWN_TASKS``) go through the same tables and selection rule and
+get a report table of their own; the GLUE score and the zip are GLUE's alone.
 
     collect_test_result(cfg)        the stage entry (runs everything below)
     summarize_validation(cfg)       per-task tables of every job          (scripts/summarize_val.py)
@@ -14,15 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from finetuning.glue_tasks import FINETUNED_TASKS, SUBMISSION_FILES, canonical_task_name
+from finetuning.glue_tasks import FINETUNED_TASKS, SUBMISSION_FILES
 from finetuning.search_plan import plan_task_jobs
+from finetuning.search_tasks import search_task, task_name
 from pipeline import layout
 from pipeline.errors import ConfigError, DataError
 from pipeline.manifest import StageStatus, manifest_status, read_manifest, write_json_atomic, write_manifest
 from pipeline.run_ids import file_stamp
 from quickstart.demo_tasks import demo_tasks_path, demo_tasks_problem, load_demo_tasks
 from scripts.best_config import glue_score, select_all
-from scripts.finetune_jobs import jobs_fingerprint, load_jobs
+from scripts.finetune_jobs import jobs_fingerprint, load_jobs, result_tasks
 from scripts.submission import test_file_path
 
 STAGE = "result_collection"
@@ -49,14 +51,20 @@ def _test_file_stamps(glue_dir) -> list:
     return [file_stamp(path, str(path.relative_to(glue_dir))) for path in paths if path.is_file()]
 
 
+def has_glue_task(cfg) -> bool:
+    """Whether FINETUNE.TASKS names a GLUE task (else there is no GLUE score to compute and no zip to write)."""
+    return any(search_task(cfg, name).is_glue for name in cfg.FINETUNE.TASKS)
+
+
 def _settings(cfg) -> dict:
     """What the outputs depend on: the completed jobs (both trees), the pretraining record, the test files, demo
-    labelling and this stage's options."""
+    labelling, the own tasks' sections (METRIC chooses their best) and this stage's options."""
     glue_dir = cfg.FINETUNE.GLUE_DIR
     random_dir = layout.random_init_finetune_dir(cfg)
+    tasks = result_tasks(cfg)
     settings = {
-        "finetune_jobs": jobs_fingerprint(layout.finetune_dir(cfg)),
-        "random_init_jobs": jobs_fingerprint(random_dir) if random_dir.is_dir() else None,
+        "finetune_jobs": jobs_fingerprint(layout.finetune_dir(cfg), tasks),
+        "random_init_jobs": jobs_fingerprint(random_dir, tasks) if random_dir.is_dir() else None,
         "pretrain": [file_stamp(layout.pretrain_dir(cfg) / name) for name in ("manifest.json", "metrics.jsonl")],
         "glue_dir": glue_dir,
         "demo_tasks": [file_stamp(demo_tasks_path(glue_dir))] if glue_dir else None,
@@ -65,6 +73,9 @@ def _settings(cfg) -> dict:
     }
     if glue_dir:
         settings["test_files"] = _test_file_stamps(glue_dir)
+    own = {task.name: dict(task.own) for task in tasks.values() if not task.is_glue}
+    if own:  # only then: the settings of a GLUE-only run, and so its manifest, stay as they were
+        settings["own_tasks"] = own
     return settings
 
 
@@ -100,7 +111,7 @@ def validate_config(cfg) -> list:
         problems.append(f"FINETUNE.GLUE_DIR: {problem}")
     for task in cfg.FINETUNE.TASKS:
         try:
-            canonical_task_name(task)
+            task_name(cfg, task)
         except ConfigError as e:
             problems.append(f"FINETUNE.TASKS: {e}")
     return problems
@@ -109,6 +120,7 @@ def validate_config(cfg) -> list:
 @dataclass
 class Collection:
     """Everything read from disk, and the selection made on it."""
+    tasks: dict  # task -> SearchTask, of every task whose folders were read (GLUE's and the own ones)
     jobs: dict  # task -> [JobResult]
     bests: dict  # task -> TaskBest
     demo: Optional[dict]
@@ -119,8 +131,7 @@ class Collection:
 def planned_jobs_only(cfg, jobs: dict, root: Path) -> dict:
     """``jobs`` less the folders the configured search does not plan (an earlier grid, a task no longer listed),
     so the tables and the selection describe the search in the config; says how many were left out."""
-    planned = {(job.task, job.name) for name in cfg.FINETUNE.TASKS
-               for job in plan_task_jobs(cfg, canonical_task_name(name))}
+    planned = {(job.task, job.name) for name in cfg.FINETUNE.TASKS for job in plan_task_jobs(cfg, task_name(cfg, name))}
     kept = {task: [job for job in results if (task, job.path.name) in planned] for task, results in jobs.items()}
     left_out = sum(len(results) for results in jobs.values()) - sum(len(results) for results in kept.values())
     if left_out:
@@ -131,15 +142,16 @@ def planned_jobs_only(cfg, jobs: dict, root: Path) -> dict:
 
 def gather(cfg) -> Collection:
     """Read the planned jobs of both finetune trees and select each task's best configuration."""
+    tasks = result_tasks(cfg)
     finetune_dir = layout.finetune_dir(cfg)
-    jobs = planned_jobs_only(cfg, load_jobs(finetune_dir), finetune_dir)
+    jobs = planned_jobs_only(cfg, load_jobs(finetune_dir, tasks), finetune_dir)
     random_dir = layout.random_init_finetune_dir(cfg)
-    random_jobs = planned_jobs_only(cfg, load_jobs(random_dir), random_dir) if random_dir.is_dir() else None
+    random_jobs = planned_jobs_only(cfg, load_jobs(random_dir, tasks), random_dir) if random_dir.is_dir() else None
     if cfg.FINETUNE.get("RANDOM_INIT_BASELINE", False) and not random_jobs:
         print(f"note: FINETUNE.RANDOM_INIT_BASELINE is set but {random_dir} holds no jobs", flush=True)
-    return Collection(jobs=jobs, bests=select_all(jobs), demo=load_demo_tasks(cfg.FINETUNE.GLUE_DIR),
-                      random_init_jobs=random_jobs,
-                      random_init_bests=select_all(random_jobs) if random_jobs is not None else None)
+    return Collection(tasks=tasks, jobs=jobs, bests=select_all(jobs, tasks),
+                      demo=load_demo_tasks(cfg.FINETUNE.GLUE_DIR), random_init_jobs=random_jobs,
+                      random_init_bests=select_all(random_jobs, tasks) if random_jobs is not None else None)
 
 
 def _require_jobs(cfg, collection: Collection) -> None:
@@ -162,33 +174,37 @@ def summarize_validation(cfg, collection: Optional[Collection] = None) -> dict:
     demo = collection.demo
     out_dir = tables_dir(cfg)
     # Tables of tasks whose jobs are gone would otherwise survive next to the fresh ones.
-    for task in FINETUNED_TASKS:
+    for task in collection.tasks:
         for name in (f"{task}.md", f"{task}.csv", f"{task}_random_init.md", f"{task}_random_init.csv"):
             (out_dir / name).unlink(missing_ok=True)
-    write_task_tables(collection.jobs, out_dir, titles={task: task_label(task, demo) for task in collection.jobs})
+    titles = {task: task_label(task, demo) for task in collection.jobs}
+    write_task_tables(collection.jobs, collection.tasks, out_dir, titles=titles)
     for task, jobs in collection.jobs.items():
-        print(task_markdown(task, jobs, task_label(task, demo)), flush=True)
+        print(task_markdown(collection.tasks[task], jobs, task_label(task, demo)), flush=True)
     random_jobs = collection.random_init_jobs
     if random_jobs:
         titles = {task: f"{task_label(task, demo)}, random initialisation" for task in random_jobs}
-        write_task_tables(random_jobs, out_dir, titles=titles, suffix="_random_init")
+        write_task_tables(random_jobs, collection.tasks, out_dir, titles=titles, suffix="_random_init")
     return {task: f"results/{task}.md" for task in collection.jobs}
 
 
 def _print_bests(collection: Collection, score_line: str) -> None:
     from scripts.job_tables import percent
 
+    width = max([6] + [len(task) for task in collection.bests])
     for task, best in collection.bests.items():
         spread = best.spread
-        print(f"{task:6} {best.metric:9} median {percent(best.median):>6} over {spread['seeds']} seeds"
+        print(f"{task:{width}} {best.metric:9} median {percent(best.median):>6} over {spread['seeds']} seeds"
               f" (min {percent(spread['min'])}, max {percent(spread['max'])})  {best.config.describe()}"
               f"  best seed {best.best_job.seed}", flush=True)
     print(score_line, flush=True)
 
 
-def _score_line(collection: Collection) -> str:
+def _score_line(cfg, collection: Collection) -> str:
     from scripts.report import DEMO_NAME, GLUE_NAME
 
+    if not has_glue_task(cfg):
+        return f"{GLUE_NAME}: none, FINETUNE.TASKS holds no GLUE task"
     return glue_score(collection.bests).describe(DEMO_NAME if collection.demo else GLUE_NAME)
 
 
@@ -196,7 +212,7 @@ def collect_best_validation(cfg, collection: Optional[Collection] = None) -> dic
     """Print each task's best configuration and the GLUE score; returns {task: TaskBest}."""
     collection = collection or gather(cfg)
     _require_jobs(cfg, collection)
-    _print_bests(collection, _score_line(collection))
+    _print_bests(collection, _score_line(cfg, collection))
     return collection.bests
 
 
@@ -217,6 +233,10 @@ def translate_test_result(cfg, collection: Optional[Collection] = None, allow_pa
     collection = collection or gather(cfg)
     allow_partial = cfg.RESULT_COLLECTION.ALLOW_PARTIAL if allow_partial is None else allow_partial
     path = Path(output) if output else submission_path(cfg)
+    if not has_glue_task(cfg):
+        path.unlink(missing_ok=True)
+        return {"path": str(path), "written": False,
+                "reason": "FINETUNE.TASKS holds no GLUE task (the zip is for gluebenchmark.com: GLUE tasks only)"}
     plan = plan_submission(collection.bests, cfg.FINETUNE.GLUE_DIR)
     record = {"path": str(path), "written": False, **plan.as_dict()}
     if plan.missing and not allow_partial:
@@ -237,13 +257,15 @@ def translate_test_result(cfg, collection: Optional[Collection] = None, allow_pa
     return record
 
 
-def _tasks_without_results(cfg, collection: Collection) -> dict:
+def _tasks_without_results(cfg, collection: Collection, own: bool = False) -> dict:
+    """{task: why} for the configured GLUE tasks (``own``: own tasks) that have no best configuration."""
     reasons = {}
-    for task in map(canonical_task_name, cfg.FINETUNE.TASKS):
-        if task not in FINETUNED_TASKS or task in collection.bests:
+    for task in (search_task(cfg, name) for name in cfg.FINETUNE.TASKS):
+        kept = not task.is_glue if own else task.name in FINETUNED_TASKS  # AX has no jobs of its own
+        if not kept or task.name in collection.bests:
             continue
-        jobs = collection.jobs.get(task, [])
-        reasons[task] = f"none of its {len(jobs)} jobs completed" if jobs else "no jobs"
+        jobs = collection.jobs.get(task.name, [])
+        reasons[task.name] = f"none of its {len(jobs)} jobs completed" if jobs else "no jobs"
     return reasons
 
 
@@ -271,18 +293,28 @@ def _draw_plots(cfg, collection: Collection) -> dict:
 
 def build_results(cfg, collection: Collection, tables: dict, submission: dict, plots: dict) -> dict:
     """The results.json dictionary (report.md is rendered from it)."""
+    from scripts.own_task_report import own_task_extras
     from scripts.report import DEMO_NAME, GLUE_NAME, baseline_comparison, best_entry, summarize_pretraining
 
     run_dir = layout.run_dir(cfg)
     score = glue_score(collection.bests)
+    glue_bests = {task: best for task, best in collection.bests.items() if best.search_task.is_glue}
+    own_bests = {task: best for task, best in collection.bests.items() if not best.search_task.is_glue}
+    random_bests = collection.random_init_bests
     results = {
         "run": {"run_dir": str(run_dir), "pretrain_id": cfg.PRETRAIN.ID,
                 "collected_at": time.strftime("%Y-%m-%d %H:%M:%S")},
         "demo": collection.demo,
         "glue_score": {**score.as_dict(), "name": DEMO_NAME if collection.demo else GLUE_NAME,
-                       "line": _score_line(collection)},
-        "tasks": {task: best_entry(best, run_dir) for task, best in collection.bests.items()},
+                       "line": _score_line(cfg, collection)},
+        "tasks": {task: best_entry(best, run_dir) for task, best in glue_bests.items()},
         "tasks_without_results": _tasks_without_results(cfg, collection),
+        # Beside the GLUE tasks, never in the GLUE score or the zip; each with its random-init figures.
+        "own_tasks": {task: {"type": best.search_task.type, **best_entry(best, run_dir),
+                             **own_task_extras(best, (random_bests or {}).get(task), random_bests is not None,
+                                               run_dir)}
+                      for task, best in own_bests.items()},
+        "own_tasks_without_results": _tasks_without_results(cfg, collection, own=True),
         "failed_jobs": failed_jobs(collection, run_dir),
         "random_init": None,
         "submission": submission,
@@ -290,11 +322,12 @@ def build_results(cfg, collection: Collection, tables: dict, submission: dict, p
         "plots": plots,
         "tables": tables,
     }
-    if collection.random_init_bests is not None:
+    if random_bests is not None:
+        glue_random_bests = {task: best for task, best in random_bests.items() if best.search_task.is_glue}
         results["random_init"] = {
             "finetune_dir": str(layout.random_init_finetune_dir(cfg)),
-            "tasks": baseline_comparison(collection.bests, collection.random_init_bests),
-            "glue_score": glue_score(collection.random_init_bests).as_dict(),
+            "tasks": baseline_comparison(glue_bests, glue_random_bests),
+            "glue_score": glue_score(random_bests).as_dict(),
         }
     return results
 

@@ -12,13 +12,15 @@ def sentence(rng: random.Random, n_words: int = 0) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(n_words or rng.randint(3, 9)))
 
 
-def write_tiny_model(folder: Path, dropout: float = 0.1) -> Path:
-    """A randomly initialised 2-layer BertModel plus a fast tokenizer over ``WORDS``, saved as a model folder."""
+def write_tiny_model(folder: Path, dropout: float = 0.1, extra_tokens=()) -> Path:
+    """A randomly initialised 2-layer BertModel plus a fast tokenizer over ``WORDS`` (and ``extra_tokens``, e.g.
+    word pieces ``##s``), saved as a model folder."""
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     folder.mkdir(parents=True, exist_ok=True)
     vocab = folder / "vocab.txt"
-    vocab.write_text("\n".join(SPECIAL + ["\"", "'", "."] + WORDS) + "\n", encoding="utf-8")
+    tokens = dict.fromkeys(SPECIAL + ["\"", "'", "."] + WORDS + list(extra_tokens))  # each once: ids stay < size
+    vocab.write_text("\n".join(tokens) + "\n", encoding="utf-8")
     tokenizer = BertTokenizerFast(vocab=str(vocab), do_lower_case=True)
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=64, hidden_dropout_prob=dropout,
@@ -94,7 +96,7 @@ def write_glue(root: Path, tasks=None, n_train: int = 24, n_dev: int = 8, n_test
     return root
 
 
-def finetune_config(tmp_path: Path, model: Path, glue: Path, **overrides):
+def finetune_config(tmp_path: Path, model: Path, glue: Path, config_path=None, **overrides):
     """A resolved config that runs only the finetune stage on the tiny model and GLUE folder, with a 1-job grid."""
     from orchestration.stages import load_config
 
@@ -106,4 +108,4 @@ def finetune_config(tmp_path: Path, model: Path, glue: Path, **overrides):
             "FINETUNE.SEARCH.SMALL.BATCH_SIZES": "[8]", "FINETUNE.SEARCH.SMALL.EPOCHS": "[1]",
             "SYSTEM.NUM_GPUS": 0, **overrides}
     flat = [item for key, value in opts.items() for item in (key, str(value) if str(value) else "\"\"")]
-    return load_config(None, flat, base_dir=tmp_path)
+    return load_config(config_path, flat, base_dir=tmp_path)

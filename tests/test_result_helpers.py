@@ -58,7 +58,8 @@ def default_predictions(task: str) -> dict:
 
 def write_job(root, task, lr, bs, ep, seed, value, status="completed", predictions=None, metrics=None,
               wall_time_s=60.0, init_from=None) -> Path:
-    """One job folder; every metric of the task is ``value`` unless ``metrics`` says otherwise."""
+    """One job folder; every metric of a GLUE task is ``value`` unless ``metrics`` says otherwise (an own task's
+    are ``metrics`` alone, and it predicts only what ``predictions`` names)."""
     name = f"lr{lr:g}_bs{bs}_ep{ep}_seed{seed}"
     job_dir = Path(root) / task / name
     job_dir.mkdir(parents=True, exist_ok=True)
@@ -68,11 +69,13 @@ def write_job(root, task, lr, bs, ep, seed, value, status="completed", predictio
             "error": "CUDA out of memory" if status == "failed" else None}
     (job_dir / "job.json").write_text(json.dumps(info), encoding="utf-8")
     if status == "completed":
-        values = {m: value for m in GLUE_TASKS[task].metrics}
+        values = {m: value for m in (GLUE_TASKS[task].metrics if task in GLUE_TASKS else ())}
         values.update(metrics or {})
         values["eval_loss"] = 0.5
         (job_dir / "eval_results.json").write_text(json.dumps(values), encoding="utf-8")
-        for sub_name, preds in (default_predictions(task) if predictions is None else predictions).items():
+        if predictions is None:
+            predictions = default_predictions(task) if task in GLUE_TASKS else {}
+        for sub_name, preds in predictions.items():
             lines = ["index\tprediction"] + [f"{i}\t{p}" for i, p in enumerate(preds)]
             (job_dir / f"predictions_{sub_name}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return job_dir

@@ -4,7 +4,7 @@ import pytest
 from finetuning.glue_tasks import FINETUNED_TASKS
 from pipeline.errors import DataError
 from scripts.best_config import glue_score, select_all, select_best
-from scripts.finetune_jobs import load_jobs
+from scripts.finetune_jobs import load_jobs, result_tasks
 from tests.test_result_helpers import write_all_tasks, write_job
 
 
@@ -14,7 +14,7 @@ def test_best_config_is_best_median_not_luckiest_seed(tmp_path):
         write_job(tmp_path, "RTE", 1e-5, 16, 3, seed, value)
     for seed, value in ((1, 0.70), (2, 0.74), (3, 0.71)):
         write_job(tmp_path, "RTE", 3e-5, 16, 3, seed, value)
-    best = select_best("RTE", load_jobs(tmp_path)["RTE"])
+    best = select_best(result_tasks()["RTE"], load_jobs(tmp_path)["RTE"])
     assert (best.config.learning_rate, best.config.batch_size, best.config.epochs) == (3e-5, 16, 3)
     assert best.median == pytest.approx(0.71)
     assert best.best_job.seed == 2 and best.best_job.metrics["accuracy"] == 0.74
@@ -27,7 +27,7 @@ def test_selection_uses_the_tasks_primary_metric(tmp_path):
     for seed in (1, 2, 3):
         write_job(tmp_path, "MRPC", 2e-5, 32, 3, seed, 0, metrics={"accuracy": 0.90, "f1": 0.80})
         write_job(tmp_path, "MRPC", 5e-5, 32, 3, seed, 0, metrics={"accuracy": 0.85, "f1": 0.88 + seed / 1000})
-    best = select_best("MRPC", load_jobs(tmp_path)["MRPC"])
+    best = select_best(result_tasks()["MRPC"], load_jobs(tmp_path)["MRPC"])
     assert best.metric == "f1" and best.config.learning_rate == 5e-5 and best.best_job.seed == 3
 
 
@@ -44,7 +44,7 @@ def test_failed_running_and_broken_jobs_are_listed_but_never_selected(tmp_path):
         "lr1e-05_bs16_ep3_seed1": True, "lr5e-05_bs16_ep3_seed1": False, "lr8e-05_bs16_ep3_seed1": False,
         "lr3e-05_bs16_ep3_seed1": False}
     assert "eval_results.json" in next(job for job in jobs if job.path == broken).problem
-    assert select_best("CoLA", jobs).config.learning_rate == 1e-5
+    assert select_best(result_tasks()["CoLA"], jobs).config.learning_rate == 1e-5
 
 
 def test_no_completed_job_means_no_best(tmp_path):
