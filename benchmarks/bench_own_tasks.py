@@ -10,7 +10,9 @@ whether the two runs trained identically or only similarly.
 
 Part B (``--ner_dir``, a folder made by ``benchmarks/make_ner_corpus.py``): ``finetuning/run_ner.py`` on that
 corpus, from the pretrained encoder and from random weights of the same shape (``--random_init``), with the same
-flags; prints the entity-level F1 of each (overall and per type), their difference and ratio.
+flags, and random init again at higher learning rates (``--random_learning_rates``: a rate that suits pretrained
+weights can be too low for random ones, which would make the control too easy to beat); prints the entity-level F1
+of each (overall and per type), and the pretrained encoder's difference and ratio to the best random init.
 
 Every job runs as the CLI does, in a process of its own; set OMP_NUM_THREADS to bound its threads.
 
@@ -142,30 +144,34 @@ def part_b(args, work: Path) -> str:
     missing = [str(path) for split, path in files.items() if split != "test" and not path.is_file()]
     if missing:
         sys.exit(f"no NER corpus file {', '.join(missing)}: build it with benchmarks/make_ner_corpus.py")
-    common = training_flags(args, args.ner_learning_rate, args.ner_epochs, args.ner_seed)
-    common += ["--train_file", str(files["train"]), "--validation_file", str(files["dev"]),
-               "--return_entity_level_metrics"]
-    if args.ner_train_rows:
-        common += ["--max_train_samples", str(args.ner_train_rows)]
+    data = ["--train_file", str(files["train"]), "--validation_file", str(files["dev"]),
+            "--return_entity_level_metrics"]
+    data += ["--max_train_samples", str(args.ner_train_rows)] if args.ner_train_rows else []
+    starts = [("MiniLM-L6 pretrained", [], args.ner_learning_rate)]
+    starts += [("random init", ["--random_init"], rate) for rate in [args.ner_learning_rate,
+                                                                     *args.random_learning_rates]]
     scores = {}
-    for name, extra in {"MiniLM-L6 pretrained": [], "random init": ["--random_init"]}.items():
-        out = work / f"ner-{'random' if extra else 'pretrained'}"
-        results, elapsed = run_job("run_ner.py", common + extra, out, out.with_suffix(".log"))
-        scores[name] = (entity_scores(results), elapsed)
+    for name, extra, rate in starts:
+        out = work / f"ner-{'random' if extra else 'pretrained'}-lr{rate:g}"
+        flags = training_flags(args, rate, args.ner_epochs, args.ner_seed) + data + extra
+        results, elapsed = run_job("run_ner.py", flags, out, work / f"{out.name}.log")
+        scores[(name, rate)] = (entity_scores(results), elapsed)
     types = sorted({key for found, _ in scores.values() for key in found if key != "overall"})
-    rows = [f"| start | entity F1 (overall) | {' | '.join(f'{kind} F1' for kind in types)} | wall |",
-            "|---|---|" + "---|" * len(types) + "---|"]
-    for name, (found, elapsed) in scores.items():
+    rows = [f"| start | lr | entity F1 (overall) | {' | '.join(f'{kind} F1' for kind in types)} | wall |",
+            "|---|---|---|" + "---|" * len(types) + "---|"]
+    for (name, rate), (found, elapsed) in scores.items():
         cells = " | ".join(f"{found.get(kind, float('nan')):.4f}" for kind in types)
-        rows.append(f"| {name} | {found['overall']:.4f} | {cells} | {elapsed:.0f} s |")
-    (pretrained, _), (random, _) = scores.values()
+        rows.append(f"| {name} | {rate:g} | {found['overall']:.4f} | {cells} | {elapsed:.0f} s |")
+    pretrained = scores[("MiniLM-L6 pretrained", args.ner_learning_rate)][0]
+    random = max((found for (name, _), (found, _) in scores.items() if name == "random init"),
+                 key=lambda found: found["overall"])
     cells = " | ".join(f"{pretrained.get(kind, 0) - random.get(kind, 0):+.4f}" for kind in types)
-    rows.append(f"| difference (pretrained - random) | {pretrained['overall'] - random['overall']:+.4f} | {cells} | |")
+    rows.append(f"| pretrained - best random init | | {pretrained['overall'] - random['overall']:+.4f} | {cells} | |")
     ratio = pretrained["overall"] / random["overall"] if random["overall"] else float("inf")
-    rows.append(f"| ratio (pretrained / random) | {ratio:.2f}x |" + " |" * len(types) + " |")
+    rows.append(f"| pretrained / best random init | | {ratio:.2f}x |" + " |" * len(types) + " |")
     sentences = f"first {args.ner_train_rows}" if args.ner_train_rows else "all"
     return "\n".join([f"Part B: NER corpus {ner_dir}, {sentences} training sentences, {args.ner_epochs:g} epoch(s),"
-                      f" lr {args.ner_learning_rate:g}, batch {args.batch_size}, seed {args.ner_seed}", "", *rows])
+                      f" batch {args.batch_size}, seed {args.ner_seed}", "", *rows])
 
 
 def main(argv=None) -> int:
@@ -183,7 +189,9 @@ def main(argv=None) -> int:
     parser.add_argument("--max_seq_length", type=int, default=128)
     parser.add_argument("--ner_seed", type=int, default=42)
     parser.add_argument("--ner_epochs", type=float, default=1.0)
-    parser.add_argument("--ner_learning_rate", type=float, default=5e-5)
+    parser.add_argument("--ner_learning_rate", type=float, default=1e-4, help="part B, both starts")
+    parser.add_argument("--random_learning_rates", type=float, nargs="*", default=[3e-4], help="part B: random init"
+                        " also at these rates (a rate fit for the pretrained model may be too low for it)")
     parser.add_argument("--ner_train_rows", type=int, default=0, help="part B: first training sentences (0 = all)")
     parser.add_argument("--work_dir", default="", help="keep the CSV files, job outputs and logs here (default:"
                         " a temporary folder, removed at the end)")
