@@ -255,13 +255,13 @@ def test_a_job_whose_loss_becomes_non_finite_fails_saying_it_diverged(tmp_path, 
 
 def test_a_row_longer_than_the_models_positions_is_cut_to_them(tmp_path, model, capsys):
     train, dev = tmp_path / "train.csv", tmp_path / "dev.csv"
-    long_row = {"sentence1": " ".join(["cat"] * 100), "sentence2": "a dog", "label": "yes"}  # tiny model: 64
+    long_row = {"sentence1": " ".join(["cat"] * 200), "sentence2": "a dog", "label": "yes"}  # tiny model: 128
     for path in (train, dev):
         _write_rows(path, _own_rows(7) + [long_row])
     assert main(["--model_name_or_path", str(model), "--train_file", str(train), "--validation_file", str(dev),
                  "--output_dir", str(tmp_path / "o"), "--do_train", "--do_eval", "--max_seq_length", "1024",
                  "--per_device_train_batch_size", "8", "--max_steps", "1"]) == 0
-    assert (f"note: --max_seq_length 1024 exceeds the 64 positions of {model} (max_position_embeddings); using 64"
+    assert (f"note: --max_seq_length 1024 exceeds the 128 positions of {model} (max_position_embeddings); using 128"
             in capsys.readouterr().err)
 
 

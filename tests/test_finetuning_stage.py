@@ -217,14 +217,14 @@ def test_a_max_seq_length_beyond_the_models_positions_is_one_config_line_before_
     glue = write_glue(tmp_path / "glue", tasks=["CoLA"])
     for name in ("train.csv", "dev.csv"):
         (tmp_path / name).write_text("sentence,label\nthe cat sat,1\n", encoding="utf-8")
-    own = ("{mine: {TRAIN_FILE: %s, VALIDATION_FILE: %s, MAX_SEQ_LENGTH: 100}}"
+    own = ("{mine: {TRAIN_FILE: %s, VALIDATION_FILE: %s, MAX_SEQ_LENGTH: 200}}"
            % (tmp_path / "train.csv", tmp_path / "dev.csv"))
-    with pytest.raises(ConfigError) as info:  # the tiny model has 64 positions
+    with pytest.raises(ConfigError) as info:  # the tiny model has 128 positions
         finetune_config(tmp_path, model, glue, **{"FINETUNE.TASKS": "[CoLA, mine]", "FINETUNE.OWN_TASKS": own,
                                                   "FINETUNE.MAX_SEQ_LENGTH": 1024})
-    where = f"the 64 positions of {model} (max_position_embeddings in its config.json)"
-    assert info.value.problems == [f"FINETUNE.MAX_SEQ_LENGTH = 1024 exceeds {where}: use 64 or less",
-                                   f"FINETUNE.OWN_TASKS.mine.MAX_SEQ_LENGTH = 100 exceeds {where}: use 64 or less"]
+    where = f"the 128 positions of {model} (max_position_embeddings in its config.json)"
+    assert info.value.problems == [f"FINETUNE.MAX_SEQ_LENGTH = 1024 exceeds {where}: use 128 or less",
+                                   f"FINETUNE.OWN_TASKS.mine.MAX_SEQ_LENGTH = 200 exceeds {where}: use 128 or less"]
     with pytest.raises(ConfigError) as info:  # "": the model this run pretrains
         finetune_config(tmp_path, model, glue, **{"FINETUNE.TASKS": "[CoLA]", "FINETUNE.MODEL_NAME_OR_PATH": "",
                                                   "MODEL.MAX_POSITION_EMBEDDINGS": 256, "FINETUNE.MAX_SEQ_LENGTH": 512})
