@@ -8,6 +8,7 @@ Every other flag of the installed transformers' ``TrainingArguments`` is accepte
 having no effect here; any other flag is an error (one line, exit 2), as is a bad combination of flags.
 """
 import json
+import math
 import sys
 from dataclasses import dataclass, field, fields
 from typing import Literal, Optional
@@ -16,7 +17,7 @@ from finetuning.glue_data import HUB_DATASET
 from pipeline.defaults import PRECISIONS, SETTINGS
 from pipeline.errors import ConfigError
 from pipeline.hardware import fp16_problems
-from pipeline.setting import FINETUNE_SCRIPT
+from pipeline.setting import FINETUNE_SCRIPT, Interval
 
 STRATEGIES = ("no", "steps", "epoch")
 SAMPLING = ("random", "sequential", "group_by_length")
@@ -33,6 +34,14 @@ def _help(text: str, **extra) -> dict:
 # The flags the finetune stage passes, each a FINETUNE setting of the table: their meaning and range come from there
 # (their defaults stay the Hugging Face example's, so that its command lines mean what they meant).
 TABLE_FLAGS = {setting.flags[0][2:]: setting for setting in SETTINGS if FINETUNE_SCRIPT in setting.scripts}
+
+
+# The ranges of the other flags that reach the training loop, as torch and the search's grids take them
+# (FINETUNE.SEARCH.*.LEARNING_RATES is (0, inf)); with the table's, no value outside its range reaches torch.
+FLAG_RANGES = {"learning_rate": "(0, inf)", "num_train_epochs": "[0, inf)", "per_device_train_batch_size": "[1, inf)",
+               "adam_beta1": "[0, 1)", "adam_beta2": "[0, 1)", "adam_epsilon": "[0, inf)",
+               "eval_steps": "(0, inf)", "logging_steps": "(0, inf)", "save_steps": "(0, inf)",
+               "save_total_limit": "[1, inf)", "max_predict_samples": "[0, inf)"}
 
 
 def _table(name: str, here: str = "") -> dict:
@@ -219,9 +228,9 @@ def _strategy(args: TrainingArguments, problems: list) -> None:
         args.eval_strategy = args.evaluation_strategy
     if args.eval_strategy != "no":
         args.do_eval = True  # as in transformers: evaluating during training implies evaluating
-    for name in ("eval_steps", "logging_steps", "save_steps"):
+    for name in ("eval_steps", "logging_steps", "save_steps"):  # their range is checked with the others'
         value = getattr(args, name)
-        if value is not None and (value <= 0 or (value > 1 and value != int(value))):
+        if value is not None and math.isfinite(value) and value > 1 and value != int(value):
             problems.append(f"--{name} {value:g} must be a whole number of steps >= 1, or a fraction in (0, 1)")
 
 
@@ -256,28 +265,29 @@ def _schedule(args: TrainingArguments, problems: list, notes: list) -> None:
         if not isinstance(kwargs, dict):
             problems.append(f"--lr_scheduler_kwargs must be a JSON object, e.g. '{{\"power\": 2.0}}'; got"
                             f" {args.lr_scheduler_kwargs!r}")
-    if args.warmup_steps > 1 and args.warmup_steps != int(args.warmup_steps):
+    if math.isfinite(args.warmup_steps) and args.warmup_steps > 1 and args.warmup_steps != int(args.warmup_steps):
         problems.append(f"--warmup_steps {args.warmup_steps:g} must be a whole number of steps or a fraction in [0, 1)")
     elif args.warmup_steps and args.warmup_ratio:
         notes.append(f"note: --warmup_ratio {args.warmup_ratio:g} has no effect: --warmup_steps {args.warmup_steps:g}"
                      f" takes precedence")
 
 
-def _table_ranges(flags: list, problems: list) -> None:
-    """Each flag of the table within its setting's range."""
-    for name, setting in TABLE_FLAGS.items():
+def _ranges(flags: list, problems: list) -> None:
+    """Each flag of the table within its setting's range, each of ``FLAG_RANGES`` within its own (neither holds
+    inf or NaN)."""
+    ranges = {**{name: (setting.interval, f" ({setting.key})") for name, setting in TABLE_FLAGS.items()
+                 if setting.interval is not None},
+              **{name: (Interval.parse(text), "") for name, text in FLAG_RANGES.items()}}
+    for name, (interval, key) in ranges.items():
         value = next(getattr(group, name) for group in flags if hasattr(group, name))
-        if setting.interval is not None and value is not None and value not in setting.interval:
-            problems.append(f"--{name} {value:g} is out of range {setting.interval} ({setting.key})")
+        if value is not None and value not in interval:
+            finite = "" if math.isfinite(value) else ": give a finite number"
+            problems.append(f"--{name} {value:g} is out of range {interval}{key}{finite}")
 
 
 def _sizes(args: TrainingArguments, problems: list) -> None:
-    if args.per_device_train_batch_size < 1:
-        problems.append(f"--per_device_train_batch_size must be >= 1, got {args.per_device_train_batch_size}")
     if args.do_train and args.max_steps <= 0 and args.num_train_epochs <= 0:
         problems.append("--num_train_epochs must be > 0 (or give --max_steps)")
-    if args.save_total_limit is not None and args.save_total_limit < 1:
-        problems.append(f"--save_total_limit must be >= 1, got {args.save_total_limit}")
     if args.optim not in OPTIMIZERS:
         problems.append(f"--optim {args.optim} is not available here: the loop uses torch's AdamW"
                         f" ({' | '.join(OPTIMIZERS)})")
@@ -346,7 +356,7 @@ def finalize(model_args: ModelArguments, data_args: DataTrainingArguments, args:
     _precision(args, gpu_available and not args.use_cpu, problems)
     _schedule(args, problems, notes)
     _sizes(args, problems)
-    _table_ranges([model_args, data_args, args], problems)
+    _ranges([model_args, data_args, args], problems)
     _report_to(args, notes)
     (data_source or _data_source)(data_args, args, problems, notes)
     for name, why in _LEGACY_NO_EFFECT.items():

@@ -4,7 +4,9 @@ evaluation and checkpoints at the flags' intervals), evaluate, predict, and writ
 the search uses ``load_tokenizer`` too, to tokenize each task once before its jobs.
 """
 import json
+import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,6 +21,7 @@ from finetuning.train_loop import TrainSettings
 from pipeline.errors import DataError, first_line
 from pipeline.manifest import write_json_atomic, write_text_atomic
 from pipeline.model_files import check_weight_files, write_model_folder
+from pipeline.model_positions import input_positions
 from pipeline.tokenizer_loading import check_vocabulary
 
 
@@ -74,6 +77,23 @@ def load_model(model_path: str, task, random_init: bool = False, config_name: st
         return auto_model.from_pretrained(model_path, config=config, ignore_mismatched_sizes=True, **hub_options)
     except (OSError, SafetensorError) as e:
         raise DataError(f"cannot load the model weights from {model_path}: {first_line(e)}") from e
+
+
+def fit_to_positions(model_args: ModelArguments, data_args: DataTrainingArguments, **hub_options) -> None:
+    """Cut --max_seq_length to the model's positions, with a note, as the HF example cuts it to the tokenizer's
+    limit: a longer row would index past the position table. A config that cannot be read is left to
+    ``load_model``, which says why."""
+    from transformers import AutoConfig
+
+    name = model_args.config_name or model_args.model_name_or_path
+    try:
+        positions = input_positions(AutoConfig.from_pretrained(name, **hub_options).to_dict())
+    except (OSError, ValueError):
+        return
+    if positions is not None and data_args.max_seq_length > positions:
+        print(f"note: --max_seq_length {data_args.max_seq_length} exceeds the {positions} positions of {name}"
+              f" (max_position_embeddings); using {positions}", file=sys.stderr, flush=True)
+        data_args.max_seq_length = positions
 
 
 def hub_options(model_args) -> dict:
@@ -185,13 +205,21 @@ class LoadedJob:
         return predict(self.model, encoded, batch_size=self.args.per_device_eval_batch_size, device=self.device,
                        pad_id=self.pad_id, precision=self.args.precision, pad_to=pad_to)
 
-    def evaluate(self, names) -> tuple:
-        """(metrics under the task table's names, ``eval_*`` metrics) over the dev splits ``names``."""
+    def evaluate(self, names, step: Optional[int] = None) -> tuple:
+        """(metrics under the task table's names, ``eval_*`` metrics) over the dev splits ``names``; ``step``: the
+        training step evaluated (None: an untrained model). A non-finite dev loss fails the job."""
+        from finetuning.train_loop import TrainingDiverged
+
         plain, hf = {}, {}
         for name in names:
             data = self.data.dev[name]
             started = time.time()
             logits, loss = self.predict(data)
+            if loss is not None and not math.isfinite(loss):
+                if step is not None:
+                    raise TrainingDiverged(f"{name} dev loss", loss, step, self.args.learning_rate)
+                raise DataError(f"the {name} dev loss of {self.model_args.model_name_or_path} is {loss}: its weights"
+                                f" give non-finite outputs")
             batches = -(-len(data) // self.args.per_device_eval_batch_size)
             if self.data.task.token_level:
                 from finetuning.entity_metrics import token_dev_metrics
@@ -239,7 +267,7 @@ def _train(job: LoadedJob, resume_from: Optional[Path]) -> tuple:
                                              keep=args.save_total_limit)
         _log(f"saved {folder.name}")
 
-    monitor = TrainingMonitor(plan, *intervals, evaluate=lambda step: job.evaluate(list(job.data.dev)[:1])[1],
+    monitor = TrainingMonitor(plan, *intervals, evaluate=lambda step: job.evaluate(list(job.data.dev)[:1], step)[1],
                               save=save, report=job.log_to_wandb, log=_log, logging_first_step=args.logging_first_step)
     resume_state = None
     if resume_from is not None:
@@ -321,7 +349,7 @@ def _finish(job: LoadedJob, train_metrics: Optional[dict], monitor, trainer_stat
 
     evaluation = {}
     if job.data.dev:
-        plain, hf = job.evaluate(list(job.data.dev))
+        plain, hf = job.evaluate(list(job.data.dev), monitor.plan.total_steps if monitor is not None else None)
         evaluation = {**plain, **hf}
         if monitor is not None:
             evaluation["epoch"] = monitor.epoch(monitor.plan.total_steps)
@@ -350,6 +378,8 @@ def run(model_args: ModelArguments, data_args: DataTrainingArguments, args: Trai
     from finetuning.lean_model import keep_freed_memory, make_lean
     from finetuning.tokenized_data import load_task_data
 
+    hub = hub_options(model_args)
+    fit_to_positions(model_args, data_args, **hub)
     out, resume_from = prepare_output_dir(args)
     import torch
     from transformers import set_seed
@@ -361,7 +391,6 @@ def run(model_args: ModelArguments, data_args: DataTrainingArguments, args: Trai
     source = data_args.task_name or data_args.dataset_name or data_args.train_file or data_args.validation_file
     _log(f"{source}: model {model_args.model_name_or_path}{' (random init)' if model_args.random_init else ''},"
          f" device {device}, world size {world_size}")
-    hub = hub_options(model_args)
     tokenizer_options = {**hub, **({} if model_args.use_fast_tokenizer else {"use_fast": False})}
     tokenizer = load_tokenizer(model_args.tokenizer_name or model_args.model_name_or_path, **tokenizer_options)
     if ner_args is not None:

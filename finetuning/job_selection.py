@@ -9,11 +9,18 @@ from finetuning.job_record import EVAL_FILE
 from pipeline.manifest import read_json
 
 
+def non_finite_metric(results: dict) -> str:
+    """The first metric of a job's ``eval_results.json`` that is inf or NaN (its eval_loss, a correlation of
+    constant predictions), "" when none is: such a job diverged or learnt nothing, and no selection counts it."""
+    return next((name for name, value in results.items() if isinstance(value, float) and not math.isfinite(value)),
+                "")
+
+
 def primary_score(job_dir: Path, primary_metric: str) -> Optional[float]:
     results = read_json(Path(job_dir) / EVAL_FILE)
     if not isinstance(results, dict) or not isinstance(results.get(primary_metric), (int, float)):
         return None
-    return float(results[primary_metric])
+    return None if non_finite_metric(results) else float(results[primary_metric])
 
 
 @dataclass(frozen=True)

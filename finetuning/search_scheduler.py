@@ -22,7 +22,10 @@ CACHE_SUBDIR = ".cache"  # finetune/<TASK>/.cache/: the tokenized splits the tas
 
 
 def batch_split_problems(cfg, parts: int, by: str) -> list:
-    """Each batch size of the grids splits evenly into ``parts`` (``by`` says into what, and why)."""
+    """Each batch size of the grids splits evenly into ``parts`` (``by`` says into what, and why); nothing to say
+    when ``parts`` is below 1 (a setting out of its range, reported as such)."""
+    if parts < 1:
+        return []
     own = [size for task in cfg.FINETUNE.OWN_TASKS.values() for size in task.BATCH_SIZES]
     sizes = {*cfg.FINETUNE.SEARCH.LARGE.BATCH_SIZES, *cfg.FINETUNE.SEARCH.SMALL.BATCH_SIZES, *own}
     return [f"FINETUNE: batch size {size} is not divisible by {by}" for size in sorted(sizes) if size % parts]

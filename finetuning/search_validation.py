@@ -11,6 +11,7 @@ from finetuning.search_tasks import search_task, task_name
 from pipeline.defaults import SETTINGS_BY_KEY, is_local_path
 from pipeline.errors import ConfigError
 from pipeline.hardware import fp16_problems, gpus_may_be_used
+from pipeline.model_positions import folder_positions
 from pipeline.own_task_fields import DATA_FILE_FIELDS
 
 
@@ -54,15 +55,32 @@ def _check_stilt_source_config(cfg, problems: list) -> None:
 def _check_grids(cfg, problems: list) -> None:
     if not cfg.FINETUNE.SEEDS:
         problems.append("FINETUNE.SEEDS is empty: give at least one seed, e.g. [42]")
-    for size in ("LARGE", "SMALL"):
-        grid = cfg.FINETUNE.SEARCH[size]
-        for key, low in (("LEARNING_RATES", 0), ("BATCH_SIZES", 1), ("EPOCHS", 1)):
-            values = list(grid[key])
-            if not values:
+    for size in ("LARGE", "SMALL"):  # their values' ranges are the table's (pipeline.validation)
+        for key in ("LEARNING_RATES", "BATCH_SIZES", "EPOCHS"):
+            if not cfg.FINETUNE.SEARCH[size][key]:
                 problems.append(f"FINETUNE.SEARCH.{size}.{key} is empty: give at least one value")
-            elif any(v < low or (low == 0 and v <= 0) for v in values):
-                problems.append(f"FINETUNE.SEARCH.{size}.{key} = {values} must hold values"
-                                f" {'> 0' if low == 0 else f'>= {low}'}")
+
+
+def _check_positions(cfg, tasks: list, problems: list) -> None:
+    """FINETUNE.MAX_SEQ_LENGTH, and that of each own task being finetuned, within the positions of the model: the
+    local FINETUNE.MODEL_NAME_OR_PATH's config.json, or with "" MODEL.MAX_POSITION_EMBEDDINGS of this run's
+    pretraining (PRETRAIN.INIT_FROM's already written there), the rule DATASET.MAX_SEQ_LENGTH follows. A hub model is
+    checked by run_glue.py once it is loaded."""
+    model = cfg.FINETUNE.MODEL_NAME_OR_PATH
+    if not model:
+        positions = cfg.MODEL.MAX_POSITION_EMBEDDINGS
+        source = f"MODEL.MAX_POSITION_EMBEDDINGS = {positions} (the model this run pretrains)"
+    elif is_local_path(model):
+        positions = folder_positions(model)
+        source = f"the {positions} positions of {model} (max_position_embeddings in its config.json)"
+    else:
+        return
+    lengths = [("FINETUNE.MAX_SEQ_LENGTH", cfg.FINETUNE.MAX_SEQ_LENGTH)] + [
+        (f"FINETUNE.OWN_TASKS.{name}.MAX_SEQ_LENGTH", own.MAX_SEQ_LENGTH)
+        for name, own in cfg.FINETUNE.OWN_TASKS.items() if name in tasks and own.MAX_SEQ_LENGTH]
+    for key, length in lengths:
+        if positions is not None and length > positions:
+            problems.append(f"{key} = {length} exceeds {source}: use {positions} or less")
 
 
 def _check_names(cfg, problems: list) -> list:
@@ -160,6 +178,7 @@ def validate_config(cfg) -> list:
     model = cfg.FINETUNE.MODEL_NAME_OR_PATH
     if model and is_local_path(model) and not Path(model).is_dir():
         problems.append(f"FINETUNE.MODEL_NAME_OR_PATH: folder does not exist: {model}")
+    _check_positions(cfg, tasks, problems)
     if cfg.FINETUNE.GLUE_DIR and Path(cfg.FINETUNE.GLUE_DIR).is_dir():
         _check_glue_dir(cfg.FINETUNE.GLUE_DIR, [task for task in tasks if task in GLUE_TASKS], problems)
     return problems

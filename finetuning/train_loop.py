@@ -21,11 +21,20 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from pipeline.errors import DataError
+from pipeline.errors import DataError, ExtremeBertError
 
 # Rows per length-sorted "megabatch" when grouping by length, in batches (as in the HF LengthGroupedSampler):
 # large enough that batches have near-uniform lengths, small enough that order stays random across the epoch.
 _MEGABATCH_BATCHES = 50
+
+
+class TrainingDiverged(ExtremeBertError):
+    """A loss became inf or NaN: the weights are lost, and a rerun with the same settings would only diverge again,
+    so the job fails (the search records it failed, and never selects it)."""
+
+    def __init__(self, what: str, value: float, step: int, learning_rate: float):
+        super().__init__(f"training diverged at step {step}: the {what} is {value} (learning rate {learning_rate:g});"
+                         f" try a lower learning rate (--learning_rate), or more warmup")
 
 
 @dataclass
@@ -252,6 +261,8 @@ def train(model, encoded, settings: TrainSettings, plan: StepPlan, *, device, pa
         for rows in steps[done_in_epoch:]:
             loss = stepper(rows)
             step += 1
+            if not math.isfinite(loss):
+                raise TrainingDiverged("training loss", loss, step, settings.learning_rate)
             if after_step is not None:
                 after_step(step, loss, stepper.learning_rate, training_state)
                 model.train()  # an evaluation in after_step leaves the model in eval mode

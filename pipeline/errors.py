@@ -13,6 +13,8 @@ class ExitCode:
     CONFIG = 2  # the config is invalid
     DISK = 3  # a folder is not writable or too full (pipeline.disk)
     BUSY = 4  # another run holds a folder and --no-wait was given (pipeline.locks)
+    STOPPED = 5  # run_pretraining.py only: the run stopped for a reason a rerun meets again (it diverged, an early-stop
+    #              rule); main.py reports it as a failed stage (1), with what to change instead of "rerun"
     SIGNAL_BASE = 128  # + the signal's number when a signal stopped the run, as shells report it
 
 

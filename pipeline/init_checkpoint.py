@@ -16,6 +16,7 @@ from pathlib import Path
 from pipeline.defaults import MODEL_PRESETS, SETTINGS_BY_KEY, get_key, is_local_path, set_key
 from pipeline.errors import DataError, first_line
 from pipeline.manifest import read_json
+from pipeline.model_positions import input_positions
 
 KEY = "PRETRAIN.INIT_FROM"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -142,8 +143,7 @@ class StartingCheckpoint:
         """Our MODEL keys for this checkpoint's architecture (call after ``architecture_problems`` found none)."""
         keys = {key: self.config[field] for key, field in MODEL_FIELDS.items()}
         keys["MODEL.ENCODER_LN_MODE"] = LN_MODE_OF_MODEL_TYPE[self.model_type]
-        if self.model_type == "roberta-prelayernorm":  # its table has pad_token_id + 1 rows in front of ours
-            keys["MODEL.MAX_POSITION_EMBEDDINGS"] -= self.pad_token_id + 1
+        keys["MODEL.MAX_POSITION_EMBEDDINGS"] = input_positions(self.config)  # a pre-LN table has rows before ours
         return keys
 
 

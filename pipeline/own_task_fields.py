@@ -36,10 +36,13 @@ FIELDS = (
                     " precision | recall | accuracy)"),
     F("POSITIVE_LABEL", "", "the positive class of a binary classification: also reports its F1 (metric f1)"),
     F("LABEL_ALL_TOKENS", False, "token task: every word piece carries its word's tag (default: the first piece only)"),
-    F("MAX_SEQ_LENGTH", 0, "longest tokenized input of this task; 0 = FINETUNE.MAX_SEQ_LENGTH", range="[0, inf]"),
-    F("LEARNING_RATES", [], "this task's grid; [] = the SMALL or LARGE grid by training size", element_type=float),
-    F("BATCH_SIZES", [], "this task's grid; [] = the SMALL or LARGE grid by training size", element_type=int),
-    F("EPOCHS", [], "this task's grid; [] = the SMALL or LARGE grid by training size", element_type=int),
+    F("MAX_SEQ_LENGTH", 0, "longest tokenized input of this task; 0 = FINETUNE.MAX_SEQ_LENGTH", range="[0, inf)"),
+    F("LEARNING_RATES", [], "this task's grid; [] = the SMALL or LARGE grid by training size", range="(0, inf)",
+      element_type=float),
+    F("BATCH_SIZES", [], "this task's grid; [] = the SMALL or LARGE grid by training size", range="[1, inf)",
+      element_type=int),
+    F("EPOCHS", [], "this task's grid; [] = the SMALL or LARGE grid by training size", range="[1, inf)",
+      element_type=int),
 )
 FIELDS_BY_NAME = {field.key: field for field in FIELDS}
 _TASK_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")

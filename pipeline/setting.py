@@ -42,6 +42,13 @@ class Interval:
         return cls(_bound(low_text), _bound(high_text), left == "[", right == "]")
 
     def __contains__(self, value) -> bool:
+        """NaN is in no interval, and an infinite value only in one closed at that end (``[0, inf]``): a range
+        written ``[0, inf)`` holds every finite number from 0 up, which is what a setting means by it."""
+        if math.isnan(value):
+            return False
+        if math.isinf(value):
+            bound, closed = (self.high, self.high_closed) if value > 0 else (self.low, self.low_closed)
+            return bound is None and closed
         ok_low = self.low is None or (value >= self.low if self.low_closed else value > self.low)
         ok_high = self.high is None or (value <= self.high if self.high_closed else value < self.high)
         return ok_low and ok_high
@@ -88,7 +95,18 @@ class Setting:
         if self.choices and value not in self.choices:
             return f"{self.key} = {value!r} is not one of: {', '.join(map(str, self.choices))}"
         interval = self.interval
-        if interval is not None and not (isinstance(value, (int, float)) and not math.isnan(value)
-                                         and value in interval):
-            return f"{self.key} = {value} is out of range {interval}"
-        return ""
+        if interval is None:
+            return ""
+        if isinstance(value, list):  # a grid: each of its values
+            outside = [item for item in value if not _is_in(item, interval)]
+            return f"{self.key} = {value}: {_out_of(outside[0], interval)}" if outside else ""
+        return "" if _is_in(value, interval) else f"{self.key} = {_out_of(value, interval)}"
+
+
+def _is_in(value, interval: Interval) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value in interval
+
+
+def _out_of(value, interval: Interval) -> str:
+    finite = not isinstance(value, float) or math.isfinite(value)
+    return f"{value} is out of range {interval}{'' if finite else ': give a finite number'}"

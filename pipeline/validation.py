@@ -40,6 +40,8 @@ def _check_batch_sizes(cfg, problems):
 
     processes = data_parallel_processes(cfg)
     per_step = cfg.PRETRAIN.MICRO_BATCH_SIZE_PER_GPU * processes
+    if per_step < 1:  # a micro batch out of its range, reported as such
+        return
     if cfg.PRETRAIN.BATCH_SIZE % per_step:
         problems.append(f"PRETRAIN.BATCH_SIZE = {cfg.PRETRAIN.BATCH_SIZE} is not divisible by MICRO_BATCH_SIZE_PER_GPU"
                         f" x processes = {cfg.PRETRAIN.MICRO_BATCH_SIZE_PER_GPU} x {processes}")

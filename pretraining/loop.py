@@ -10,17 +10,21 @@ import time
 import numpy as np
 import torch
 
-from pipeline.errors import ExtremeBertError
+from pipeline.errors import ExitCode, ExtremeBertError
 from pretraining.checkpointing import save_checkpoint
 from pretraining.data.loader import VALIDATION_SALT, SampleStream
 from pretraining.engine import all_reduce, loss_scale
 from pretraining.hf_model import export_final_model
 from pretraining.modeling import pretraining_flops_per_sample
 
+LOWER_LR = "PRETRAIN.LEARNING_RATE, --lr"  # what a diverged run's line tells both main.py and script users to lower
+
 
 class TrainingStopped(ExtremeBertError):
     """The run ended before its budget for a reason that makes its model useless (divergence, early-stop rule).
     It is not marked done; rerunning the same command would resume and most likely stop again."""
+
+    exit_code = ExitCode.STOPPED
 
 
 def seed_dropout(seed: int, rank: int, micro_batch_index: int) -> None:
@@ -133,7 +137,7 @@ class TrainingLoop:
         self.log(f"step {self.state.step}: validation loss {val_loss:.4f}")
         if not math.isfinite(val_loss):
             raise TrainingStopped(f"validation loss is {val_loss} at step {self.state.step}: training diverged;"
-                                  f" lower --lr or use --bf16")
+                                  f" lower the learning rate ({LOWER_LR}) or use bf16")
         if (p.EARLY_STOP_EVAL_LOSS > 0 and self.clock.elapsed() >= 60 * p.EARLY_STOP_TIME_MINUTES
                 and val_loss > p.EARLY_STOP_EVAL_LOSS):
             raise TrainingStopped(f"early stop: validation loss {val_loss:.4f} > --early_stop_eval_loss"
@@ -226,8 +230,9 @@ class TrainingLoop:
                  f"{samples_per_s:.1f} samples/s{mfu} | scale {row['loss_scale']:g} | skipped "
                  f"{self.state.skipped_steps} | {row['elapsed_s'] / 3600:.3f} h")
         if not math.isfinite(loss):
-            raise TrainingStopped(f"training loss is {loss} at step {self.state.step}: training diverged; lower --lr,"
-                                  f" add --gradient_clipping, or use --bf16")
+            raise TrainingStopped(f"training loss is {loss} at step {self.state.step}: training diverged; lower the"
+                                  f" learning rate ({LOWER_LR}), clip gradients (PRETRAIN.GRADIENT_CLIPPING,"
+                                  f" --gradient_clipping) or use bf16")
 
     def _skipped_step(self, stuck_at_min_scale: int) -> int:
         """Count an fp16 overflow; returns the new count of overflows in a row at the minimum loss scale."""
@@ -238,7 +243,7 @@ class TrainingLoop:
         stuck_at_min_scale = stuck_at_min_scale + 1 if scale <= 1.0 else 0
         if stuck_at_min_scale >= self.run.cfg.PRETRAIN.MIN_LOSS_SCALE_STEPS:
             raise TrainingStopped(f"fp16 loss scale stuck at its minimum for {stuck_at_min_scale} steps: training"
-                                  f" diverged; lower --lr or use --bf16")
+                                  f" diverged; lower the learning rate ({LOWER_LR}) or use bf16")
         return stuck_at_min_scale
 
     # -- the loop ------------------------------------------------------------------------------------------------

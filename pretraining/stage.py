@@ -96,6 +96,10 @@ def pretrain(cfg) -> None:
         raise DiskError(f"pretraining stopped: the disk of {out} is full or read-only (see the line above)")
     if code == ExitCode.CONFIG:  # a setting or checkpoint refused: the same command would be refused again
         raise ExtremeBertError("pretraining refused to start (the error line above says why and what to change)")
+    if code == ExitCode.STOPPED:  # diverged or stopped by an early-stop rule: resuming would only stop again
+        raise ExtremeBertError("pretraining stopped (see the line above); rerunning the same command would stop the"
+                               " same way: change the setting that line names (a derived PRETRAIN.ID follows the"
+                               " change; an explicit PRETRAIN.ID needs a new name)")
     if code != 0:
         raise ExtremeBertError(f"pretraining exited with code {code} (see the lines above); rerun the same command"
                                f" to resume from the newest checkpoint in {out / 'checkpoints'}")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Optional
 
 from finetuning.glue_tasks import FINETUNED_TASKS, GLUE_TASKS
+from finetuning.job_selection import non_finite_metric
 from finetuning.search_plan import parse_job_name
 from finetuning.search_tasks import search_task
 from pipeline.defaults import get_default_config
@@ -89,9 +90,9 @@ def _check_metrics(metrics: dict, path: Path) -> None:
     """A metric outside its range means the finetune stage wrote another scale (e.g. percentages): stop loudly."""
     for name, (low, high) in _METRIC_RANGES.items():
         value = metrics.get(name)
-        if value is None:
-            continue
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
+        if value is None or (isinstance(value, float) and not math.isfinite(value)):
+            continue  # a job with an inf or NaN metric is not counted (read_job): it says nothing about scale
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise DataError(f"{path}: metric {name!r} = {value!r} is not a number")
         if not low <= value <= high:
             raise DataError(f"{path}: metric {name!r} = {value} is outside [{low:g}, {high:g}]; eval_results.json"
@@ -119,6 +120,9 @@ def read_job(task: str, job_dir: Path, primary_metric: str = "") -> JobResult:
             job.problem = "eval_results.json missing or unreadable"
         elif not isinstance(metrics.get(primary), (int, float)):
             job.problem = f"eval_results.json has no {primary!r}"
+        elif non_finite_metric(metrics):
+            name = non_finite_metric(metrics)
+            job.problem = f"eval_results.json has {name} = {metrics[name]}: the training diverged (or learnt nothing)"
         elif None in job.config:
             job.problem = "hyperparameters unknown (job.json lacks them and the folder name does not say)"
     return job

@@ -161,9 +161,23 @@ def test_main_reports_unknown_keys_together_with_range_and_input_problems(tmp_pa
     assert main.main(["--config", str(path)]) == 2
     err_lines = capsys.readouterr().err.strip().splitlines()
     assert "config error: unknown config key DATASET.MAX_SEQ_LEN (did you mean DATASET.MAX_SEQ_LENGTH?)" in err_lines
-    assert "config error: PRETRAIN.NUM_STEPS = 0 is out of range [1, inf]" in err_lines
+    assert "config error: PRETRAIN.NUM_STEPS = 0 is out of range [1, inf)" in err_lines
     assert any("the dataset stage has no input" in line for line in err_lines)
     assert len(err_lines) == 3
+
+
+def test_inf_nan_and_a_zero_micro_batch_are_one_config_line_each_without_a_traceback(tmp_path, capsys):
+    path = _write_yaml(tmp_path, "DATASET:\n  ENABLED: false\nPRETRAIN:\n  LEARNING_RATE: .inf\n"
+                                 "  MICRO_BATCH_SIZE_PER_GPU: 0\nFINETUNE:\n  SEARCH:\n    SMALL:\n"
+                                 "      LEARNING_RATES: [1.0e-5, .nan]\n  OWN_TASKS:\n    mine:\n"
+                                 "      TRAIN_FILE: a.csv\n      VALIDATION_FILE: b.csv\n      LEARNING_RATES: [-1]\n")
+    assert main.main(["--config", str(path)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "config error: PRETRAIN.LEARNING_RATE = inf is out of range (0, inf): give a finite number",
+        "config error: PRETRAIN.MICRO_BATCH_SIZE_PER_GPU = 0 is out of range [1, inf)",
+        "config error: FINETUNE.SEARCH.SMALL.LEARNING_RATES = [1e-05, nan]: nan is out of range (0, inf): give a"
+        " finite number",
+        "config error: FINETUNE.OWN_TASKS.mine.LEARNING_RATES = [-1.0]: -1.0 is out of range (0, inf)"]
 
 
 def test_main_exits_2_on_a_missing_config_file_in_a_real_process(tmp_path):

@@ -14,7 +14,7 @@ def sentence(rng: random.Random, n_words: int = 0) -> str:
 
 def write_tiny_model(folder: Path, dropout: float = 0.1, extra_tokens=()) -> Path:
     """A randomly initialised 2-layer BertModel plus a fast tokenizer over ``WORDS`` (and ``extra_tokens``, e.g.
-    word pieces ``##s``), saved as a model folder."""
+    word pieces ``##s``), saved as a model folder; 128 positions, as the paper's --max_seq_length."""
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -23,7 +23,7 @@ def write_tiny_model(folder: Path, dropout: float = 0.1, extra_tokens=()) -> Pat
     vocab.write_text("\n".join(tokens) + "\n", encoding="utf-8")
     tokenizer = BertTokenizerFast(vocab=str(vocab), do_lower_case=True)
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64, hidden_dropout_prob=dropout,
+                        intermediate_size=64, max_position_embeddings=128, hidden_dropout_prob=dropout,
                         attention_probs_dropout_prob=dropout)
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)

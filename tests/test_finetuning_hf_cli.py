@@ -4,6 +4,7 @@ HF result files, and one-line answers to flags it does not know or cannot honour
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -216,6 +217,52 @@ def test_own_data_problems_are_one_line_errors(tmp_path, model, capsys):
                                                     f" score); name it with LABEL_COLUMN (--label_column_name)")
     assert main(base + ["--do_eval", "--train_file", str(train)]) == 2
     assert "--validation_file" in capsys.readouterr().err
+
+
+FINITE = ": give a finite number"
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--max_seq_length", "-5", "-5 is out of range [8, inf) (FINETUNE.MAX_SEQ_LENGTH)"),
+    ("--learning_rate", "-1", "-1 is out of range (0, inf)"),
+    ("--learning_rate", "inf", f"inf is out of range (0, inf){FINITE}"),
+    ("--learning_rate", "nan", f"nan is out of range (0, inf){FINITE}"),
+    ("--weight_decay", "-0.1", "-0.1 is out of range [0, inf) (FINETUNE.WEIGHT_DECAY)"),
+    ("--num_train_epochs", "nan", f"nan is out of range [0, inf){FINITE}"),
+    ("--per_device_train_batch_size", "0", "0 is out of range [1, inf)"),
+    ("--warmup_steps", "inf", f"inf is out of range [0, inf) (FINETUNE.WARMUP_STEPS){FINITE}"),
+    ("--adam_beta2", "1", "1 is out of range [0, 1)"),
+    ("--adam_epsilon", "-0.1", "-0.1 is out of range [0, inf)"),
+    ("--max_grad_norm", "nan", f"nan is out of range [0, inf) (FINETUNE.MAX_GRAD_NORM){FINITE}"),
+    ("--eval_steps", "inf", f"inf is out of range (0, inf){FINITE}"),
+])
+def test_a_flag_out_of_its_range_is_one_line_and_exit_2_before_any_work(tmp_path, model, glue, capsys, flag, value,
+                                                                          message):
+    out = tmp_path / "o"
+    assert main(_quick(model, glue, out, flag, value)) == 2
+    assert capsys.readouterr().err == f"error: {flag} {message}\n"
+    assert not out.exists()
+
+
+def test_a_job_whose_loss_becomes_non_finite_fails_saying_it_diverged(tmp_path, model, glue, capsys):
+    out = tmp_path / "o"
+    assert main(_quick(model, glue, out, "--learning_rate", "1e30", "--max_steps", "4", "--save_strategy", "no")) == 1
+    assert re.fullmatch(r"error: training diverged at step \d: the training loss is (nan|inf) \(learning rate"
+                        r" 1e\+30\); try a lower learning rate \(--learning_rate\), or more warmup",
+                        _error_line(capsys.readouterr().err))
+    assert not (out / "eval_results.json").exists()
+
+
+def test_a_row_longer_than_the_models_positions_is_cut_to_them(tmp_path, model, capsys):
+    train, dev = tmp_path / "train.csv", tmp_path / "dev.csv"
+    long_row = {"sentence1": " ".join(["cat"] * 200), "sentence2": "a dog", "label": "yes"}  # tiny model: 128
+    for path in (train, dev):
+        _write_rows(path, _own_rows(7) + [long_row])
+    assert main(["--model_name_or_path", str(model), "--train_file", str(train), "--validation_file", str(dev),
+                 "--output_dir", str(tmp_path / "o"), "--do_train", "--do_eval", "--max_seq_length", "1024",
+                 "--per_device_train_batch_size", "8", "--max_steps", "1"]) == 0
+    assert (f"note: --max_seq_length 1024 exceeds the 128 positions of {model} (max_position_embeddings); using 128"
+            in capsys.readouterr().err)
 
 
 def test_checkpoints_are_hf_folders_pruned_to_the_limit_and_refuse_other_settings(tmp_path, model, glue, capsys):

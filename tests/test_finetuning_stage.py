@@ -211,6 +211,27 @@ def test_fp16_finetuning_without_a_gpu_is_a_config_error(tmp_path):
                                     " or auto"]
 
 
+def test_a_max_seq_length_beyond_the_models_positions_is_one_config_line_before_any_job(tmp_path, model):
+    from pipeline.errors import ConfigError
+
+    glue = write_glue(tmp_path / "glue", tasks=["CoLA"])
+    for name in ("train.csv", "dev.csv"):
+        (tmp_path / name).write_text("sentence,label\nthe cat sat,1\n", encoding="utf-8")
+    own = ("{mine: {TRAIN_FILE: %s, VALIDATION_FILE: %s, MAX_SEQ_LENGTH: 200}}"
+           % (tmp_path / "train.csv", tmp_path / "dev.csv"))
+    with pytest.raises(ConfigError) as info:  # the tiny model has 128 positions
+        finetune_config(tmp_path, model, glue, **{"FINETUNE.TASKS": "[CoLA, mine]", "FINETUNE.OWN_TASKS": own,
+                                                  "FINETUNE.MAX_SEQ_LENGTH": 1024})
+    where = f"the 128 positions of {model} (max_position_embeddings in its config.json)"
+    assert info.value.problems == [f"FINETUNE.MAX_SEQ_LENGTH = 1024 exceeds {where}: use 128 or less",
+                                   f"FINETUNE.OWN_TASKS.mine.MAX_SEQ_LENGTH = 200 exceeds {where}: use 128 or less"]
+    with pytest.raises(ConfigError) as info:  # "": the model this run pretrains
+        finetune_config(tmp_path, model, glue, **{"FINETUNE.TASKS": "[CoLA]", "FINETUNE.MODEL_NAME_OR_PATH": "",
+                                                  "MODEL.MAX_POSITION_EMBEDDINGS": 256, "FINETUNE.MAX_SEQ_LENGTH": 512})
+    assert info.value.problems == ["FINETUNE.MAX_SEQ_LENGTH = 512 exceeds MODEL.MAX_POSITION_EMBEDDINGS = 256 (the"
+                                   " model this run pretrains): use 256 or less"]
+
+
 def test_a_short_test_row_fails_the_stage_before_any_job_instead_of_losing_a_prediction(tmp_path, model):
     from finetuning.stage import finetune, finetune_status
     from pipeline import layout

@@ -116,6 +116,20 @@ def test_samples_rebuilt_under_the_same_dataset_id_make_the_model_stale_and_the_
     assert str(info.value) == "pretraining refused to start (the error line above says why and what to change)"
 
 
+@pytest.mark.slow
+def test_a_diverged_run_says_what_to_change_instead_of_rerun_to_resume(tmp_path, capfd):
+    cfg = tiny_config(tmp_path, "PRETRAIN.LEARNING_RATE", "1e30", "PRETRAIN.SCHEDULER", "constant",
+                      "PRETRAIN.WARMUP_PROPORTION", "0", prepare_samples=True)
+    with pytest.raises(ExtremeBertError) as info:
+        pretrain(cfg)
+    assert str(info.value) == ("pretraining stopped (see the line above); rerunning the same command would stop the"
+                               " same way: change the setting that line names (a derived PRETRAIN.ID follows the"
+                               " change; an explicit PRETRAIN.ID needs a new name)")
+    printed = capfd.readouterr()
+    assert "training diverged; lower the learning rate (PRETRAIN.LEARNING_RATE, --lr)" in printed.out + printed.err
+    assert not pretrain_status(cfg).complete
+
+
 def test_the_training_process_forms_its_own_group_whatever_the_parent_carries(tmp_path, monkeypatch):
     from pretraining.stage import launch_env
 

@@ -71,7 +71,7 @@ def write_job(root, task, lr, bs, ep, seed, value, status="completed", predictio
     if status == "completed":
         values = {m: value for m in (GLUE_TASKS[task].metrics if task in GLUE_TASKS else ())}
         values.update(metrics or {})
-        values["eval_loss"] = 0.5
+        values.setdefault("eval_loss", 0.5)
         (job_dir / "eval_results.json").write_text(json.dumps(values), encoding="utf-8")
         if predictions is None:
             predictions = default_predictions(task) if task in GLUE_TASKS else {}

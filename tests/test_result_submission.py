@@ -95,6 +95,25 @@ def test_a_malformed_predictions_file_is_an_error_naming_it(full_cfg, task, name
         translate_test_result(full_cfg)
 
 
+def test_a_diverged_or_failed_job_never_replaces_the_good_predictions_in_the_zip(full_cfg):
+    root = layout.finetune_dir(full_cfg)
+    good = _read_zip(translate_test_result(full_cfg)["path"])
+    ones = {"CoLA": ["1"] * TEST_ROWS["CoLA"]}
+    for seed in (1, 2, 3):  # the best MCC, from a model whose dev loss is NaN (a record of a job that diverged)
+        write_job(root, "CoLA", 1e30, 32, 3, seed, 0.99, predictions=ones, metrics={"eval_loss": float("nan")})
+    write_job(root, "CoLA", 2e30, 32, 3, 1, float("nan"), predictions=ones)  # an MCC of NaN
+    failed = write_job(root, "CoLA", 3e30, 32, 3, 1, 0.99, status="failed")
+    (failed / "predictions_CoLA.tsv").write_text("index\tprediction\n" + "".join(
+        f"{i}\t1\n" for i in range(TEST_ROWS["CoLA"])), encoding="utf-8")
+    record = translate_test_result(full_cfg)
+    assert record["written"] and _read_zip(record["path"]) == good
+    assert record["sources"]["CoLA"].endswith("CoLA/lr3e-05_bs32_ep3_seed3/predictions_CoLA.tsv")
+    problems = {job.learning_rate: job.problem for job in load_jobs(root)["CoLA"] if job.learning_rate > 1}
+    assert problems == {1e30: "eval_results.json has eval_loss = nan: the training diverged (or learnt nothing)",
+                        2e30: "eval_results.json has mcc = nan: the training diverged (or learnt nothing)",
+                        3e30: ""}
+
+
 def test_a_missing_task_is_refused_by_name_and_a_stale_zip_removed(tmp_path):
     cfg = make_cfg(tmp_path)
     write_glue_test_files(cfg.FINETUNE.GLUE_DIR)

@@ -7,6 +7,7 @@ import pytest
 from dataset import generate_samples, shard_data
 from pipeline.defaults import LR_CURVES, MODEL_PRESETS, SETTINGS, SETTINGS_BY_KEY, get_default_config, get_key
 from pipeline.errors import ConfigError
+from pipeline.own_task_fields import FIELDS
 from pipeline.script_flags import _NotApplicable, _SetSetting, config_from_flags, script_settings
 from pipeline.setting import SCRIPTS, Interval
 from pretraining import arguments
@@ -95,7 +96,7 @@ def test_a_flag_value_out_of_its_range_is_the_tables_error():
     args = arguments.build_parser().parse_args(REQUIRED_IO["pretrain"] + ["--esd_ratio", "1.5", "--max_steps", "0"])
     with pytest.raises(ConfigError) as info:
         config_from_flags(args, "pretrain")
-    assert info.value.problems == ["PRETRAIN.NUM_STEPS = 0 is out of range [1, inf]",
+    assert info.value.problems == ["PRETRAIN.NUM_STEPS = 0 is out of range [1, inf)",
                                    "PRETRAIN.ESD.RATIO = 1.5 is out of range (0, 1)"]
 
 
@@ -118,3 +119,14 @@ def test_intervals_read_like_mathematics():
     interval = Interval.parse("[0, 1)")
     assert 0 in interval and 0.5 in interval and 1 not in interval and str(interval) == "[0, 1)"
     assert -5 in Interval.parse("(-inf, 0]") and str(Interval.parse("(0, inf]")) == "(0, inf]"
+    inf, nan = float("inf"), float("nan")
+    assert inf not in Interval.parse("(0, inf)") and 1e300 in Interval.parse("(0, inf)")
+    assert inf in Interval.parse("(0, inf]") and -inf not in Interval.parse("(-inf, 0]")
+    assert nan not in Interval.parse("(-inf, inf]")
+
+
+def test_no_setting_of_the_table_takes_inf_or_nan():
+    for setting in (*SETTINGS, *FIELDS):
+        if setting.range:
+            for value in (float("inf"), float("-inf"), float("nan")):
+                assert setting.check_value([value] if isinstance(setting.default, list) else value), setting.key
