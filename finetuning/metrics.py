@@ -1,4 +1,5 @@
-"""GLUE dev metrics computed with scikit-learn and scipy (the ``evaluate`` hub metrics cannot load offline).
+"""GLUE dev metrics, computed with numpy by scikit-learn's and scipy's definitions (the ``evaluate`` hub metrics cannot
+load offline; a test checks every metric against scikit-learn and scipy).
 
 Names are those of the task table and of ``eval_results.json``: ``mcc``, ``accuracy``, ``f1``, ``pearson``,
 ``spearman`` (``mse`` for a regression task of one's own); MNLI's mismatched accuracy is reported as
@@ -20,10 +21,31 @@ import numpy as np
 from pipeline.manifest import read_json, write_json_atomic
 
 
-def _mcc(predictions, labels, positive):
-    from sklearn.metrics import matthews_corrcoef
+# The classification metrics are computed here from the confusion counts, with scikit-learn's definitions (a test
+# checks them against scikit-learn): importing scikit-learn costs each job about a second, and a search runs
+# hundreds of short jobs.
+def _confusion(predictions, labels):
+    """(classes, counts[true, predicted]) over the classes that occur in either."""
+    predictions, labels = np.asarray(predictions), np.asarray(labels)
+    classes, codes = np.unique(np.concatenate([labels, predictions]), return_inverse=True)
+    counts = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    np.add.at(counts, (codes[:len(labels)], codes[len(labels):]), 1)
+    return classes, counts
 
-    return matthews_corrcoef(labels, predictions)
+
+def _f1_scores(counts) -> np.ndarray:
+    """Each class's F1; 0 where it has neither a true nor a predicted row (scikit-learn's zero_division=0)."""
+    hits = np.diag(counts).astype(np.float64)
+    denominator = counts.sum(axis=0) + counts.sum(axis=1)
+    return np.divide(2 * hits, denominator, out=np.zeros_like(hits), where=denominator > 0)
+
+
+def _mcc(predictions, labels, positive):
+    """The multiclass Matthews correlation (Gorodkin's R_K, as scikit-learn's ``matthews_corrcoef``)."""
+    _, counts = _confusion(predictions, labels)
+    true, predicted, n, hits = counts.sum(axis=1), counts.sum(axis=0), counts.sum(), np.trace(counts)
+    denominator = np.sqrt(float(n * n - predicted @ predicted) * float(n * n - true @ true))
+    return (hits * n - true @ predicted) / denominator if denominator else 0.0
 
 
 def _accuracy(predictions, labels, positive):
@@ -31,28 +53,35 @@ def _accuracy(predictions, labels, positive):
 
 
 def _f1(predictions, labels, positive):
-    from sklearn.metrics import f1_score
-
-    return f1_score(labels, predictions, pos_label=positive, average="binary", labels=[positive])
+    """The F1 of class ``positive`` (1 = paraphrase / duplicate)."""
+    classes, counts = _confusion(predictions, labels)
+    where = np.flatnonzero(classes == positive)
+    return float(_f1_scores(counts)[where[0]]) if len(where) else 0.0
 
 
 def _macro_f1(predictions, labels, positive):
-    """The mean F1 over the classes that occur in the labels or the predictions (sklearn's ``average="macro"``)."""
-    from sklearn.metrics import f1_score
-
-    return f1_score(labels, predictions, average="macro", zero_division=0)
+    """The mean F1 over the classes that occur in the labels or the predictions (scikit-learn's ``macro``)."""
+    return float(np.mean(_f1_scores(_confusion(predictions, labels)[1])))
 
 
 def _pearson(predictions, labels, positive):
-    from scipy.stats import pearsonr
+    """Pearson's r (as scipy's ``pearsonr``); NaN when either side is constant."""
+    x = np.asarray(predictions, dtype=np.float64) - np.mean(predictions)
+    y = np.asarray(labels, dtype=np.float64) - np.mean(labels)
+    denominator = np.sqrt((x @ x) * (y @ y))
+    return float(x @ y / denominator) if denominator else float("nan")
 
-    return pearsonr(predictions, labels)[0]
+
+def _average_ranks(values) -> np.ndarray:
+    """1-based ranks, ties sharing their mean rank (scipy's ``rankdata``)."""
+    _, inverse, counts = np.unique(np.asarray(values), return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)
+    return ((ends - counts + 1 + ends) / 2.0)[inverse]
 
 
 def _spearman(predictions, labels, positive):
-    from scipy.stats import spearmanr
-
-    return spearmanr(predictions, labels)[0]
+    """Spearman's rho: Pearson's r of the average ranks (as scipy's ``spearmanr``)."""
+    return _pearson(_average_ranks(predictions), _average_ranks(labels), positive)
 
 
 def _mse(predictions, labels, positive):

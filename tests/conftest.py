@@ -17,6 +17,22 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 
+# The test files that take a minute or more, longest first. pytest-xdist hands whole files to its workers in
+# collection order (pytest.ini: --dist loadfile), so collecting these first keeps both workers busy until the end
+# instead of leaving one of them alone with a long file that came last.
+LONGEST_FILES = ("test_own_tasks_end_to_end.py", "test_quickstart_end_to_end.py", "test_distributed.py",
+                 "test_pretrain_training.py", "test_bench_time_to_quality.py", "test_finetuning_stage.py",
+                 "test_configs_dry_run.py", "test_finetuning_search_run.py")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = Path(str(item.fspath)).name
+        return LONGEST_FILES.index(name) if name in LONGEST_FILES else len(LONGEST_FILES)
+
+    items.sort(key=rank)  # stable: the order within a file, and of the other files, stays
+
+
 @pytest.fixture(scope="session")
 def one_rank_group():
     """A one-process torch.distributed group for the in-process runs, for the whole session (DeepSpeed caches its

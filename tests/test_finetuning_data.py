@@ -130,6 +130,29 @@ def test_trailing_tabs_blank_lines_and_a_stray_carriage_return_lose_no_row(tmp_p
     assert split.text_a[1:3] == ["ends with tabs", "a \r inside"]
 
 
+def test_the_metrics_agree_with_scikit_learn_and_scipy_on_random_and_degenerate_inputs():
+    from scipy.stats import pearsonr, spearmanr
+    from sklearn.metrics import f1_score, matthews_corrcoef
+
+    from finetuning.metrics import compute_metrics
+
+    rng = np.random.default_rng(0)
+    cases = [(rng.integers(0, k, n), rng.integers(0, k, n)) for k, n in ((2, 50), (3, 40), (5, 30), (4, 7))]
+    cases += [(np.ones(6, int), np.array([0, 1, 0, 1, 1, 1])), (np.zeros(4, int), np.zeros(4, int)),
+              (np.array([2, 2, 0]), np.array([1, 1, 1]))]  # constant predictions, one class, disjoint classes
+    for predictions, labels in cases:
+        got = compute_metrics(("mcc", "f1", "macro_f1"), predictions, labels, positive=1)
+        assert got["mcc"] == pytest.approx(matthews_corrcoef(labels, predictions), abs=1e-12)
+        assert got["f1"] == pytest.approx(f1_score(labels, predictions, labels=[1], average="macro",
+                                                   zero_division=0), abs=1e-12)
+        assert got["macro_f1"] == pytest.approx(f1_score(labels, predictions, average="macro", zero_division=0),
+                                                abs=1e-12)
+    for x, y in ((rng.normal(size=30), rng.normal(size=30)), (rng.integers(0, 4, 25), rng.integers(0, 3, 25))):
+        got = compute_metrics(("pearson", "spearman"), x, y)
+        assert (got["pearson"], got["spearman"]) == pytest.approx((pearsonr(x, y)[0], spearmanr(x, y)[0]), abs=1e-12)
+    assert compute_metrics(("pearson", "spearman"), np.ones(5), np.arange(5)) == {"pearson": 0.0, "spearman": 0.0}
+
+
 @pytest.mark.parametrize("task_name, dev_name, predictions, labels, expected", [
     ("CoLA", "dev", [1, 0, 1, 0], [1, 0, 1, 0], {"mcc": 1.0}),
     ("CoLA", "dev", [1, 1, 1, 1], [1, 0, 1, 0], {"mcc": 0.0}),
