@@ -84,6 +84,8 @@ def load_raw_splits(data_args, wanted: dict, cache_dir=None, token=None) -> dict
             raise DataError(f"{path}: no rows (only a header?); the task needs labelled rows")
         data = open_dataset(f"{path}: cannot read it as {suffix.lstrip('.').upper()}", builder,
                             data_files={"data": path}, split="data", cache_dir=cache_dir, **options)
+        if len(data) == 0:  # e.g. a JSON file holding an empty list
+            raise DataError(f"{path}: no rows; the task needs labelled rows")
         raw[split] = (data, path)
     return raw
 

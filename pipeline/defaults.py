@@ -209,7 +209,7 @@ SETTINGS = (
                                 " random initialisation", flags=("--model_name_or_path",), scripts=_PRE,
       identity=RESULT_IF_CHANGED),
     # -- FINETUNE (flags: those of finetuning/run_glue.py that the stage passes) -----------------------------------
-    S("FINETUNE.ENABLED", True, "run GLUE finetuning", identity=OPERATIONAL),
+    S("FINETUNE.ENABLED", True, "run the finetuning search (GLUE and own tasks)", identity=OPERATIONAL),
     S("FINETUNE.MODEL_NAME_OR_PATH", "", "model to finetune; \"\" = the final_model this run pretrained",
       identity=SEARCH),
     S("FINETUNE.TASKS", ["CoLA", "SST-2", "MRPC", "STS-B", "QQP", "MNLI", "QNLI", "RTE", "WNLI"],
