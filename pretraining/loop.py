@@ -91,7 +91,7 @@ def validation_sample_count(cfg, test_shards) -> int:
 
 
 def _empty_window() -> dict:
-    return {"loss": 0.0, "micro": 0, "seconds": 0.0, "steps": 0, "predictions": 0}
+    return {"loss": 0.0, "micro": 0, "seconds": 0.0, "steps": 0, "predictions": 0, "real_tokens": 0}
 
 
 class TrainingLoop:
@@ -184,7 +184,7 @@ class TrainingLoop:
 
     def train_step(self, batches) -> tuple:
         """One optimizer step's micro-batches; returns (the step's loss summed over this rank's predicted tokens,
-        as a tensor, and this rank's predicted tokens).
+        as a tensor, this rank's predicted tokens, and its real tokens: every position that is not padding).
 
         The step's loss is the mean over every predicted token of the global batch, whatever the split into ranks
         and micro-batches: each micro-batch's mean loss is weighted by its share of the global batch's predicted
@@ -195,6 +195,7 @@ class TrainingLoop:
         counts = [batch.pop("num_predictions") for batch in micro_batches]
         (step_predictions,) = all_reduce([sum(counts)], self.parts.device, run.world_size)
         loss_sum = torch.zeros((), device=self.parts.device)
+        real_tokens = sum(int(batch["attention_mask"].sum()) for batch in micro_batches)
         for batch, count in zip(micro_batches, counts):
             if not self.first_batch_reported:
                 self._report_first_batch(batch)
@@ -207,17 +208,20 @@ class TrainingLoop:
             loss_sum += loss.detach().float() * count
             self.state.micro_batches += 1
             self.state.samples_consumed += run.cfg.PRETRAIN.MICRO_BATCH_SIZE_PER_GPU * run.world_size
-        return loss_sum, sum(counts)
+        return loss_sum, sum(counts), real_tokens
 
     def log_window(self, window: dict) -> None:
         run, p = self.run, self.run.cfg.PRETRAIN
-        loss_sum, predictions, seconds = all_reduce([float(window["loss"]), window["predictions"],
-                                                     window["seconds"]], self.parts.device, run.world_size)
+        loss_sum, predictions, seconds, real_tokens = all_reduce(
+            [float(window["loss"]), window["predictions"], window["seconds"], window["real_tokens"]],
+            self.parts.device, run.world_size)
         loss = loss_sum / predictions if predictions else float("nan")  # mean over every predicted token
         seconds /= run.world_size
         samples_per_s = window["steps"] * p.BATCH_SIZE / seconds if seconds else 0.0
         row = {"step": self.state.step, "loss": loss, "lr": self.scheduler.get_last_lr()[0],
                "samples_per_s": round(samples_per_s, 2), "tokens_per_s": round(samples_per_s * run.seq_length, 1),
+               # what the model learns from: tokens_per_s counts every position of a row, padding included
+               "real_tokens_per_s": round(real_tokens / seconds, 1) if seconds else 0.0,
                "loss_scale": loss_scale(self.parts.engine, run.precision), "skipped_steps": self.state.skipped_steps,
                "elapsed_s": round(self.clock.elapsed(), 3)}
         if self.peak_flops:
@@ -227,7 +231,7 @@ class TrainingLoop:
         self.metrics.log(row)
         mfu = f" | MFU {row['mfu']:.1%}" if "mfu" in row else ""
         self.log(f"step {self.state.step}/{p.NUM_STEPS} | loss {loss:.4f} | lr {row['lr']:.3e} | "
-                 f"{samples_per_s:.1f} samples/s{mfu} | scale {row['loss_scale']:g} | skipped "
+                 f"{samples_per_s:.1f} samples/s, {row['real_tokens_per_s']:,.0f} real tokens/s{mfu} | scale {row['loss_scale']:g} | skipped "
                  f"{self.state.skipped_steps} | {row['elapsed_s'] / 3600:.3f} h")
         if not math.isfinite(loss):
             raise TrainingStopped(f"training loss is {loss} at step {self.state.step}: training diverged; lower the"
@@ -262,7 +266,7 @@ class TrainingLoop:
                 if reason:
                     return reason
                 started = time.monotonic()
-                loss_sum, predictions = self.train_step(batches)
+                loss_sum, predictions, real_tokens = self.train_step(batches)
                 if not self.parts.engine.was_step_applied():
                     stuck_at_min_scale = self._skipped_step(stuck_at_min_scale)
                     continue
@@ -272,7 +276,7 @@ class TrainingLoop:
                 elapsed = time.monotonic() - started
                 window.update(loss=window["loss"] + loss_sum, micro=window["micro"] + run.accumulation,
                               predictions=window["predictions"] + predictions, steps=window["steps"] + 1,
-                              seconds=window["seconds"] + elapsed)
+                              seconds=window["seconds"] + elapsed, real_tokens=window["real_tokens"] + real_tokens)
                 self.budget.record_step(elapsed)
                 if self.state.step % p.LOG_EVERY_STEPS == 0:
                     window["loss"] = float(window["loss"])

@@ -1,7 +1,8 @@
 """What a pretraining run reports: ``metrics.jsonl``, ``training_curves.png`` and (optionally) Weights & Biases.
 
 Line formats are those of ``docs/interfaces.md``: training lines carry ``step, loss, lr, samples_per_s,
-tokens_per_s, loss_scale, elapsed_s`` (plus ``mfu`` on a GPU whose peak is known, and ``skipped_steps``),
+tokens_per_s, real_tokens_per_s, loss_scale, elapsed_s`` (plus ``mfu`` on a GPU whose peak is known, and
+``skipped_steps``),
 validation lines ``step, val_loss, elapsed_s``. Only rank 0 writes.
 """
 import hashlib

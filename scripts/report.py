@@ -90,6 +90,7 @@ def summarize_pretraining(cfg) -> dict:
         "tokens_seen": tokens_seen,
         "samples_per_s": manifest.get("samples_per_s", _median_of(train, "samples_per_s")),
         "tokens_per_s": tokens_per_s,
+        "real_tokens_per_s": _median_of(train, "real_tokens_per_s"),  # None for runs logged before it existed
         "mfu": _median_of(train, "mfu"),
         "metrics_path": str(metrics_path) if train or val else "",
         "finetuned_model": layout.finetune_model_path(cfg),
@@ -219,6 +220,8 @@ def _pretraining_section(results) -> list:
             ["tokens seen", _number(info["tokens_seen"], ",d")],
             ["throughput (samples/s)", _number(info["samples_per_s"], ",.1f")],
             ["throughput (tokens/s)", _number(info["tokens_per_s"], ",.0f")]]
+    if info.get("real_tokens_per_s") is not None:  # padding excluded: what short documents lose shows here
+        rows.append(["throughput (real tokens/s, padding excluded)", _number(info["real_tokens_per_s"], ",.0f")])
     if info.get("mfu") is not None:
         rows.append(["MFU (median)", f"{100 * info['mfu']:.1f}%"])
     if info.get("init_from"):

@@ -50,6 +50,7 @@ def test_steps_count_optimizer_updates_with_gradient_accumulation_and_the_loss_f
     assert [r["step"] for r in val_rows] == [10, 20, 30]
     assert set(train_rows[0]) >= {"step", "loss", "lr", "samples_per_s", "tokens_per_s", "loss_scale", "elapsed_s"}
     assert "mfu" not in train_rows[0]  # CPU: no known peak
+    assert all(0 < r["real_tokens_per_s"] <= r["tokens_per_s"] for r in train_rows)  # padding is not counted
     # The logged rate is the one the next step uses: peak x schedule((step + 1) / max_steps).
     for r in train_rows:
         assert r["lr"] == pytest.approx(1e-2 * lr_multiplier(min(1.0, (r["step"] + 1) / 30), "linear", 0.1))
