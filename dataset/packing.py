@@ -1,12 +1,20 @@
 """Turn a text shard into fixed-length token sequences ``[CLS] tokens [SEP] [PAD]...``.
 
-Each sequence holds consecutive text of one article (single segment, no next-sentence pairs); an article's lines
-are tokenized one by one and their tokens concatenated, which is the same as joining the lines with a space for a
-BERT pre-tokenizer (it splits on whitespace). The tail of an article becomes a shorter, padded sequence.
+An article's lines are tokenized one by one and their tokens concatenated, which is the same as joining the lines
+with a space for a BERT pre-tokenizer (it splits on whitespace). How articles become rows (``PACKINGS``):
+
+- ``document``: each row holds consecutive text of one article (single segment, no next-sentence pairs); the tail
+  of an article becomes a shorter, padded row. Short documents leave rows mostly padding.
+- ``full_sentences`` (RoBERTa's FULL-SENTENCES): the articles form one stream with a ``[SEP]`` between two
+  articles, cut into full rows; an article longer than a row continues in the next one, and only the shard's last
+  row is padded. A separator that would open a row is left out (the row before already ends with ``[SEP]``).
+  Packed articles attend to each other, as in RoBERTa.
 Text is read and tokenized in batches of about ``batch_chars`` characters; the unfinished article is carried over
 from one batch to the next, so the sequences do not depend on the batch size.
 """
 import numpy as np
+
+PACKINGS = ("document", "full_sentences")
 
 
 def iter_line_batches(path, batch_chars: int):
@@ -31,14 +39,17 @@ def iter_line_batches(path, batch_chars: int):
 
 
 class SequencePacker:
-    """Cuts each article's token stream into rows of ``max_seq_length`` (ids of dtype ``dtype``)."""
+    """Cuts the articles' token streams into rows of ``max_seq_length`` (ids of dtype ``dtype``) by ``packing``."""
 
-    def __init__(self, max_seq_length: int, cls_id: int, sep_id: int, pad_id: int, dtype):
+    def __init__(self, max_seq_length: int, cls_id: int, sep_id: int, pad_id: int, dtype, packing="document"):
+        if packing not in PACKINGS:
+            raise ValueError(f"packing must be one of {PACKINGS}, got {packing!r}")
+        self.across_documents = packing == "full_sentences"
         self.length = max_seq_length
         self.body = max_seq_length - 2
         self.cls_id, self.sep_id, self.pad_id = cls_id, sep_id, pad_id
         self.dtype = dtype
-        self.carry = np.zeros(0, dtype=dtype)  # tokens of the unfinished article (< body tokens)
+        self.carry = np.zeros(0, dtype=dtype)  # tokens not yet in a row (< body tokens)
 
     def _rows(self, tokens: np.ndarray, final: bool) -> np.ndarray:
         """Rows for the full ``body``-sized pieces of ``tokens`` (and the tail when ``final``); keeps the rest."""
@@ -64,14 +75,20 @@ class SequencePacker:
         article_starts = [i for i, s in enumerate(starts) if s]
         out = []
         segment_begin = 0
-        for line_index in article_starts + [len(token_lists)]:
+        for piece, line_index in enumerate(article_starts + [len(token_lists)]):
             # Tokens from ``segment_begin`` to this line belong to the current (carried) article.
             segment = flat[offsets[segment_begin]:offsets[line_index]]
-            article_ends = line_index < len(token_lists)
-            out.append(self._rows(np.concatenate([self.carry, segment]), final=article_ends))
+            if self.across_documents:
+                # Every piece but the first begins an article: a [SEP] parts it from the text before, if any.
+                separator = [self.sep_id] if piece > 0 and len(self.carry) else []
+                stream = np.concatenate([self.carry, np.array(separator, dtype=self.dtype), segment])
+                out.append(self._rows(stream, final=False))
+            else:
+                article_ends = line_index < len(token_lists)
+                out.append(self._rows(np.concatenate([self.carry, segment]), final=article_ends))
             segment_begin = line_index
         return np.concatenate(out) if out else np.zeros((0, self.length), dtype=self.dtype)
 
     def finish(self) -> np.ndarray:
-        """The padded tail of the last article."""
+        """The padded tail of the last article (of the stream, with ``full_sentences``)."""
         return self._rows(self.carry, final=True)

@@ -33,6 +33,7 @@ class SampleOptions:
     max_predictions_per_seq: int = 20
     dup_factor: int = 1
     seed: int = 42
+    packing: str = "document"  # document | full_sentences (dataset/packing.py)
 
 
 @dataclass(frozen=True)
@@ -180,7 +181,7 @@ def write_shard(job: ShardJob) -> dict:
                       masked_lm_positions=(predictions, np.uint16), masked_lm_ids=(predictions, dtype))
     candidates = replacement_candidates(tokenizer.get_vocab(with_added_tokens=True), info["special_ids"]) \
         if options.masking == "static" else None
-    packer = SequencePacker(length, info["cls_id"], info["sep_id"], info["pad_id"], dtype)
+    packer = SequencePacker(length, info["cls_id"], info["sep_id"], info["pad_id"], dtype, options.packing)
     out_path = Path(job.out_path)
     tmp = partial_path(out_path)
     text_tokens = unk_tokens = 0

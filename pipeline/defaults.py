@@ -90,6 +90,12 @@ SETTINGS = (
       flags=("--frac_test",), scripts=_SHARD),
     S("DATASET.MAX_SEQ_LENGTH", 128, "tokens per sample, [CLS] and [SEP] included", range="[8, 65535]",
       flags=("--max_seq_length",), scripts=_SAMPLES),
+    # Default "document" (rows as before) until the issue 23 measurement of pretraining on long and short documents
+    # decides; "full_sentences" leaves almost no padding on short documents (BENCHMARKS.md, "Packing: padding share").
+    S("DATASET.PACKING", "document", "how articles fill rows: document (a row never crosses an article; each"
+                                     " article's tail padded) | full_sentences (rows filled across articles, a [SEP]"
+                                     " between two)", choices=("document", "full_sentences"), flags=("--packing",),
+      scripts=_SAMPLES, identity=RESULT_IF_CHANGED),
     S("DATASET.MASKING", "dynamic", "static (masks written to disk, DUP_FACTOR copies) | dynamic (masks drawn at load)",
       choices=("static", "dynamic"), flags=("--masking",), scripts=_SAMPLES),
     S("DATASET.MASKED_LM_PROB", 0.15, "fraction of tokens selected for the MLM loss, in (0, 1)", range="(0, 1)",

@@ -225,3 +225,67 @@ def test_vocabulary_training_that_would_not_fit_under_the_cap_is_an_up_front_err
                                           r"set TOKENIZER.TRAIN_MAX_CHARS to at most \d+"):
         memory.check_tokenizer_training(1.0, "SYSTEM.MAX_MEMORY_IN_GB", 2_000_000_000)
     memory.check_tokenizer_training(4.0, "SYSTEM.MAX_MEMORY_IN_GB", 100_000_000)
+
+
+def _words_of(tokenizer_dir, *words):
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
+    return [tok.token_to_id(w) for w in words]
+
+
+def test_full_sentences_fills_rows_across_articles_with_a_sep_between_and_pads_only_the_last_row(tmp_path,
+                                                                                                  tiny_tokenizer):
+    river, music, city = _words_of(tiny_tokenizer[0], "river", "music", "city")
+    articles = [["river " * 30], ["music " * 4, "music " * 3], ["city " * 50]]
+    _, path = _write(tmp_path, tiny_tokenizer, articles, packing="full_sentences")
+    ids = _read(path)[0]["input_ids"]
+    # One stream of 30 + 1 + 7 + 1 + 50 = 89 tokens in bodies of 22: four full rows, then one token in the last row.
+    assert (ids[:, 0] == 2).all() and (ids[:4, -1] == 3).all() and not (ids[:4] == 0).any()
+    assert ids[4, :3].tolist() == [2, city, 3] and not ids[4, 3:].any()
+    assert ids[1, 1:-1].tolist() == [river] * 8 + [3] + [music] * 7 + [3] + [city] * 5  # an article's rest, then on
+    stream = np.concatenate([row[1:-1] for row in ids[:4]] + [ids[4, 1:2]])
+    assert stream.tolist() == [river] * 30 + [3] + [music] * 7 + [3] + [city] * 50
+
+
+def test_full_sentences_opens_no_row_with_a_separator(tmp_path, tiny_tokenizer):
+    river, music = _words_of(tiny_tokenizer[0], "river", "music")
+    _, path = _write(tmp_path, tiny_tokenizer, [["river " * 22], ["music " * 3]], packing="full_sentences")
+    ids = _read(path)[0]["input_ids"]
+    assert ids[0].tolist() == [2] + [river] * 22 + [3]
+    assert ids[1, :5].tolist() == [2, music, music, music, 3] and not ids[1, 5:].any()
+
+
+def test_full_sentences_rows_are_deterministic_and_masking_never_picks_a_separator(tmp_path, tiny_tokenizer):
+    from pretraining.data.loader import IGNORE_INDEX, dynamic_mask
+
+    articles = _random_articles(80, seed=5)
+    options = dict(packing="full_sentences", masking="static", dup_factor=2)
+    small, static_path = _write(tmp_path, tiny_tokenizer, articles, batch_chars=37, **options)
+    large, _ = _write(tmp_path, tiny_tokenizer, articles, batch_chars=1 << 20, **options)
+    assert small["sha256"] == large["sha256"]
+    static = _read(static_path)[0]
+    assert (static["input_ids"] == 0).any(axis=1).sum() <= 2  # at most the last row of each copy is padded
+    assert (static["input_ids"][:, 1:-1] == 3).sum() > 40  # separators inside the rows, between articles
+    used = static["masked_lm_positions"] > 0
+    assert used.any() and not np.isin(static["masked_lm_ids"][used], [0, 2, 3]).any()
+
+    _, dynamic_path = _write(tmp_path, tiny_tokenizer, articles, packing="full_sentences")
+    rows = _read(dynamic_path)[0]["input_ids"]
+    info = tiny_tokenizer[1]
+    _, labels = dynamic_mask(rows, np.random.default_rng(0), masked_lm_prob=0.15, max_predictions_per_seq=4,
+                             pad_id=0, cls_id=2, sep_id=3, mask_id=4,
+                             replacement_ids=np.arange(5, info["vocab_size"]))
+    assert (labels != IGNORE_INDEX).any() and (labels[rows == 3] == IGNORE_INDEX).all()
+
+
+def test_padding_share_and_real_tokens_per_row_per_split():
+    from dataset.sample_jobs import padding_by_split, padding_line
+
+    entries = [{"split": "train", "samples": 3, "tokens": 30}, {"split": "train", "samples": 1, "tokens": 10},
+               {"split": "test", "samples": 2, "tokens": 20}]
+    padding = padding_by_split(entries, max_seq_length=20)
+    assert padding == {"train": {"rows": 4, "real_tokens_per_row": 10.0, "padding_share": 0.5},
+                       "test": {"rows": 2, "real_tokens_per_row": 10.0, "padding_share": 0.5}}
+    assert padding_line(padding, "document") == ("samples (document packing): train 4 rows, 10.0 real tokens per row,"
+                                                 " 50.0% padding; test 2 rows, 10.0 real tokens per row, 50.0% padding")

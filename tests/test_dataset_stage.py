@@ -42,7 +42,8 @@ def test_prepare_dataset_end_to_end_with_trained_tokenizer_hub_source_status_and
     tokenizer = AutoTokenizer.from_pretrained(str(layout.dataset_tokenizer_dir(cfg)))
     assert manifest["vocab_size"] == len(tokenizer) <= 150 and manifest["masking"] == "dynamic"
     assert (manifest["pad_id"], manifest["cls_id"], manifest["sep_id"], manifest["mask_id"]) == (0, 2, 3, 4)
-    assert manifest["max_seq_length"] == 32
+    assert manifest["max_seq_length"] == 32 and manifest["packing"] == "document"
+    assert set(manifest["padding"]) == {"train", "test"} and 0 < manifest["padding"]["train"]["padding_share"] < 1
     files = [entry["file"] for entry in manifest["shards"]]
     assert files == ["test_shard_00000.hdf5", "train_shard_00000.hdf5", "train_shard_00001.hdf5",
                      "train_shard_00002.hdf5"]
@@ -142,9 +143,14 @@ def test_cli_scripts_shard_then_generate_static_samples(tmp_path):
                     "--dup_factor", 2,
                     "--seed", 42, "--do_lower_case", 1, "--masked_lm_prob", 0.15, "--max_seq_length", 32,
                     "--tokenizer_name", vocab, "--max_predictions_per_seq", 5, "--n_processes", 2,
-                    "--model_name", "bert-large-uncased", "--max_memory", 2)
+                    "--model_name", "bert-large-uncased", "--max_memory", 2, "--packing", "full_sentences")
     assert generate.returncode == 0, generate.stderr
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["packing"] == "full_sentences" and manifest["settings"]["samples"]["packing"] == "full_sentences"
+    train = manifest["padding"]["train"]  # full rows but each shard's last: almost no padding, and it is printed
+    assert train["rows"] == manifest["train_samples"] and train["padding_share"] < 0.1
+    assert train["real_tokens_per_row"] == round(manifest["train_tokens"] / manifest["train_samples"], 2)
+    assert f"{train['padding_share']:.1%} padding" in generate.stdout
     assert [e["file"] for e in manifest["shards"]] == ["test_shard_00000.hdf5", "train_shard_00000.hdf5",
                                                        "train_shard_00001.hdf5"]
     with h5py.File(tmp_path / "out" / "train_shard_00000.hdf5", "r") as f:
