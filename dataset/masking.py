@@ -5,6 +5,11 @@ are drawn uniformly among the text tokens (never [CLS], [SEP] or [PAD]). Of thos
 ordinary token, 10% stay as they are. Positions are reported in increasing order, 0-padded, with the original
 token ids as labels (0-padded). This is the static mode; the pretraining loader applies the same rules on the fly
 in dynamic mode.
+
+With ``continuation`` given (the ids of WordPiece ``##`` pieces), the unit is the *word*, as in BERT-wwm: a word is
+a text token plus the ``##`` pieces that follow it. Words are taken in a random order, each whole, while the masked
+*tokens* stay within the same budget; a word that would overshoot it is skipped and smaller ones after it may still
+fit. The 80/10/10 choice is drawn once per word, so a word's pieces are all [MASK], all random, or all kept.
 """
 import re
 
@@ -23,18 +28,38 @@ def replacement_candidates(vocab: dict, special_ids) -> np.ndarray:
     return np.array(sorted(ids), dtype=np.int64)
 
 
+MASKING_UNITS = ("token", "word")
+CONTINUATION_PREFIX = "##"  # WordPiece's mark of a piece that continues the word before it
+
+
+def continuation_ids(vocab: dict) -> np.ndarray:
+    """Ids of the vocabulary's ``##`` continuation pieces (empty for a vocabulary without them, e.g. byte-level
+    BPE, where whole-word masking is refused rather than guessed)."""
+    ids = [i for token, i in vocab.items() if token.startswith(CONTINUATION_PREFIX) and len(token) > 2]
+    return np.array(sorted(ids), dtype=np.int64)
+
+
+def _budget(eligible: np.ndarray, masked_lm_prob: float, max_predictions: int) -> np.ndarray:
+    """Tokens to mask per row: ``round(prob x text tokens)``, at least 1, at most ``max_predictions``."""
+    eligible_count = eligible.sum(axis=1)
+    wanted = np.rint(eligible_count * masked_lm_prob).astype(np.int64)
+    return np.minimum(np.minimum(np.maximum(wanted, 1), max_predictions), eligible_count)
+
+
 def mask_block(input_ids: np.ndarray, rng: np.random.Generator, *, masked_lm_prob: float, max_predictions: int,
-               pad_id: int, cls_id: int, sep_id: int, mask_id: int, candidates: np.ndarray):
+               pad_id: int, cls_id: int, sep_id: int, mask_id: int, candidates: np.ndarray,
+               continuation: np.ndarray = None):
     """Mask a block ``[N, L]`` of token ids. Returns ``(masked_ids, positions [N, P], labels [N, P])``.
 
     ``rng`` is consumed in a fixed pattern for a given block shape, which keeps the output deterministic.
+    ``continuation`` (ids of ``##`` pieces) switches to whole-word masking; None masks single tokens.
     """
     n, length = input_ids.shape
     p = max_predictions
     eligible = (input_ids != pad_id) & (input_ids != cls_id) & (input_ids != sep_id)
-    eligible_count = eligible.sum(axis=1)
-    wanted = np.rint(eligible_count * masked_lm_prob).astype(np.int64)
-    count = np.minimum(np.minimum(np.maximum(wanted, 1), p), eligible_count)
+    count = _budget(eligible, masked_lm_prob, p)
+    if continuation is not None:
+        return _mask_words(input_ids, rng, eligible, count, p, mask_id, candidates, continuation)
 
     keys = rng.random((n, length))
     keys[~eligible] = 2.0  # ineligible positions sort after every eligible one
@@ -54,4 +79,43 @@ def mask_block(input_ids: np.ndarray, rng: np.random.Generator, *, masked_lm_pro
     masked = input_ids.copy()
     rows = np.nonzero(used)[0]
     masked[rows, positions[used]] = replacement[used]
+    return masked, positions.astype(np.uint16), labels.astype(input_ids.dtype)
+
+
+def _mask_words(input_ids, rng, eligible, count, p, mask_id, candidates, continuation):
+    """Whole-word masking of a block (see the module docstring); same outputs as ``mask_block``."""
+    n, length = input_ids.shape
+    follows_text = np.zeros_like(eligible)
+    follows_text[:, 1:] = eligible[:, :-1]
+    # A ## piece right after [CLS]/[SEP] starts a word of its own: words never cross a separator.
+    starts = eligible & ~(follows_text & np.isin(input_ids, continuation))
+    word = np.where(eligible, np.cumsum(starts, axis=1) - 1, 0)  # each text token's word slot in its row
+    slot = np.where(eligible, np.arange(n)[:, None] * length + word, n * length)
+    word_len = np.bincount(slot.ravel(), minlength=n * length + 1)[:n * length].reshape(n, length)
+
+    keys = rng.random((n, length))
+    keys[word_len == 0] = 2.0  # empty slots sort after every word
+    order = np.argsort(keys, axis=1, kind="stable")
+    len_in_order = np.take_along_axis(word_len, order, axis=1)
+    taken_in_order = np.zeros((n, length), dtype=bool)
+    total = np.zeros(n, dtype=np.int64)
+    for k in range(int(starts.sum(axis=1).max(initial=0))):  # BERT-wwm's greedy pass, all rows at once
+        fits = (len_in_order[:, k] > 0) & (total + len_in_order[:, k] <= count)
+        taken_in_order[:, k] = fits
+        total += np.where(fits, len_in_order[:, k], 0)
+    taken = np.zeros((n, length), dtype=bool)
+    np.put_along_axis(taken, order, taken_in_order, axis=1)
+    selected = eligible & np.take_along_axis(taken, word, axis=1)
+
+    action = np.take_along_axis(rng.random((n, length)), word, axis=1)  # one draw per word, shared by its pieces
+    random_tokens = candidates[rng.integers(0, len(candidates), size=(n, length))]
+    replacement = np.where(action < 0.8, mask_id, np.where(action < 0.9, random_tokens, input_ids))
+    masked = np.where(selected, replacement, input_ids).astype(input_ids.dtype)
+
+    ordered = np.sort(np.where(selected, np.arange(length)[None, :], length), axis=1)
+    positions = np.full((n, p), length, dtype=np.int64)
+    positions[:, :min(p, length)] = ordered[:, :p]  # at most ``count`` <= p positions are selected
+    used = positions < length
+    positions = np.where(used, positions, 0)
+    labels = np.where(used, np.take_along_axis(input_ids, positions, axis=1), 0)
     return masked, positions.astype(np.uint16), labels.astype(input_ids.dtype)

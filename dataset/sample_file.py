@@ -16,7 +16,7 @@ import numpy as np
 
 from pipeline.manifest import file_sha256
 
-from dataset.masking import mask_block, replacement_candidates
+from dataset.masking import continuation_ids, mask_block, replacement_candidates
 from dataset.packing import SequencePacker, iter_line_batches
 from dataset.tokenizer_setup import raw_ids_tokenizer
 
@@ -29,6 +29,7 @@ _tokenizers = {}  # tokenizer.json path -> loaded tokenizer, reused across the j
 class SampleOptions:
     max_seq_length: int = 128
     masking: str = "dynamic"  # static | dynamic
+    masking_unit: str = "token"  # token | word (whole-word masking)
     masked_lm_prob: float = 0.15
     max_predictions_per_seq: int = 20
     dup_factor: int = 1
@@ -62,7 +63,9 @@ def ids_dtype(vocab_size: int):
 
 
 def shard_attributes(options: SampleOptions, info: dict) -> dict:
-    """What every sample file records of itself as HDF5 attributes (the pretraining loader reads them back)."""
+    """What every sample file records of itself as HDF5 attributes (the pretraining loader reads them back).
+    ``masking_unit`` is recorded only when it is "word", so that token-masked files stay as they were."""
+    unit = {"masking_unit": options.masking_unit} if options.masking_unit != "token" else {}
     return {
         "masking": options.masking,
         "max_seq_length": options.max_seq_length,
@@ -73,6 +76,7 @@ def shard_attributes(options: SampleOptions, info: dict) -> dict:
         "mask_id": info["mask_id"],
         "masked_lm_prob": options.masked_lm_prob,
         "max_predictions_per_seq": options.max_predictions_per_seq,
+        **unit,
     }
 
 
@@ -125,11 +129,12 @@ def _load_tokenizer(path: str):
 class _BlockWriter:
     """Masks full blocks of rows (static) or passes them through (dynamic) and appends them to the file."""
 
-    def __init__(self, spool: RowSpool, job: ShardJob, candidates):
+    def __init__(self, spool: RowSpool, job: ShardJob, candidates, continuation):
         self.spool, self.options, self.info = spool, job.options, job.tokenizer_info
         self.copies = job.options.dup_factor if job.split == "train" else 1
         self.rng = np.random.default_rng([job.options.seed, SPLIT_CODES[job.split], job.shard_index])
         self.candidates = candidates
+        self.continuation = continuation  # ids of ## pieces for whole-word masking, None for token masking
         self.pending = []
         self.pending_rows = 0
         self.tokens = 0
@@ -162,7 +167,8 @@ class _BlockWriter:
             masked, positions, labels = mask_block(
                 block, self.rng, masked_lm_prob=self.options.masked_lm_prob,
                 max_predictions=self.options.max_predictions_per_seq, pad_id=info["pad_id"], cls_id=info["cls_id"],
-                sep_id=info["sep_id"], mask_id=info["mask_id"], candidates=self.candidates)
+                sep_id=info["sep_id"], mask_id=info["mask_id"], candidates=self.candidates,
+                continuation=self.continuation)
             self.spool.append(input_ids=masked, input_mask=input_mask, segment_ids=segment_ids,
                                  masked_lm_positions=positions, masked_lm_ids=labels)
 
@@ -179,8 +185,10 @@ def write_shard(job: ShardJob) -> dict:
     if options.masking == "static":
         fields.update(input_mask=(length, np.uint8), segment_ids=(length, np.uint8),
                       masked_lm_positions=(predictions, np.uint16), masked_lm_ids=(predictions, dtype))
-    candidates = replacement_candidates(tokenizer.get_vocab(with_added_tokens=True), info["special_ids"]) \
-        if options.masking == "static" else None
+    static = options.masking == "static"
+    vocab = tokenizer.get_vocab(with_added_tokens=True) if static else None
+    candidates = replacement_candidates(vocab, info["special_ids"]) if static else None
+    continuation = continuation_ids(vocab) if static and options.masking_unit == "word" else None
     packer = SequencePacker(length, info["cls_id"], info["sep_id"], info["pad_id"], dtype, options.packing)
     out_path = Path(job.out_path)
     tmp = partial_path(out_path)
@@ -188,7 +196,7 @@ def write_shard(job: ShardJob) -> dict:
     unk_id = info.get("unk_id")
     spool = RowSpool(out_path.parent, out_path.name, fields)
     try:
-        writer = _BlockWriter(spool, job, candidates)
+        writer = _BlockWriter(spool, job, candidates, continuation)
         for lines, starts in iter_line_batches(job.text_path, job.batch_chars):
             encodings = tokenizer.encode_batch_fast(lines, add_special_tokens=False)
             token_lists = [e.ids for e in encodings]

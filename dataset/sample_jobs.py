@@ -8,9 +8,10 @@ import re
 import time
 from pathlib import Path
 
-from pipeline.errors import DataError
+from pipeline.errors import ConfigError, DataError
 
 from dataset import memory
+from dataset.masking import continuation_ids
 from dataset.sample_file import SampleOptions, ShardJob, existing_shard_entry, partial_path, sample_file_name, \
     shard_attributes, write_shard
 from dataset.text_shards import list_text_shards
@@ -29,6 +30,8 @@ def plan_jobs(text_dir, out_dir, tokenizer_dir, options: SampleOptions) -> list:
     info = read_tokenizer_info(tokenizer_dir)
     if info is None:
         raise DataError(f"no prepared tokenizer in {tokenizer_dir}")
+    if options.masking_unit == "word":
+        check_word_pieces(Path(tokenizer_dir) / "tokenizer.json")
     text_dir, out_dir = Path(text_dir), Path(out_dir)
     if not text_dir.is_dir():
         raise DataError(f"text shard folder does not exist: {text_dir}")
@@ -42,6 +45,15 @@ def plan_jobs(text_dir, out_dir, tokenizer_dir, options: SampleOptions) -> list:
     if not any(job.split == "train" for job in jobs):
         raise DataError(f"no training text shards (*train*.txt) in {text_dir}: run the sharding step first")
     return jobs
+
+
+def check_word_pieces(tokenizer_file: Path) -> None:
+    """Whole-word masking finds words by WordPiece's ## pieces: a vocabulary without any is refused up front."""
+    from tokenizers import Tokenizer
+
+    if not len(continuation_ids(Tokenizer.from_file(str(tokenizer_file)).get_vocab(with_added_tokens=True))):
+        raise ConfigError("DATASET.MASKING_UNIT (--masking_unit) word needs a WordPiece vocabulary with ## pieces, and"
+                          f" {tokenizer_file} has none: use token")
 
 
 def _finished_entry(job: ShardJob):

@@ -35,7 +35,8 @@ def sample_options(cfg):
     from dataset.sample_file import SampleOptions
 
     d = cfg.DATASET
-    return SampleOptions(max_seq_length=d.MAX_SEQ_LENGTH, masking=d.MASKING, masked_lm_prob=d.MASKED_LM_PROB,
+    return SampleOptions(max_seq_length=d.MAX_SEQ_LENGTH, masking=d.MASKING, masking_unit=d.MASKING_UNIT,
+                         masked_lm_prob=d.MASKED_LM_PROB,
                          max_predictions_per_seq=d.MAX_PREDICTIONS_PER_SEQ, dup_factor=d.DUP_FACTOR,
                          seed=cfg.SYSTEM.SEED, packing=d.PACKING)
 

@@ -98,6 +98,12 @@ SETTINGS = (
       scripts=_SAMPLES, identity=RESULT_IF_CHANGED),
     S("DATASET.MASKING", "dynamic", "static (masks written to disk, DUP_FACTOR copies) | dynamic (masks drawn at load)",
       choices=("static", "dynamic"), flags=("--masking",), scripts=_SAMPLES),
+    # Whole-word masking needs WordPiece "##" pieces to find words (the vocabulary the pipeline trains has them); a
+    # vocabulary without them (byte-level BPE) is refused rather than split into words by a guess.
+    S("DATASET.MASKING_UNIT", "token", "token (each piece masked on its own) | word (all pieces of a word masked"
+                                       " together, 80/10/10 per word, BERT-wwm's budget; needs a WordPiece vocabulary"
+                                       " with ## pieces)", choices=("token", "word"), flags=("--masking_unit",),
+      scripts=_SAMPLES, identity=RESULT_IF_CHANGED),
     S("DATASET.MASKED_LM_PROB", 0.15, "fraction of tokens selected for the MLM loss, in (0, 1)", range="(0, 1)",
       flags=("--masked_lm_prob",), scripts=("samples", "pretrain")),
     S("DATASET.MAX_PREDICTIONS_PER_SEQ", 20, "cap on masked positions per sample", range="[1, inf)",

@@ -43,12 +43,14 @@ def static_labels(input_ids: np.ndarray, positions: np.ndarray, ids: np.ndarray)
 
 def dynamic_mask(input_ids: np.ndarray, rng: np.random.Generator, *, masked_lm_prob: float,
                  max_predictions_per_seq: int, pad_id: int, cls_id: int, sep_id: int, mask_id: int,
-                 replacement_ids: np.ndarray) -> tuple:
+                 replacement_ids: np.ndarray, continuation: np.ndarray = None) -> tuple:
     """BERT masking drawn now, by the very function the dataset stage uses for static files
-    (``dataset.masking.mask_block``: the same selection and 80/10/10 rules in both modes), as ``static_labels``."""
+    (``dataset.masking.mask_block``: the same selection and 80/10/10 rules in both modes), as ``static_labels``.
+    ``continuation`` (ids of ## pieces) masks whole words; None masks tokens."""
     masked, positions, ids = mask_block(input_ids.astype(np.int64), rng, masked_lm_prob=masked_lm_prob,
                                         max_predictions=max_predictions_per_seq, pad_id=pad_id, cls_id=cls_id,
-                                        sep_id=sep_id, mask_id=mask_id, candidates=replacement_ids)
+                                        sep_id=sep_id, mask_id=mask_id, candidates=replacement_ids,
+                                        continuation=continuation)
     return static_labels(masked, positions, ids)
 
 
@@ -86,6 +88,7 @@ class SampleStream:
         self.samples_per_epoch = sum(s.num_samples for s in self.shards)  # the global stream's epoch
         self.with_segments = any(s.has_segment_ids for s in self.shards)
         self._replacement_ids = vocab.replacement_ids()
+        self._continuation = np.asarray(vocab.continuation, dtype=np.int64)
         if repeat and self.samples_per_epoch == 0:
             raise DataError("the training files hold no samples; make samples with the dataset stage first")
 
@@ -125,7 +128,8 @@ class SampleStream:
             input_ids, labels = dynamic_mask(
                 raw, np.random.default_rng(rng_key), masked_lm_prob=shard.masked_lm_prob,
                 max_predictions_per_seq=shard.max_predictions_per_seq, pad_id=shard.pad_id, cls_id=shard.cls_id,
-                sep_id=shard.sep_id, mask_id=shard.mask_id, replacement_ids=self._replacement_ids)
+                sep_id=shard.sep_id, mask_id=shard.mask_id, replacement_ids=self._replacement_ids,
+                continuation=self._continuation if shard.masking_unit == "word" else None)
             rows, raw, input_ids, labels = rows[keep], raw[keep], input_ids[keep], labels[keep]
             attention_mask = raw != shard.pad_id
         block = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}

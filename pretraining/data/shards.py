@@ -12,7 +12,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from dataset.masking import replacement_candidates
+from dataset.masking import MASKING_UNITS, continuation_ids, replacement_candidates
 from pipeline.errors import DataError
 
 TRAIN_NAME = re.compile(r"train|training", re.IGNORECASE)
@@ -31,13 +31,16 @@ class Vocabulary:
     sep_id: int
     mask_id: int
     replacements: tuple  # ids a "random token" replacement draws from: real, non-special, non-[unusedN] tokens
+    continuation: tuple = ()  # ids of WordPiece ## pieces: how whole-word masking finds words
 
     @classmethod
     def from_tokenizer(cls, tokenizer) -> "Vocabulary":
-        replacements = replacement_candidates(tokenizer.get_vocab(), tokenizer.all_special_ids)
+        vocab = tokenizer.get_vocab()
+        replacements = replacement_candidates(vocab, tokenizer.all_special_ids)
         return cls(size=len(tokenizer), pad_id=tokenizer.pad_token_id, cls_id=tokenizer.cls_token_id,
                    sep_id=tokenizer.sep_token_id, mask_id=tokenizer.mask_token_id,
-                   replacements=tuple(int(i) for i in replacements))
+                   replacements=tuple(int(i) for i in replacements),
+                   continuation=tuple(int(i) for i in continuation_ids(vocab)))
 
     def replacement_ids(self) -> np.ndarray:
         return np.asarray(self.replacements, dtype=np.int64)
@@ -66,6 +69,7 @@ class Shard:
     cls_id: int
     sep_id: int
     has_segment_ids: bool = field(default=False)
+    masking_unit: str = "token"  # dynamic files: token | word (the file's attribute; absent = token)
 
 
 def _attr(attrs, name, fallback):
@@ -111,12 +115,19 @@ def describe_shard(path: Path, vocab: Vocabulary, defaults: MaskingDefaults) -> 
         if static and not ("masked_lm_ids" in f and "input_mask" in f):
             raise DataError(f"{path}: a static file needs masked_lm_ids and input_mask next to masked_lm_positions")
         num_samples, seq_length = f["input_ids"].shape
+        unit = str(_attr(attrs, "masking_unit", "token"))
+        if unit not in MASKING_UNITS:
+            raise DataError(f"{path}: masking_unit is {unit!r}, expected one of {', '.join(MASKING_UNITS)}; regenerate"
+                            f" the samples with this version")
+        if unit == "word" and not static and not vocab.continuation:
+            raise DataError(f"{path}: made for whole-word masking, but the tokenizer has no WordPiece ## pieces to find"
+                            f" words by; pass the tokenizer the data was made with (--tokenizer_name)")
         return Shard(path=Path(path), num_samples=int(num_samples), seq_length=int(seq_length), static=static,
                      masked_lm_prob=float(_attr(attrs, "masked_lm_prob", defaults.masked_lm_prob)),
                      max_predictions_per_seq=int(_attr(attrs, "max_predictions_per_seq",
                                                        defaults.max_predictions_per_seq)),
                      mask_id=vocab.mask_id, pad_id=vocab.pad_id, cls_id=vocab.cls_id, sep_id=vocab.sep_id,
-                     has_segment_ids=static and "segment_ids" in f)
+                     has_segment_ids=static and "segment_ids" in f, masking_unit=unit)
 
 
 def list_sample_files(dataset_path) -> tuple:
