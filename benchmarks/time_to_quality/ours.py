@@ -39,12 +39,13 @@ def train_ours(cfg, paths: PretrainPaths, budget_s: float, points: int) -> None:
                           cfg.SYSTEM.SEED, rank_share=p.MICRO_BATCH_SIZE_PER_GPU * run.accumulation,
                           pin_memory=torch.cuda.is_available())
     batches = iter(stream)
-    window_loss, window_predictions = 0.0, 0
+    window_loss, window_predictions, real_tokens = 0.0, 0, 0
     with open(paths.output_dir / "train_log.jsonl", "w", encoding="utf-8") as log:
         clock.start()
         while not snapshots.finished(clock):
             lr = scheduler.get_last_lr()[0]
-            loss_sum, predictions = loop.train_step(batches)
+            loss_sum, predictions, step_real_tokens = loop.train_step(batches)
+            real_tokens += step_real_tokens
             if parts.engine.was_step_applied():
                 state.step += 1
                 scheduler.step()
@@ -57,4 +58,5 @@ def train_ours(cfg, paths: PretrainPaths, budget_s: float, points: int) -> None:
                 window_loss, window_predictions = 0.0, 0
             snapshots.maybe_take(clock, state.step, state.samples_consumed)
     batches.close()
-    print(f"ours: {state.step} steps, {state.samples_consumed} samples in {clock.elapsed():.0f} s", flush=True)
+    print(f"ours: {state.step} steps, {state.samples_consumed} samples ({real_tokens:,} real tokens: padding not"
+          f" counted) in {clock.elapsed():.0f} s", flush=True)
