@@ -17,6 +17,7 @@ from pathlib import Path
 from finetuning.glue_data import INDEX_COLUMNS, GlueSplit, open_dataset
 from finetuning.glue_tasks import GlueTask
 from pipeline.errors import ConfigError, DataError
+from pipeline.own_task_fields import reported_metrics
 
 TASK_NAME = "custom"
 LABEL_COLUMN = "label"
@@ -25,8 +26,12 @@ _SPLITS = {"train": "train_file", "validation": "validation_file", "test": "test
 # File suffix -> (datasets builder, its options).
 FILE_FORMATS = {".csv": ("csv", {}), ".tsv": ("csv", {"delimiter": "\t"}), ".json": ("json", {}),
                 ".jsonl": ("json", {}), ".parquet": ("parquet", {})}
-CLASSIFICATION_METRICS = ("accuracy", "macro_f1", "mcc")
-REGRESSION_METRICS = ("pearson", "spearman", "mse")
+
+
+def _job_metrics(task_type: str, positive_label) -> tuple:
+    """What a job reports: the task type's metrics (``pipeline.own_task_fields``), and for regression also its
+    mean squared error, which the search cannot select on (lower is better)."""
+    return reported_metrics(task_type, positive_label) + ("mse",) * (task_type == "regression")
 
 
 def own_metrics(data_args, is_regression=None) -> tuple:
@@ -34,9 +39,10 @@ def own_metrics(data_args, is_regression=None) -> tuple:
     ``is_regression`` or ``--task_type`` tell; while neither does, any metric may fit)."""
     if is_regression is None and data_args.task_type:
         is_regression = data_args.task_type == "regression"
-    classification = CLASSIFICATION_METRICS + ("f1",) * (bool(data_args.positive_label) or is_regression is None)
-    metrics = {True: REGRESSION_METRICS, False: classification, None: classification + REGRESSION_METRICS}[
-        is_regression]
+    if is_regression is None:
+        metrics = _job_metrics("classification", True) + _job_metrics("regression", None)
+    else:
+        metrics = _job_metrics("regression" if is_regression else "classification", data_args.positive_label)
     wanted = data_args.metric_name
     if wanted and wanted not in metrics:
         why = " (it needs --positive_label)" if wanted == "f1" else ""
@@ -80,10 +86,13 @@ def load_raw_splits(data_args, wanted: dict, cache_dir=None, token=None) -> dict
         builder, options = FILE_FORMATS.get(suffix, FILE_FORMATS[".json"])
         if Path(path).stat().st_size == 0:
             raise DataError(f"{path}: the file is empty; it needs a header and rows")
-        if count_rows(path) == 0:
-            raise DataError(f"{path}: no rows (only a header?); the task needs labelled rows")
-        data = open_dataset(f"{path}: cannot read it as {suffix.lstrip('.').upper()}", builder,
-                            data_files={"data": path}, split="data", cache_dir=cache_dir, **options)
+        try:
+            data = open_dataset(f"{path}: cannot read it as {suffix.lstrip('.').upper()}", builder,
+                                data_files={"data": path}, split="data", cache_dir=cache_dir, **options)
+        except DataError:  # the reader's own words for a header-only file are about its internals
+            if count_rows(path) == 0:
+                raise DataError(f"{path}: no rows (only a header?); the task needs labelled rows") from None
+            raise
         if len(data) == 0:  # e.g. a JSON file holding an empty list
             raise DataError(f"{path}: no rows; the task needs labelled rows")
         raw[split] = (data, path)
@@ -110,8 +119,8 @@ def _label_values(data, where: str, column: str) -> list:
         raise DataError(f"{where}: no label column {column!r} (columns: {', '.join(data.column_names)}); name it with"
                         f" LABEL_COLUMN (--label_column_name)")
     values = list(data[column])
-    if any(value is None or value == "" for value in values):
-        row = next(i for i, value in enumerate(values) if value is None or value == "")
+    row = next((i for i, value in enumerate(values) if value is None or value == ""), None)
+    if row is not None:
         raise DataError(f"{where}: row {row + 1} has no label")
     return values
 

@@ -4,6 +4,7 @@ the metric the search selects on, the files a job reads, and the script and task
 Light on purpose (no torch): the runner and result collection read these in their own processes.
 """
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Optional
 
@@ -11,7 +12,7 @@ from finetuning.glue_data import local_task_files
 from finetuning.glue_tasks import GLUE_TASKS, canonical_task_name
 from finetuning.own_data import count_rows
 from pipeline.errors import ConfigError
-from pipeline.own_task_fields import DATA_FILE_FIELDS, DEFAULT_LABEL_COLUMN, METRICS, metric_of
+from pipeline.own_task_fields import DATA_FILE_FIELDS, DEFAULT_LABEL_COLUMN, metric_of, reported_metrics
 
 FINETUNING = Path(__file__).resolve().parent
 RUN_GLUE = FINETUNING / "run_glue.py"
@@ -61,8 +62,7 @@ def search_task(cfg, name: str) -> SearchTask:
         glue = GLUE_TASKS[name]
         kind = "regression" if glue.is_regression else "classification"
         return SearchTask(name, kind, glue.metrics, glue.primary_metric)
-    metrics = tuple(m for m in METRICS[own.TYPE] if m != "f1" or own.TYPE != "classification" or own.POSITIVE_LABEL)
-    return SearchTask(name, own.TYPE, metrics, metric_of(own), own)
+    return SearchTask(name, own.TYPE, reported_metrics(own.TYPE, own.POSITIVE_LABEL), metric_of(own), own)
 
 
 def data_files(cfg, task: SearchTask) -> list:
@@ -110,6 +110,18 @@ def task_flags(task: SearchTask) -> list:
     return flags
 
 
+def _training_rows(path) -> int:
+    """``count_rows`` once per version of the file: every plan of a process (both trees, the checks, result
+    collection) asks again, and counting reads the whole file."""
+    stat = Path(path).stat()
+    return _rows_of(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=64)
+def _rows_of(path: str, size: int, mtime_ns: int) -> int:
+    return count_rows(path)
+
+
 def task_grid(cfg, task: SearchTask):
     """(learning rates, batch sizes, epochs): the LARGE grid for the tasks in SEARCH.LARGE.TASKS, SMALL for the
     other GLUE tasks; an own task takes its own lists where given, the rest from the LARGE grid when it has
@@ -118,7 +130,7 @@ def task_grid(cfg, task: SearchTask):
     own = task.own
     is_large = task.name in large or (own is not None and not (own.LEARNING_RATES and own.BATCH_SIZES and own.EPOCHS)
                                       and Path(own.TRAIN_FILE).is_file()
-                                      and count_rows(own.TRAIN_FILE) >= LARGE_TASK_ROWS)
+                                      and _training_rows(own.TRAIN_FILE) >= LARGE_TASK_ROWS)
     grid = cfg.FINETUNE.SEARCH.LARGE if is_large else cfg.FINETUNE.SEARCH.SMALL
     if own is None:
         return list(grid.LEARNING_RATES), list(grid.BATCH_SIZES), list(grid.EPOCHS)

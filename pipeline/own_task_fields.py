@@ -52,6 +52,12 @@ def default_fields() -> dict:
     return {field.key: list(field.default) if isinstance(field.default, list) else field.default for field in FIELDS}
 
 
+def reported_metrics(task_type: str, positive_label) -> tuple:
+    """The metrics of ``METRICS`` a job of an own task reports: a classification's ``f1`` only with a positive
+    label to score."""
+    return tuple(m for m in METRICS[task_type] if m != "f1" or task_type != "classification" or positive_label)
+
+
 def metric_of(task) -> str:
     """The metric the search selects on for an own task (a ``FINETUNE.OWN_TASKS`` section)."""
     return task.METRIC or DEFAULT_METRIC.get(task.TYPE, "")
