@@ -8,6 +8,7 @@ whose tag is right (``O`` words included). Per entity type: ``TYPE_precision``, 
 ``TYPE_number`` (its gold entities), as the Hugging Face ``run_ner.py`` example names them with
 ``--return_entity_level_metrics``.
 """
+from finetuning.metrics import hf_evaluation
 from finetuning.token_encoding import TYPE_METRICS, gold_tags, word_predictions
 
 _SEQEVAL_SCHEMES = {"IOB2": "IOB2", "BIOES": "IOBES", "BILOU": "BILOU"}
@@ -45,8 +46,5 @@ def token_dev_metrics(task, encoded, logits_rows, loss, runtime_s: float, batche
     scores = entity_scores(gold_tags(encoded, task.labels), word_predictions(encoded, logits_rows, task.labels),
                            task.tag_scheme, types)
     plain = {name: scores[name] for name in task.metrics}
-    runtime_s, sentences = max(runtime_s, 1e-9), len(encoded)
-    hf = {"eval_loss": loss, **{f"eval_{name}": value for name, value in plain.items()}, "eval_samples": sentences,
-          "eval_runtime": round(runtime_s, 4), "eval_samples_per_second": round(sentences / runtime_s, 3),
-          "eval_steps_per_second": round(batches / runtime_s, 3)}
-    return plain, hf
+    named = {f"eval_{name}": value for name, value in plain.items()}
+    return plain, hf_evaluation(loss, named, len(encoded), runtime_s, batches)

@@ -114,6 +114,15 @@ def task_dev_metrics(task, dev_name: str, predictions, labels) -> dict:
 RESULT_FILES = ("all_results.json", "train_results.json", "eval_results.json", "trainer_state.json")
 
 
+def hf_evaluation(loss, scores: dict, samples: int, runtime_s: float, batches: int) -> dict:
+    """An evaluation as the HF examples report it: ``eval_loss``, the ``eval_*`` scores, then the sample count and
+    the speed (``eval_runtime``, ``eval_samples_per_second``, ``eval_steps_per_second``)."""
+    runtime_s = max(runtime_s, 1e-9)
+    return {"eval_loss": loss, **scores, "eval_samples": samples, "eval_runtime": round(runtime_s, 4),
+            "eval_samples_per_second": round(samples / runtime_s, 3),
+            "eval_steps_per_second": round(batches / runtime_s, 3)}
+
+
 def dev_metrics(task, dev_name: str, logits, labels, loss, runtime_s: float, batches: int) -> tuple:
     """(metrics under the task table's names, the same under the HF example's ``eval_*`` names) of one dev split."""
     predictions = logits[:, 0] if task.is_regression else logits.argmax(axis=1)
@@ -121,10 +130,7 @@ def dev_metrics(task, dev_name: str, logits, labels, loss, runtime_s: float, bat
     scores = {f"eval_{_HF_NAMES.get(name, name)}": value for name, value in plain.items()}
     if len(scores) > 1:
         scores["eval_combined_score"] = sum(scores.values()) / len(scores)
-    runtime_s = max(runtime_s, 1e-9)
-    hf = {"eval_loss": loss, **scores, "eval_samples": len(labels), "eval_runtime": round(runtime_s, 4),
-          "eval_samples_per_second": round(len(labels) / runtime_s, 3),
-          "eval_steps_per_second": round(batches / runtime_s, 3)}
+    hf = hf_evaluation(loss, scores, len(labels), runtime_s, batches)
     if dev_name == MISMATCHED:  # as the HF example names MNLI's second evaluation
         hf = {f"{key}_mm": value for key, value in hf.items()}
     return plain, hf
