@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from typing import Literal, Optional
 
 from finetuning.glue_data import HUB_DATASET
-from pipeline.defaults import PRECISIONS, SETTINGS
+from pipeline.defaults import PRECISIONS, SETTINGS, SETTINGS_BY_KEY
 from pipeline.errors import ConfigError
 from pipeline.hardware import fp16_problems
 from pipeline.setting import FINETUNE_SCRIPT, Interval
@@ -58,6 +58,8 @@ class ModelArguments:
     use_fast_tokenizer: bool = field(default=True, metadata=_help("use the Rust (fast) tokenizer"))
     model_revision: str = field(default="main", metadata=_help("hub branch, tag or commit of the model"))
     token: Optional[str] = field(default=None, metadata=_help("hub token for private models (default: the login's)"))
+    license: str = field(default=SETTINGS_BY_KEY["PUBLISH.LICENSE"].default, metadata=_help(
+        "ExtremeBERT's: the license the saved model's card declares [PUBLISH.LICENSE]"))
     use_auth_token: bool = field(default=False, metadata=_help("transformers 4 spelling of --token: use the login's"))
     trust_remote_code: bool = field(default=False, metadata=_help("allow a hub model's own modelling code to run"))
     ignore_mismatched_sizes: bool = field(default=False, metadata=_help(
@@ -175,6 +177,13 @@ class TrainingArguments:
     progress_file: str = field(default="", metadata=_help(
         "ExtremeBERT's: rewrite this JSON file with the step, the total and steps/s every few seconds (the finetune"
         " stage reads it for its progress lines)"))
+    push_to_hub: bool = field(default=False, metadata=_help(
+        "upload the finetuned model (saved as with --save_model, with its card) to the Hub at the end; the token"
+        " comes from HF_TOKEN or `hf auth login`; rerunning uploads only what the Hub lacks"))
+    hub_model_id: Optional[str] = field(default=None, metadata=_help(
+        "the Hub repository of --push_to_hub, \"user/name\" or \"name\" (default: the name of --output_dir)"))
+    hub_private_repo: Optional[bool] = field(default=None, metadata=_help(
+        "create the repository private (default: PUBLISH.PRIVATE's default, private)"))
     use_cpu: bool = field(default=False, metadata=_help("run on the CPU even when a GPU is visible"))
     no_cuda: bool = field(default=False, metadata=_help("transformers 4 spelling of --use_cpu"))
 
@@ -344,6 +353,32 @@ def _data_source(data_args: DataTrainingArguments, args: TrainingArguments, prob
             problems.append(str(e))
 
 
+def hub_repo(args: TrainingArguments) -> str:
+    """The repository --push_to_hub uploads to: --hub_model_id, else the output folder's name (as in transformers)."""
+    from pathlib import Path
+
+    return args.hub_model_id or Path(args.output_dir).name
+
+
+def _hub(model_args: ModelArguments, args: TrainingArguments, problems: list, notes: list) -> None:
+    """--push_to_hub: the model is saved (its card with it), and the repository, the token and the network are
+    checked now, before any work."""
+    from pipeline.hub_publish import looks_like_token, publish_problems
+
+    given = {"--hub_model_id": args.hub_model_id, "--license": model_args.license}
+    tokens = [flag for flag, value in given.items() if looks_like_token(value)]
+    if tokens:
+        problems += [f"{flag} holds what looks like a Hugging Face token: give it through HF_TOKEN or `hf auth"
+                     f" login`" for flag in tokens]
+        return
+    if not args.push_to_hub:
+        if args.hub_model_id or args.hub_private_repo is not None:
+            notes.append("note: --hub_model_id and --hub_private_repo have no effect without --push_to_hub")
+        return
+    model_args.save_model = True
+    problems += publish_problems(hub_repo(args), "--hub_model_id")
+
+
 def finalize(model_args: ModelArguments, data_args: DataTrainingArguments, args: TrainingArguments,
              gpu_available: bool, data_source=None) -> list:
     """Check the flags together and settle each old spelling into its new one; returns notes to print.
@@ -366,6 +401,7 @@ def finalize(model_args: ModelArguments, data_args: DataTrainingArguments, args:
         notes.append("note: --resume_from_checkpoint has no effect without --do_train")
     if not (args.do_train or args.do_eval or args.do_predict):
         problems.append("nothing to do: give --do_train, --do_eval and/or --do_predict")
+    _hub(model_args, args, problems, notes)
     if model_args.use_auth_token and not model_args.token:
         model_args.token = True
     if problems:

@@ -13,13 +13,17 @@ from pathlib import Path
 from typing import Optional
 
 from finetuning import job_checkpoints as checkpoints
-from finetuning.arguments import DataTrainingArguments, ModelArguments, TrainingArguments
+from finetuning.arguments import DataTrainingArguments, ModelArguments, TrainingArguments, hub_repo
+from finetuning.job_card import card_text
 from finetuning.job_record import MODEL_SUBDIR
 from finetuning.metrics import dev_metrics, remove_stale_results, write_results
 from finetuning.search_progress import ProgressFile
 from finetuning.train_loop import TrainSettings
+from pipeline.defaults import SETTINGS_BY_KEY
 from pipeline.errors import DataError, first_line
+from pipeline.hub_publish import publish_folder
 from pipeline.manifest import write_json_atomic, write_text_atomic
+from pipeline.model_card import write_card
 from pipeline.model_files import check_weight_files, write_model_folder
 from pipeline.model_positions import input_positions
 from pipeline.tokenizer_loading import check_vocabulary
@@ -362,8 +366,10 @@ def _finish(job: LoadedJob, train_metrics: Optional[dict], monitor, trainer_stat
         write_text_atomic(job.out / f"predictions_{name}.tsv",
                           "index\tprediction\n" + "".join(f"{row_id}\t{prediction}\n" for row_id, prediction in rows))
         _log(f"wrote predictions_{name}.tsv ({len(data)} rows)")
-    if job.model_args.save_model:  # written whole, then swapped in: STILT never starts from half a model
-        write_model_folder(job.model, job.tokenizer, job.out / MODEL_SUBDIR)
+    if job.model_args.save_model:  # written whole, card included, then swapped in: STILT never starts from half a model
+        card = card_text(job, train_metrics, evaluation, monitor.plan.total_steps if monitor is not None else None)
+        write_model_folder(job.model, job.tokenizer, job.out / MODEL_SUBDIR,
+                           write_more=lambda folder: write_card(folder, card))
         _log(f"saved the finetuned model to {job.out / MODEL_SUBDIR}")
     if monitor is not None:
         write_json_atomic(job.out / checkpoints.TRAINER_STATE, trainer_state(monitor.plan.total_steps))
@@ -416,6 +422,9 @@ def run(model_args: ModelArguments, data_args: DataTrainingArguments, args: Trai
         torch.distributed.destroy_process_group()
         return {}
     results = _finish(job, train_metrics, monitor, trainer_state)
+    if args.push_to_hub:  # after every result file is written: a failed upload leaves a complete job
+        private = SETTINGS_BY_KEY["PUBLISH.PRIVATE"].default if args.hub_private_repo is None else args.hub_private_repo
+        _log(publish_folder(out / MODEL_SUBDIR, hub_repo(args), private, f"ExtremeBERT: finetuned {out.name}"))
     if job.report is not None:
         job.report.finish()
     if world_size > 1:

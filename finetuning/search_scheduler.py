@@ -141,7 +141,7 @@ def job_arguments(cfg, job, job_dir: Path, model: str, random_init: bool, save_m
     if random_init:
         arguments.append("--random_init")
     if save_model:
-        arguments.append("--save_model")
+        arguments += ["--save_model", "--license", cfg.PUBLISH.LICENSE]  # the license its model card declares
     if cfg.SYSTEM.NUM_GPUS == 0:
         arguments.append("--use_cpu")
     return arguments

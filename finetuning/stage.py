@@ -77,6 +77,15 @@ def _finish(searches: list, scheduler: JobScheduler) -> None:
     print(f"finetuning complete: {scheduler.finished} job(s) run, {len(scheduler.failed)} failed", flush=True)
 
 
+def tasks_keeping_models(cfg, search) -> set:
+    """The tasks whose jobs save their finetuned model (``model/``): the STILT source, whose best job the targets
+    start from, and, when PUBLISH sends the best finetuned models to the Hub, every task of the pretrained tree."""
+    keep = {search.source} if search.targets else set()
+    if cfg.PUBLISH.ENABLED and cfg.PUBLISH.WHAT in ("best_finetuned", "both") and not search.random_init:
+        keep |= set(search.tasks)
+    return keep
+
+
 def finetune(cfg) -> None:
     """Run every job of the search that has not completed for the current model and settings."""
     model = layout.finetune_model_path(cfg)
@@ -95,7 +104,7 @@ def finetune(cfg) -> None:
     planned = sum(len(jobs) for search in searches for jobs in search.jobs.values())
     print(f"finetune: {progress.total} of {planned} jobs to run ({', '.join(tasks)})", flush=True)
     for search in searches:  # first everything that does not wait for STILT (the source included)
-        scheduler.run(search, first[search.root], save_tasks={search.source} if search.targets else ())
+        scheduler.run(search, first[search.root], save_tasks=tasks_keeping_models(cfg, search))
     for search in searches:
         if not search.targets:
             continue
@@ -112,5 +121,6 @@ def finetune(cfg) -> None:
         if jobs:
             print(f"STILT: {', '.join(sorted(search.targets))} start from {init_from} ({len(jobs)} jobs to run)",
                   flush=True)
-            scheduler.run(search, jobs, init_from=init_from)
+            scheduler.run(search, jobs, init_from=init_from,
+                          save_tasks=tasks_keeping_models(cfg, search))
     _finish(searches, scheduler)

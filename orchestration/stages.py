@@ -17,6 +17,7 @@ from pipeline import layout
 from pipeline.config import build_config
 from pipeline.errors import ExtremeBertError
 from pretraining import stage as pretrain_stage
+from publishing import stage as publish_stage
 from quickstart.build_demo_data import build_demo_data
 from scripts import result_collection
 
@@ -87,6 +88,7 @@ STAGES = (
           checks=finetune_stage.validate_config),
     Stage("result_collection", "RESULT_COLLECTION", result_collection.collect_test_result,
           result_collection.result_collection_status, checks=result_collection.validate_config),
+    Stage("publish", "PUBLISH", publish_stage.publish, publish_stage.publish_status, checks=publish_stage.validate_config),
 )
 STAGE_NAMES = tuple(stage.name for stage in STAGES)
 

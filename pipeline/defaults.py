@@ -305,6 +305,21 @@ SETTINGS = (
     S("RESULT_COLLECTION.ALLOW_PARTIAL", False, "write the submission zip even when some GLUE tasks are missing"),
     S("RESULT_COLLECTION.WRITE_SUBMISSION", True, "write glue_submission.zip for gluebenchmark.com"),
     S("RESULT_COLLECTION.WRITE_PLOTS", True, "draw the pretraining curves and per-task seed spread into the report"),
+    # -- PUBLISH -------------------------------------------------------------------------------------------------
+    # The token is never a setting: it comes from $HF_TOKEN or the login cache (`hf auth login`). PRIVATE defaults to
+    # True so that a first upload is never public by accident; LICENSE defaults to "other" because the licence of a
+    # model follows its training data, which only the user knows (set e.g. apache-2.0 for data that allows it).
+    S("PUBLISH.ENABLED", False, "upload models to the Hugging Face Hub after result collection (the publish stage)",
+      identity=OPERATIONAL),
+    S("PUBLISH.HUB_REPO", "", "Hub repository (\"user/name\" or \"name\") of the pretrained model; a finetuned model"
+                              " goes to HUB_REPO-<task>", identity=OPERATIONAL),
+    S("PUBLISH.PRIVATE", True, "create the Hub repositories private", flags=("--hub_private_repo",), scripts=_PRE,
+      identity=OPERATIONAL),
+    S("PUBLISH.WHAT", "pretrained", "pretrained (final_model/) | best_finetuned (each task's best job, whose model"
+                                    " the search then keeps) | both", choices=("pretrained", "best_finetuned", "both"),
+      identity=OPERATIONAL),
+    S("PUBLISH.LICENSE", "other", "the license the model cards declare (a Hub license id, e.g. apache-2.0, mit)",
+      flags=("--license",), scripts=_PRE, identity=OPERATIONAL),
 )
 SETTINGS_BY_KEY = {setting.key: setting for setting in SETTINGS}
 

@@ -21,7 +21,8 @@ from pipeline.validation import recipe_problems
 
 SCRIPT = "pretrain"  # the script's name in the settings table
 # Flags that are not settings: where to read and write, and what launchers pass.
-IO_FLAGS = ("--config", "--dataset_path", "--output_dir", "--tokenizer_name", "--local_rank")
+IO_FLAGS = ("--config", "--dataset_path", "--output_dir", "--tokenizer_name", "--local_rank", "--push_to_hub",
+            "--hub_model_id")
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class PretrainPaths:
     samples_dir: Path  # train_*.hdf5 / test_*.hdf5
     output_dir: Path  # final_model/, checkpoints/, metrics.jsonl, manifest.json
     tokenizer: str  # the tokenizer the samples were made with (folder or hub name)
+    hub_repo: str = ""  # --push_to_hub: the Hub repository final_model/ is uploaded to at the end ("" = none)
 
 
 def _add_original_flags(p) -> None:
@@ -92,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--tokenizer_name", default="", help="the tokenizer the samples were made with: a folder (the"
                                                         " dataset stage writes one next to the samples) or hub name")
     g.add_argument("--local_rank", type=int, default=-1, help="set by the DeepSpeed launcher")
+    g.add_argument("--push_to_hub", action="store_true", help="upload final_model/ (with its card) to the Hugging Face"
+                   " Hub at the end; the token comes from HF_TOKEN or `hf auth login`, and is checked before training")
+    g.add_argument("--hub_model_id", default="", help="the repository of --push_to_hub, \"user/name\" or \"name\""
+                                                      " (default: PUBLISH.HUB_REPO, else the name of --output_dir)")
     add_setting_flags(p, SCRIPT)
     _add_original_flags(p)
     return p
@@ -108,7 +114,23 @@ def _paths(args, cfg) -> PretrainPaths:
                                         ("--tokenizer_name", tokenizer)) if not value]
     if missing:
         raise ConfigError(f"give {', '.join(missing)} (or --config with the resolved config.yaml of a pipeline run)")
-    return PretrainPaths(Path(samples), Path(output), tokenizer)
+    return PretrainPaths(Path(samples), Path(output), tokenizer, _hub_repo(args, cfg, Path(output)))
+
+
+def _hub_repo(args, cfg, output: Path) -> str:
+    """--push_to_hub's repository, checked with the token now, before any training (ConfigError)."""
+    from pipeline.hub_publish import looks_like_token, publish_problems
+
+    if looks_like_token(args.hub_model_id):
+        raise ConfigError("--hub_model_id holds what looks like a Hugging Face token: give it through HF_TOKEN or"
+                          " `hf auth login`")
+    if not args.push_to_hub:
+        return ""
+    repo = args.hub_model_id or cfg.PUBLISH.HUB_REPO or output.resolve().name
+    problems = publish_problems(repo, "--hub_model_id")
+    if problems:
+        raise ConfigError(problems)
+    return repo
 
 
 def parse_arguments(argv=None) -> tuple:

@@ -8,22 +8,29 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.errors import run_reporting_errors  # noqa: E402
+from pipeline.layout import FINAL_MODEL  # noqa: E402
 from pretraining.arguments import parse_arguments  # noqa: E402
 
 
 def main(argv=None) -> int:
-    """0 when done; 2 for a bad flag or setting, 3 for a full or read-only disk, 1 for any other error (one line
-    each), 143 when SIGTERM/SIGINT stopped the run after a checkpoint."""
+    """0 when done; 2 for a bad flag or setting (with --push_to_hub: no token, or HF_HUB_OFFLINE set), 3 for a full
+    or read-only disk, 1 for any other error (an upload that failed: rerun to finish it), one line each; 143 when
+    SIGTERM/SIGINT stopped the run after a checkpoint."""
 
     def run() -> int:
         cfg, paths = parse_arguments(argv)  # before importing torch: a bad flag fails at once
         from pretraining.trainer import INTERRUPT_EXIT_CODE, Interrupted, train
 
         try:
-            train(cfg, paths)
+            manifest = train(cfg, paths)
         except Interrupted as e:
             print(str(e), file=sys.stderr, flush=True)
             return INTERRUPT_EXIT_CODE
+        if paths.hub_repo and manifest is not None:  # rank 0, once the manifest records the model and its card
+            from pipeline.hub_publish import publish_folder
+
+            print(publish_folder(paths.output_dir / FINAL_MODEL, paths.hub_repo, cfg.PUBLISH.PRIVATE,
+                                 "ExtremeBERT: pretrained model"), flush=True)
         return 0
 
     return run_reporting_errors(run)

@@ -27,6 +27,7 @@ from pretraining.checkpointing import TrainState, checkpoints_dir, load_latest_c
 from pretraining.data.shards import MaskingDefaults, Vocabulary, describe_dataset, list_sample_files
 from pretraining.engine import (accumulation_steps, build_engine, ensure_distributed_env, machine_precision,
                                 node_report)
+from pretraining.final_card import write_final_card
 from pretraining.import_weights import read_initial_weights
 from pretraining.loop import StopSignal, TrainingLoop, validation_sample_count
 from pretraining.metrics_log import MetricsLog, gpu_peak_flops
@@ -200,12 +201,15 @@ def finish(loop: TrainingLoop, reason: str):
     loop.metrics.plot()
     hours = loop.clock.elapsed() / 3600
     samples = state.step * run.cfg.PRETRAIN.BATCH_SIZE
-    manifest = write_manifest(
-        run.paths.output_dir, "pretrain", run.settings, steps=state.step, hours=hours,
-        final_val_loss=state.last_val_loss, tokens_seen=samples * run.seq_length,
-        samples_per_s=samples / (hours * 3600) if hours else 0.0, skipped_steps=state.skipped_steps,
-        stop_reason=reason, precision=run.precision, world_size=run.world_size, model=describe(run.model_config),
-        horizon=horizon(run.cfg), files=final_model_records(run.paths.output_dir))
+    outputs = dict(steps=state.step, hours=hours, final_val_loss=state.last_val_loss,
+                   tokens_seen=samples * run.seq_length, samples_per_s=samples / (hours * 3600) if hours else 0.0, skipped_steps=state.skipped_steps,
+                   stop_reason=reason, precision=run.precision, world_size=run.world_size,
+                   model=describe(run.model_config), horizon=horizon(run.cfg))
+    on_gpu = torch.cuda.is_available()
+    write_final_card(run, outputs, torch.cuda.get_device_name(run.local_rank) if on_gpu else "cpu",
+                     loop.metrics.curves_path)  # before the manifest, which records its hash with the model's files
+    manifest = write_manifest(run.paths.output_dir, "pretrain", run.settings, **outputs,
+                              files=final_model_records(run.paths.output_dir))
     _log(run, f"done: {state.step} steps in {hours:.4f} h ({reason}); final model in"
               f" {run.paths.output_dir / layout.FINAL_MODEL}")
     return manifest

@@ -7,7 +7,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 # Lowest first. The stages are in data-flow order: a stage may read the formats of the stages before it.
-LAYERS = ("pipeline", "quickstart", "dataset", "pretraining", "finetuning", "scripts", "orchestration", "main")
+LAYERS = ("pipeline", "quickstart", "dataset", "pretraining", "finetuning", "scripts", "publishing", "orchestration",
+          "main")
 
 
 def _module_name(path: Path) -> str:

@@ -161,6 +161,7 @@ def test_crashed_job_is_failed_not_complete_and_retried_with_the_random_init_bas
 def test_pre_ln_model_from_the_pretrain_stage_finetunes_and_serves_as_a_stilt_source(tmp_path, model):
     """A pretrain final_model (pre-LN, saved as stock roberta-prelayernorm) loads with
     AutoModelForSequenceClassification, trains, and its saved model restarts on a task with another head size."""
+    from huggingface_hub import ModelCard
     from transformers import AutoConfig, BertTokenizerFast
 
     from finetuning.run_glue import main
@@ -179,6 +180,10 @@ def test_pre_ln_model_from_the_pretrain_stage_finetunes_and_serves_as_a_stilt_so
     assert main(["--model_name_or_path", str(final_model), "--task_name", "RTE", "--output_dir",
                  str(tmp_path / "rte"), "--save_model", *common]) == 0
     saved = tmp_path / "rte" / "model"
+    card = ModelCard.load(saved / "README.md")  # the kept model's card: the dev results the job recorded
+    dev = json.loads((tmp_path / "rte" / "eval_results.json").read_text())
+    assert card.data.pipeline_tag == "text-classification" and card.data.base_model is None  # a local folder
+    assert {(r.metric_type, r.metric_value) for r in card.data.eval_results} == {("accuracy", dev["accuracy"])}
     assert AutoConfig.from_pretrained(final_model).model_type == "roberta-prelayernorm"  # not stock bert
     assert AutoConfig.from_pretrained(saved).model_type == "roberta-prelayernorm"
     assert main(["--model_name_or_path", str(saved), "--task_name", "STS-B", "--output_dir", str(tmp_path / "stsb"),

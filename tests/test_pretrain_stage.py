@@ -4,6 +4,7 @@ import os
 import sys
 
 import pytest
+from huggingface_hub import ModelCard
 
 from pipeline import layout
 from orchestration.stages import load_config
@@ -94,7 +95,11 @@ def test_the_stage_trains_writes_its_manifest_and_is_then_complete(tmp_path, cap
     manifest = read_manifest(layout.pretrain_dir(cfg))
     assert manifest["settings"] == {**pretrain_settings(cfg), "DATA": samples_identity(layout.samples_dir(cfg))}
     assert "step 6/6" in capfd.readouterr().out  # the child's output streams through this process
-    (layout.final_model_dir(cfg) / "model.safetensors").unlink()
+    card = ModelCard.load(layout.final_model_dir(cfg) / "README.md")
+    assert (card.data.library_name, card.data.pipeline_tag, card.data.license) == ("transformers", "fill-mask", "other")
+    assert f"| steps | {manifest['steps']} |" in card.text and f"| precision | {manifest['precision']} |" in card.text
+    assert "final_model/README.md" in manifest["files"]  # recorded with the weights: a lost card is re-exported
+    (layout.final_model_dir(cfg) / "README.md").unlink()
     assert not pretrain_status(cfg).complete
 
 
