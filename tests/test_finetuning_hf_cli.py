@@ -100,11 +100,19 @@ def test_an_unknown_flag_is_one_line_and_exit_2(tmp_path, model, glue, capsys):
 
 
 def test_a_trainer_flag_without_effect_here_says_so_in_one_line_and_the_run_goes_on(tmp_path, model, glue, capsys):
-    assert main(_quick(model, glue, tmp_path / "o", "--max_steps", "2", "--push_to_hub", "--logging_dir", "logs",
+    assert main(_quick(model, glue, tmp_path / "o", "--max_steps", "2", "--torch_compile", "--logging_dir", "logs",
                        "--report_to", "tensorboard")) == 0
     notes = _notes(capsys.readouterr().err)
     assert len(notes) == 3 and all(line.startswith("note: --") and "no effect" in line for line in notes)
-    assert {line.split()[1] for line in notes} == {"--push_to_hub", "--logging_dir", "--report_to"}
+    assert {line.split()[1] for line in notes} == {"--torch_compile", "--logging_dir", "--report_to"}
+
+
+def test_push_to_hub_is_checked_before_any_work_in_one_line(tmp_path, model, glue, capsys):
+    """--push_to_hub has an effect now: offline (this session's HF_HUB_OFFLINE=1) it stops before loading anything."""
+    assert main(_quick(model, glue, tmp_path / "o", "--push_to_hub", "--hub_model_id", "someone/tiny")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "HF_HUB_OFFLINE=1" in err
+    assert not (tmp_path / "o").exists()
 
 
 def test_fp16_on_a_cpu_is_a_one_line_error_and_bf16_trains_with_autocast(tmp_path, model, glue, capsys):

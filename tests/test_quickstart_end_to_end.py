@@ -28,6 +28,7 @@ def _main(tmp_path, demo, *extra, opts=()):
 
 @pytest.mark.slow
 def test_quickstart_runs_every_stage_then_skips_then_force_redoes_pretraining(tmp_path, quickstart_demo_dir):
+    from huggingface_hub import ModelCard
     from transformers import AutoModelForMaskedLM
 
     first = _main(tmp_path, quickstart_demo_dir)
@@ -39,6 +40,13 @@ def test_quickstart_runs_every_stage_then_skips_then_force_redoes_pretraining(tm
     assert model.config.vocab_size >= 2048
     steps = [json.loads(line)["step"] for line in (run_dir / "pretrain" / "metrics.jsonl").read_text().splitlines()]
     assert max(steps) == 16
+    card = ModelCard.load(run_dir / "pretrain" / "final_model" / "README.md")  # the card says what the run recorded
+    manifest = json.loads((run_dir / "pretrain" / "manifest.json").read_text())
+    assert (card.data.library_name, card.data.pipeline_tag, card.data.license) == ("transformers", "fill-mask", "other")
+    assert card.data.datasets is None  # a local corpus folder: described in the body, not named as a Hub dataset
+    assert f"| steps | {manifest['steps']} |" in card.text and f"| tokens seen | {manifest['tokens_seen']:,} |" in card.text
+    assert f"| vocabulary | {model.config.vocab_size:,} |" in card.text and "![training curves]" in card.text
+    assert (run_dir / "pretrain" / "final_model" / "training_curves.png").is_file()
     for tree in ("finetune", "finetune_random_init"):
         for task in ("CoLA", "MRPC"):
             job = json.loads(next((run_dir / tree / task).glob("*/job.json")).read_text())
