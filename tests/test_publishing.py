@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import ConfigError, ExitCode
+from pipeline.errors import ConfigError, DataError, ExitCode
 from pipeline.hub_publish import PublishError, files_to_upload, git_blob_sha1, local_files, publish_folder
 from tests.test_pretrain_stage import tiny_config
 
@@ -101,3 +101,35 @@ def test_the_publish_stage_is_checked_when_the_config_is_read(tmp_path, monkeypa
     with pytest.raises(ConfigError, match="looks like a Hugging Face token"):  # refused even with publishing off
         _config(tmp_path, "PUBLISH.HUB_REPO", FAKE_TOKEN)
     assert _config(tmp_path).PUBLISH.ENABLED is False  # off by default: no token needed
+
+
+def test_the_publish_stage_offline_fails_in_one_line_and_records_nothing(tmp_path, monkeypatch):
+    """With a token and the checks passed, the stage meets the real huggingface_hub offline: one line, the model
+    folder unchanged, no manifest (the stage stays incomplete, and the next run tries again)."""
+    from huggingface_hub import constants
+
+    from finetuning.stage import tasks_keeping_models
+    from finetuning.search_plan import search_trees
+    from pipeline import layout
+    from publishing.stage import finetuned_repo, publish, publish_dir, publish_status, publish_targets
+
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # past the check at config load
+    cfg = _config(tmp_path, "PUBLISH.ENABLED", "True", "PUBLISH.HUB_REPO", "someone/tiny-bert", "PUBLISH.WHAT", "both",
+                  "FINETUNE.TASKS", "[MRPC]")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    trees = search_trees(cfg)
+    assert tasks_keeping_models(cfg, trees[0]) == {"MRPC"}  # the best job's model must be there to publish
+    assert [repo for _, _, repo in publish_targets(cfg)] == ["someone/tiny-bert", finetuned_repo("someone/tiny-bert",
+                                                                                                   "MRPC")]
+    with pytest.raises(DataError, match="no completed job to publish"):
+        publish(cfg)  # every model is checked before the first upload
+    cfg.defrost()
+    cfg.PUBLISH.WHAT = "pretrained"
+    cfg.freeze()
+    folder = _model_folder(layout.pretrain_dir(cfg))
+    before = _fingerprint(folder)
+    with pytest.raises(PublishError) as error:
+        publish(cfg)
+    assert "\n" not in str(error.value) and "offline mode is enabled" in str(error.value)
+    assert _fingerprint(folder) == before and not publish_dir(cfg).exists() and not publish_status(cfg).complete
