@@ -32,7 +32,8 @@ def _rows(pairs) -> str:
     known = [(label, value) for label, value in pairs if value is not None and value != ""]
     if not known:
         return ""
-    return "| | |\n|---|---|\n" + "".join(f"| {label} | {value} |\n" for label, value in known)
+    return "| | |\n|---|---|\n" + "".join(f"| {label} | {str(value).replace('|', '&#124;')} |\n"
+                                          for label, value in known)
 
 
 def _number(value, digits: int = 4):

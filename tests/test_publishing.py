@@ -133,3 +133,21 @@ def test_the_publish_stage_offline_fails_in_one_line_and_records_nothing(tmp_pat
         publish(cfg)
     assert "\n" not in str(error.value) and "offline mode is enabled" in str(error.value)
     assert _fingerprint(folder) == before and not publish_dir(cfg).exists() and not publish_status(cfg).complete
+
+
+def test_a_card_leaves_out_what_the_run_did_not_record_and_the_hub_parser_reads_it_back():
+    from huggingface_hub import ModelCard
+
+    from pipeline.model_card import finetuned_card, pretrained_card
+
+    card = ModelCard(pretrained_card({"license": "apache-2.0", "steps": 16, "hub_datasets": ["wikimedia/wikipedia"],
+                                      "local_corpora": ["/data/corpus"], "schedule": "esd | 1e-3"}))
+    assert (card.data.license, card.data.datasets, card.data.pipeline_tag) == ("apache-2.0", ["wikimedia/wikipedia"],
+                                                                               "fill-mask")
+    assert "| steps | 16 |" in card.text and "local text folder `/data/corpus`" in card.text
+    assert "tokens seen" not in card.text and "wall time" not in card.text  # not recorded: no line, no guess
+    assert "| schedule | esd &#124; 1e-3 |" in card.text  # a value never breaks the table
+    task = {"type": "token-classification", "name": "my_ner", "dataset_type": "my_ner"}
+    card = ModelCard(finetuned_card({"task": task, "dev_results": {"f1": 0.75, "accuracy": 0.9}, "title": "job"}))
+    assert card.data.pipeline_tag == "token-classification" and card.data.datasets is None  # own files: no hub name
+    assert {(r.metric_type, r.metric_value) for r in card.data.eval_results} == {("f1", 0.75), ("accuracy", 0.9)}
