@@ -88,7 +88,8 @@ STAGES = (
           checks=finetune_stage.validate_config),
     Stage("result_collection", "RESULT_COLLECTION", result_collection.collect_test_result,
           result_collection.result_collection_status, checks=result_collection.validate_config),
-    Stage("publish", "PUBLISH", publish_stage.publish, publish_stage.publish_status, checks=publish_stage.validate_config),
+    Stage("publish", "PUBLISH", publish_stage.publish, publish_stage.publish_status,
+          checks=publish_stage.validate_config),
 )
 STAGE_NAMES = tuple(stage.name for stage in STAGES)
 

@@ -73,8 +73,11 @@ def convert(old_dir, new_dir) -> None:
     """Write ``new_dir`` as the stock folder of the old-format export in ``old_dir``."""
     from transformers import AutoTokenizer, BertConfig
 
-    from pretraining.export_stock import build_stock_masked_lm
+    from pipeline.defaults import SETTINGS_BY_KEY
+    from pipeline.model_card import command_line, pretrained_card, write_card
     from pipeline.model_files import write_model_folder
+    from pretraining.export_stock import build_stock_masked_lm
+    from pretraining.modeling import parameter_count
 
     old_dir, new_dir = Path(old_dir), Path(new_dir)
     config, state = read_old_export(old_dir)
@@ -84,7 +87,13 @@ def convert(old_dir, new_dir) -> None:
     # The old config.json names a model type transformers does not know; the tokenizer is BERT WordPiece, so say
     # so rather than let AutoTokenizer guess from that file (tokenizer_config.json's class still comes first).
     tokenizer = AutoTokenizer.from_pretrained(old_dir, config=BertConfig())
-    write_model_folder(build_stock_masked_lm(state, config, tokenizer), tokenizer, new_dir)
+    card = pretrained_card({  # what the old folder records: its shape (its run's records are not part of it)
+        "title": "ExtremeBERT pretrained model (converted from the old export format)", "model_type":
+        "roberta-prelayernorm", "ln_mode": config.encoder_ln_mode, "parameters": parameter_count(config),
+        "tokenizer": type(tokenizer).__name__, "vocab_size": len(tokenizer), "command": command_line(),
+        "license": SETTINGS_BY_KEY["PUBLISH.LICENSE"].default})
+    write_model_folder(build_stock_masked_lm(state, config, tokenizer), tokenizer, new_dir,
+                       write_more=lambda folder: write_card(folder, card))
 
 
 def main(argv=None) -> int:

@@ -236,6 +236,7 @@ def test_an_old_format_folder_converts_to_stock_with_the_same_logits(tokenizer, 
     write_old_format(model, config, tokenizer, old)
     assert convert_main([str(old), str(old)]) == 0  # in place
     assert json.loads((old / "config.json").read_text())["model_type"] == "roberta-prelayernorm"
+    assert "| vocabulary | " in (old / "README.md").read_text()  # a re-exported folder gets its card too
     batch = pair_batch(load_tokenizer(str(old)))
     with torch.no_grad():
         theirs = AutoModelForMaskedLM.from_pretrained(old).eval()(**batch).logits

@@ -74,8 +74,8 @@ def test_push_to_hub_without_a_token_stops_before_training_in_one_line(tmp_path)
     folder = _model_folder(tmp_path)
     before = _fingerprint(folder)
     command = [sys.executable, str(REPO_ROOT / "pretraining" / "run_pretraining.py"), "--dataset_path",
-               str(tmp_path / "missing_samples"), "--output_dir", str(tmp_path), "--tokenizer_name", "bert-base-uncased",
-               "--push_to_hub", "--hub_model_id", "someone/tiny-bert"]
+               str(tmp_path / "missing_samples"), "--output_dir", str(tmp_path), "--tokenizer_name",
+               "bert-base-uncased", "--push_to_hub", "--hub_model_id", "someone/tiny-bert"]
     result = subprocess.run(command, capture_output=True, text=True, env=_without_token(tmp_path), timeout=300)
     assert result.returncode == ExitCode.CONFIG, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
