@@ -249,9 +249,10 @@ def test_early_stopping_rules_end_a_failing_run_without_marking_it_done(one_rank
 
 def test_wandb_offline_mode_logs_without_a_network(one_rank_group, tiny, tmp_path):
     out = tmp_path / "run"
-    run(tiny, out, max_steps=5, wandb=True, wandb_mode="offline", validation_every_steps=0)
+    run(tiny, out, max_steps=5, wandb=True, wandb_mode="offline", validation_every_steps=0, **{"no-tensorboard": True})
     runs = list((out / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].glob("*.wandb"))
+    assert not (out / "tensorboard").exists()  # --no-tensorboard
 
 
 def test_the_original_schedule_flags_drive_the_logged_rates(one_rank_group, tiny, tmp_path):
