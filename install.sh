@@ -28,8 +28,8 @@ fi
 "$python" - <<'PY'
 import importlib
 modules = ["torch", "deepspeed", "transformers", "accelerate", "datasets", "tokenizers", "huggingface_hub",
-           "safetensors", "yaml", "yacs", "wandb", "numpy", "h5py", "scipy", "sklearn", "seqeval", "ninja", "matplotlib",
-           "psutil", "tqdm", "pytest", "xdist"]
+           "safetensors", "yaml", "yacs", "wandb", "tensorboard", "numpy", "h5py", "scipy", "sklearn", "seqeval",
+           "ninja", "matplotlib", "psutil", "tqdm", "pytest", "xdist"]
 for name in modules:
     importlib.import_module(name)
 import shutil

@@ -105,9 +105,11 @@ def _warn_if_mostly_replaced(path, replaced: int, chars: int) -> None:
               f" Convert it to UTF-8 or remove it", flush=True)
 
 
-def iter_file_lines(path, encoding_errors: str = "strict"):
+def iter_file_lines(path, encoding_errors: str = "strict", stats: dict = None):
     """Decoded lines of one file (line endings removed, surrounding whitespace stripped; blank lines yield "").
-    Under ``replace``, a file whose text is more than 1% replacement characters gets a printed warning."""
+    Under ``replace``, a file whose text is more than 1% replacement characters gets a printed warning.
+    ``stats["bytes_read"]`` grows by each line's bytes as it is read (the sharding progress bar counts them)."""
+    stats = {} if stats is None else stats
     offset = 0  # byte offset in the file of the first byte of ``pending``
     pending = b""
     chars = replaced = 0
@@ -116,6 +118,7 @@ def iter_file_lines(path, encoding_errors: str = "strict"):
             chunk = f.readline(MAX_LINE_BYTES)
             if not chunk and not pending:
                 break
+            stats["bytes_read"] = stats.get("bytes_read", 0) + len(chunk)
             data = pending + chunk
             if offset == 0 and data.startswith(_BOM):
                 data, offset = data[len(_BOM):], len(_BOM)
@@ -159,7 +162,7 @@ def _articles_from_lines(lines, stats: dict):
 def iter_custom_articles(folder, encoding_errors: str = "strict", stats: dict = None):
     stats = {} if stats is None else stats
     for path in list_corpus_files(folder):
-        yield from _articles_from_lines(iter_file_lines(path, encoding_errors), stats)
+        yield from _articles_from_lines(iter_file_lines(path, encoding_errors, stats), stats)
 
 
 def load_hub_stream(entry: HubEntry):
@@ -170,14 +173,16 @@ def load_hub_stream(entry: HubEntry):
     return datasets.load_dataset(**entry.dataset_arguments(), split=entry.split, streaming=True)
 
 
-def _hub_lines(entry: HubEntry):
-    """Each record's text as lines, with a blank line after every record (the ``text`` builder: after blank ones)."""
+def _hub_lines(entry: HubEntry, stats: dict):
+    """Each record's text as lines, with a blank line after every record (the ``text`` builder: after blank ones);
+    ``stats["bytes_read"]`` grows by each text's UTF-8 bytes."""
     try:
         for record in load_hub_stream(entry):
             if entry.text_column not in record:
                 raise DataError(f"hub dataset {entry.describe()} has no column '{entry.text_column}' (columns: "
                                 f"{', '.join(record)}): give the text column as the third item")
             text = record[entry.text_column] or ""
+            stats["bytes_read"] = stats.get("bytes_read", 0) + len(text.encode("utf-8", errors="replace"))
             for line in text.split("\n"):
                 line = line.strip()
                 if line:
@@ -201,10 +206,19 @@ def check_sources(sources) -> None:
 
 
 def iter_articles(sources, encoding_errors: str = "strict", stats: dict = None):
-    """Articles of every source, in order. ``stats`` receives ``articles_split`` (articles cut for length)."""
+    """Articles of every source, in order. ``stats`` receives ``articles_split`` (articles cut for length) and
+    ``bytes_read`` (of the input so far)."""
     stats = {} if stats is None else stats
     for source in sources:
         if source.kind == "custom":
             yield from iter_custom_articles(source.name, encoding_errors, stats)
         else:
-            yield from _articles_from_lines(_hub_lines(source.hub_entry()), stats)
+            yield from _articles_from_lines(_hub_lines(source.hub_entry(), stats), stats)
+
+
+def corpus_bytes(sources):
+    """Bytes the sources hold, known before reading when every source is a folder of files (the sharding progress
+    bar's total); None with a hub dataset, which is streamed without a size known up front."""
+    if any(source.kind != "custom" for source in sources):
+        return None
+    return sum(path.stat().st_size for source in sources for path in list_corpus_files(source.name))

@@ -21,7 +21,7 @@ from pathlib import Path
 from pipeline.errors import DataError
 from pipeline.manifest import as_stored, read_json, write_json_atomic
 
-from dataset.corpus_readers import check_sources, iter_articles
+from dataset.corpus_readers import check_sources, corpus_bytes, iter_articles
 
 SHARDING_RECORD = "sharding.json"
 MAX_OPEN_FILES = 64  # shard files kept open at once; the others are reopened for appending when needed
@@ -136,16 +136,18 @@ def shard_corpus(sources, out_dir, options: ShardingOptions, progress: bool = Tr
     stats = {}
     articles = 0
     started = time.time()
-    bar = tqdm(desc="routing articles", unit=" articles", disable=not progress, mininterval=1.0, smoothing=0.1)
+    # In bytes of input, against the corpus' size when it is known up front (folders of files): tqdm's ETA then holds.
+    bar = tqdm(desc="routing articles", total=corpus_bytes(sources), unit="B", unit_scale=True, disable=not progress,
+               mininterval=1.0, smoothing=0.1)
     try:
         for lines in iter_articles(sources, options.encoding_errors, stats):
             text = "\n".join(lines) + "\n\n"
             split, index = router.route(len(text))
             files.write(shard_file_name(split, index), text)
             articles += 1
-            bar.update(1)
+            bar.update(stats.get("bytes_read", 0) - bar.n)
             if articles % 1000 == 0:
-                bar.set_postfix_str(f"{router.total_chars / max(time.time() - started, 1e-9) / 1e6:.1f} MB/s")
+                bar.set_postfix_str(f"{articles:,} articles")
     finally:
         files.close()
         bar.close()

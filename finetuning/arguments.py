@@ -22,9 +22,9 @@ from pipeline.setting import FINETUNE_SCRIPT, Interval
 STRATEGIES = ("no", "steps", "epoch")
 SAMPLING = ("random", "sequential", "group_by_length")
 OPTIMIZERS = ("adamw_torch_fused", "adamw_torch")  # both are torch's AdamW here (fused where the device has it)
-INTEGRATIONS = ("wandb",)  # what --report_to can reach here
+INTEGRATIONS = ("tensorboard", "wandb")  # what --report_to can reach here
 # transformers 4 flags that transformers 5 dropped and that change nothing here: (flag, why)
-_LEGACY_NO_EFFECT = {"logging_dir": "there is no TensorBoard writer here", "fp16_opt_level": "there is no apex here"}
+_LEGACY_NO_EFFECT = {"fp16_opt_level": "there is no apex here"}
 
 
 def _help(text: str, **extra) -> dict:
@@ -153,7 +153,9 @@ class TrainingArguments:
     logging_steps: float = field(default=500, metadata=_help(
         "optimizer steps between loss lines (a float < 1 = that fraction of all steps)"))
     logging_first_step: bool = field(default=False, metadata=_help("also log after the first step"))
-    logging_dir: Optional[str] = field(default=None, metadata=_help("accepted; no effect here (no TensorBoard)"))
+    logging_dir: Optional[str] = field(default=None, metadata=_help(
+        "folder of the TensorBoard event files of --report_to tensorboard (default: $TENSORBOARD_LOGGING_DIR, else"
+        " OUTPUT_DIR/runs/DATE_TIME_HOST as in transformers)"))
     save_strategy: Literal[STRATEGIES] = field(default="steps", metadata=_help(
         "write resumable checkpoints OUTPUT_DIR/checkpoint-STEP: no | steps (every --save_steps) | epoch"))
     save_steps: float = field(default=500, metadata=_help(
@@ -172,7 +174,8 @@ class TrainingArguments:
     train_sampling_strategy: Literal[SAMPLING] = field(default="random", metadata=_help(
         "random | sequential | group_by_length (batches of rows of similar length: less padding)"))
     report_to: list[str] = field(default_factory=lambda: ["none"], metadata=_help(
-        "none | wandb | all (the project is $WANDB_PROJECT, default huggingface; WANDB_MODE=offline works offline)"))
+        "none | tensorboard | wandb | all (wandb's project is $WANDB_PROJECT, default huggingface; WANDB_MODE=offline"
+        " works offline)"))
     run_name: Optional[str] = field(default=None, metadata=_help("the run's name for wandb (default OUTPUT_DIR)"))
     progress_file: str = field(default="", metadata=_help(
         "ExtremeBERT's: rewrite this JSON file with the step, the total and steps/s every few seconds (the finetune"
@@ -319,6 +322,8 @@ def _report_to(args: TrainingArguments, notes: list) -> None:
     notes += [f"note: --report_to {name} has no effect here (only {', '.join(INTEGRATIONS)} is supported)"
               for name in wanted if name not in (*INTEGRATIONS, "none")]
     args.report_to = sorted(set(wanted) & set(INTEGRATIONS))
+    if args.logging_dir is not None and "tensorboard" not in args.report_to:
+        notes.append("note: --logging_dir has no effect without --report_to tensorboard")
 
 
 def _data_source(data_args: DataTrainingArguments, args: TrainingArguments, problems: list, notes: list) -> None:

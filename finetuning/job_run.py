@@ -196,6 +196,7 @@ class LoadedJob:
     model: object
     data: object  # TaskData
     report: object = None  # WandbReport or None
+    tensorboard: object = None  # pipeline.tensorboard_log.ScalarWriter (--report_to tensorboard) or None
     ner_args: object = None  # NerArguments of a token-classification job (run_ner.py)
 
     @property
@@ -238,9 +239,18 @@ class LoadedJob:
             hf.update(split_hf)
         return plain, hf
 
-    def log_to_wandb(self, metrics: dict, step: int) -> None:
+    def report_metrics(self, metrics: dict, step: int) -> None:
+        """The log history's entries to wandb and TensorBoard, named as the HF Trainer's callbacks name them."""
         if self.report is not None:
             self.report.log(metrics, step)
+        if self.tensorboard is not None:
+            self.tensorboard.add({hf_log_name(k): v for k, v in metrics.items()}, step)
+
+    def close_reports(self) -> None:
+        if self.report is not None:
+            self.report.finish()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
 
 
 def _train(job: LoadedJob, resume_from: Optional[Path]) -> tuple:
@@ -269,10 +279,12 @@ def _train(job: LoadedJob, resume_from: Optional[Path]) -> tuple:
     def save(step: int, training_state: dict) -> None:
         folder = checkpoints.save_checkpoint(job.out, step, model, job.tokenizer, training_state, trainer_state(step),
                                              keep=args.save_total_limit)
+        if job.tensorboard is not None:  # a job killed later resumes here: its event file holds every step up to it
+            job.tensorboard.flush()
         _log(f"saved {folder.name}")
 
     monitor = TrainingMonitor(plan, *intervals, evaluate=lambda step: job.evaluate(list(job.data.dev)[:1], step)[1],
-                              save=save, report=job.log_to_wandb, log=_log, logging_first_step=args.logging_first_step)
+                              save=save, report=job.report_metrics, log=_log, logging_first_step=args.logging_first_step)
     resume_state = None
     if resume_from is not None:
         resume_state, saved = checkpoints.load_checkpoint(resume_from, model, settings_of_run)
@@ -304,12 +316,14 @@ def _train(job: LoadedJob, resume_from: Optional[Path]) -> tuple:
     return {**metrics, "train_samples": len(job.data.train)}, monitor, trainer_state
 
 
-# --report_to wandb: names as the HF WandbCallback gives them (eval_f1 -> eval/f1, loss -> train/loss), the project
-# $WANDB_PROJECT (default huggingface, as there); WANDB_MODE works as usual. A resumed job continues its wandb run.
+# --report_to wandb: the project $WANDB_PROJECT (default huggingface, as in transformers); WANDB_MODE works as usual.
+# A resumed job continues its wandb run.
 DEFAULT_PROJECT = "huggingface"
 
 
-def _wandb_name(key: str) -> str:
+def hf_log_name(key: str) -> str:
+    """A log-history key as the HF Trainer's wandb and TensorBoard callbacks name it: eval_f1 -> eval/f1,
+    loss -> train/loss."""
     for prefix in ("eval_", "test_"):
         if key.startswith(prefix):
             return f"{prefix[:-1]}/{key[len(prefix):]}"
@@ -334,7 +348,7 @@ class WandbReport:
         return getattr(self.run, "id", None)
 
     def log(self, metrics: dict, step: int) -> None:
-        self.run.log({_wandb_name(k): v for k, v in metrics.items()}, step=step)
+        self.run.log({hf_log_name(k): v for k, v in metrics.items()}, step=step)
 
     def finish(self) -> None:
         self.run.finish()
@@ -345,6 +359,18 @@ def _start_wandb(job: LoadedJob, resume_from: Optional[Path]) -> None:
     config = {**asdict(job.model_args), **asdict(job.data_args), **asdict(job.args),
               **(asdict(job.ner_args) if job.ner_args else {})}
     job.report = WandbReport(job.args.run_name or job.args.output_dir, config, str(job.out), saved.get("wandb_run_id"))
+
+
+def tensorboard_dir(args: TrainingArguments) -> Path:
+    """--logging_dir, else $TENSORBOARD_LOGGING_DIR, else OUTPUT_DIR/runs/DATE_TIME_HOST (transformers' rule: each
+    run of a folder its own TensorBoard run)."""
+    import socket
+    from datetime import datetime
+
+    chosen = args.logging_dir or os.environ.get("TENSORBOARD_LOGGING_DIR")
+    if chosen:
+        return Path(chosen).expanduser()
+    return Path(args.output_dir) / "runs" / f"{datetime.now():%b%d_%H-%M-%S}_{socket.gethostname()}"
 
 
 def _finish(job: LoadedJob, train_metrics: Optional[dict], monitor, trainer_state) -> dict:
@@ -417,6 +443,10 @@ def run(model_args: ModelArguments, data_args: DataTrainingArguments, args: Trai
                     ner_args=ner_args)
     if "wandb" in args.report_to and rank == 0:
         _start_wandb(job, resume_from)
+    if "tensorboard" in args.report_to and rank == 0:
+        from pipeline.tensorboard_log import ScalarWriter
+
+        job.tensorboard = ScalarWriter(tensorboard_dir(args), from_scratch=False)
     train_metrics, monitor, trainer_state = _train(job, resume_from) if args.do_train else (None, None, None)
     if rank != 0:
         torch.distributed.destroy_process_group()
@@ -425,8 +455,7 @@ def run(model_args: ModelArguments, data_args: DataTrainingArguments, args: Trai
     if args.push_to_hub:  # after every result file is written: a failed upload leaves a complete job
         private = SETTINGS_BY_KEY["PUBLISH.PRIVATE"].default if args.hub_private_repo is None else args.hub_private_repo
         _log(publish_folder(out / MODEL_SUBDIR, hub_repo(args), private, f"ExtremeBERT: finetuned {out.name}"))
-    if job.report is not None:
-        job.report.finish()
+    job.close_reports()
     if world_size > 1:
         torch.distributed.destroy_process_group()
     return results

@@ -3,15 +3,21 @@ long job, all led by ``[k/N] TASK lr=… bs=… ep=… seed=…``.
 
 A job runs as a child process whose output goes to its ``job.log``. To let the stage see inside it, the child
 (``run_glue.py --progress_file``) rewrites a small JSON file with its step count every few seconds; the stage reads
-it between waits. The end line carries the dev metric, the time taken and an ETA for the rest of the search,
-estimated from the finished jobs' seconds per training row and epoch (per task once the task has a finished job,
-since rows of different tasks differ in length).
+it between waits. The end line carries the dev metric, the time taken and an ETA for the rest of the search.
+
+The ETA predicts each job left as a fixed time plus its training: the fixed time is what a finished job spent
+outside its training steps (starting the process, loading the model and data, the final evaluation and
+predictions), the training its training rows x epochs at the finished jobs' seconds per row and epoch, counted from
+the progress file over the training steps alone. Both come from the task's own finished jobs once it has one (rows
+of different tasks differ in length, dev sets in size), else from all finished jobs. Were the start-up counted per
+row, the first estimates of a search whose first jobs are small would run high for its big tasks.
 """
 import threading
 import time
 from pathlib import Path
 from typing import Optional
 
+from pipeline.durations import format_duration
 from pipeline.manifest import read_json, write_json_atomic
 
 PROGRESS_FILE = "progress.json"
@@ -20,8 +26,8 @@ WRITE_EVERY_S = 2.0  # the child's writes: often enough for any console interval
 
 class ProgressFile:
     """The child's side: ``update(step)`` after every optimizer step rewrites the file at most every
-    ``WRITE_EVERY_S`` seconds (and at the last step) with the step, the total and the speed since this process
-    began training (a resumed job counts only its own steps)."""
+    ``WRITE_EVERY_S`` seconds (and at the last step) with the step, the total, the speed since this process
+    began training (a resumed job counts only its own steps), and when and at which step it began."""
 
     def __init__(self, path, total_steps: int, first_step: int = 0):
         self.path, self.total_steps, self.first_step = Path(path), total_steps, first_step
@@ -34,20 +40,19 @@ class ProgressFile:
         elapsed = max(now - self.started, 1e-9)
         write_json_atomic(self.path, {"step": step, "total_steps": self.total_steps,
                                       "steps_per_s": round((step - self.first_step) / elapsed, 4),
-                                      "updated_at": now})
+                                      "updated_at": now, "started_at": self.started, "first_step": self.first_step})
         self.written = now
 
 
-def format_duration(seconds: float) -> str:
-    """``45s``, ``3m12s``, ``2h05m``, ``3d04h``: short, and never more precise than an estimate deserves."""
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    if seconds < 86400:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+def training_time(progress) -> Optional[tuple]:
+    """(seconds the job's process spent in training steps, the share of the job's steps it ran) from a finished
+    job's last progress record, or None when it holds no finished training (no file, a job without --do_train)."""
+    if not isinstance(progress, dict) or "started_at" not in progress or not progress.get("total_steps"):
+        return None
+    if progress["step"] < progress["total_steps"]:
+        return None
+    share = (progress["step"] - progress.get("first_step", 0)) / progress["total_steps"]
+    return max(0.0, progress["updated_at"] - progress["started_at"]), share
 
 
 class JobWatcher:
@@ -76,13 +81,15 @@ class SearchProgress:
     """Numbers the jobs of this run (``[k/N]``) and estimates the time the rest of the search needs.
 
     Jobs are keyed by ``(job, random_init)`` (the random-init baseline repeats the grid). ``work`` gives each
-    key's size (training rows x epochs); a job's time is predicted from the seconds per unit of work of the
-    finished jobs of its task, else of all finished jobs, and divided over ``workers``."""
+    key's size (training rows x epochs); a job's time is predicted as the fixed time per job plus its work at the
+    seconds per unit of work (``job_time``) of the finished jobs of its task, else of all finished jobs, and divided
+    over ``workers``."""
 
     def __init__(self, work: dict, workers: int = 1):
         self.work, self.workers = dict(work), max(1, workers)
         self.numbers: dict = {}
-        self.finished: dict = {}  # key -> seconds (None: skipped, took no time of this run)
+        # key -> (seconds, training seconds, share of its work trained), or None: skipped, took no time of this run
+        self.finished: dict = {}
         self.lock = threading.Lock()
 
     @property
@@ -102,26 +109,32 @@ class SearchProgress:
         label = f"{job.task} lr={job.learning_rate:g} bs={job.batch_size} ep={job.epochs:g} seed={job.seed}"
         return f"[{number}/{self.total}] {label}{' (random init)' if random_init else ''}"
 
-    def finish(self, key, seconds: Optional[float]) -> None:
+    def finish(self, key, seconds: Optional[float], training: Optional[tuple] = None) -> None:
+        """``seconds``: the job's whole time (None: skipped); ``training``: ``training_time``'s (seconds, share),
+        without which the whole time counts as training."""
         with self.lock:
-            self.finished[key] = seconds
+            if seconds is None:
+                self.finished[key] = None
+            else:
+                training_s, share = training if training is not None else (seconds, 1.0)
+                self.finished[key] = (seconds, min(training_s, seconds), share)
 
-    def _rate(self, task: str) -> Optional[float]:
-        timed = {key: s for key, s in self.finished.items() if s is not None}
+    def _job_time(self, task: str) -> Optional[tuple]:
+        timed = {key: times for key, times in self.finished.items() if times is not None}
         for keys in ([key for key in timed if key[0].task == task], list(timed)):
-            units = sum(self.work[key] for key in keys)
+            units = sum(self.work[key] * timed[key][2] for key in keys)
             if units:
-                return sum(timed[key] for key in keys) / units
+                return job_time([timed[key] for key in keys], units)
         return None
 
     def eta(self) -> Optional[float]:
         """Seconds the jobs not finished yet should take, or None before any job finished."""
         with self.lock:
             left = [key for key in self.work if key not in self.finished]
-            rates = {key[0].task: self._rate(key[0].task) for key in left}
-            if any(rate is None for rate in rates.values()):
+            times = {key[0].task: self._job_time(key[0].task) for key in left}
+            if any(known is None for known in times.values()):
                 return None
-            return sum(self.work[key] * rates[key[0].task] for key in left) / self.workers
+            return sum(times[key[0].task][0] + self.work[key] * times[key[0].task][1] for key in left) / self.workers
 
     def summary(self) -> str:
         """``search: 5/12 jobs finished, ETA 2h05m`` (or ``ETA after the first job``)."""
@@ -132,3 +145,10 @@ class SearchProgress:
             return f"search: {done}/{self.total} jobs finished"
         when = "ETA after the first job" if eta is None else f"ETA {format_duration(eta)}"
         return f"search: {done}/{self.total} jobs finished, {when}"
+
+
+def job_time(finished: list, units: float) -> tuple:
+    """(fixed seconds per job, seconds per unit of work) of finished jobs given as (seconds, training seconds,
+    share trained), which together trained ``units``: the fixed time is their mean time outside training."""
+    fixed = sum(seconds - training_s for seconds, training_s, _ in finished) / len(finished)
+    return fixed, sum(training_s for _, training_s, _ in finished) / units

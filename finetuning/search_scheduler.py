@@ -13,10 +13,12 @@ from finetuning.glue_tasks import GLUE_TASKS
 from finetuning.search_tasks import job_script, predicts, search_task, task_flags
 from finetuning.job_process import LOG_FILE, claimed, log_tail, resumable_checkpoint, run_job
 from finetuning.job_selection import primary_score
-from finetuning.search_progress import PROGRESS_FILE, JobWatcher, SearchProgress, format_duration
+from finetuning.search_progress import PROGRESS_FILE, JobWatcher, SearchProgress, format_duration, training_time
 from pipeline import layout
 from pipeline.defaults import get_key
 from pipeline.errors import ConfigError, DataError
+from pipeline.manifest import read_json
+from pipeline.tensorboard_log import remove_event_files
 
 CACHE_SUBDIR = ".cache"  # finetune/<TASK>/.cache/: the tokenized splits the task's jobs share
 
@@ -135,9 +137,14 @@ def job_arguments(cfg, job, job_dir: Path, model: str, random_init: bool, save_m
         arguments += ["--save_strategy", "no"]
     if not resume:
         arguments.append("--overwrite_output_dir")
+    reporters = ["wandb"] * cfg.WANDB.ENABLED + ["tensorboard"] * cfg.SYSTEM.TENSORBOARD
+    if reporters:
+        arguments += ["--report_to", *reporters]
     if cfg.WANDB.ENABLED:
         tree = " random-init" if random_init else ""
-        arguments += ["--report_to", "wandb", "--run_name", f"{job.task}/{job.name}{tree}"]
+        arguments += ["--run_name", f"{job.task}/{job.name}{tree}"]
+    if cfg.SYSTEM.TENSORBOARD:
+        arguments += ["--logging_dir", str(layout.tensorboard_dir_of(cfg, job_dir))]
     if random_init:
         arguments.append("--random_init")
     if save_model:
@@ -202,7 +209,7 @@ class JobScheduler:
             record = self._attempts(search, job, model, init_from, save_model, slot, prefix)
         self.finished += 1
         if record["status"] == "completed":
-            self.progress.finish(key, record["wall_time_s"])
+            self.progress.finish(key, record["wall_time_s"], training_time(read_json(job_dir / PROGRESS_FILE)))
             metric = search_task(self.cfg, job.task).primary_metric
             score = primary_score(job_dir, metric)
             print(f"{prefix} done: {metric} {'n/a' if score is None else f'{score:.4f}'} in"
@@ -226,6 +233,8 @@ class JobScheduler:
         for attempt in range(1, attempts + 1):
             checkpoint = resumable_checkpoint(job_dir, expected) if attempt == 1 else None
             how = f", resuming from {checkpoint.name}" if checkpoint else ""
+            if checkpoint is None:  # trained from scratch: its TensorBoard curves start afresh too
+                remove_event_files(layout.tensorboard_dir_of(self.cfg, job_dir))
             again = f" (attempt {attempt} of {attempts})" if attempt > 1 else ""
             print(f"{prefix} started{where}{how}{again}", flush=True)
             arguments = job_arguments(self.cfg, job, job_dir, model, search.random_init and init_from is None,

@@ -45,6 +45,9 @@ SETTINGS = (
     S("SYSTEM.PROCESSES_PER_NODE", 0, "training processes per node: 0 = one per GPU (one process on CPU); N = N ranks"
       " through the DeepSpeed launcher (gloo on CPU; on CPU each finetuning job also runs as N processes)",
       range="[0, inf)", identity=OPERATIONAL),
+    S("SYSTEM.TENSORBOARD", True, "write TensorBoard event files of pretraining and of each finetuning job into the"
+                                  " run folder's tensorboard/ (tensorboard --logdir OUTPUT_ROOT/runs/ID/tensorboard)",
+      flags=("--tensorboard",), scripts=_PRE, identity=OPERATIONAL),
     # -- INSTALL -------------------------------------------------------------------------------------------------
     S("INSTALL.ENABLED", True, "check that the running environment has every dependency before the other stages"),
     # -- DEMO_DATA -----------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@
         logs/<stage>.log              everything each stage printed
         pretrain/                     checkpoints/, final_model/, metrics.jsonl, training_curves.png, manifest.json
         finetune/                     <task>/<job>/ with eval_results.json, test predictions and a log per job
+        tensorboard/                  event files (SYSTEM.TENSORBOARD): pretrain/, finetune/<task>/<job>/
         report.md, results.json, glue_submission.zip, results/   result collection
 """
 from pathlib import Path
@@ -66,6 +67,21 @@ def finetune_dir(cfg) -> Path:
 def random_init_finetune_dir(cfg) -> Path:
     """The random-initialisation baseline's finetune jobs (FINETUNE.RANDOM_INIT_BASELINE; same layout as finetune/)."""
     return run_dir(cfg) / "finetune_random_init"
+
+
+def tensorboard_dir(cfg) -> Path:
+    """``tensorboard --logdir`` this folder to watch the run: pretraining and every finetuning job."""
+    return run_dir(cfg) / "tensorboard"
+
+
+def tensorboard_dir_of(cfg, folder) -> Path:
+    """The event files of a stage's output folder inside the run (pretrain/, finetune/<task>/<job>/) go to the same
+    path under ``tensorboard/``: the runs TensorBoard lists are then named like the folders they describe. A folder
+    outside the run keeps them in its own ``tensorboard/``."""
+    folder = Path(folder)
+    if not folder.is_relative_to(run_dir(cfg)):
+        return folder / "tensorboard"
+    return tensorboard_dir(cfg) / folder.relative_to(run_dir(cfg))
 
 
 def results_dir(cfg) -> Path:

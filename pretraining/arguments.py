@@ -21,8 +21,9 @@ from pipeline.validation import recipe_problems
 
 SCRIPT = "pretrain"  # the script's name in the settings table
 # Flags that are not settings: where to read and write, and what launchers pass.
-IO_FLAGS = ("--config", "--dataset_path", "--output_dir", "--tokenizer_name", "--local_rank", "--push_to_hub",
-            "--hub_model_id")
+IO_FLAGS = ("--config", "--dataset_path", "--output_dir", "--tokenizer_name", "--logging_dir", "--local_rank",
+            "--push_to_hub", "--hub_model_id")
+TENSORBOARD_SUBDIR = "tensorboard"  # the event files' folder in --output_dir when the script runs on its own
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,12 @@ class PretrainPaths:
     samples_dir: Path  # train_*.hdf5 / test_*.hdf5
     output_dir: Path  # final_model/, checkpoints/, metrics.jsonl, manifest.json
     tokenizer: str  # the tokenizer the samples were made with (folder or hub name)
+    tensorboard_dir: Path = None  # TensorBoard event files (None: output_dir/tensorboard)
     hub_repo: str = ""  # --push_to_hub: the Hub repository final_model/ is uploaded to at the end ("" = none)
+
+    def __post_init__(self):
+        if self.tensorboard_dir is None:
+            object.__setattr__(self, "tensorboard_dir", self.output_dir / TENSORBOARD_SUBDIR)
 
 
 def _add_original_flags(p) -> None:
@@ -93,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                     " training_curves.png and manifest.json")
     g.add_argument("--tokenizer_name", default="", help="the tokenizer the samples were made with: a folder (the"
                                                         " dataset stage writes one next to the samples) or hub name")
+    g.add_argument("--logging_dir", default="", help="folder of the TensorBoard event files (SYSTEM.TENSORBOARD;"
+                                                     " default OUTPUT_DIR/tensorboard, in a pipeline run"
+                                                     " <run>/tensorboard/pretrain)")
     g.add_argument("--local_rank", type=int, default=-1, help="set by the DeepSpeed launcher")
     g.add_argument("--push_to_hub", action="store_true", help="upload final_model/ (with its card) to the Hugging Face"
                    " Hub at the end; the token comes from HF_TOKEN or `hf auth login`, and is checked before training")
@@ -108,13 +117,16 @@ def _paths(args, cfg) -> PretrainPaths:
     samples = args.dataset_path or (str(layout.samples_dir(cfg)) if from_config else "")
     output = args.output_dir or (str(layout.pretrain_dir(cfg)) if from_config else "")
     tokenizer = args.tokenizer_name or (str(layout.dataset_tokenizer_dir(cfg)) if from_config else "")
+    events = args.logging_dir or (str(layout.tensorboard_dir_of(cfg, output)) if from_config and not args.output_dir
+                                  else "")
     if not tokenizer and cfg.PRETRAIN.INIT_FROM:  # samples made with the starting checkpoint's own tokenizer
         tokenizer = StartingCheckpoint.locate(cfg.PRETRAIN.INIT_FROM).tokenizer_source
     missing = [flag for flag, value in (("--dataset_path", samples), ("--output_dir", output),
                                         ("--tokenizer_name", tokenizer)) if not value]
     if missing:
         raise ConfigError(f"give {', '.join(missing)} (or --config with the resolved config.yaml of a pipeline run)")
-    return PretrainPaths(Path(samples), Path(output), tokenizer, _hub_repo(args, cfg, Path(output)))
+    return PretrainPaths(Path(samples), Path(output), tokenizer, Path(events) if events else None,
+                         _hub_repo(args, cfg, Path(output)))
 
 
 def _hub_repo(args, cfg, output: Path) -> str:

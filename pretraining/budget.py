@@ -79,6 +79,18 @@ class TimeBudget:
             return elapsed >= self.budget_s
         return elapsed + self.next_step_cost(next_step) + self.finish_reserve() >= self.budget_s
 
+    def eta(self, elapsed: float, step: int, num_steps: int, step_seconds: float) -> tuple:
+        """(seconds until the run ends, what ends it: "steps" or "time budget"), whichever comes first. By steps:
+        the steps left at ``step_seconds`` each, the validations and checkpoints due on the way, and the end-of-run
+        work; by the budget: the time left in it (the loop stops early enough for the end-of-run work to fit)."""
+        def due(every: int) -> int:  # multiples of ``every`` in (step, num_steps]
+            return num_steps // every - step // every if every else 0
+
+        by_steps = (max(0, num_steps - step) * step_seconds + due(self.validation_every) * self.costs.get(
+            "validation", 0.0) + due(self.checkpoint_every) * self.costs.get("checkpoint", 0.0) + self.finish_reserve())
+        by_budget = max(0.0, self.budget_s - elapsed)
+        return (by_steps, "steps") if by_steps <= by_budget else (by_budget, "time budget")
+
     def rehearsal_due(self, elapsed: float) -> bool:
         """True once per ``REHEARSAL_POINTS`` entry, when the end-of-run work should be done and timed."""
         if self.rehearsals < len(REHEARSAL_POINTS) and elapsed > REHEARSAL_POINTS[self.rehearsals] * self.budget_s:

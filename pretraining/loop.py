@@ -10,6 +10,7 @@ import time
 import numpy as np
 import torch
 
+from pipeline.durations import format_duration
 from pipeline.errors import ExitCode, ExtremeBertError
 from pretraining.checkpointing import save_checkpoint
 from pretraining.data.loader import VALIDATION_SALT, SampleStream
@@ -121,6 +122,7 @@ class TrainingLoop:
         self.state.elapsed_s = self.clock.elapsed()
         self.state.scheduler = self.scheduler.state_dict()
         save_checkpoint(self.parts.engine, self.run.paths.output_dir, self.state, self.run.cfg.PRETRAIN.KEEP_CHECKPOINTS)
+        self.metrics.flush()
         self.budget.costs.record("checkpoint", time.monotonic() - started)
         self.last_checkpoint_step = self.state.step
 
@@ -230,9 +232,11 @@ class TrainingLoop:
             row["mfu"] = round(flops * samples_per_s / (self.peak_flops * run.world_size), 4)
         self.metrics.log(row)
         mfu = f" | MFU {row['mfu']:.1%}" if "mfu" in row else ""
+        eta, ends_by = self.budget.eta(row["elapsed_s"], self.state.step, p.NUM_STEPS,
+                                       seconds / window["steps"] if window["steps"] else 0.0)
         self.log(f"step {self.state.step}/{p.NUM_STEPS} | loss {loss:.4f} | lr {row['lr']:.3e} | "
                  f"{samples_per_s:.1f} samples/s, {row['real_tokens_per_s']:,.0f} real tokens/s{mfu} | scale {row['loss_scale']:g} | skipped "
-                 f"{self.state.skipped_steps} | {row['elapsed_s'] / 3600:.3f} h")
+                 f"{self.state.skipped_steps} | {row['elapsed_s'] / 3600:.3f} h | ETA {format_duration(eta)} ({ends_by})")
         if not math.isfinite(loss):
             raise TrainingStopped(f"training loss is {loss} at step {self.state.step}: training diverged; lower the"
                                   f" learning rate ({LOWER_LR}), clip gradients (PRETRAIN.GRADIENT_CLIPPING,"

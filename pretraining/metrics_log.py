@@ -1,4 +1,5 @@
-"""What a pretraining run reports: ``metrics.jsonl``, ``training_curves.png`` and (optionally) Weights & Biases.
+"""What a pretraining run reports: ``metrics.jsonl``, ``training_curves.png``, TensorBoard event files
+(SYSTEM.TENSORBOARD) and (optionally) Weights & Biases.
 
 Line formats are those of ``docs/interfaces.md``: training lines carry ``step, loss, lr, samples_per_s,
 tokens_per_s, real_tokens_per_s, loss_scale, elapsed_s`` (plus ``mfu`` on a GPU whose peak is known, and
@@ -16,6 +17,11 @@ from pipeline.manifest import write_text_atomic
 
 METRICS_NAME = "metrics.jsonl"
 CURVES_NAME = "training_curves.png"
+# metrics.jsonl key -> TensorBoard tag, in the HF Trainer's train/ and eval/ sections (step and elapsed_s are axes)
+TENSORBOARD_TAGS = {"loss": "train/loss", "lr": "train/learning_rate", "samples_per_s": "train/samples_per_s",
+                    "tokens_per_s": "train/tokens_per_s", "real_tokens_per_s": "train/real_tokens_per_s",
+                    "loss_scale": "train/loss_scale", "mfu": "train/mfu", "skipped_steps": "train/skipped_steps",
+                    "val_loss": "eval/loss"}
 
 # Dense bf16/fp16 tensor-core peak of one GPU in FLOP/s (vendor datasheets, without sparsity), for MFU.
 GPU_PEAK_FLOPS = (
@@ -66,17 +72,23 @@ def _clean(value):
 
 
 class MetricsLog:
-    """Appends metric lines, mirrors them to wandb, and draws the curves. A no-op object on ranks other than 0."""
+    """Appends metric lines, mirrors them to TensorBoard (into ``tensorboard_dir``, None = not) and wandb, and draws
+    the curves. A no-op object on ranks other than 0."""
 
-    def __init__(self, output_dir, enabled: bool, resume_step: int = 0, wandb_settings=None):
+    def __init__(self, output_dir, enabled: bool, resume_step: int = 0, wandb_settings=None, tensorboard_dir=None):
         self.enabled = enabled
         self.path = Path(output_dir) / METRICS_NAME
         self.curves_path = Path(output_dir) / CURVES_NAME
         self._wandb = None
+        self._tensorboard = None
         if not enabled:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._truncate_after(resume_step)
+        if tensorboard_dir is not None:
+            from pipeline.tensorboard_log import ScalarWriter
+
+            self._tensorboard = ScalarWriter(tensorboard_dir, from_scratch=resume_step == 0)
         pyplot()  # now rather than at the end: the time budget's reserve then holds drawing time only
         if wandb_settings and wandb_settings.get("enabled"):
             self._wandb = _start_wandb(output_dir, wandb_settings)
@@ -92,14 +104,25 @@ class MetricsLog:
         row = {k: _clean(v) for k, v in row.items() if v is not None or k in ("loss", "val_loss")}
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
+        if self._tensorboard is not None:
+            self._tensorboard.add({TENSORBOARD_TAGS[k]: v for k, v in row.items() if k in TENSORBOARD_TAGS}, row["step"])
         if self._wandb is not None:
             self._wandb.log({k: v for k, v in row.items() if k != "step" and v is not None}, step=row["step"])
+
+    def flush(self) -> None:
+        """Put what was logged on disk: a run killed later resumes from its last checkpoint, and the event files then
+        hold every step up to it, as ``metrics.jsonl`` does."""
+        if self._tensorboard is not None:
+            self._tensorboard.flush()
 
     def plot(self) -> None:
         if self.enabled:
             plot_training_curves(self.path, self.curves_path)
 
     def close(self) -> None:
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+            self._tensorboard = None
         if self._wandb is not None:
             self._wandb.finish()
             self._wandb = None

@@ -177,7 +177,8 @@ def _metrics_log(run: RunSetup, state: TrainState) -> MetricsLog:
     cfg = run.cfg
     wandb_settings = {"enabled": cfg.WANDB.ENABLED, "mode": cfg.WANDB.MODE, "project": cfg.WANDB.PROJECT,
                       "entity": cfg.WANDB.ENTITY, "name": cfg.PRETRAIN.ID or "pretraining", "config": cfg}
-    return MetricsLog(run.paths.output_dir, run.rank == 0, state.step, wandb_settings)
+    tensorboard = run.paths.tensorboard_dir if cfg.SYSTEM.TENSORBOARD else None
+    return MetricsLog(run.paths.output_dir, run.rank == 0, state.step, wandb_settings, tensorboard)
 
 
 def _describe_run(run: RunSetup, parts, device_name: str) -> str:

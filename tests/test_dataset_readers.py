@@ -3,7 +3,8 @@ bad-input case."""
 import pytest
 
 from dataset import corpus_readers
-from dataset.corpus_readers import iter_articles, iter_custom_articles, iter_file_lines, sources_from_lists
+from dataset.corpus_readers import (corpus_bytes, iter_articles, iter_custom_articles, iter_file_lines,
+                                    sources_from_lists)
 from pipeline.errors import DataError
 
 
@@ -103,6 +104,19 @@ def test_article_longer_than_the_limit_is_split_into_consecutive_articles(tmp_pa
     assert all(sum(map(len, a)) <= 50 for a in articles)
 
 
+def test_the_sharding_progress_total_is_the_corpus_bytes_and_reading_reaches_it(tmp_path):
+    """Folders of files: the total is known before reading (CRLF, a BOM, blank lines and a last line without a
+    newline all count), and the bytes read end exactly at it; a streamed hub dataset has no total."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.txt").write_bytes(b"\xef\xbb\xbfOne line.\r\n\r\nSecond article\n")
+    (tmp_path / "sub" / "b.txt").write_text("caf\u00e9 au lait\n\n\nlast line, no newline", encoding="utf-8")
+    sources = sources_from_lists([tmp_path], [])
+    assert corpus_bytes(sources) == 31 + 37
+    stats = {}
+    assert len(list(iter_articles(sources, stats=stats))) == 4 and stats["bytes_read"] == 31 + 37
+    assert corpus_bytes(sources_from_lists([tmp_path], [["text", str(tmp_path / "a.txt")]])) is None
+
+
 def test_hub_path_reads_records_as_articles_through_a_local_builder(tmp_path):
     import json
 
@@ -110,7 +124,9 @@ def test_hub_path_reads_records_as_articles_through_a_local_builder(tmp_path):
     data = tmp_path / "data.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in records), encoding="utf-8")
     sources = sources_from_lists([], [["json", str(data)]])
-    assert list(iter_articles(sources)) == [["First article.", "Its second line."], ["Second", "article."]]
+    stats = {}
+    assert list(iter_articles(sources, stats=stats)) == [["First article.", "Its second line."], ["Second", "article."]]
+    assert stats["bytes_read"] == len("First article.\nIts second line.Second\n\narticle.")  # the texts' bytes
 
 
 def test_hub_text_builder_treats_empty_rows_as_article_breaks(tmp_path):

@@ -101,7 +101,7 @@ def test_an_unknown_flag_is_one_line_and_exit_2(tmp_path, model, glue, capsys):
 
 def test_a_trainer_flag_without_effect_here_says_so_in_one_line_and_the_run_goes_on(tmp_path, model, glue, capsys):
     assert main(_quick(model, glue, tmp_path / "o", "--max_steps", "2", "--torch_compile", "--logging_dir", "logs",
-                       "--report_to", "tensorboard")) == 0
+                       "--report_to", "mlflow")) == 0
     notes = _notes(capsys.readouterr().err)
     assert len(notes) == 3 and all(line.startswith("note: --") and "no effect" in line for line in notes)
     assert {line.split()[1] for line in notes} == {"--torch_compile", "--logging_dir", "--report_to"}
@@ -372,10 +372,25 @@ def test_every_flag_of_the_hf_example_parses(tmp_path):
         "epoch", True, "group_by_length", True)
 
 
-def test_report_to_wandb_runs_with_wandb_disabled(tmp_path, model, glue, capsys, monkeypatch):
+def test_report_to_wandb_runs_with_wandb_disabled_and_tensorboard_gets_the_loss_and_dev_metrics(tmp_path, model, glue,
+                                                                                               capsys, monkeypatch):
+    from pipeline.tensorboard_log import read_scalars
+
     monkeypatch.setenv("WANDB_MODE", "disabled")
-    assert main(_quick(model, glue, tmp_path / "o", "--max_steps", "2", "--report_to", "wandb")) == 0
+    monkeypatch.delenv("TENSORBOARD_LOGGING_DIR", raising=False)
+    out = tmp_path / "o"
+    assert main(_quick(model, glue, out, "--max_steps", "4", "--logging_steps", "2", "--eval_strategy", "steps",
+                       "--report_to", "wandb", "tensorboard")) == 0
     assert _notes(capsys.readouterr().err) == []
+    (events,) = (out / "runs").iterdir()  # transformers' default folder: OUTPUT_DIR/runs/DATE_TIME_HOST
+    scalars = read_scalars(events)
+    history = _json(out / "trainer_state.json")["log_history"]
+    for key, tag in (("loss", "train/loss"), ("learning_rate", "train/learning_rate"), ("eval_loss", "eval/loss"),
+                     ("eval_accuracy", "eval/accuracy"), ("eval_f1", "eval/f1")):
+        logged = [(entry["step"], entry[key]) for entry in history if key in entry]
+        assert [step for step, _ in scalars[tag]] == [step for step, _ in logged] and logged, tag
+        assert [value for _, value in scalars[tag]] == pytest.approx([value for _, value in logged], rel=1e-6), tag
+    assert [step for step, _ in scalars["eval/accuracy"]] == [2, 4]  # during training, then the final evaluation
 
 
 def test_dataset_name_reads_a_dataset_folder_with_train_and_validation_splits(tmp_path, model):

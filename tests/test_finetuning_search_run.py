@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from finetuning.search_progress import ProgressFile, JobWatcher, SearchProgress, format_duration
+from finetuning.search_progress import ProgressFile, JobWatcher, SearchProgress, format_duration, training_time
 from finetuning.search_plan import PlannedJob as Job
 from pipeline import layout
+from pipeline.tensorboard_log import read_scalars
 from tests.test_finetuning_fixtures import finetune_config, write_glue, write_tiny_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -65,6 +66,27 @@ def test_search_eta_uses_each_tasks_own_speed_once_it_has_one():
     assert progress.summary() == "search: 2/4 jobs finished, ETA 2m30s"
     progress.finish(mrpc[1], None)  # skipped (another process ran it): finished, no time of this run
     assert progress.eta() == pytest.approx(1000 * 0.1)
+
+
+def test_the_search_eta_counts_start_up_once_per_job_and_training_per_row():
+    """A first job of 100 row-epochs that took 50 s, 40 s of them before its first step and after its last: a job
+    of 1000 row-epochs takes 40 + 1000 x 0.1 s, not 1000 x 0.5 s as the per-row rate of the whole time would say."""
+    small, big = (Job("RTE", 1e-5, 16, 3, 1), False), (Job("RTE", 1e-5, 16, 3, 2), False)
+    progress = SearchProgress({small: 100, big: 1000})
+    progress.finish(small, 50.0, training=(10.0, 1.0))
+    assert progress.eta() == pytest.approx(40 + 1000 * 0.1)
+    resumed, left = (Job("QNLI", 1e-5, 16, 3, 1), False), (Job("QNLI", 1e-5, 16, 3, 2), False)
+    progress.add({resumed: 400, left: 400})
+    progress.finish(resumed, 30.0, training=(20.0, 0.5))  # trained its second half only: 200 row-epochs in 20 s
+    assert progress.eta() == pytest.approx(1000 * 0.1 + 40 + 10 + 400 * 0.1)
+
+
+def test_a_finished_jobs_progress_file_gives_its_training_time_and_the_share_it_trained():
+    record = {"step": 120, "total_steps": 120, "steps_per_s": 3.0, "updated_at": 1030.0, "started_at": 1000.0,
+              "first_step": 30}
+    assert training_time(record) == (30.0, 0.75)
+    assert training_time({**record, "step": 119}) is None  # training did not finish
+    assert training_time(None) is None and training_time({"step": 5, "total_steps": 5}) is None  # no file, old file
 
 
 def _write_yaml(path: Path, settings: dict) -> Path:
@@ -123,7 +145,7 @@ def test_with_wandb_enabled_each_job_is_one_offline_run_in_its_tasks_group(tmp_p
                                                      "WANDB.MODE": "offline", "WANDB.PROJECT": "search-test"})
     finetune(cfg)
     job = layout.finetune_dir(cfg) / "WNLI" / "lr0.001_bs8_ep1_seed1"
-    assert "--report_to wandb --run_name WNLI/lr0.001_bs8_ep1_seed1" in (job / "job.log").read_text()
+    assert "--report_to wandb tensorboard --run_name WNLI/lr0.001_bs8_ep1_seed1" in (job / "job.log").read_text()
     runs = list((job / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 1
     recorded = runs[0].read_bytes()  # the run's records: project and group as wandb stores them
@@ -161,6 +183,10 @@ def test_a_job_killed_mid_way_resumes_from_its_checkpoint_on_the_next_run(tmp_pa
     assert json.loads((job / "job.json").read_text())["status"] == "completed"
     assert not list(job.glob("checkpoint-*")) and not (job / "progress.json").exists()  # a finished job keeps none
     assert finetune_status(cfg).complete
+    # Its TensorBoard run: the resumed process's event file continues the killed one's, with no step twice.
+    scalars = read_scalars(layout.tensorboard_dir(cfg) / "finetune" / "MRPC" / "lr0.001_bs8_ep4_seed1")
+    assert [step for step, _ in scalars["train/loss"]] == list(range(8, 81, 8))  # --logging_steps 0.1 of 80 steps
+    assert [step for step, _ in scalars["eval/accuracy"]] == [80]  # the final evaluation
 
 
 def test_the_papers_search_settings_reach_run_glue_and_enter_a_jobs_record_only_when_changed(tmp_path):
@@ -173,18 +199,20 @@ def test_the_papers_search_settings_reach_run_glue_and_enter_a_jobs_record_only_
              "FINETUNE.EVAL_BATCH_SIZE": 16, "FINETUNE.SAVE_STEPS": 0}
     cfg = finetune_config(tmp_path, tmp_path, "", **paper)
     job = Job("RTE", 5e-5, 32, 3, 42)
-    model_args, data_args, args, notes = parse_args(job_arguments(cfg, job, tmp_path / "job", "m", False, False, 1)[1:])
+    job_dir = layout.finetune_dir(cfg) / "RTE" / job.name
+    model_args, data_args, args, notes = parse_args(job_arguments(cfg, job, job_dir, "m", False, False, 1)[1:])
     finalize(model_args, data_args, args, gpu_available=False)
     assert (args.weight_decay, args.precision, args.seed, args.warmup_steps, args.max_grad_norm) == (
         0.1, "fp32", 42, 50, 0.5)
     assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (16, 2)  # 32 rows per step
     assert (args.per_device_eval_batch_size, args.save_strategy, args.overwrite_output_dir) == (16, "no", True)
-    assert args.progress_file == str(tmp_path / "job" / "progress.json") and args.report_to == []
+    assert args.progress_file == str(job_dir / "progress.json") and args.report_to == ["tensorboard"]
+    assert args.logging_dir == str(layout.run_dir(cfg) / "tensorboard" / "finetune" / "RTE" / job.name)
     record = job_settings(cfg, False)
     assert (record["warmup_steps"], record["max_grad_norm"], record["gradient_accumulation_steps"]) == (50, 0.5, 2)
     defaults = job_settings(finetune_config(tmp_path, tmp_path, ""), False)
     assert not {"warmup_steps", "max_grad_norm", "gradient_accumulation_steps"} & set(defaults)  # old jobs still count
-    resumed = job_arguments(finetune_config(tmp_path, tmp_path, ""), job, tmp_path / "job", "m", False, False, 1,
+    resumed = job_arguments(finetune_config(tmp_path, tmp_path, ""), job, job_dir, "m", False, False, 1,
                              resume=True)
     assert "--overwrite_output_dir" not in resumed
     assert resumed[resumed.index("--save_steps") + 1] == "2000" and "--save_total_limit" in resumed

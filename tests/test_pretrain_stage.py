@@ -11,6 +11,7 @@ from orchestration.stages import load_config
 from pipeline.manifest import read_manifest
 from pipeline.errors import ExtremeBertError
 from pipeline.run_ids import pretrain_settings, samples_identity
+from pipeline.tensorboard_log import read_scalars
 from pretraining.arguments import parse_arguments
 from pretraining.stage import SCRIPT, launch_command, pretrain, pretrain_status, validate_config
 from tests.pretrain_fixtures import make_dataset, write_tokenizer
@@ -45,6 +46,9 @@ def test_the_script_reads_the_stage_config_with_the_same_settings_and_paths(tmp_
     assert script_cfg == cfg
     assert (paths.samples_dir, paths.output_dir) == (layout.samples_dir(cfg), layout.pretrain_dir(cfg))
     assert paths.tokenizer == str(layout.dataset_tokenizer_dir(cfg))
+    assert paths.tensorboard_dir == layout.run_dir(cfg) / "tensorboard" / "pretrain"
+    assert parse_arguments(command[2:] + ["--output_dir", str(tmp_path / "o")])[1].tensorboard_dir == \
+        tmp_path / "o" / "tensorboard"  # another output folder keeps its event files
     overridden, _ = parse_arguments(command[2:] + ["--lr", "5e-4", "--bf16"])
     assert (overridden.PRETRAIN.LEARNING_RATE, overridden.PRETRAIN.PRECISION) == (5e-4, "bf16")
     assert overridden.PRETRAIN.SCHEDULER == "cosine"
@@ -95,6 +99,8 @@ def test_the_stage_trains_writes_its_manifest_and_is_then_complete(tmp_path, cap
     manifest = read_manifest(layout.pretrain_dir(cfg))
     assert manifest["settings"] == {**pretrain_settings(cfg), "DATA": samples_identity(layout.samples_dir(cfg))}
     assert "step 6/6" in capfd.readouterr().out  # the child's output streams through this process
+    scalars = read_scalars(layout.tensorboard_dir(cfg) / "pretrain")  # tensorboard --logdir <run>/tensorboard
+    assert [step for step, _ in scalars["train/loss"]] == [3, 6] and [step for step, _ in scalars["eval/loss"]] == [6]
     card = ModelCard.load(layout.final_model_dir(cfg) / "README.md")
     assert (card.data.library_name, card.data.pipeline_tag, card.data.license) == ("transformers", "fill-mask", "other")
     assert f"| steps | {manifest['steps']} |" in card.text and f"| precision | {manifest['precision']} |" in card.text

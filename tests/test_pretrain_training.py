@@ -2,6 +2,7 @@
 schedule, validation, checkpoints, the time budget, SIGTERM, resume rules, the exported model, bad input."""
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -11,7 +12,8 @@ import pytest
 from pipeline.errors import ConfigError, DataError
 from pretraining.arguments import parse_arguments
 from pretraining.checkpointing import latest_tag
-from pretraining.metrics_log import read_metrics
+from pipeline.tensorboard_log import read_scalars
+from pretraining.metrics_log import TENSORBOARD_TAGS, read_metrics
 from pretraining.schedulers import lr_multiplier
 from tests.pretrain_fixtures import (REPO_ROOT, checkpoint_contents, child_env, make_dataset, pretrain_argv,
                                      write_dynamic, write_tokenizer)
@@ -57,7 +59,18 @@ def test_steps_count_optimizer_updates_with_gradient_accumulation_and_the_loss_f
     assert val_rows[-1]["val_loss"] < train_rows[0]["loss"] - 0.3
     assert manifest["final_val_loss"] == pytest.approx(val_rows[-1]["val_loss"])
     assert (out / "training_curves.png").stat().st_size > 0
-    assert "rank 0/1: first training batch" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "rank 0/1: first training batch" in printed
+    assert re.search(r"^step 5/30 \|.* \| ETA \d+s \(steps\)$", printed, re.MULTILINE), printed
+
+    # The TensorBoard event files (default SYSTEM.TENSORBOARD) hold the same numbers, read back as TensorBoard does.
+    scalars = read_scalars(out / "tensorboard")
+    for key, tag in TENSORBOARD_TAGS.items():
+        logged = [(r["step"], r[key]) for r in (val_rows if key == "val_loss" else train_rows) if key in r]
+        assert [step for step, _ in scalars.get(tag, [])] == [step for step, _ in logged], tag
+        assert [value for _, value in scalars.get(tag, [])] == pytest.approx([value for _, value in logged]), tag
+    assert {"train/loss", "eval/loss", "train/learning_rate", "train/real_tokens_per_s", "train/samples_per_s",
+            "train/loss_scale"} <= set(scalars)
 
 
 def test_rerunning_a_finished_run_resumes_at_its_end(one_rank_group, tiny, tmp_path):
@@ -140,6 +153,19 @@ def test_time_budget_ends_the_run_within_one_percent_including_validation_and_sa
     assert abs(manifest["hours"] - budget_h) <= 0.01 * budget_h, manifest["hours"] * 3600
 
 
+def test_the_eta_is_that_of_the_steps_left_or_of_the_time_budget_whichever_ends_the_run_first():
+    from pretraining.budget import TimeBudget
+
+    budget = TimeBudget(3600.0, batch_size=8, validation_samples=0, validation_every=100, checkpoint_every=250)
+    for kind, seconds in (("validation", 4.0), ("checkpoint", 10.0), ("export", 2.0), ("plot", 1.0)):
+        budget.costs.record(kind, seconds)
+    end_of_run = 1.2 * (10.0 + 4.0 + 2.0 + 1.0)
+    # step 500 of 1000 at 0.5 s a step: 250 s of steps, validations at 600..1000, checkpoints at 750 and 1000
+    assert budget.eta(100.0, 500, 1000, 0.5) == (pytest.approx(250 + 5 * 4.0 + 2 * 10.0 + end_of_run), "steps")
+    assert budget.eta(100.0, 500, 1000, 10.0) == (3500.0, "time budget")  # 5000 s of steps left, 3500 s of budget
+    assert budget.eta(3700.0, 999, 1000, 10.0) == (0.0, "time budget")
+
+
 def test_bad_batch_sizes_and_foreign_data_fail_before_training(one_rank_group, tiny, tmp_path):
     with pytest.raises(ConfigError, match="--train_batch_size 10 is not divisible by"):
         run(tiny, tmp_path / "a", train_batch_size=10, train_micro_batch_size_per_gpu=4)
@@ -207,6 +233,8 @@ def test_a_run_killed_with_sigkill_resumes_and_ends_with_the_weights_of_an_unint
         torch.testing.assert_close(a["module"][name], tensor, rtol=1e-5, atol=1e-6, msg=name)
     steps = [r["step"] for r in read_metrics(killed / "metrics.jsonl") if "loss" in r]
     assert steps == list(range(10, 151, 10))  # lines after the last checkpoint were rewritten, not duplicated
+    assert len(list((killed / "tensorboard").glob("events.out.tfevents.*"))) == 2  # the resumed run's file added
+    assert [step for step, _ in read_scalars(killed / "tensorboard")["train/loss"]] == steps
 
 
 def test_early_stopping_rules_end_a_failing_run_without_marking_it_done(one_rank_group, tiny, tmp_path):
@@ -221,9 +249,10 @@ def test_early_stopping_rules_end_a_failing_run_without_marking_it_done(one_rank
 
 def test_wandb_offline_mode_logs_without_a_network(one_rank_group, tiny, tmp_path):
     out = tmp_path / "run"
-    run(tiny, out, max_steps=5, wandb=True, wandb_mode="offline", validation_every_steps=0)
+    run(tiny, out, max_steps=5, wandb=True, wandb_mode="offline", validation_every_steps=0, **{"no-tensorboard": True})
     runs = list((out / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].glob("*.wandb"))
+    assert not (out / "tensorboard").exists()  # --no-tensorboard
 
 
 def test_the_original_schedule_flags_drive_the_logged_rates(one_rank_group, tiny, tmp_path):
