@@ -12,6 +12,7 @@ from pathlib import Path
 
 from yacs.config import CfgNode as CN
 
+from pipeline.log_setup import LEVELS as LOG_LEVELS
 from pipeline.setting import FINETUNE_SCRIPT, HORIZON, OPERATIONAL, RESULT_IF_CHANGED, SEARCH, Setting as S
 
 # Model shapes by preset name (the MODEL.PRESET choices); pretraining.modeling builds its config from them.
@@ -45,6 +46,9 @@ SETTINGS = (
     S("SYSTEM.PROCESSES_PER_NODE", 0, "training processes per node: 0 = one per GPU (one process on CPU); N = N ranks"
       " through the DeepSpeed launcher (gloo on CPU; on CPU each finetuning job also runs as N processes)",
       range="[0, inf)", identity=OPERATIONAL),
+    S("SYSTEM.LOG_LEVEL", "INFO", "what the console shows: DEBUG | INFO | WARNING | ERROR (main.py's and the scripts'"
+      " --quiet = WARNING and --verbose = DEBUG override it); logs/<stage>.log keeps DEBUG either way",
+      choices=LOG_LEVELS, identity=OPERATIONAL),
     # -- INSTALL -------------------------------------------------------------------------------------------------
     S("INSTALL.ENABLED", True, "check that the running environment has every dependency before the other stages"),
     # -- DEMO_DATA -----------------------------------------------------------------------------------------------
