@@ -207,7 +207,7 @@ def _with_domain_tokens(tokenizer, request: TokenizerRequest, train_files, held_
                                         held_out_files, request.train_max_chars)
     per_word = record["tokens_per_word"]
     log.info(f"domain tokens: {record['added']} words added ({', '.join(record['first'][:8])}, ...); tokens per word"
-          f" on {record['measured_on']} {per_word['base']:.4f} -> {per_word['extended']:.4f}", flush=True)
+             f" on {record['measured_on']} {per_word['base']:.4f} -> {per_word['extended']:.4f}")
     return _wrap_trained(backend, lowercases(tokenizer)), record
 
 
