@@ -1,7 +1,7 @@
 """ExtremeBERT: pretrain your own BERT on your own corpus and score it on GLUE, from one YAML file.
 
     python main.py --config configs/quickstart.yaml [--opts KEY VALUE ...] [--dry-run] [--force STAGE]
-                   [--no-wait] [--verify]
+                   [--no-wait] [--verify] [--quiet | --verbose]
 
 Exit codes: 0 done; 1 a stage failed; 2 bad config; 3 the output disk is full, read-only or not ours to write;
 4 another run holds a folder this run needs (--no-wait); 128+N stopped by signal N (130 Ctrl-C, 143 SIGTERM).
@@ -15,6 +15,7 @@ try:
     from orchestration.runner import format_plan, plan, run_pipeline
     from orchestration.stages import STAGE_NAMES, STAGES, load_config
     from pipeline.errors import ConfigError, ExitCode, run_reporting_errors
+    from pipeline.log_setup import add_level_flags, chosen_level, setup_logging
 except ModuleNotFoundError as missing:  # the environment is not set up yet
     sys.exit(f"error: missing Python package '{missing.name}': run `bash install.sh`, then use .venv/bin/python")
 
@@ -32,7 +33,14 @@ def parse_args(argv=None):
                              "of waiting for it")
     parser.add_argument("--verify", action="store_true",
                         help="hash every output a stage recorded instead of comparing sizes; what differs is redone")
+    add_level_flags(parser)  # they override SYSTEM.LOG_LEVEL
     return parser.parse_args(argv)
+
+
+def level_opts(args) -> list:
+    """``--quiet``/``--verbose`` as the override of SYSTEM.LOG_LEVEL they are: the resolved config each stage reads
+    then carries the level."""
+    return ["SYSTEM.LOG_LEVEL", chosen_level(args)] if args.quiet or args.verbose else []
 
 
 def print_plan(cfg, force, stages, deep: bool) -> int:
@@ -44,12 +52,14 @@ def print_plan(cfg, force, stages, deep: bool) -> int:
 def main(argv=None, stages=STAGES) -> int:
     """``stages`` is for tests: the runner's mechanics with cheap stand-in stages, in a real process."""
     args = parse_args(argv)
+    setup_logging(chosen_level(args, "INFO"))  # until the config says which level
     try:
-        cfg = load_config(args.config, args.opts)
+        cfg = load_config(args.config, args.opts + level_opts(args))
     except ConfigError as e:
         for problem in e.problems:
             print(f"config error: {problem}", file=sys.stderr)
         return ExitCode.CONFIG
+    setup_logging(cfg.SYSTEM.LOG_LEVEL)
     if args.dry_run:
         run = partial(print_plan, cfg, args.force, stages, args.verify)
     else:

@@ -15,6 +15,7 @@ Memory stays bounded whatever the input: a line longer than ``MAX_LINE_BYTES`` i
 is some), and an article longer than ``MAX_ARTICLE_CHARS`` is split into consecutive articles. Both limits are
 constants, not derived from the memory cap, so that the output never depends on the cap.
 """
+import logging
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -22,6 +23,8 @@ from pathlib import Path
 from pipeline.errors import DataError, first_line
 
 from dataset.hub_entries import HubEntry
+
+log = logging.getLogger(__name__)
 
 MAX_LINE_BYTES = 1 << 20
 MAX_ARTICLE_CHARS = 8 << 20
@@ -100,9 +103,9 @@ def _warn_if_mostly_replaced(path, replaced: int, chars: int) -> None:
     """Under ``replace`` a few bad bytes are expected; more than ``SUSPICIOUS_REPLACED_FRACTION`` of the text means
     another encoding or binary data, which would be tokenized into noise without a word."""
     if chars and replaced > SUSPICIOUS_REPLACED_FRACTION * chars:
-        print(f"warning: {path}: {replaced:,} of {chars:,} characters ({100 * replaced / chars:.1f}%) are U+FFFD, bytes"
-              f" that are not UTF-8 (ENCODING_ERRORS replace): is it text in another encoding, or binary data?"
-              f" Convert it to UTF-8 or remove it", flush=True)
+        log.warning(f"{path}: {replaced:,} of {chars:,} characters ({100 * replaced / chars:.1f}%) are U+FFFD, bytes"
+                    f" that are not UTF-8 (ENCODING_ERRORS replace): is it text in another encoding, or binary data?"
+                    f" Convert it to UTF-8 or remove it")
 
 
 def iter_file_lines(path, encoding_errors: str = "strict", stats: dict = None):

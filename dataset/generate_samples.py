@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline.errors import run_reporting_errors  # noqa: E402
 from pipeline.errors import ConfigError  # noqa: E402
 from pipeline.hardware import num_workers  # noqa: E402
+from pipeline.log_setup import add_level_flags, progress_bars, setup_script_logging  # noqa: E402
 from pipeline.manifest import write_manifest  # noqa: E402
 from pipeline.script_flags import ScriptParser, add_setting_flags, config_from_flags, given_settings  # noqa: E402
 
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model_name", default="", help="the original script's fallback: the tokenizer when"
                                                          " --tokenizer_name is not given")
     add_setting_flags(parser, SCRIPT)
+    add_level_flags(parser)
     return parser
 
 
@@ -61,7 +63,8 @@ def generate(args) -> None:
     info = run_in_child(prepare_tokenizer, out_dir / "tokenizer", request, list_text_shards(args.dir, "train"),
                         list_text_shards(args.dir, "test"))
     entries = generate_samples(args.dir, out_dir, out_dir / "tokenizer", options, num_workers(cfg),
-                               cfg.SYSTEM.MAX_MEMORY_IN_GB, "--max_memory", progress=not args.no_progress)
+                               cfg.SYSTEM.MAX_MEMORY_IN_GB, "--max_memory",
+                               progress=not args.no_progress and progress_bars())
     settings = {"tokenizer": asdict(request), "samples": asdict(options), "text_dir": str(Path(args.dir).resolve())}
     write_manifest(out_dir, "generate_samples", settings, **manifest_outputs(info, options, entries))
     print(f"{len(entries)} sample shards, {sum(e['samples'] for e in entries)} samples in {out_dir}")
@@ -69,6 +72,7 @@ def generate(args) -> None:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    setup_script_logging(args)
     return run_reporting_errors(lambda: generate(args))
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ Every text shard is one job; a job's output appears only when complete (see ``sa
 exactly the shards that are missing. The number of workers is the requested count, lowered until main process +
 workers fit under the memory cap.
 """
+import logging
 import re
 import time
 from pathlib import Path
@@ -17,6 +18,8 @@ from dataset.sample_file import SampleOptions, ShardJob, existing_shard_entry, p
 from dataset.text_shards import list_text_shards
 from dataset.tokenizer_setup import read_tokenizer_info
 from dataset.workers import run_jobs
+
+log = logging.getLogger(__name__)
 
 SUSPICIOUS_UNK_FRACTION = 0.05
 
@@ -72,9 +75,9 @@ def warn_if_many_unknown(text_path, entry: dict) -> None:
     text (another script or language, binary data): the model would learn little from it, and nothing says so."""
     unknown, tokens = entry.get("unk_tokens", 0), entry["text_tokens"]
     if tokens and unknown > SUSPICIOUS_UNK_FRACTION * tokens:
-        print(f"warning: {text_path}: {unknown:,} of {tokens:,} tokens ({100 * unknown / tokens:.1f}%) are [UNK] (in"
-              f" {entry['file']}): the tokenizer does not cover this text; check the corpus, or set TOKENIZER.TRAIN"
-              f" True to learn a vocabulary from it", flush=True)
+        log.warning(f"{text_path}: {unknown:,} of {tokens:,} tokens ({100 * unknown / tokens:.1f}%) are [UNK] (in"
+                    f" {entry['file']}): the tokenizer does not cover this text; check the corpus, or set"
+                    f" TOKENIZER.TRAIN True to learn a vocabulary from it")
 
 
 def generate_samples(text_dir, out_dir, tokenizer_dir, options: SampleOptions, n_processes: int,
@@ -99,8 +102,8 @@ def generate_samples(text_dir, out_dir, tokenizer_dir, options: SampleOptions, n
             todo.append(job)
     if todo:
         workers = memory.plan_workers(max_memory_gb, n_processes, len(todo), memory_key, tokenizer_size)
-        print(f"samples: {len(todo)} shard(s) to write ({len(entries)} already done), {workers} worker(s), "
-              f"{options.masking} masking", flush=True)
+        log.info(f"samples: {len(todo)} shard(s) to write ({len(entries)} already done), {workers} worker(s), "
+                 f"{options.masking} masking")
         started, text_tokens = time.time(), 0
         bar = tqdm(total=len(jobs), initial=len(entries), desc="tokenizing shards", unit=" shards",
                    disable=not progress, mininterval=1.0)
@@ -116,7 +119,7 @@ def generate_samples(text_dir, out_dir, tokenizer_dir, options: SampleOptions, n
     for job in jobs:
         partial_path(job.out_path).unlink(missing_ok=True)
     entries = sorted(entries, key=lambda e: e["file"])
-    print(padding_line(padding_by_split(entries, options.max_seq_length), options.packing), flush=True)
+    log.info(padding_line(padding_by_split(entries, options.max_seq_length), options.packing))
     return entries
 
 

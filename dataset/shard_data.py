@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.errors import run_reporting_errors  # noqa: E402
 from pipeline.errors import ExtremeBertError  # noqa: E402
+from pipeline.log_setup import add_level_flags, progress_bars, setup_script_logging  # noqa: E402
 from pipeline.script_flags import ScriptParser, add_setting_flags, config_from_flags  # noqa: E402
 
 from dataset import memory  # noqa: E402
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="NAME SUBSET [TEXT_COLUMN] for a hub dataset, or custom DIR for a folder of .txt")
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     add_setting_flags(parser, SCRIPT)
+    add_level_flags(parser)
     return parser
 
 
@@ -53,13 +55,15 @@ def shard(args) -> None:
     cfg = config_from_flags(args, SCRIPT)
     sources = parse_sources(args.dataset)
     memory.check_memory_cap(cfg.SYSTEM.MAX_MEMORY_IN_GB, "--max_memory", uses_hub=any(s.kind == "hub" for s in sources))
-    record = shard_corpus(sources, args.output_dir, sharding_options(cfg), progress=not args.no_progress)
+    record = shard_corpus(sources, args.output_dir, sharding_options(cfg),
+                          progress=not args.no_progress and progress_bars())
     print(f"{len(record['shards'])} text shards, {record['articles']} articles, {record['chars']} characters "
           f"({record['test_chars'] / record['chars']:.1%} held out) in {args.output_dir}")
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    setup_script_logging(args)
     return run_reporting_errors(lambda: shard(args))
 
 if __name__ == "__main__":

@@ -4,11 +4,13 @@ Everything goes under ``layout.dataset_dir(cfg)``; see docs/interfaces.md for th
 sharding is skipped when its record matches, the tokenizer when its folder matches, and only missing sample shards
 are written. Module top level stays light (the runner imports it for status and validation).
 """
+import logging
 from pathlib import Path
 
 from pipeline import layout
 from pipeline.disk import folder_bytes
 from pipeline.errors import ConfigError, DataError
+from pipeline.log_setup import progress_bars
 from pipeline.manifest import (as_stored, changed_files, file_records, manifest_status, read_json, read_manifest,
                                write_json_atomic, write_manifest)
 from pipeline.run_ids import corpus_fingerprint, dataset_settings, local_inputs_fingerprint
@@ -17,6 +19,8 @@ from pipeline.tokenizer_loading import tokenizer_source
 from dataset import hub_check, memory
 from dataset.corpus_readers import list_corpus_files, sources_from_lists
 from dataset.hub_entries import HubEntry
+
+log = logging.getLogger(__name__)
 
 MEMORY_KEY = "SYSTEM.MAX_MEMORY_IN_GB"
 SETTINGS_FILE = "settings.json"
@@ -57,7 +61,7 @@ def _start_fresh_if_settings_changed(root: Path, settings: dict) -> None:
     saved = read_json(root / SETTINGS_FILE)
     current = as_stored(settings)
     if saved is not None and saved != current:
-        print(f"dataset settings changed since {root} was written: starting it over", flush=True)
+        log.info(f"dataset settings changed since {root} was written: starting it over")
         (root / "manifest.json").unlink(missing_ok=True)
         for sub in ("text_shards", "samples", "tokenizer"):
             shutil.rmtree(root / sub, ignore_errors=True)
@@ -88,10 +92,10 @@ def prepare_dataset(cfg) -> dict:
     options = sample_options(cfg)
     with memory.PeakRssMonitor() as monitor:
         text_dir = layout.text_shards_dir(cfg)
-        record = shard_corpus(sources, text_dir, sharding_options(cfg))
-        print(f"text shards: {len(record['shards'])} files, {record['articles']} articles, "
-              f"{record['chars'] / 1e6:.1f} M characters ({record['test_chars'] / max(record['chars'], 1):.1%} "
-              f"held out)", flush=True)
+        record = shard_corpus(sources, text_dir, sharding_options(cfg), progress=progress_bars())
+        log.info(f"text shards: {len(record['shards'])} files, {record['articles']} articles, "
+                 f"{record['chars'] / 1e6:.1f} M characters ({record['test_chars'] / max(record['chars'], 1):.1%} "
+                 f"held out)")
         if cfg.TOKENIZER.TRAIN:
             train_chars = sum(size for name, size in record["shards"].items() if name.startswith("train"))
             if cfg.TOKENIZER.TRAIN_MAX_CHARS:
@@ -99,13 +103,13 @@ def prepare_dataset(cfg) -> dict:
             memory.check_tokenizer_training(cap, MEMORY_KEY, train_chars)
         info = run_in_child(prepare_tokenizer, layout.dataset_tokenizer_dir(cfg), tokenizer_request(cfg),
                             list_text_shards(text_dir, "train"), list_text_shards(text_dir, "test"))
-        print(f"tokenizer: {len(info['special_ids'])} special tokens, vocab_size {info['vocab_size']}", flush=True)
+        log.info(f"tokenizer: {len(info['special_ids'])} special tokens, vocab_size {info['vocab_size']}")
         entries = generate_samples(text_dir, layout.samples_dir(cfg), layout.dataset_tokenizer_dir(cfg), options,
-                                   cfg.SYSTEM.NUM_WORKERS, cap, MEMORY_KEY)
+                                   cfg.SYSTEM.NUM_WORKERS, cap, MEMORY_KEY, progress=progress_bars())
     peak_gb = monitor.peak / memory.GB
-    print(f"dataset ready: {root} (peak RAM of the stage {peak_gb:.2f} GB, cap {cap:g} GB)", flush=True)
+    log.info(f"dataset ready: {root} (peak RAM of the stage {peak_gb:.2f} GB, cap {cap:g} GB)")
     if peak_gb > cap:
-        print(f"warning: peak RAM {peak_gb:.2f} GB exceeded {MEMORY_KEY} = {cap:g}", flush=True)
+        log.warning(f"peak RAM {peak_gb:.2f} GB exceeded {MEMORY_KEY} = {cap:g}")
     return write_manifest(root, "dataset", settings, **manifest_outputs(info, options, entries),
                           tokenizer_dir=str(layout.dataset_tokenizer_dir(cfg)), articles=record["articles"],
                           peak_rss_gb=round(peak_gb, 3), files=_file_records(root, entries),

@@ -11,6 +11,7 @@ seen so far, this article included. The choice is random (seeded) yet the test s
 shard holding the least text so far (lowest index on ties), so shards are balanced to within one article.
 """
 import heapq
+import logging
 import random
 import shutil
 import time
@@ -22,6 +23,8 @@ from pipeline.errors import DataError
 from pipeline.manifest import as_stored, read_json, write_json_atomic
 
 from dataset.corpus_readers import check_sources, corpus_bytes, iter_articles
+
+log = logging.getLogger(__name__)
 
 SHARDING_RECORD = "sharding.json"
 MAX_OPEN_FILES = 64  # shard files kept open at once; the others are reopened for appending when needed
@@ -168,5 +171,5 @@ def shard_corpus(sources, out_dir, options: ShardingOptions, progress: bool = Tr
     }
     write_json_atomic(out_dir / SHARDING_RECORD, record)
     if record["articles_split"]:
-        print(f"note: {record['articles_split']} article(s) longer than the article limit were split", flush=True)
+        log.info(f"note: {record['articles_split']} article(s) longer than the article limit were split")
     return record

@@ -19,14 +19,18 @@ Tokens per word (pre-tokenizer words: a punctuation mark counts as one) is measu
 words were not chosen from (the held-out shards), so that the saving is not flattered.
 """
 import json
+import logging
 import shutil
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pipeline.errors import ConfigError, DataError
+from pipeline.log_setup import progress_bars
 from pipeline.manifest import read_json, write_json_atomic
 from pipeline.tokenizer_loading import load_tokenizer, lowercases
+
+log = logging.getLogger(__name__)
 
 INFO_FILE = "extremebert_tokenizer.json"
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # [PAD] first, so that pad id = 0
@@ -91,7 +95,7 @@ def train_wordpiece(text_files, vocab_size: int, min_frequency: int, max_chars: 
     tokenizer.decoder = decoders.WordPiece(prefix="##")
     trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
                                         special_tokens=list(SPECIAL_TOKENS), continuing_subword_prefix="##",
-                                        show_progress=True)
+                                        show_progress=progress_bars())
     tokenizer.train_from_iterator(iter_text_batches(text_files, max_chars), trainer=trainer)
     tokenizer.model = models.WordPiece(_canonical_vocab(tokenizer.get_vocab()), unk_token="[UNK]",
                                        continuing_subword_prefix="##")
@@ -202,8 +206,8 @@ def _with_domain_tokens(tokenizer, request: TokenizerRequest, train_files, held_
     backend, record = add_domain_tokens(tokenizer.backend_tokenizer, request.add_domain_tokens, train_files,
                                         held_out_files, request.train_max_chars)
     per_word = record["tokens_per_word"]
-    print(f"domain tokens: {record['added']} words added ({', '.join(record['first'][:8])}, ...); tokens per word"
-          f" on {record['measured_on']} {per_word['base']:.4f} -> {per_word['extended']:.4f}", flush=True)
+    log.info(f"domain tokens: {record['added']} words added ({', '.join(record['first'][:8])}, ...); tokens per word"
+             f" on {record['measured_on']} {per_word['base']:.4f} -> {per_word['extended']:.4f}")
     return _wrap_trained(backend, lowercases(tokenizer)), record
 
 

@@ -10,12 +10,14 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
 from pipeline.errors import DataError, ExtremeBertError
+from pipeline.log_setup import setup_script_logging
 
 
 def _init_worker():
     # One Rust thread per worker: the parallelism comes from the processes, and more threads would oversubscribe.
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    setup_script_logging()  # the level and log file the parent handed down
 
 
 def run_jobs(function, jobs, workers: int, name_of):

@@ -17,6 +17,7 @@ from finetuning.glue_data import HUB_DATASET
 from pipeline.defaults import PRECISIONS, SETTINGS, SETTINGS_BY_KEY
 from pipeline.errors import ConfigError
 from pipeline.hardware import fp16_problems
+from pipeline.log_setup import add_level_flags, setup_script_logging
 from pipeline.setting import FINETUNE_SCRIPT, Interval
 
 STRATEGIES = ("no", "steps", "epoch")
@@ -227,7 +228,9 @@ def parse_args(argv=None, description: str = "", epilog: str = "", extra_types: 
     parser = _one_line_parser((ModelArguments, DataTrainingArguments, TrainingArguments, *extra_types), prog=prog,
                               description=description, epilog=epilog,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    *parsed, remaining = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    add_level_flags(parser)
+    *parsed, levels, remaining = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    setup_script_logging(levels)  # --quiet/--verbose: the one namespace the dataclasses leave
     notes = _trainer_only_flags(remaining) if remaining else []
     return (*parsed, notes)
 

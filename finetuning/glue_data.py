@@ -8,12 +8,15 @@ Local TSVs are split at tabs and newlines only, with no quoting: GLUE sentences 
 (``" the witness "``) that a CSV dialect would swallow across lines. ``utf-8-sig`` drops the BOM that starts MRPC's
 header. A row with the wrong number of columns is an error naming the file and line (nothing is dropped silently).
 """
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from finetuning.glue_tasks import GlueTask, LocalSplit
 from pipeline.errors import DataError, first_line
+
+log = logging.getLogger(__name__)
 
 HUB_DATASET = "nyu-mll/glue"
 # The row id column (GLUE's test files: index, QQP's: id; the Hub and own files: idx); without one, the row number.
@@ -108,8 +111,7 @@ def _malformed(path: Path, expected: int, bad: list, is_test: bool, mode: str) -
     if mode != "skip":
         raise DataError(f"{where}; fix the file, or set FINETUNE.MALFORMED_ROWS skip (run_glue.py: --malformed_rows"
                         f" skip) to drop such rows")
-    print(f"warning: {path}: skipped {len(bad)} row(s) without {expected} columns (the first at line {line})",
-          flush=True)
+    log.warning(f"{path}: skipped {len(bad)} row(s) without {expected} columns (the first at line {line})")
 
 
 def read_local_split(glue_dir, task: GlueTask, split: LocalSplit, malformed_rows: str = "error") -> GlueSplit:

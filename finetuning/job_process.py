@@ -19,6 +19,7 @@ from finetuning.job_checkpoints import latest_checkpoint, remove_checkpoints
 from finetuning.search_progress import PROGRESS_FILE
 from finetuning.job_record import EVAL_FILE, JOB_FILE, records_match
 from pipeline.locks import try_lock
+from pipeline.log_setup import LEVEL_ENV, LOG_FILE_ENV
 from pipeline.manifest import read_json, write_json_atomic
 
 CLAIM_FILE = ".claim"
@@ -124,6 +125,9 @@ def run_job(job_dir: Path, record: dict, arguments: list, gpus: Optional[list], 
     write_json_atomic(job_dir / JOB_FILE, record)
     child_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), child_env.get("PYTHONPATH", "")]))
+    # A job's console is its job.log, not the stage's log; as a log, it keeps the INFO lines under --quiet too.
+    child_env.pop(LOG_FILE_ENV, None)
+    child_env[LEVEL_ENV] = "DEBUG" if child_env.get(LEVEL_ENV) == "DEBUG" else "INFO"
     if gpus is not None:
         child_env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus)
         processes = len(gpus)

@@ -4,9 +4,9 @@ evaluation and checkpoints at the flags' intervals), evaluate, predict, and writ
 the search uses ``load_tokenizer`` too, to tokenize each task once before its jobs.
 """
 import json
+import logging
 import math
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,9 +28,11 @@ from pipeline.model_files import check_weight_files, write_model_folder
 from pipeline.model_positions import input_positions
 from pipeline.tokenizer_loading import check_vocabulary
 
+log = logging.getLogger(__name__)
+
 
 def _log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+    log.info(f"[{time.strftime('%H:%M:%S')}] {message}")  # a job's lines keep their clock, as the HF Trainer's
 
 
 def refuse_old_format(model_path: str) -> None:
@@ -95,8 +97,8 @@ def fit_to_positions(model_args: ModelArguments, data_args: DataTrainingArgument
     except (OSError, ValueError):
         return
     if positions is not None and data_args.max_seq_length > positions:
-        print(f"note: --max_seq_length {data_args.max_seq_length} exceeds the {positions} positions of {name}"
-              f" (max_position_embeddings); using {positions}", file=sys.stderr, flush=True)
+        log.warning(f"--max_seq_length {data_args.max_seq_length} exceeds the {positions} positions of {name}"
+                    f" (max_position_embeddings); using {positions}")
         data_args.max_seq_length = positions
 
 

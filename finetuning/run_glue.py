@@ -19,6 +19,7 @@ own task ``predictions_test.tsv``), checkpoints ``checkpoint-<STEP>/`` (resumed 
 --overwrite_output_dir) and, with --save_model, the finetuned model under ``OUTPUT_DIR/model``. Under
 ``torchrun`` (several GPUs) it trains with DistributedDataParallel and rank 0 writes the outputs.
 """
+import logging
 import sys
 from pathlib import Path
 
@@ -27,6 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script:
 from finetuning.arguments import finalize, parse_args  # noqa: E402
 from finetuning.job_run import run  # noqa: E402
 from pipeline.errors import ConfigError, ExtremeBertError  # noqa: E402
+from pipeline.log_setup import warn_notes  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 EPILOG = """Defaults that differ from the HF example: --pad_to_max_length is off (each batch is padded to its own
 longest row: same results, faster), --per_device_eval_batch_size is 128, --precision auto uses bf16 (else fp16)
@@ -42,8 +46,7 @@ def main(argv=None) -> int:
         import torch
 
         notes += finalize(model_args, data_args, args, torch.cuda.is_available())
-        for note in notes:
-            print(note, file=sys.stderr, flush=True)
+        warn_notes(log, notes)
         run(model_args, data_args, args)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)

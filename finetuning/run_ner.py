@@ -18,6 +18,7 @@ Writes ``eval_results.json`` (``precision``, ``recall``, ``f1``, ``accuracy``, w
 --test_file, ``predictions_test.tsv``: ``index<TAB>prediction``, the prediction being the sentence's tags, one per
 word, space-separated.
 """
+import logging
 import sys
 from pathlib import Path
 
@@ -28,6 +29,9 @@ from finetuning.job_run import run  # noqa: E402
 from finetuning.ner_arguments import NerArguments, finalize_ner  # noqa: E402
 from finetuning.run_glue import EPILOG  # noqa: E402
 from pipeline.errors import run_reporting_errors  # noqa: E402
+from pipeline.log_setup import warn_notes  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 NER_EPILOG = """--task_name is ner, pos or chunk (default ner): it picks the JSON tag column <task_name>_tags when
 there is no tags column. Only the first piece of each word is trained on its tag unless --label_all_tokens; a word
@@ -43,8 +47,7 @@ def main(argv=None) -> int:
     def job() -> None:
         import torch
 
-        for note in notes + finalize_ner(model_args, data_args, args, ner_args, torch.cuda.is_available()):
-            print(note, file=sys.stderr, flush=True)
+        warn_notes(log, notes + finalize_ner(model_args, data_args, args, ner_args, torch.cuda.is_available()))
         run(model_args, data_args, args, ner_args)
 
     return run_reporting_errors(job)

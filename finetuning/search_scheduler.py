@@ -2,6 +2,7 @@
 beforehand (``pretokenize``), each job's run_glue.py command line (``job_arguments``: the table's flags, then the
 job's own), and ``JobScheduler``, which runs jobs on the slots, retries a failed one and prints a line as each
 starts and ends."""
+import logging
 import queue
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,8 @@ from pipeline.defaults import get_key
 from pipeline.errors import ConfigError, DataError
 from pipeline.manifest import read_json
 from pipeline.tensorboard_log import remove_event_files
+
+log = logging.getLogger(__name__)
 
 CACHE_SUBDIR = ".cache"  # finetune/<TASK>/.cache/: the tokenized splits the task's jobs share
 
@@ -79,8 +82,7 @@ def pretokenize(cfg, tasks) -> dict:
                 encoded = load_encoded(split_task, kind, split, tokenizer, ft.MAX_SEQ_LENGTH, ft.GLUE_DIR, limit,
                                        cache, tokenizer_key=key, malformed_rows=ft.MALFORMED_ROWS)
                 rows.setdefault(name, len(encoded))  # the first split is train
-        print(f"tokenized {name} ({len(splits)} splits, {rows[name]} training rows) in {time.time() - started:.1f}s",
-              flush=True)
+        log.info(f"tokenized {name} ({len(splits)} splits, {rows[name]} training rows) in {time.time() - started:.1f}s")
     return rows
 
 
@@ -203,7 +205,7 @@ class JobScheduler:
         job_dir = search.job_dir(job)
         with claimed(job_dir) as mine:
             if not mine:
-                print(f"{prefix} skipped: another process is running it", flush=True)
+                log.info(f"{prefix} skipped: another process is running it")
                 self.progress.finish(key, None)
                 return
             record = self._attempts(search, job, model, init_from, save_model, slot, prefix)
@@ -212,16 +214,15 @@ class JobScheduler:
             self.progress.finish(key, record["wall_time_s"], training_time(read_json(job_dir / PROGRESS_FILE)))
             metric = search_task(self.cfg, job.task).primary_metric
             score = primary_score(job_dir, metric)
-            print(f"{prefix} done: {metric} {'n/a' if score is None else f'{score:.4f}'} in"
-                  f" {format_duration(record['wall_time_s'])}; {self.progress.summary()}", flush=True)
+            log.info(f"{prefix} done: {metric} {'n/a' if score is None else f'{score:.4f}'} in"
+                     f" {format_duration(record['wall_time_s'])}; {self.progress.summary()}")
         else:
             self.progress.finish(key, None)
             self.failed.append((search, job, record))
-            print(f"{prefix} FAILED after {format_duration(record['wall_time_s'])}: {record['error']}; the last lines"
-                  f" of {job_dir / LOG_FILE}:", flush=True)
-            for line in log_tail(job_dir):
-                print(f"    | {line}", flush=True)
-            print(f"{prefix} recorded as failed; {self.progress.summary()}", flush=True)
+            log.warning("\n".join([f"{prefix} FAILED after {format_duration(record['wall_time_s'])}: {record['error']};"
+                                    f" the last lines of {job_dir / LOG_FILE}:"]
+                                   + [f"    | {line}" for line in log_tail(job_dir)]))
+            log.info(f"{prefix} recorded as failed; {self.progress.summary()}")
 
     def _attempts(self, search, job, model, init_from, save_model, slot, prefix) -> dict:
         ft = self.cfg.FINETUNE
@@ -236,7 +237,7 @@ class JobScheduler:
             if checkpoint is None:  # trained from scratch: its TensorBoard curves start afresh too
                 remove_event_files(layout.tensorboard_dir_of(self.cfg, job_dir))
             again = f" (attempt {attempt} of {attempts})" if attempt > 1 else ""
-            print(f"{prefix} started{where}{how}{again}", flush=True)
+            log.info(f"{prefix} started{where}{how}{again}")
             arguments = job_arguments(self.cfg, job, job_dir, model, search.random_init and init_from is None,
                                        save_model, processes, resume=checkpoint is not None)
             watcher = JobWatcher(job_dir / PROGRESS_FILE, prefix, ft.PROGRESS_SECONDS, time.time())
@@ -244,6 +245,6 @@ class JobScheduler:
                              env=_wandb_env(self.cfg, search, job.task), watch=watcher.poll)
             if record["status"] == "completed" or attempt == attempts:
                 return record
-            print(f"{prefix} failed after {format_duration(record['wall_time_s'])}: {record['error']}; running it"
-                  f" again", flush=True)
+            log.warning(f"{prefix} failed after {format_duration(record['wall_time_s'])}: {record['error']}; running"
+                        f" it again")
         return record

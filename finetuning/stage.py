@@ -14,6 +14,7 @@ only when a task is left without any completed job. A job killed mid-way resumes
 (FINETUNE.SAVE_STEPS) on the next run. Top-level imports stay light: the runner imports this module for status and
 validation.
 """
+import logging
 from pathlib import Path
 
 from finetuning.glue_data import HUB_DATASET
@@ -24,6 +25,8 @@ from pipeline import layout
 from pipeline.defaults import is_local_path
 from pipeline.errors import DataError, ExtremeBertError
 from pipeline.manifest import StageStatus
+
+log = logging.getLogger(__name__)
 
 
 class FinetuneJobsFailed(ExtremeBertError):
@@ -63,10 +66,9 @@ def _tasks_without_success(searches: list, failed: list) -> list:
 def _finish(searches: list, scheduler: JobScheduler) -> None:
     """Say what failed; stop with an error only when a task has no completed job at all."""
     if scheduler.failed:
-        print(f"{len(scheduler.failed)} job(s) failed; they are recorded as failed (the report lists them) and rerun"
-              f" by the next run of the same command:", flush=True)
-        for search, job, record in scheduler.failed:
-            print(f"  {search.job_dir(job)}: {record['error']}", flush=True)
+        log.warning("\n".join([f"{len(scheduler.failed)} job(s) failed; they are recorded as failed (the report lists"
+                                f" them) and rerun by the next run of the same command:"]
+                               + [f"  {search.job_dir(job)}: {record['error']}" for search, job, record in scheduler.failed]))
     hopeless = _tasks_without_success(searches, scheduler.failed)
     if hopeless:
         names = ", ".join(f"{task}{' (random init)' if search.random_init else ''}" for search, task in hopeless)
@@ -74,7 +76,7 @@ def _finish(searches: list, scheduler: JobScheduler) -> None:
         first = next(record for s, job, record in scheduler.failed if s is search and job.task == task)
         raise FinetuneJobsFailed(f"no successful configuration for {names}: every job that ran failed (first:"
                                  f" {first['error']}); see the job.log files above, then rerun the same command")
-    print(f"finetuning complete: {scheduler.finished} job(s) run, {len(scheduler.failed)} failed", flush=True)
+    log.info(f"finetuning complete: {scheduler.finished} job(s) run, {len(scheduler.failed)} failed")
 
 
 def tasks_keeping_models(cfg, search) -> set:
@@ -102,7 +104,7 @@ def finetune(cfg) -> None:
     scheduler = JobScheduler(cfg, {**_work(searches, first, rows), **_work(searches, later, rows)})
     progress = scheduler.progress
     planned = sum(len(jobs) for search in searches for jobs in search.jobs.values())
-    print(f"finetune: {progress.total} of {planned} jobs to run ({', '.join(tasks)})", flush=True)
+    log.info(f"finetune: {progress.total} of {planned} jobs to run ({', '.join(tasks)})")
     for search in searches:  # first everything that does not wait for STILT (the source included)
         scheduler.run(search, first[search.root], save_tasks=tasks_keeping_models(cfg, search))
     for search in searches:
@@ -115,12 +117,11 @@ def finetune(cfg) -> None:
         for key in expected - {(job, search.random_init) for job in jobs}:
             progress.finish(key, None)  # not to run after all (done for the chosen source, or no source)
         if init_from is None:
-            print(f"STILT: no completed {search.source} job; {', '.join(sorted(search.targets))} wait for the next"
-                  f" run", flush=True)
+            log.warning(f"STILT: no completed {search.source} job; {', '.join(sorted(search.targets))} wait for the"
+                        f" next run")
             continue
         if jobs:
-            print(f"STILT: {', '.join(sorted(search.targets))} start from {init_from} ({len(jobs)} jobs to run)",
-                  flush=True)
+            log.info(f"STILT: {', '.join(sorted(search.targets))} start from {init_from} ({len(jobs)} jobs to run)")
             scheduler.run(search, jobs, init_from=init_from,
                           save_tasks=tasks_keeping_models(cfg, search))
     _finish(searches, scheduler)

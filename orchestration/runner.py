@@ -8,6 +8,7 @@ running it, so a dataset another run has just built is skipped. Before a stage r
 and have room for the stage's estimate (``pipeline.disk``).
 """
 import inspect
+import logging
 import os
 import shutil
 import sys
@@ -21,6 +22,8 @@ from pipeline import disk, layout
 from pipeline.errors import ExitCode
 from pipeline.locks import FolderLock
 from pipeline.manifest import StageStatus, write_text_atomic
+
+log = logging.getLogger(__name__)
 
 
 def stage_status(stage: Stage, cfg, deep: bool = False) -> StageStatus:
@@ -76,7 +79,7 @@ def format_plan(rows) -> str:
 def run_stage_subprocess(stage: Stage, config_path: Path, log_file: Path):
     """Run one stage in a child process (see ``orchestration.stage_process``); returns its Outcome."""
     entry = f"{stage.entry.__module__}:{stage.entry.__qualname__}"  # a child process finds a function by its name
-    command = [sys.executable, "-m", "orchestration.stage_process", entry, str(config_path)]
+    command = [sys.executable, "-m", "orchestration.stage_process", entry, str(config_path), str(log_file)]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH", "")]))
     return run_logged(command, env, log_file, cwd=os.getcwd())
@@ -149,7 +152,7 @@ def run_pipeline(cfg, force=(), stages=STAGES, wait: bool = True, deep: bool = F
         config_path = write_text_atomic(run_folder / "config.yaml", cfg.dump())
         redo = forced_stages(list(force), stages)
         rows = plan(cfg, force, stages, deep)
-        print(format_plan(rows), flush=True)
+        log.info(format_plan(rows))
         ran_earlier = False
         for stage, planned, status in rows:
             if planned == "disabled":
@@ -159,21 +162,21 @@ def run_pipeline(cfg, force=(), stages=STAGES, wait: bool = True, deep: bool = F
             lock = None if folder == run_folder else held.enter_context(FolderLock(folder, root, wait))
             action = turn.settle(planned, lock, ran_earlier)
             if action == "run" and planned == "skip":
-                print(f"\n[run] {stage.name}: {turn.status.detail} (after the stages above ran)", flush=True)
+                log.info(f"\n[run] {stage.name}: {turn.status.detail} (after the stages above ran)")
             if action == "skip":
-                print(f"\n[skip] {stage.name}: complete ({', '.join(turn.status.writes)})", flush=True)
+                log.info(f"\n[skip] {stage.name}: complete ({', '.join(turn.status.writes)})")
                 continue
             ran_earlier = ran_earlier or bool(stage.status)  # the install check writes nothing a stage reads
             _prepare_to_run(stage, turn.status, cfg, stage.name in redo)
             log_file = layout.log_path(cfg, stage.name)
-            print(f"\n{'=' * 100}\n== stage {stage.name}  (log: {log_file})\n{'=' * 100}", flush=True)
+            log.info(f"\n{'=' * 100}\n== stage {stage.name}  (log: {log_file})\n{'=' * 100}")
             started = time.time()
             outcome = run_stage_subprocess(stage, config_path, log_file)
             elapsed = time.time() - started
             if outcome.returncode != 0 or outcome.interrupted_by:
                 return _stopped(stage, outcome, elapsed, log_file)
-            print(f"\n[done] {stage.name} in {elapsed:.1f}s", flush=True)
+            log.info(f"\n[done] {stage.name} in {elapsed:.1f}s")
             if lock is not None:
                 lock.acquire(shared=True)  # the later stages read what it wrote: keep other writers out
-    print(f"\nPipeline finished. Run folder: {layout.run_dir(cfg)}", flush=True)
+    print(f"\nPipeline finished. Run folder: {layout.run_dir(cfg)}", flush=True)  # the summary: shown even --quiet
     return ExitCode.OK

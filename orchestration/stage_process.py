@@ -1,6 +1,7 @@
 """A stage's child process, both ends: the runner's side (``run_logged``) makes sure nothing outlives the runner and
 nothing the stage printed is lost; the child's side (``python -m orchestration.stage_process MODULE:FUNCTION
-RESOLVED_CONFIG.yaml``) calls the stage's entry function.
+RESOLVED_CONFIG.yaml [LOG_FILE]``) sets up logging at the config's SYSTEM.LOG_LEVEL (the records the console does
+not show go to LOG_FILE directly: ``pipeline.log_setup``) and calls the stage's entry function.
 
 Each stage runs in its own process so that DeepSpeed's launcher and GPU groups work, memory is returned between
 stages, and a crash in one stage cannot corrupt the runner's state.
@@ -22,6 +23,7 @@ stages, and a crash in one stage cannot corrupt the runner's state.
 - In the child, a full or read-only disk becomes one line and exit code 3.
 """
 import ctypes
+import logging
 import os
 import pkgutil
 import select
@@ -35,6 +37,9 @@ from typing import Optional
 
 from pipeline.config import load_resolved_config
 from pipeline.errors import ExitCode, run_reporting_errors
+from pipeline.log_setup import setup_logging
+
+log = logging.getLogger(__name__)
 
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 RUNNER_PID_ENV = "EXTREMEBERT_RUNNER_PID"  # tells the child which parent to die with
@@ -69,7 +74,7 @@ class _Output:
         self.log_file = log_file
 
     def _warn(self, text: str) -> None:
-        print(f"warning: {text}", file=sys.stderr, flush=True)
+        log.warning(text)
 
     def write(self, chunk: bytes, to_console: bool = True) -> None:
         if to_console and self.console is not None:
@@ -206,12 +211,14 @@ def die_with_runner() -> None:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 2 or ":" not in argv[0]:
-        print("usage: python -m orchestration.stage_process MODULE:FUNCTION RESOLVED_CONFIG.yaml", file=sys.stderr)
+    if len(argv) not in (2, 3) or ":" not in argv[0]:
+        print("usage: python -m orchestration.stage_process MODULE:FUNCTION RESOLVED_CONFIG.yaml [LOG_FILE]",
+              file=sys.stderr)
         return 2
     die_with_runner()
     module_name, function_name = argv[0].split(":", 1)
     cfg = load_resolved_config(argv[1])
+    setup_logging(cfg.SYSTEM.LOG_LEVEL, argv[2] if len(argv) == 3 else None)
     entry = pkgutil.resolve_name(f"{module_name}:{function_name}")  # the one function named by a string: across
     #                                                                    the process boundary, from stages.STAGES
 

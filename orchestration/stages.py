@@ -4,6 +4,7 @@ Each stage is a record of its entry function (run in a child process), its statu
 and writes), its config checks, the folder it writes and how much it may write there. The install stage has no
 package of its own: it is the check below that the environment holds every pinned requirement.
 """
+import logging
 import re
 import sys
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from pretraining import stage as pretrain_stage
 from publishing import stage as publish_stage
 from quickstart.build_demo_data import build_demo_data
 from scripts import result_collection
+
+log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REQUIREMENTS = REPO_ROOT / "requirements.txt"
@@ -75,7 +78,7 @@ def check_install(config=None) -> None:
     if problems:
         raise InstallError(f"environment incomplete ({'; '.join(problems)}): run `bash install.sh` in {REPO_ROOT}"
                            f" (python: {sys.executable})")
-    print(f"install: all {len(read_requirements())} pinned requirements present ({sys.executable})")
+    log.info(f"install: all {len(read_requirements())} pinned requirements present ({sys.executable})")
 
 
 STAGES = (

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from yacs.config import CfgNode as CN
 
+from pipeline.log_setup import LEVELS as LOG_LEVELS
 from pipeline.setting import FINETUNE_SCRIPT, HORIZON, OPERATIONAL, RESULT_IF_CHANGED, SEARCH, Setting as S
 
 # Model shapes by preset name (the MODEL.PRESET choices); pretraining.modeling builds its config from them.
@@ -48,6 +49,9 @@ SETTINGS = (
     S("SYSTEM.TENSORBOARD", True, "write TensorBoard event files of pretraining and of each finetuning job into the"
                                   " run folder's tensorboard/ (tensorboard --logdir OUTPUT_ROOT/runs/ID/tensorboard)",
       flags=("--tensorboard",), scripts=_PRE, identity=OPERATIONAL),
+    S("SYSTEM.LOG_LEVEL", "INFO", "what the console shows: DEBUG | INFO | WARNING | ERROR (main.py's and the scripts'"
+      " --quiet = WARNING and --verbose = DEBUG override it); logs/<stage>.log keeps DEBUG either way",
+      choices=LOG_LEVELS, identity=OPERATIONAL),
     # -- INSTALL -------------------------------------------------------------------------------------------------
     S("INSTALL.ENABLED", True, "check that the running environment has every dependency before the other stages"),
     # -- DEMO_DATA -----------------------------------------------------------------------------------------------

@@ -11,12 +11,15 @@ A writer takes the lock exclusively; a run that only reads a folder (a dataset i
 keeps writers out (``--force dataset`` in another run waits) but lets any number of readers in.
 """
 import fcntl
+import logging
 import os
 import socket
 import time
 from pathlib import Path
 
 from pipeline.errors import ExitCode, ExtremeBertError
+
+log = logging.getLogger(__name__)
 
 
 class FolderBusy(ExtremeBertError):
@@ -72,7 +75,7 @@ class FolderLock:
                 if not self.wait:
                     raise FolderBusy(f"{self.folder} is in use by {holder}; let that run finish, or leave out "
                                      f"--no-wait to wait for it")
-                print(f"waiting for {self.folder}: in use by {holder}", flush=True)
+                log.warning(f"waiting for {self.folder}: in use by {holder}")
                 fcntl.flock(fd, mode)
         except BaseException:
             os.close(fd)

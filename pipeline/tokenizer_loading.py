@@ -10,12 +10,14 @@ raising), a tokenizer without [PAD]/[CLS]/[SEP]/[MASK].
 transformers is imported inside the functions: pipeline modules are imported by light processes (the runner,
 status checks) that never load a tokenizer.
 """
-import sys
+import logging
 from pathlib import Path
 from typing import Optional
 
 from pipeline.defaults import is_local_path
 from pipeline.errors import DataError, first_line
+
+log = logging.getLogger(__name__)
 
 VOCAB_FOLDER = "vocab.txt folder"
 TOKENIZER_JSON_FOLDER = "tokenizer.json folder"
@@ -152,7 +154,6 @@ def load_tokenizer(name_or_path, do_lower_case: Optional[bool] = None, *, settin
     check_tokenizer(tokenizer, name, setting)
     own = lowercases(tokenizer)
     if do_lower_case is not None and kind != VOCAB_FOLDER and own != do_lower_case:
-        print(f"warning: {prefix}do_lower_case = {do_lower_case} but tokenizer '{name}' "
-              f"{'lower-cases' if own else 'keeps case'}; the tokenizer's own behaviour is kept",
-              file=sys.stderr, flush=True)
+        log.warning(f"{prefix}do_lower_case = {do_lower_case} but tokenizer '{name}' "
+                    f"{'lower-cases' if own else 'keeps case'}; the tokenizer's own behaviour is kept")
     return tokenizer

@@ -7,17 +7,20 @@ override it. Flags of the original script that have no meaning here are accepted
 one-line note naming what to use instead.
 """
 import argparse
+import logging
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline import layout
 from pipeline.errors import ConfigError
 from pipeline.init_checkpoint import StartingCheckpoint, apply_init_from
+from pipeline.log_setup import add_level_flags, setup_script_logging, warn_notes
 from pipeline.script_flags import (ScriptParser, add_not_applicable, add_setting_flags, config_from_flags,
                                    not_applicable_notes)
 from pipeline.validation import recipe_problems
+
+log = logging.getLogger(__name__)
 
 SCRIPT = "pretrain"  # the script's name in the settings table
 # Flags that are not settings: where to read and write, and what launchers pass.
@@ -108,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--hub_model_id", default="", help="the repository of --push_to_hub, \"user/name\" or \"name\""
                                                       " (default: PUBLISH.HUB_REPO, else the name of --output_dir)")
     add_setting_flags(p, SCRIPT)
+    add_level_flags(p)
     _add_original_flags(p)
     return p
 
@@ -149,9 +153,9 @@ def parse_arguments(argv=None) -> tuple:
     """(config, paths) for ``argv``; raises ConfigError listing every problem. Notes on flags that do not apply
     go to stderr (once, from the first rank)."""
     args = build_parser().parse_args(argv)
+    setup_script_logging(args)
     if os.environ.get("RANK", "0") == "0":
-        for note in not_applicable_notes(args):
-            print(note, file=sys.stderr, flush=True)
+        warn_notes(log, not_applicable_notes(args))
     cfg = config_from_flags(args, SCRIPT, args.config)
     # The architecture follows --model_name_or_path; the tokenizer is --tokenizer_name (the samples'), which the
     # trainer checks against the checkpoint's vocabulary.

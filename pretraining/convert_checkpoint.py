@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from pipeline.errors import DataError
+from pipeline.log_setup import add_level_flags, setup_script_logging
 from pipeline.manifest import read_json
 from pipeline.model_files import check_weight_files
 
@@ -100,7 +101,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n\n")[0])
     parser.add_argument("old_dir", help="final_model folder of the old format (model type extremebert)")
     parser.add_argument("new_dir", help="where to write the stock roberta-prelayernorm folder (may be OLD_DIR)")
+    add_level_flags(parser)
     args = parser.parse_args(argv)
+    setup_script_logging(args)
     try:
         convert(args.old_dir, args.new_dir)
     except DataError as e:

@@ -4,13 +4,13 @@ Nothing here knows about data or the loop; ``build_engine`` returns the engine a
 """
 import contextlib
 import io
-import logging
 import os
 from dataclasses import dataclass
 
 import torch
 
 from pipeline.errors import ConfigError
+from pipeline.log_setup import chosen_level, library_level
 from pretraining.modeling import BertForPreTraining, maybe_compile
 
 
@@ -155,7 +155,7 @@ def build_engine(cfg, model_config, precision: str, world_size: int, local_rank:
     optimizer = OPTIMIZERS[p.OPTIMIZER](optimizer_param_groups(model, p.WEIGHT_DECAY), lr=p.LEARNING_RATE,
                                        betas=(p.ADAM_BETA1, p.ADAM_BETA2), eps=p.ADAM_EPS)
     ds_config = deepspeed_config(cfg, precision, world_size)
-    deepspeed.utils.logger.setLevel(logging.WARNING)  # its INFO lines would drown the training log
+    deepspeed.utils.logger.setLevel(library_level(chosen_level()))  # its INFO lines would drown the training log
     # DeepSpeed's bf16 optimizer prints a memory report per parameter group; errors still raise.
     with contextlib.redirect_stdout(io.StringIO()):
         engine, _, _, _ = deepspeed.initialize(model=maybe_compile(model, cfg.MODEL.COMPILE), optimizer=optimizer,

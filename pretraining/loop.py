@@ -2,6 +2,7 @@
 steps; stop exactly at NUM_STEPS, at the time budget (leaving room for the end-of-run work), on SIGTERM (after a
 checkpoint) or when training diverges."""
 import hashlib
+import logging
 import math
 import shutil
 import signal
@@ -17,6 +18,8 @@ from pretraining.data.loader import VALIDATION_SALT, SampleStream
 from pretraining.engine import all_reduce, loss_scale
 from pretraining.hf_model import export_final_model
 from pretraining.modeling import pretraining_flops_per_sample
+
+log = logging.getLogger(__name__)
 
 LOWER_LR = "PRETRAIN.LEARNING_RATE, --lr"  # what a diverged run's line tells both main.py and script users to lower
 
@@ -115,7 +118,7 @@ class TrainingLoop:
     # -- bookkeeping ---------------------------------------------------------------------------------------------
     def log(self, message: str) -> None:
         if self.run.rank == 0:
-            print(message, flush=True)
+            log.info(message)
 
     def checkpoint(self) -> None:
         started = time.monotonic()

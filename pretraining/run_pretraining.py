@@ -2,6 +2,7 @@
 `python pretraining/run_pretraining.py ...`. Rerunning the same command resumes from the newest checkpoint.
 See `--help` for the flags (a bad flag or value: one line per problem, exit 2) and pretraining/trainer.py for what
 happens."""
+import logging
 import sys
 from pathlib import Path
 
@@ -10,6 +11,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline.errors import run_reporting_errors  # noqa: E402
 from pipeline.layout import FINAL_MODEL  # noqa: E402
 from pretraining.arguments import parse_arguments  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 
 def main(argv=None) -> int:
@@ -29,11 +32,12 @@ def main(argv=None) -> int:
         if paths.hub_repo and manifest is not None:  # rank 0, once the manifest records the model and its card
             from pipeline.hub_publish import publish_folder
 
-            print(publish_folder(paths.output_dir / FINAL_MODEL, paths.hub_repo, cfg.PUBLISH.PRIVATE,
-                                 "ExtremeBERT: pretrained model"), flush=True)
+            log.info(publish_folder(paths.output_dir / FINAL_MODEL, paths.hub_repo, cfg.PUBLISH.PRIVATE,
+                                    "ExtremeBERT: pretrained model"))
         return 0
 
     return run_reporting_errors(run)
+
 
 if __name__ == "__main__":
     sys.exit(main())

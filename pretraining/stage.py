@@ -11,6 +11,7 @@ never complete.
 
 Top-level imports stay light (no torch): the runner imports this module for status and validation.
 """
+import logging
 import os
 import subprocess
 import sys
@@ -23,6 +24,8 @@ from pipeline.hardware import data_parallel_processes, fp16_problems, free_port,
 from pipeline.manifest import (StageStatus, changed_files, file_records, manifest_status, read_manifest,
                                write_text_atomic)
 from pipeline.run_ids import horizon, pretrain_settings, samples_identity
+
+log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = "pretraining/run_pretraining.py"
@@ -90,7 +93,7 @@ def pretrain(cfg) -> None:
     if 0 < num_gpus < cfg.SYSTEM.PROCESSES_PER_NODE:
         raise ConfigError(_too_many_processes(cfg, num_gpus))
     command = launch_command(cfg, num_gpus, config_file)
-    print(f"launching: {' '.join(command)}", flush=True)
+    log.info(f"launching: {' '.join(command)}")
     code = subprocess.run(command, cwd=REPO_ROOT, env=launch_env(cfg, num_gpus)).returncode
     if code == ExitCode.DISK:  # the script said why on the line above; keep the code for main.py
         raise DiskError(f"pretraining stopped: the disk of {out} is full or read-only (see the line above)")

@@ -10,6 +10,7 @@
    ``manifest.json`` last, so that a crashed run is never complete.
 """
 import dataclasses
+import logging
 import signal
 from dataclasses import dataclass
 
@@ -34,6 +35,8 @@ from pretraining.metrics_log import MetricsLog, gpu_peak_flops
 from pretraining.modeling import describe, model_config_from_cfg
 from pretraining.schedulers import PretrainLRScheduler, lr_multiplier
 from pretraining.stage import final_model_records, stage_settings
+
+log = logging.getLogger(__name__)
 
 INTERRUPT_EXIT_CODE = ExitCode.SIGNAL_BASE + signal.SIGTERM  # what a shell reports for a terminated process
 CONSTANT_STEP_WARMUP = 1000  # warmup steps of the originals' --lr_schedule constant_step without --num_warmup_steps
@@ -116,7 +119,7 @@ def starting_weights(cfg, paths: PretrainPaths, model_config, tokenizer) -> tupl
 
 def _log(run: RunSetup, message: str) -> None:
     if run.rank == 0:
-        print(message, flush=True)
+        log.info(message)
 
 
 def resume_state(run: RunSetup, engine) -> TrainState:
@@ -237,7 +240,7 @@ def train(cfg, paths: PretrainPaths) -> dict:
     metrics = _metrics_log(run, state)
     _log(run, _describe_run(run, parts, device_name))
     if run.local_rank == 0:
-        print(node_report(run.rank, run.local_rank) + "\n", end="", flush=True)  # one write: ranks share a pipe
+        log.info(node_report(run.rank, run.local_rank))  # one write with its newline: ranks share a pipe
     stop_signal = StopSignal()
     loop = TrainingLoop(run, parts, state, scheduler, clock, budget, metrics, stop_signal,
                         gpu_peak_flops(device_name, run.precision) if on_gpu else None)

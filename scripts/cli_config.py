@@ -9,6 +9,7 @@ from pathlib import Path
 from pipeline.config import build_config, load_resolved_config, merge_mapping, opts_to_mapping
 from pipeline.defaults import SETTINGS
 from pipeline.errors import ConfigError, run_reporting_errors
+from pipeline.log_setup import add_level_flags, setup_script_logging
 from pipeline.validation import value_problems
 from scripts.result_collection import validate_config
 
@@ -17,6 +18,7 @@ def make_parser(description: str) -> argparse.ArgumentParser:
     """A parser with the config arguments every result-collection script takes; ``description`` is its docstring."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser)
+    add_level_flags(parser)
     return parser
 
 
@@ -58,6 +60,7 @@ def run_cli(parser: argparse.ArgumentParser, action, argv=None) -> int:
     """Parse ``argv``, build the config and call ``action(cfg, args)``. A user's error is reported as main.py reports
     it: one ``error:`` line per problem and the same exit code (2 for the config, 3 for the disk, 1 otherwise)."""
     args = parser.parse_args(argv)
+    setup_script_logging(args)
 
     def run() -> None:
         action(config_from_args(args), args)

@@ -10,6 +10,7 @@ get a report table of their own; the GLUE score and the zip are GLUE's alone.
 Outputs in the run folder: report.md, results.json, glue_submission.zip and results/ (tables, plots and this
 stage's manifest). Top-level imports stay light: the runner imports this module in its own process.
 """
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,8 @@ from quickstart.demo_tasks import demo_tasks_path, demo_tasks_problem, load_demo
 from scripts.best_config import glue_score, select_all
 from scripts.finetune_jobs import jobs_fingerprint, load_jobs, result_tasks
 from scripts.submission import test_file_path
+
+log = logging.getLogger(__name__)
 
 STAGE = "result_collection"
 SUBMISSION_NAME = "glue_submission.zip"
@@ -135,8 +138,8 @@ def planned_jobs_only(cfg, jobs: dict, root: Path) -> dict:
     kept = {task: [job for job in results if (task, job.path.name) in planned] for task, results in jobs.items()}
     left_out = sum(len(results) for results in jobs.values()) - sum(len(results) for results in kept.values())
     if left_out:
-        print(f"note: {left_out} job folder(s) under {root} are not in the configured search (FINETUNE.TASKS, "
-              "SEEDS and SEARCH grids) and are left out of the results", flush=True)
+        log.info(f"note: {left_out} job folder(s) under {root} are not in the configured search (FINETUNE.TASKS, "
+                 "SEEDS and SEARCH grids) and are left out of the results")
     return {task: results for task, results in kept.items() if results}
 
 
@@ -148,7 +151,7 @@ def gather(cfg) -> Collection:
     random_dir = layout.random_init_finetune_dir(cfg)
     random_jobs = planned_jobs_only(cfg, load_jobs(random_dir, tasks), random_dir) if random_dir.is_dir() else None
     if cfg.FINETUNE.get("RANDOM_INIT_BASELINE", False) and not random_jobs:
-        print(f"note: FINETUNE.RANDOM_INIT_BASELINE is set but {random_dir} holds no jobs", flush=True)
+        log.warning(f"FINETUNE.RANDOM_INIT_BASELINE is set but {random_dir} holds no jobs")
     return Collection(tasks=tasks, jobs=jobs, bests=select_all(jobs, tasks),
                       demo=load_demo_tasks(cfg.FINETUNE.GLUE_DIR), random_init_jobs=random_jobs,
                       random_init_bests=select_all(random_jobs, tasks) if random_jobs is not None else None)
@@ -180,7 +183,7 @@ def summarize_validation(cfg, collection: Optional[Collection] = None) -> dict:
     titles = {task: task_label(task, demo) for task in collection.jobs}
     write_task_tables(collection.jobs, collection.tasks, out_dir, titles=titles)
     for task, jobs in collection.jobs.items():
-        print(task_markdown(collection.tasks[task], jobs, task_label(task, demo)), flush=True)
+        log.info(task_markdown(collection.tasks[task], jobs, task_label(task, demo)))
     random_jobs = collection.random_init_jobs
     if random_jobs:
         titles = {task: f"{task_label(task, demo)}, random initialisation" for task in random_jobs}
@@ -194,10 +197,10 @@ def _print_bests(collection: Collection, score_line: str) -> None:
     width = max([6] + [len(task) for task in collection.bests])
     for task, best in collection.bests.items():
         spread = best.spread
-        print(f"{task:{width}} {best.metric:9} median {percent(best.median):>6} over {spread['seeds']} seeds"
-              f" (min {percent(spread['min'])}, max {percent(spread['max'])})  {best.config.describe()}"
-              f"  best seed {best.best_job.seed}", flush=True)
-    print(score_line, flush=True)
+        log.info(f"{task:{width}} {best.metric:9} median {percent(best.median):>6} over {spread['seeds']} seeds"
+                 f" (min {percent(spread['min'])}, max {percent(spread['max'])})  {best.config.describe()}"
+                 f"  best seed {best.best_job.seed}")
+    log.info(score_line)
 
 
 def _score_line(cfg, collection: Collection) -> str:
@@ -250,10 +253,10 @@ def translate_test_result(cfg, collection: Optional[Collection] = None, allow_pa
         return record
     write_submission_zip(plan, path)
     record["written"] = True
-    print(f"wrote {path} ({len(plan.files)} files"
-          + (f"; PARTIAL, missing: {', '.join(plan.missing)}" if plan.missing else "") + ")", flush=True)
+    log.info(f"wrote {path} ({len(plan.files)} files"
+             + (f"; PARTIAL, missing: {', '.join(plan.missing)}" if plan.missing else "") + ")")
     for note in plan.notes:
-        print(f"note: {note}", flush=True)
+        log.info(f"note: {note}")
     return record
 
 
@@ -358,7 +361,7 @@ def collect_test_result(cfg) -> dict:
     write_json_atomic(top / "results.json", results)
     write_text_atomic(top / "report.md", render_report(results))
     _print_bests(collection, results["glue_score"]["line"])
-    print(f"report: {top / 'report.md'}", flush=True)
+    log.info(f"report: {top / 'report.md'}")
     if submission.get("refused"):
         raise DataError(submission["reason"])
     write_manifest(tables_dir(cfg), STAGE, settings, submission_written=submission["written"],

@@ -1,5 +1,5 @@
-"""Test-wide settings: never wait on the network, never log to wandb, and skip DeepSpeed's slow JIT comm op; the
-one-process group that in-process DeepSpeed runs share; the quickstart's demo data folder, built once."""
+"""Test-wide settings: never wait on the network, never log to wandb, and skip DeepSpeed's slow JIT comm op;
+logging as main.py sets it up (INFO on the console), restored after each test that changes it; the one-process group that in-process DeepSpeed runs share; the quickstart's demo data folder, built once."""
 import fcntl
 import os
 import sys
@@ -23,6 +23,17 @@ if str(REPO_ROOT) not in sys.path:
 LONGEST_FILES = ("test_own_tasks_end_to_end.py", "test_quickstart_end_to_end.py", "test_distributed.py",
                  "test_pretrain_training.py", "test_bench_time_to_quality.py", "test_finetuning_stage.py",
                  "test_configs_dry_run.py", "test_finetuning_search_run.py")
+
+
+@pytest.fixture(autouse=True)
+def console_logging(monkeypatch):
+    """Each test starts with the console at INFO, as a plain run has it (in-process callers of the runner and the
+    stages see their lines), and what a test's --quiet or --verbose handed down to child processes is undone."""
+    from pipeline.log_setup import LEVEL_ENV, LIBRARY_VERBOSITY_ENV, LOG_FILE_ENV, QUIET_ENV, setup_logging
+
+    for variable in (LEVEL_ENV, LOG_FILE_ENV, *filter(None, LIBRARY_VERBOSITY_ENV.values()), *QUIET_ENV):
+        monkeypatch.delenv(variable, raising=False)
+    setup_logging("INFO")  # monkeypatch then puts back the variables as they were before the test
 
 
 def pytest_collection_modifyitems(items):

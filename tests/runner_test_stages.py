@@ -6,6 +6,7 @@ Each stage appends a line to ``calls.log`` in the output root, writes its output
 in a process of its own, so that tests can signal it and run two at once.
 """
 import errno
+import logging
 import os
 import subprocess
 import sys
@@ -19,6 +20,8 @@ from orchestration.stages import Stage
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# A logger under a package of ours, as a real stage's module logger is: its DEBUG lines reach the stage's log file.
+log = logging.getLogger("pipeline.stand_in_stages")
 
 
 def config_opts(tmp_path, *opts) -> list:
@@ -63,7 +66,7 @@ def _run(cfg, name, settings=None, out=None):
     out.mkdir(parents=True, exist_ok=True)
     # The call count makes every run's output differ, as a rebuilt dataset's would.
     (out / "output.txt").write_text(f"{name} output, call {len(calls.read_text().split())}\n")
-    print(f"{name}: wrote {out / 'output.txt'}")
+    log.info(f"{name}: wrote {out / 'output.txt'}")
     write_manifest(out, name, settings or _settings(cfg))
 
 
@@ -94,6 +97,23 @@ def second(cfg):
 def failing(cfg):
     print("failing: about to fail")
     raise DataError("the corpus folder /nowhere is empty")
+
+
+def leveled(cfg):
+    """A line at each level, and a library that logs at DEBUG (filelock), for the tests of what reaches the
+    console and the stage's log at each level."""
+    import filelock
+
+    log.debug("stand-in debug line")
+    log.info("stand-in info line")
+    log.warning("stand-in warning line")
+    with filelock.FileLock(str(Path(cfg.SYSTEM.OUTPUT_ROOT) / "stand_in.lock")):
+        pass
+    _run(cfg, "leveled")
+
+
+def leveled_status(cfg):
+    return _status(cfg, "leveled")
 
 
 def _status(cfg, name):
@@ -216,6 +236,7 @@ SLEEPING = (_stage("sleeper", "DATASET", sleeper, second_status),)
 STUBBORN = (_stage("sleeper", "DATASET", stubborn, second_status),)
 POOLED = (_stage("sleeper", "DATASET", pooled, second_status),)
 DISK_FULL = (_stage("disk_full", "DATASET", disk_full, second_status),)
+LEVELED = (_stage("leveled", "DATASET", leveled, leveled_status),)
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ def test_a_binary_file_read_with_replace_is_named_in_a_warning_and_a_few_bad_byt
     (tmp_path / "photo.txt").write_bytes(random.Random(0).randbytes(4000))  # a JPEG someone named .txt
     (tmp_path / "notes.txt").write_bytes(b"a sentence of plain text " * 8 + b"\xff\n")  # 1 bad byte in 201
     _articles(tmp_path, encoding_errors="replace")
-    warnings = capsys.readouterr().out.strip().splitlines()
+    warnings = capsys.readouterr().err.strip().splitlines()
     assert len(warnings) == 1 and warnings[0].startswith(f"warning: {tmp_path / 'photo.txt'}: ")
     assert "%) are U+FFFD, bytes that are not UTF-8 (ENCODING_ERRORS replace)" in warnings[0]
 

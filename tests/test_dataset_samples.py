@@ -171,7 +171,7 @@ def test_a_shard_that_is_mostly_unknown_tokens_gets_a_warning_naming_its_text_fi
     _text_shard(text / "train_00001.txt", [foreign] * 20)  # half of its lines in a script the vocabulary lacks
     options = SampleOptions(max_seq_length=LENGTH, max_predictions_per_seq=4)
     entries = generate_samples(text, tmp_path / "out", tiny_tokenizer[0], options, 1, 1.0, progress=False)
-    warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning:")]
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and warnings[0].startswith(f"warning: {text / 'train_00001.txt'}: ")
     assert "are [UNK] (in train_shard_00001.hdf5): the tokenizer does not cover this text" in warnings[0]
     by_file = {entry["file"]: entry for entry in entries}

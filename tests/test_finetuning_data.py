@@ -107,7 +107,7 @@ def test_malformed_rows_skip_drops_train_and_dev_rows_with_a_printed_count(tmp_p
     _insert_lines(dev, 2, "99\tonly a question", "98\tq\ts\tentailment\textra")
     split = load_split(GLUE_TASKS["QNLI"], "dev", "dev", str(root), malformed_rows="skip")
     assert len(split) == 8 and "99" not in split.index and "98" not in split.index
-    assert capsys.readouterr().out.strip() == (f"warning: {dev}: skipped 2 row(s) without 4 columns (the first at"
+    assert capsys.readouterr().err.strip() == (f"warning: {dev}: skipped 2 row(s) without 4 columns (the first at"
                                                f" line 3)")
 
 

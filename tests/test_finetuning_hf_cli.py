@@ -47,7 +47,7 @@ def _json(path):
 
 
 def _notes(err: str) -> list:
-    return [line for line in err.splitlines() if line.startswith("note:")]
+    return [line for line in err.splitlines() if line.startswith("warning:")]
 
 
 def _error_line(err: str) -> str:
@@ -103,7 +103,7 @@ def test_a_trainer_flag_without_effect_here_says_so_in_one_line_and_the_run_goes
     assert main(_quick(model, glue, tmp_path / "o", "--max_steps", "2", "--torch_compile", "--logging_dir", "logs",
                        "--report_to", "mlflow")) == 0
     notes = _notes(capsys.readouterr().err)
-    assert len(notes) == 3 and all(line.startswith("note: --") and "no effect" in line for line in notes)
+    assert len(notes) == 3 and all(line.startswith("warning: --") and "no effect" in line for line in notes)
     assert {line.split()[1] for line in notes} == {"--torch_compile", "--logging_dir", "--report_to"}
 
 
@@ -269,7 +269,7 @@ def test_a_row_longer_than_the_models_positions_is_cut_to_them(tmp_path, model, 
     assert main(["--model_name_or_path", str(model), "--train_file", str(train), "--validation_file", str(dev),
                  "--output_dir", str(tmp_path / "o"), "--do_train", "--do_eval", "--max_seq_length", "1024",
                  "--per_device_train_batch_size", "8", "--max_steps", "1"]) == 0
-    assert (f"note: --max_seq_length 1024 exceeds the 128 positions of {model} (max_position_embeddings); using 128"
+    assert (f"warning: --max_seq_length 1024 exceeds the 128 positions of {model} (max_position_embeddings); using 128"
             in capsys.readouterr().err)
 
 

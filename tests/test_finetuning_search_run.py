@@ -116,9 +116,9 @@ def test_a_search_through_main_py_shows_each_job_retries_a_failure_once_and_repo
     assert any(re.fullmatch(rf"{re.escape(good)} done: accuracy \d\.\d{{4}} in \d+s; search: 1/2 jobs finished,"
                             r" ETA \w+", line) for line in lines), out
     assert f"{bad} started" in lines and f"{bad} started (attempt 2 of 2)" in lines
-    retried = next(line for line in lines if line.startswith(f"{bad} failed after"))
+    retried = next(line for line in lines if line.startswith(f"warning: {bad} failed after"))
     assert "ValueError: Seed must be between 0 and 2**32 - 1" in retried and retried.endswith("running it again")
-    failed_at = next(i for i, line in enumerate(lines) if line.startswith(f"{bad} FAILED after"))
+    failed_at = next(i for i, line in enumerate(lines) if line.startswith(f"warning: {bad} FAILED after"))
     tail = lines[failed_at + 1:failed_at + 16]
     assert tail[0].startswith("    | ") and tail[-1] == "    | ValueError: Seed must be between 0 and 2**32 - 1"
     assert f"{bad} recorded as failed; search: 2/2 jobs finished" in lines

@@ -280,7 +280,7 @@ def test_run_glue_malformed_rows_skip_trains_on_the_whole_rows(tmp_path, model, 
     assert main(argv) == 1
     assert capsys.readouterr().err.strip().startswith(f"error: {train}:1: 3 tab-separated column(s), expected 4")
     assert main(argv + ["--malformed_rows", "skip"]) == 0
-    assert f"warning: {train}: skipped 1 row(s) without 4 columns" in capsys.readouterr().out
+    assert f"warning: {train}: skipped 1 row(s) without 4 columns" in capsys.readouterr().err
     assert len(_read_predictions(tmp_path / "out" / "predictions_CoLA.tsv")) == 6
 
 

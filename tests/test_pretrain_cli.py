@@ -35,9 +35,9 @@ def test_the_seed_papers_command_line_is_accepted_with_a_note_per_flag_that_does
                                                                          "budget-bert-pretraining")
     assert (str(paths.samples_dir), str(paths.output_dir), paths.tokenizer) == ("DATA", "OUT", "TOK")
     notes = capsys.readouterr().err.splitlines()
-    assert "note: --num_epochs_between_checkpoints has no effect here: checkpoints are written every" \
+    assert "warning: --num_epochs_between_checkpoints has no effect here: checkpoints are written every" \
            " --checkpoint_every_steps; rerunning the same command resumes from OUTPUT_DIR/checkpoints" in notes
-    assert len(notes) == 10 and all(line.startswith("note: --") for line in notes)
+    assert len(notes) == 10 and all(line.startswith("warning: --") for line in notes)
 
 
 # academic-budget-bert's run_pretraining.py flags (pretraining/args/*.py) that have no setting here, with the
@@ -57,7 +57,7 @@ def test_original_flags_without_a_setting_here_are_accepted_with_a_note_each(cap
     notes = capsys.readouterr().err.splitlines()
     given = ORIGINAL_SWITCHES + ORIGINAL_VALUED[::2]
     assert [line.split()[1] for line in notes] == given and all(" has no effect here: " in line for line in notes)
-    assert "note: --scale_cnt_limit has no effect here: fp16 stops after --min_loss_scale_steps overflowing steps" \
+    assert "warning: --scale_cnt_limit has no effect here: fp16 stops after --min_loss_scale_steps overflowing steps" \
            in notes
     plain, _ = parse_arguments(["--dataset_path", "d", "--output_dir", "o", "--tokenizer_name", "t"])
     assert cfg.dump() == plain.dump()  # noted, and nothing else: no setting changed

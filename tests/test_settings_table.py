@@ -1,5 +1,6 @@
 """One declaration per setting: the scripts' parsers, the config defaults, the checks and the README reference all
-come from the settings table, and nothing else declares a flag."""
+come from the settings table, and nothing else declares a flag (but --quiet/--verbose, declared once in
+pipeline.log_setup for every script)."""
 import argparse
 
 import pytest
@@ -7,6 +8,7 @@ import pytest
 from dataset import generate_samples, shard_data
 from pipeline.defaults import LR_CURVES, MODEL_PRESETS, SETTINGS, SETTINGS_BY_KEY, get_default_config, get_key
 from pipeline.errors import ConfigError
+from pipeline.log_setup import LEVEL_FLAGS
 from pipeline.own_task_fields import FIELDS
 from pipeline.script_flags import _NotApplicable, _SetSetting, config_from_flags, script_settings
 from pipeline.setting import SCRIPTS, Interval
@@ -39,7 +41,7 @@ def test_every_script_flag_is_a_setting_of_the_table_or_a_declared_input_output_
             assert script in setting.scripts and set(flags) <= _table_flags(setting), (flags, setting.key)
             assert action.default is argparse.SUPPRESS  # the default is the table's, not the parser's
         elif not isinstance(action, (_NotApplicable, argparse._HelpAction)):
-            assert set(flags) <= set(io_flags), f"{script}: {flags} is neither a setting nor declared in IO_FLAGS"
+            assert set(flags) <= set(io_flags) | set(LEVEL_FLAGS), f"{script}: {flags} is neither a setting nor declared in IO_FLAGS"
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
