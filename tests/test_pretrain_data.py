@@ -194,6 +194,16 @@ def test_data_made_with_another_vocabulary_is_rejected_before_training(tmp_path,
         describe(tmp_path, vocab)
 
 
+def test_a_packing_this_version_does_not_know_is_refused_and_a_file_without_one_reads_as_document(tmp_path, vocab):
+    path = write_dynamic(tmp_path / "train_0.hdf5")
+    assert describe(tmp_path, vocab)[0][0].num_samples > 0  # no packing attribute: rows as before
+    with h5py.File(path, "r+") as f:
+        f.attrs["packing"] = "document_masked"
+    with pytest.raises(DataError, match=r"packing is 'document_masked', expected one of document, full_sentences;"
+                                        r" regenerate the samples"):
+        describe(tmp_path, vocab)
+
+
 def test_legacy_data_with_ids_beyond_the_tokenizer_is_rejected_before_training(tmp_path, vocab):
     path = write_static(tmp_path / "train_0.hdf5", legacy=True)
     with h5py.File(path, "r+") as f:
