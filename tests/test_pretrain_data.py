@@ -108,7 +108,7 @@ def _row_keys(batches):
     return [bytes(row) for batch in batches for row in batch["input_ids"].numpy().astype(np.int64)]
 
 
-@pytest.mark.parametrize("kind", ["dynamic", "static"])
+@pytest.mark.parametrize("kind", ["dynamic", "static", "packed"])
 def test_ranks_split_each_global_batch_of_the_one_stream_that_one_process_reads(tmp_path, vocab, kind):
     """The data-order rule: rank r of W takes samples [r*B/W, (r+1)*B/W) of each global batch B of one global
     stream, masks included, so any split of the same global batch trains on the same samples."""
@@ -155,7 +155,7 @@ def test_epochs_are_reshuffled_and_the_order_depends_only_on_the_seed(tmp_path, 
     assert first[:24] != first[24:]
 
 
-@pytest.mark.parametrize("kind", ["dynamic", "static"])
+@pytest.mark.parametrize("kind", ["dynamic", "static", "packed"])
 def test_a_resumed_stream_continues_exactly_where_the_original_was(tmp_path, vocab, kind, monkeypatch):
     monkeypatch.setattr("pretraining.data.loader.BLOCK_ROWS", 5)  # resume points inside a masking block too
     make_dataset(tmp_path, kind=kind, train_files=3, test_files=0, samples=12, seq_length=16)
