@@ -5,43 +5,30 @@
 
 The first ``--max_files`` files of the corpus are cut into documents three ways: the articles as they are, one
 paragraph (line) per document, and one sentence per document. Each shape goes through ``dataset/shard_data.py``
-once and ``dataset/generate_samples.py`` once per ``--packing``; the table reads the training split's padding
+once and ``dataset/generate_samples.py`` once per ``--packing`` (the default's run without the flag); the table reads the training split's padding
 share and real (non-[PAD]) tokens per row from the manifest the script writes (the same line it prints).
 """
 import argparse
 import json
-import re
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PACKINGS = ("document", "full_sentences")
-SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")  # a sentence end followed by a likely sentence start
+sys.path.insert(0, str(REPO))
 
+from benchmarks.document_shapes import SHAPES, split_documents, write_documents  # noqa: E402
+from dataset.packing import PACKINGS  # noqa: E402
+from pipeline.defaults import SETTINGS_BY_KEY  # noqa: E402
 
-def _documents(lines: list, shape: str) -> list:
-    """The corpus lines grouped into documents (lists of lines) of ``shape``."""
-    if shape == "articles":
-        documents, current = [], []
-        for line in lines:
-            if line.strip():
-                current.append(line.strip())
-            elif current:
-                documents.append(current)
-                current = []
-        return documents + ([current] if current else [])
-    paragraphs = [line.strip() for line in lines if line.strip()]
-    if shape == "paragraphs":
-        return [[paragraph] for paragraph in paragraphs]
-    return [[sentence] for paragraph in paragraphs for sentence in SENTENCE_END.split(paragraph) if sentence]
+DEFAULT_PACKING = SETTINGS_BY_KEY["DATASET.PACKING"].default
 
 
 def _write_corpus(folder: Path, lines: list, shape: str) -> int:
     folder.mkdir(parents=True)
-    documents = _documents(lines, shape)
-    (folder / "corpus.txt").write_text("".join("\n".join(doc) + "\n\n" for doc in documents), encoding="utf-8")
+    documents = split_documents(lines, shape)
+    write_documents(folder / "corpus.txt", documents)
     return len(documents)
 
 
@@ -53,17 +40,20 @@ def _script(name: str, *args) -> None:
 def measure(corpus_files: list, vocab: str, max_seq_length: int, work: Path) -> list:
     lines = [line for path in corpus_files for line in path.read_text(encoding="utf-8").splitlines()]
     rows = []
-    for shape in ("articles", "paragraphs", "sentences"):
+    for shape in SHAPES:
         documents = _write_corpus(work / shape / "corpus", lines, shape)
         text = work / shape / "text"
         _script("shard_data.py", "--output_dir", text, "--num_train_shards", 1, "--num_test_shards", 1,
                 "--frac_test", 0.1, "--max_memory", 4, "--dataset", "custom", work / shape / "corpus")
         for packing in PACKINGS:
             out = work / shape / packing
+            # The default runs without --packing: the table then shows what a user gets who does not choose.
+            flag = [] if packing == DEFAULT_PACKING else ["--packing", packing]
             _script("generate_samples.py", "--dir", text, "-o", out, "--tokenizer_name", vocab, "--max_seq_length",
-                    max_seq_length, "--packing", packing, "--max_memory", 4, "--n_processes", 1)
-            train = json.loads((out / "manifest.json").read_text())["padding"]["train"]
-            rows.append({"shape": shape, "documents": documents, "packing": packing, **train})
+                    max_seq_length, *flag, "--max_memory", 4, "--n_processes", 1)
+            manifest = json.loads((out / "manifest.json").read_text())
+            label = f"{manifest['packing']} (default)" if not flag else manifest["packing"]
+            rows.append({"shape": shape, "documents": documents, "packing": label, **manifest["padding"]["train"]})
     return rows
 
 

@@ -9,7 +9,13 @@ its own process:
                   run_mlm.py's optimizer defaults at lr 1e-4, linear decay over the budget
   hf-preln-24h    HF RobertaPreLayerNormForMaskedLM with 24h-BERT's optimizer: lr 1e-3, warmup 6%, linear
   ours-linear / ours-cosine / ours-constant: ours with another curve (the ESD ablation)
-  --variant NAME KEY VALUE ...: more of ours, with config overrides
+  --variant NAME KEY VALUE ...: more of ours, with config overrides; DATASET.* ones (DATASET.PACKING document,
+                  DATASET.MASKING_UNIT word) build that contender its own dataset from the same text
+
+``--documents paragraphs`` (or ``sentences``) cuts the corpus into short documents first, for every contender: the
+text of a hospital's notes or a support desk's tickets rather than of Wikipedia articles, where the packing decides
+how much of each row is padding. The table gives samples/s and real (non-[PAD]) tokens/s side by side, and each
+contender's padding share (the HF recipes' group_texts blocks have none).
 
 Each one exports a Hugging Face folder at ``--points`` evenly spaced points of its budget (the clock stops while
 it does). One evaluation then scores every folder: the held-out MLM loss on the same 1024 held-out samples with the
@@ -34,6 +40,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from benchmarks.document_shapes import SHAPES  # noqa: E402
 from benchmarks.time_to_quality import data, evaluate, report  # noqa: E402
 from benchmarks.time_to_quality.contenders import BY_NAME, CONTENDERS, REFERENCE, variant  # noqa: E402
 from benchmarks.time_to_quality.harness import read_snapshots  # noqa: E402
@@ -47,9 +54,13 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", type=Path, required=True, help="folder of .txt files (articles separated by"
                                                                     " blank lines)")
-    parser.add_argument("--glue_dir", type=Path, required=True, help="GLUE data in the official layout")
+    parser.add_argument("--glue_dir", type=Path, default=None, help="GLUE data in the official layout (needed"
+                                                                     " with --tasks)")
     parser.add_argument("--tokenizer", default="bert-base-uncased", help="tokenizer folder or hub name, for all")
     parser.add_argument("--max_files", type=int, default=40, help="corpus files used (sorted by name)")
+    parser.add_argument("--documents", default="articles", choices=SHAPES,
+                        help="cut the text into documents of this length for every contender: articles (as they"
+                             " are), paragraphs (each line one), sentences (each sentence one)")
     parser.add_argument("--budget_minutes", type=float, default=10.0, help="training wall clock per contender")
     parser.add_argument("--points", type=int, default=8, help="snapshots per contender, evenly over the budget")
     parser.add_argument("--preset", default="bert-mini", help="model size for every contender (MODEL.PRESET)")
@@ -70,6 +81,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if REFERENCE not in args.contenders:
         parser.error(f"--contenders must include {REFERENCE}: its final loss is the target")
+    if args.tasks and args.glue_dir is None:
+        parser.error("--glue_dir is needed to finetune on --tasks (give --tasks with no names to skip GLUE)")
     if args.budget_minutes <= 0 or args.points < 1:
         parser.error("--budget_minutes must be > 0 and --points >= 1")
     return args
@@ -126,21 +139,26 @@ def main(argv=None) -> int:
     contenders = [BY_NAME[name] for name in args.contenders] + [variant(v[0], v[1:]) for v in args.variant]
     config = args.work_dir / "bench.yaml"
     config.write_text("# bench_time_to_quality.py: the settings are given with --opts\n", encoding="utf-8")
-    folder = data.corpus_subset(args.corpus.resolve(), args.max_files, args.work_dir / "corpus")
+    corpus_name = "corpus" if args.documents == "articles" else f"corpus-{args.documents}"
+    folder = data.corpus_subset(args.corpus.resolve(), args.max_files, args.work_dir / corpus_name, args.documents)
     base = data.dataset_opts(args.work_dir, folder, args.tokenizer, args.seq_length, args.frac_test)
     cfg = data.build_dataset(config, base)
     held_out = data.write_held_out(cfg, args.work_dir / data.HELD_OUT_NAME, args.held_out_samples)
 
     rows = []
     for contender in contenders:
+        own_data = data.dataset_overrides(contender.overrides)  # another packing or masking unit: its own dataset
+        contender_cfg = data.build_dataset(config, base + own_data) if own_data else cfg
         opts = contender_opts(base, args, budget_s, contender)
         folder = train_contender(contender, opts, args, budget_s, config)
         snapshots = read_snapshots(folder)
         losses = evaluate.snapshot_losses(folder, snapshots, held_out)
         print(f"{contender.name}: held-out loss " + ", ".join(f"{s['train_s']:.0f} s {l:.3f}"
                                                              for s, l in zip(snapshots, losses)), flush=True)
+        padding = 0.0 if contender.kind == "hf" else data.padding_share(contender_cfg)  # group_texts: full blocks
         rows.append({"name": contender.name, "description": contender.description, "steps": snapshots[-1]["step"],
-                     "samples": snapshots[-1]["samples"], "folder": folder,
+                     "samples": snapshots[-1]["samples"], "real_tokens": snapshots[-1].get("real_tokens"),
+                     "padding": padding, "folder": folder,
                      "curve": [(s["train_s"], loss) for s, loss in zip(snapshots, losses)], "glue": {}})
     for row in rows:
         final = row["folder"] / read_snapshots(row["folder"])[-1]["folder"]
@@ -157,12 +175,14 @@ def main(argv=None) -> int:
     if "MRPC" in args.tasks:
         tasks.append(("MRPC", "accuracy"))
     plateau = data.word_frequency_loss(cfg, held_out)
+    glue = (f" GLUE: mean over seeds {args.seeds} of {args.train_rows} training rows, lr {args.finetune_lr:g},"
+            f" {args.finetune_epochs} epochs." if args.tasks else "")
     figure = report.plot_curves(rows, target, plateau, args.work_dir / "time_to_quality.png")
     text = "\n".join([
         f"`python benchmarks/bench_time_to_quality.py {' '.join(sys.argv[1:] if argv is None else argv)}`", "",
         f"{args.preset}, batch {args.batch_size} x {args.seq_length} tokens, {args.budget_minutes:g} min of training"
-        f" each; held-out loss over {len(held_out['input_ids'])} samples; GLUE: mean over seeds"
-        f" {args.seeds} of {args.train_rows} training rows, lr {args.finetune_lr:g}, {args.finetune_epochs} epochs."
+        f" each; the first {args.max_files} corpus files, one {args.documents[:-1]} per document; held-out loss over"
+        f" {len(held_out['input_ids'])} samples of the default dataset (same rows and masks for all);{glue}"
         f" Target: {REFERENCE}'s final held-out loss {target:.3f}; 'x budget' is the time to reach it over"
         f" {REFERENCE}'s {reference_s:.0f} s. Predicting from word frequencies alone scores {plateau:.3f} on the"
         f" same held-out tokens (the plateau a masked LM leaves when it starts to use the context).", "",

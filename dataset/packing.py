@@ -41,7 +41,7 @@ def iter_line_batches(path, batch_chars: int):
 class SequencePacker:
     """Cuts the articles' token streams into rows of ``max_seq_length`` (ids of dtype ``dtype``) by ``packing``."""
 
-    def __init__(self, max_seq_length: int, cls_id: int, sep_id: int, pad_id: int, dtype, packing="document"):
+    def __init__(self, max_seq_length: int, cls_id: int, sep_id: int, pad_id: int, dtype, packing: str):
         if packing not in PACKINGS:
             raise ValueError(f"packing must be one of {PACKINGS}, got {packing!r}")
         self.across_documents = packing == "full_sentences"

@@ -34,7 +34,7 @@ class SampleOptions:
     max_predictions_per_seq: int = 20
     dup_factor: int = 1
     seed: int = 42
-    packing: str = "document"  # document | full_sentences (dataset/packing.py)
+    packing: str = "full_sentences"  # full_sentences | document (dataset/packing.py)
 
 
 @dataclass(frozen=True)
@@ -62,10 +62,16 @@ def ids_dtype(vocab_size: int):
     return np.uint16 if vocab_size <= np.iinfo(np.uint16).max + 1 else np.int32
 
 
+# Attributes recorded only off the value every file written before them had (what a file without one reads as),
+# so that files made the old way stay byte for byte as they were.
+LEGACY_ATTRIBUTES = {"masking_unit": "token", "packing": "document"}
+
+
 def shard_attributes(options: SampleOptions, info: dict) -> dict:
     """What every sample file records of itself as HDF5 attributes (the pretraining loader reads them back).
-    ``masking_unit`` is recorded only when it is "word", so that token-masked files stay as they were."""
-    unit = {"masking_unit": options.masking_unit} if options.masking_unit != "token" else {}
+    ``masking_unit`` and ``packing`` only when off ``LEGACY_ATTRIBUTES``."""
+    recorded_if_new = {name: getattr(options, name) for name, legacy in LEGACY_ATTRIBUTES.items()
+                       if getattr(options, name) != legacy}
     return {
         "masking": options.masking,
         "max_seq_length": options.max_seq_length,
@@ -76,7 +82,7 @@ def shard_attributes(options: SampleOptions, info: dict) -> dict:
         "mask_id": info["mask_id"],
         "masked_lm_prob": options.masked_lm_prob,
         "max_predictions_per_seq": options.max_predictions_per_seq,
-        **unit,
+        **recorded_if_new,
     }
 
 
@@ -218,6 +224,24 @@ def write_shard(job: ShardJob) -> dict:
         spool.remove()
     os.replace(tmp, out_path)
     return existing_shard_entry(out_path)
+
+
+def attributes_differing(out_path, expected: dict) -> list:
+    """The names of ``expected``'s attributes that the finished file ``out_path`` records otherwise (an absent
+    ``LEGACY_ATTRIBUTES`` one as its legacy value): such a file was made with other settings."""
+    import h5py
+
+    with h5py.File(out_path, "r") as h5file:
+        recorded = {**LEGACY_ATTRIBUTES, **{name: h5file.attrs[name] for name in h5file.attrs}}
+    return [name for name, value in {**LEGACY_ATTRIBUTES, **expected}.items()
+            if name not in recorded or _as_python(recorded[name]) != value]
+
+
+def _as_python(value):
+    """An HDF5 attribute as the plain value it was written from (numpy scalars, bytes)."""
+    if isinstance(value, bytes):
+        return value.decode()
+    return value.item() if hasattr(value, "item") else value
 
 
 def existing_shard_entry(out_path) -> dict:

@@ -13,8 +13,8 @@ from pipeline.errors import ConfigError, DataError
 
 from dataset import memory
 from dataset.masking import continuation_ids
-from dataset.sample_file import SampleOptions, ShardJob, existing_shard_entry, partial_path, sample_file_name, \
-    shard_attributes, write_shard
+from dataset.sample_file import SampleOptions, ShardJob, attributes_differing, existing_shard_entry, partial_path, \
+    sample_file_name, shard_attributes, write_shard
 from dataset.text_shards import list_text_shards
 from dataset.tokenizer_setup import read_tokenizer_info
 from dataset.workers import run_jobs
@@ -22,6 +22,7 @@ from dataset.workers import run_jobs
 log = logging.getLogger(__name__)
 
 SUSPICIOUS_UNK_FRACTION = 0.05
+log = logging.getLogger(__name__)
 
 
 def _natural_key(path: Path):
@@ -60,14 +61,20 @@ def check_word_pieces(tokenizer_file: Path) -> None:
 
 
 def _finished_entry(job: ShardJob):
-    """The entry of a shard an earlier run completed, or None when it must be (re)done."""
+    """The entry of a shard an earlier run completed, or None when it must be (re)done: also when the file was made
+    with other settings (an earlier command, or the version before a default changed), which would mix two kinds
+    of rows in one dataset."""
     if not Path(job.out_path).is_file():
         return None
     try:
-        return existing_shard_entry(job.out_path)
+        differing = attributes_differing(job.out_path, shard_attributes(job.options, job.tokenizer_info))
+        if not differing:
+            return existing_shard_entry(job.out_path)
+        log.warning("%s: made with other %s: writing it again", job.out_path, ", ".join(differing))
     except (OSError, KeyError):  # unreadable or from an older writer: redo it
-        Path(job.out_path).unlink()
-        return None
+        pass
+    Path(job.out_path).unlink()
+    return None
 
 
 def warn_if_many_unknown(text_path, entry: dict) -> None:

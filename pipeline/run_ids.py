@@ -21,9 +21,10 @@ from pipeline.setting import HORIZON, RESULT, RESULT_IF_CHANGED
 
 def in_identity(setting, value) -> bool:
     """Whether ``setting`` at ``value`` enters the identity of its stage's output: a result setting always, one added
-    after IDs existed only when off its default (see ``pipeline.setting``), so that earlier runs keep their IDs."""
+    after IDs existed only when off the value earlier versions used (its default, or its ``legacy_default`` once the
+    default changed; see ``pipeline.setting``), so that earlier runs keep their IDs."""
     return setting.identity == RESULT or (setting.identity == RESULT_IF_CHANGED and
-                                          as_stored(value) != as_stored(setting.default))
+                                          as_stored(value) != as_stored(setting.unhashed_value))
 
 
 def identity_section(cfg, section: str) -> dict:

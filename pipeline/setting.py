@@ -12,7 +12,9 @@ from typing import Any
 RESULT = "result"  # changes the output: hashed into the ID
 OPERATIONAL = "operational"  # changes only how the work is done (logging, worker count): never hashed
 RESULT_IF_CHANGED = "result_if_changed"  # added after IDs existed: hashed only when off its default, so that the
-#                                          IDs of runs made before the setting existed stay the same
+#                                          IDs of runs made before the setting existed stay the same. When such a
+#                                          setting's default later changes, ``Setting.legacy_default`` keeps the old
+#                                          one as the value left out: the output of the new default gets a new ID.
 SEARCH = "search"  # decides which jobs a search runs and what they start from (tasks, grids, seeds, STILT, the
 #                    model): never hashed, since each job records its own share of it (its grid values, its model)
 HORIZON = "horizon"  # how long the run trains: not hashed, and not part of a checkpoint's signature either, so that
@@ -85,6 +87,15 @@ class Setting:
     scripts: tuple = ()
     element_type: type = None  # element type of a list whose default is empty
     identity: str = RESULT
+    # RESULT_IF_CHANGED only: the value that stays out of the identity when it is no longer the default (the
+    # output every earlier version made). None: the default. With the default alone, a changed default would leave
+    # the new output under the old ID, and a rerun would reuse the old data as if it were the new.
+    legacy_default: Any = None
+
+    @property
+    def unhashed_value(self):
+        """The value at which a RESULT_IF_CHANGED setting stays out of the identity (``pipeline.run_ids``)."""
+        return self.default if self.legacy_default is None else self.legacy_default
 
     @property
     def interval(self):

@@ -1,7 +1,9 @@
 """Pretrain a BERT on HDF5 samples: `deepspeed [--num_gpus N] pretraining/run_pretraining.py ...` or plain
 `python pretraining/run_pretraining.py ...`. Rerunning the same command resumes from the newest checkpoint.
 See `--help` for the flags (a bad flag or value: one line per problem, exit 2) and pretraining/trainer.py for what
-happens."""
+happens. How the rows were packed and by which unit they are masked (`generate_samples.py --packing`,
+`--masking_unit`) belong to the samples: each file records them (docs/interfaces.md) and the loader follows the file,
+with dynamic masking too, so there is no flag here that could contradict the data."""
 import logging
 import sys
 from pathlib import Path

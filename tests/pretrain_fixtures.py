@@ -43,6 +43,22 @@ def zipf_rows(num_samples: int, seq_length: int, seed: int, num_words: int = NUM
     return rows
 
 
+def packed_rows(num_samples: int, seq_length: int, seed: int) -> np.ndarray:
+    """``[CLS] ... [SEP]`` rows filled across documents (DATASET.PACKING full_sentences): short documents of
+    Zipf-distributed words, a [SEP] between two, no padding."""
+    rng = np.random.default_rng(seed)
+    weights = 1.0 / np.arange(1, NUM_WORDS + 1)
+    body = seq_length - 2
+    stream = []
+    while len(stream) < num_samples * body:
+        stream += list(FIRST_WORD + rng.choice(NUM_WORDS, size=int(rng.integers(2, body)), p=weights / weights.sum()))
+        stream.append(SEP)
+    rows = np.full((num_samples, seq_length), SEP, dtype=np.int64)
+    rows[:, 0] = CLS
+    rows[:, 1:-1] = np.array(stream[:num_samples * body]).reshape(num_samples, body)
+    return rows
+
+
 def _attrs(f, masking: str, seq_length: int, vocab_size: int, **extra):
     f.attrs.update(dict(masking=masking, max_seq_length=seq_length, vocab_size=vocab_size, pad_id=PAD, cls_id=CLS,
                         sep_id=SEP, mask_id=MASK, masked_lm_prob=0.15, max_predictions_per_seq=8, **extra))
@@ -55,6 +71,14 @@ def write_dynamic(path, num_samples: int = 64, seq_length: int = 32, seed: int =
     with h5py.File(path, "w") as f:
         f.create_dataset("input_ids", data=rows.astype(np.uint16))
         _attrs(f, "dynamic", seq_length, vocab_size)
+    return Path(path)
+
+
+def write_packed(path, num_samples: int = 64, seq_length: int = 32, seed: int = 0) -> Path:
+    """A dynamic file of packed rows, with the attribute the dataset stage records for them."""
+    with h5py.File(path, "w") as f:
+        f.create_dataset("input_ids", data=packed_rows(num_samples, seq_length, seed).astype(np.uint16))
+        _attrs(f, "dynamic", seq_length, len(SPECIALS) + NUM_WORDS, packing="full_sentences")
     return Path(path)
 
 
@@ -92,7 +116,8 @@ def write_static(path, num_samples: int = 64, seq_length: int = 32, seed: int = 
 
 def make_dataset(folder, kind: str = "dynamic", train_files: int = 2, test_files: int = 1, samples: int = 64,
                  seq_length: int = 32) -> Path:
-    """``folder`` with train_shard_*.hdf5 and test_shard_*.hdf5 of ``kind`` dynamic | static | legacy."""
+    """``folder`` with train_shard_*.hdf5 and test_shard_*.hdf5 of ``kind`` dynamic | static | legacy | packed
+    (dynamic, rows packed across documents)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for split, count, base in (("train", train_files, 0), ("test", test_files, 1000)):
@@ -100,6 +125,8 @@ def make_dataset(folder, kind: str = "dynamic", train_files: int = 2, test_files
             path = folder / f"{split}_shard_{i:05d}.hdf5"
             if kind == "dynamic":
                 write_dynamic(path, samples, seq_length, seed=base + i)
+            elif kind == "packed":
+                write_packed(path, samples, seq_length, seed=base + i)
             else:
                 write_static(path, samples, seq_length, seed=base + i, legacy=kind == "legacy")
     return folder

@@ -43,12 +43,12 @@ def test_the_clock_stops_while_a_snapshot_is_written(tmp_path):
     snapshots = Snapshots(tmp_path, budget_s=0.2, points=2, export=slow_export)
     clock.start()
     time.sleep(0.25)
-    snapshots.maybe_take(clock, step=7, samples=70)  # both points are due: two exports, one after the other
+    snapshots.maybe_take(clock, step=7, samples=70, real_tokens=6000)  # both points are due: two exports, one after the other
     assert exported == ["snapshot-1", "snapshot-2"]
     assert clock.elapsed() < 0.4  # the 0.6 s of exporting is not training time
     assert snapshots.finished(clock)
     taken = read_snapshots(tmp_path)
-    assert [s["step"] for s in taken] == [7, 7] and all(0.25 <= s["train_s"] < 0.4 for s in taken)
+    assert [(s["step"], s["real_tokens"]) for s in taken] == [(7, 6000)] * 2 and all(0.25 <= s["train_s"] < 0.4 for s in taken)
 
 
 def test_a_variant_needs_key_value_pairs_and_the_reference_must_run():
@@ -67,6 +67,7 @@ def test_a_whole_run_on_a_tiny_corpus_scores_every_contender_the_same_way_and_a_
             "--budget_minutes", "0.05", "--points", "2", "--preset", "bert-tiny", "--batch_size", "8",
             "--seq_length", "32", "--contenders", "ours", "hf-run-mlm", "hf-preln-24h",
             "--variant", "ours-linear-hot", "PRETRAIN.SCHEDULER", "linear", "PRETRAIN.LEARNING_RATE", "3e-3",
+            "--variant", "ours-document", "DATASET.PACKING", "document", "--documents", "paragraphs",
             "--tasks", "MRPC", "--seeds", "1", "--train_rows", "32", "--finetune_epochs", "1",
             "--held_out_samples", "64", "--frac_test", "0.2", "--work_dir", str(tmp_path / "work"),
             "--output", str(tmp_path / "table.md")]
@@ -74,14 +75,19 @@ def test_a_whole_run_on_a_tiny_corpus_scores_every_contender_the_same_way_and_a_
     table = (tmp_path / "table.md").read_text(encoding="utf-8")
     rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in table.splitlines()
             if line.startswith("| ") and not line.startswith("| contender")}
-    assert set(rows) == {"ours", "hf-run-mlm", "hf-preln-24h", "ours-linear-hot"}
+    assert set(rows) == {"ours", "hf-run-mlm", "hf-preln-24h", "ours-linear-hot", "ours-document"}
     for name, cells in rows.items():
-        steps, losses = int(cells[1]), [float(c) for c in cells[3:5]]
-        assert steps > 0 and all(math.isfinite(loss) and 0 < loss < 20 for loss in losses), (name, cells)
+        steps, real_tokens_per_s = int(cells[1]), float(cells[3].replace(",", ""))
+        losses = [float(c) for c in cells[5:7]]
+        assert steps > 0 and real_tokens_per_s > 0, (name, cells)
+        assert all(math.isfinite(loss) and 0 < loss < 20 for loss in losses), (name, cells)
         folder = tmp_path / "work" / "contenders" / name
         assert [s["folder"] for s in read_snapshots(folder)] == ["snapshot-1", "snapshot-2"]
         assert json.loads((folder / "glue" / "MRPC-seed1-rows32-lr0.0001-epochs1" / "eval_results.json").read_text())["f1"] >= 0
-    assert rows["hf-run-mlm"][6].strip() == "1.00"  # the reference reaches its own final loss at its own end
+    padding = {name: float(cells[4].rstrip("%")) for name, cells in rows.items()}
+    assert padding["hf-run-mlm"] == 0 and padding["ours"] < 5 < padding["ours-document"]  # one paragraph a document
+    assert "one paragraph per document" in table
+    assert rows["hf-run-mlm"][8].strip() == "1.00"  # the reference reaches its own final loss at its own end
     assert (tmp_path / "work" / "time_to_quality.png").stat().st_size > 0
     spec = json.loads((tmp_path / "work" / "ours-linear-hot.spec.json").read_text())
     assert spec["opts"][-4:] == ["PRETRAIN.SCHEDULER", "linear", "PRETRAIN.LEARNING_RATE", "3e-3"]

@@ -34,7 +34,8 @@ def _write(tmp_path, tokenizer, articles, name="train_00000.txt", batch_chars=1 
     out = tmp_path / f"{name}.{batch_chars}.{options.get('masking', 'dynamic')}.hdf5"
     job = ShardJob(text_path=str(text), out_path=str(out), split=split, shard_index=0,
                    tokenizer_file=str(tokenizer_dir / "tokenizer.json"), tokenizer_info=info,
-                   options=SampleOptions(**{"max_seq_length": LENGTH, "max_predictions_per_seq": 4, **options}),
+                   options=SampleOptions(**{"max_seq_length": LENGTH, "max_predictions_per_seq": 4,
+                                            "packing": "document", **options}),  # the rows most tests check
                    batch_chars=batch_chars)
     return write_shard(job), out
 
@@ -163,6 +164,22 @@ def test_output_does_not_depend_on_worker_count_or_memory_cap_and_rerun_resumes(
     assert again == one
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.hdf5") if p.name in kept} == kept
     assert not list(out.glob(".*"))
+
+
+def test_a_rerun_with_another_packing_rewrites_the_shards_made_the_other_way(tmp_path, tiny_tokenizer, caplog):
+    text = _shards_folder(tmp_path, n=1)
+    out = tmp_path / "out"
+    legacy = SampleOptions(max_seq_length=LENGTH, max_predictions_per_seq=4, packing="document")
+    before = generate_samples(text, out, tiny_tokenizer[0], legacy, 1, 1.0, progress=False)
+    assert "packing" not in _read(out / "train_shard_00000.hdf5")[1]  # as every file before the attribute existed
+    packed = SampleOptions(max_seq_length=LENGTH, max_predictions_per_seq=4)  # the default: full_sentences
+    after = generate_samples(text, out, tiny_tokenizer[0], packed, 1, 1.0, progress=False)
+    assert _read(out / "train_shard_00000.hdf5")[1]["packing"] == "full_sentences"
+    assert after[1]["samples"] < before[1]["samples"]  # fuller rows, fewer of them
+    assert "train_shard_00000.hdf5: made with other packing: writing it again" in caplog.text
+    caplog.clear()
+    assert generate_samples(text, out, tiny_tokenizer[0], packed, 1, 1.0, progress=False) == after
+    assert "writing it again" not in caplog.text
 
 
 def test_a_shard_that_is_mostly_unknown_tokens_gets_a_warning_naming_its_text_file(tmp_path, tiny_tokenizer, capsys):

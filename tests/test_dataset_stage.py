@@ -11,6 +11,7 @@ from dataset.stage import dataset_status, prepare_dataset
 from pipeline import layout
 from orchestration.stages import load_config
 from pipeline.errors import ConfigError
+from pipeline.run_ids import dataset_settings
 from tests.test_dataset_fixtures import write_corpus, write_vocab
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,7 +43,7 @@ def test_prepare_dataset_end_to_end_with_trained_tokenizer_hub_source_status_and
     tokenizer = AutoTokenizer.from_pretrained(str(layout.dataset_tokenizer_dir(cfg)))
     assert manifest["vocab_size"] == len(tokenizer) <= 150 and manifest["masking"] == "dynamic"
     assert (manifest["pad_id"], manifest["cls_id"], manifest["sep_id"], manifest["mask_id"]) == (0, 2, 3, 4)
-    assert manifest["max_seq_length"] == 32 and manifest["packing"] == "document"
+    assert manifest["max_seq_length"] == 32 and manifest["packing"] == "full_sentences"  # the default
     assert set(manifest["padding"]) == {"train", "test"} and 0 < manifest["padding"]["train"]["padding_share"] < 1
     files = [entry["file"] for entry in manifest["shards"]]
     assert files == ["test_shard_00000.hdf5", "train_shard_00000.hdf5", "train_shard_00001.hdf5",
@@ -51,6 +52,7 @@ def test_prepare_dataset_end_to_end_with_trained_tokenizer_hub_source_status_and
         with h5py.File(layout.samples_dir(cfg) / entry["file"], "r") as f:
             assert list(f) == ["input_ids"] and f["input_ids"].shape == (entry["samples"], 32)
             assert f.attrs["vocab_size"] == manifest["vocab_size"] and f.attrs["masking"] == "dynamic"
+            assert f.attrs["packing"] == "full_sentences"
             assert entry["tokens"] == int((f["input_ids"][:] != 0).sum()) and len(entry["sha256"]) == 64
     texts = {p.name: p.read_text() for p in layout.text_shards_dir(cfg).glob("*.txt")}
     assert any("river school 7" in t for t in texts.values())  # the hub source made it in
@@ -80,6 +82,17 @@ def test_dataset_id_follows_inputs_and_settings_but_not_workers_or_memory_cap(tm
         assert _config(tmp_path, corpus, *opts).DATASET.ID != base, opts
     (corpus / "part_00.txt").write_text("changed text\n", encoding="utf-8")
     assert _config(tmp_path, corpus).DATASET.ID != base
+
+
+def test_packing_enters_the_dataset_id_unless_it_is_the_legacy_document(tmp_path):
+    """The default became full_sentences: its data differ from every dataset made before, so it must not keep their
+    ID; an explicit document makes the old data and keeps the old ID (PACKING left out, as before it existed)."""
+    corpus = write_corpus(tmp_path / "corpus", files=1)
+    default, legacy = _config(tmp_path, corpus), _config(tmp_path, corpus, "DATASET.PACKING", "document")
+    assert dataset_settings(default)["DATASET"]["PACKING"] == "full_sentences"
+    assert "PACKING" not in dataset_settings(legacy)["DATASET"]
+    assert default.DATASET.ID != legacy.DATASET.ID
+    assert "MASKING_UNIT" not in dataset_settings(default)["DATASET"]  # token: its default, never changed
 
 
 def test_dataset_id_follows_the_files_of_a_local_tokenizer_and_local_hub_inputs(tmp_path):

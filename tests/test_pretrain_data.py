@@ -108,7 +108,7 @@ def _row_keys(batches):
     return [bytes(row) for batch in batches for row in batch["input_ids"].numpy().astype(np.int64)]
 
 
-@pytest.mark.parametrize("kind", ["dynamic", "static"])
+@pytest.mark.parametrize("kind", ["dynamic", "static", "packed"])
 def test_ranks_split_each_global_batch_of_the_one_stream_that_one_process_reads(tmp_path, vocab, kind):
     """The data-order rule: rank r of W takes samples [r*B/W, (r+1)*B/W) of each global batch B of one global
     stream, masks included, so any split of the same global batch trains on the same samples."""
@@ -155,7 +155,7 @@ def test_epochs_are_reshuffled_and_the_order_depends_only_on_the_seed(tmp_path, 
     assert first[:24] != first[24:]
 
 
-@pytest.mark.parametrize("kind", ["dynamic", "static"])
+@pytest.mark.parametrize("kind", ["dynamic", "static", "packed"])
 def test_a_resumed_stream_continues_exactly_where_the_original_was(tmp_path, vocab, kind, monkeypatch):
     monkeypatch.setattr("pretraining.data.loader.BLOCK_ROWS", 5)  # resume points inside a masking block too
     make_dataset(tmp_path, kind=kind, train_files=3, test_files=0, samples=12, seq_length=16)
@@ -191,6 +191,16 @@ def test_empty_or_missing_dataset_path_is_a_one_line_error(tmp_path, vocab):
 def test_data_made_with_another_vocabulary_is_rejected_before_training(tmp_path, vocab):
     write_dynamic(tmp_path / "train_0.hdf5", vocab_size=30522)
     with pytest.raises(DataError, match="vocabulary of 30522 tokens but the tokenizer has 46"):
+        describe(tmp_path, vocab)
+
+
+def test_a_packing_this_version_does_not_know_is_refused_and_a_file_without_one_reads_as_document(tmp_path, vocab):
+    path = write_dynamic(tmp_path / "train_0.hdf5")
+    assert describe(tmp_path, vocab)[0][0].num_samples > 0  # no packing attribute: rows as before
+    with h5py.File(path, "r+") as f:
+        f.attrs["packing"] = "document_masked"
+    with pytest.raises(DataError, match=r"packing is 'document_masked', expected one of document, full_sentences;"
+                                        r" regenerate the samples"):
         describe(tmp_path, vocab)
 
 

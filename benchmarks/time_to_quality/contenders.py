@@ -25,7 +25,8 @@ HF_24H_PRELN = dict(architecture="roberta-prelayernorm", learning_rate=1e-3, war
                     adam_beta1=0.9, adam_beta2=0.98, adam_epsilon=1e-6)  # 24h-BERT's optimizer on HF's pre-LN model
 
 CONTENDERS = (
-    Contender("ours", "ours", "ours: the settings table's defaults (pre-LN, ESD, lr 1e-3, warmup 6%)"),
+    Contender("ours", "ours", "ours: the settings table's defaults (pre-LN, ESD, lr 1e-3, warmup 6%,"
+                              " full_sentences packing)"),
     Contender("hf-run-mlm", "hf", "HF run_mlm recipe: BertForMaskedLM (post-LN), lr 1e-4, no warmup, linear",
               hf=HF_RUN_MLM),
     Contender("hf-preln-24h", "hf", "24h-BERT recipe on HF's RobertaPreLayerNorm: lr 1e-3, warmup 6%, linear",

@@ -10,20 +10,29 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.document_shapes import reshape_file
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HELD_OUT_NAME = "held_out.pt"
 
 
-def corpus_subset(corpus: Path, max_files: int, folder: Path) -> Path:
-    """The first ``max_files`` .txt files of ``corpus`` as links in ``folder`` (the dataset stage reads folders)."""
+def corpus_subset(corpus: Path, max_files: int, folder: Path, documents: str = "articles") -> Path:
+    """The first ``max_files`` .txt files of ``corpus`` in ``folder`` (the dataset stage reads folders): links to
+    them as they are (``documents`` "articles"), or copies cut into shorter documents, one paragraph or one sentence
+    each (``benchmarks.document_shapes``), written once: a rerun finds them with the same stamps, hence the same
+    dataset. Every contender reads this text: ours through the dataset stage, the HF recipes its text shards."""
     sources = sorted(corpus.glob("*.txt"))[:max_files]
     if not sources:
         sys.exit(f"error: no .txt files in {corpus}; give --corpus a folder of text files")
     folder.mkdir(parents=True, exist_ok=True)
     for source in sources:
-        link = folder / source.name
-        if not link.exists():
-            link.symlink_to(source.resolve())
+        target = folder / source.name
+        if target.exists():
+            continue
+        if documents == "articles":
+            target.symlink_to(source.resolve())
+        else:
+            reshape_file(source, target, documents)
     return folder
 
 
@@ -44,6 +53,21 @@ def build_dataset(config: Path, opts: list):
     if subprocess.run(command, cwd=REPO_ROOT).returncode:
         sys.exit("error: the dataset stage failed (its output is above); fix it and rerun the same command")
     return load_config(config, opts)
+
+
+def dataset_overrides(overrides: tuple) -> list:
+    """The DATASET.* key/value pairs of a contender's overrides: another packing or masking unit makes another
+    dataset (its own ID), built from the same text."""
+    pairs = list(zip(overrides[::2], overrides[1::2]))
+    return [item for key, value in pairs if key.startswith("DATASET.") for item in (key, value)]
+
+
+def padding_share(cfg) -> float:
+    """The share of [PAD] positions in the training rows of ``cfg``'s dataset, as its manifest records it."""
+    from pipeline import layout
+    from pipeline.manifest import read_manifest
+
+    return read_manifest(layout.dataset_dir(cfg))["padding"]["train"]["padding_share"]
 
 
 def write_held_out(cfg, path: Path, max_samples: int) -> dict:

@@ -43,7 +43,8 @@ class TrainingClock:
 
 class Snapshots:
     """Exports the model at ``points`` evenly spaced fractions of ``budget_s`` (the last one is the end of the
-    budget) and records, in ``output_dir/snapshots.json``, each folder with its training seconds, steps and samples.
+    budget) and records, in ``output_dir/snapshots.json``, each folder with its training seconds, steps, samples and
+    real (non-[PAD]) tokens.
 
     ``export(folder)`` is the contender's own way of writing a Hugging Face model folder."""
 
@@ -57,8 +58,9 @@ class Snapshots:
     def finished(self, clock: TrainingClock) -> bool:
         return clock.elapsed() >= self.budget_s
 
-    def maybe_take(self, clock: TrainingClock, step: int, samples: int) -> None:
-        """Export every snapshot now due (the clock stopped meanwhile)."""
+    def maybe_take(self, clock: TrainingClock, step: int, samples: int, real_tokens: int) -> None:
+        """Export every snapshot now due (the clock stopped meanwhile). ``real_tokens``: the non-[PAD] positions
+        trained on so far, the work a row of padding only pretends to do."""
         while self.due and clock.elapsed() >= self.due[0]:
             seconds = clock.elapsed()
             self.due.pop(0)
@@ -66,7 +68,7 @@ class Snapshots:
             with clock.paused():
                 self.export(folder)
                 self.taken.append({"folder": folder.name, "train_s": round(seconds, 2), "step": step,
-                                   "samples": samples})
+                                   "samples": samples, "real_tokens": real_tokens})
                 write_json_atomic(self.output_dir / SNAPSHOTS_NAME, self.taken)
 
 

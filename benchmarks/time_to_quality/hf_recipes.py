@@ -59,6 +59,7 @@ def train_hf(recipe: dict, sizes: dict, tokenizer, blocks, output_dir: Path, bud
     torch.manual_seed(seed)
     model = build_model(recipe["architecture"], sizes, tokenizer, recipe.get("dropout", 0.1))
     clock = TrainingClock()
+    block_size = len(blocks[0]["input_ids"])  # group_texts' blocks are all full: every token is real
     snapshots = Snapshots(output_dir, budget_s, points, lambda folder: write_model_folder(model, tokenizer, folder))
     log = open(output_dir / "train_log.jsonl", "w", encoding="utf-8")
 
@@ -67,7 +68,8 @@ def train_hf(recipe: dict, sizes: dict, tokenizer, blocks, output_dir: Path, bud
             clock.start()
 
         def on_step_end(self, args, state, control, **kwargs):
-            snapshots.maybe_take(clock, state.global_step, state.global_step * batch_size)
+            samples = state.global_step * batch_size
+            snapshots.maybe_take(clock, state.global_step, samples, samples * block_size)
             if snapshots.finished(clock):
                 control.should_training_stop = True
 

@@ -56,7 +56,7 @@ def train_ours(cfg, paths: PretrainPaths, budget_s: float, points: int) -> None:
                 log.write(json.dumps(row) + "\n")
                 log.flush()
                 window_loss, window_predictions = 0.0, 0
-            snapshots.maybe_take(clock, state.step, state.samples_consumed)
+            snapshots.maybe_take(clock, state.step, state.samples_consumed, real_tokens)
     batches.close()
     print(f"ours: {state.step} steps, {state.samples_consumed} samples ({real_tokens:,} real tokens: padding not"
           f" counted) in {clock.elapsed():.0f} s", flush=True)

@@ -24,9 +24,12 @@ def mean_metric(jobs: list, name: str):
 
 
 def results_table(rows: list, target: float, reference_s: float, tasks: list) -> str:
-    """``rows``: dicts with name, description, steps, samples, curve [(s, loss)], glue {task: [metrics per seed]}."""
+    """``rows``: dicts with name, description, steps, samples, real_tokens (None when not recorded), padding (the
+    share of [PAD] positions in its rows), curve [(s, loss)], glue {task: [metrics per seed]}. The last loss
+    column is the final held-out loss."""
     points = max(len(r["curve"]) for r in rows)
-    head = (["contender", "steps", "samples/s"] + [f"loss @{k}/{points}" for k in range(1, points + 1)]
+    head = (["contender", "steps", "samples/s", "real tokens/s", "padding"]
+            + [f"loss @{k}/{points}" for k in range(1, points + 1)]
             + ["time to target", "x budget"] + [f"{t} {m}" for t, m in tasks])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -43,8 +46,9 @@ def results_table(rows: list, target: float, reference_s: float, tasks: list) ->
         for task, metric in tasks:
             value = mean_metric(r["glue"].get(task, []), metric)
             scores.append("-" if value is None else f"{100 * value:.1f}")
-        lines.append("| " + " | ".join([r["name"], str(r["steps"]), f"{r['samples'] / final_s:.0f}", *losses, when,
-                                         share, *scores]) + " |")
+        real = "-" if r["real_tokens"] is None else f"{r['real_tokens'] / final_s:,.0f}"
+        lines.append("| " + " | ".join([r["name"], str(r["steps"]), f"{r['samples'] / final_s:.0f}", real,
+                                         f"{r['padding']:.1%}", *losses, when, share, *scores]) + " |")
     return "\n".join(lines)
 
 

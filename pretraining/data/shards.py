@@ -13,6 +13,7 @@ import h5py
 import numpy as np
 
 from dataset.masking import MASKING_UNITS, continuation_ids, replacement_candidates
+from dataset.packing import PACKINGS
 from pipeline.errors import DataError
 
 TRAIN_NAME = re.compile(r"train|training", re.IGNORECASE)
@@ -119,6 +120,10 @@ def describe_shard(path: Path, vocab: Vocabulary, defaults: MaskingDefaults) -> 
         if unit not in MASKING_UNITS:
             raise DataError(f"{path}: masking_unit is {unit!r}, expected one of {', '.join(MASKING_UNITS)}; regenerate"
                             f" the samples with this version")
+        packing = str(_attr(attrs, "packing", "document"))
+        if packing not in PACKINGS:  # e.g. rows that need an attention mask this version does not build
+            raise DataError(f"{path}: packing is {packing!r}, expected one of {', '.join(PACKINGS)}; regenerate the"
+                            f" samples with this version (DATASET.PACKING)")
         if unit == "word" and not static and not vocab.continuation:
             raise DataError(f"{path}: made for whole-word masking, but the tokenizer has no WordPiece ## pieces to find"
                             f" words by; pass the tokenizer the data was made with (--tokenizer_name)")
