@@ -237,9 +237,11 @@ class TrainingLoop:
         mfu = f" | MFU {row['mfu']:.1%}" if "mfu" in row else ""
         eta, ends_by = self.budget.eta(row["elapsed_s"], self.state.step, p.NUM_STEPS,
                                        seconds / window["steps"] if window["steps"] else 0.0)
-        self.log(f"step {self.state.step}/{p.NUM_STEPS} | loss {loss:.4f} | lr {row['lr']:.3e} | "
-                 f"{samples_per_s:.1f} samples/s, {row['real_tokens_per_s']:,.0f} real tokens/s{mfu} | scale {row['loss_scale']:g} | skipped "
-                 f"{self.state.skipped_steps} | {row['elapsed_s'] / 3600:.3f} h | ETA {format_duration(eta)} ({ends_by})")
+        of_steps = "" if p.SCHEDULE_BASIS == "time" else f"/{p.NUM_STEPS}"  # a time budget: the steps are open
+        self.log(f"step {self.state.step}{of_steps} | loss {loss:.4f} | lr {row['lr']:.3e} | {samples_per_s:.1f}"
+                 f" samples/s, {row['real_tokens_per_s']:,.0f} real tokens/s{mfu} | scale {row['loss_scale']:g} |"
+                 f" skipped {self.state.skipped_steps} | {row['elapsed_s'] / 3600:.3f} h | ETA {format_duration(eta)}"
+                 f" ({ends_by})")
         if not math.isfinite(loss):
             raise TrainingStopped(f"training loss is {loss} at step {self.state.step}: training diverged; lower the"
                                   f" learning rate ({LOWER_LR}), clip gradients (PRETRAIN.GRADIENT_CLIPPING,"
