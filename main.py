@@ -37,33 +37,26 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def level_opts(args) -> list:
-    """``--quiet``/``--verbose`` as the override of SYSTEM.LOG_LEVEL they are: the resolved config each stage reads
-    then carries the level."""
-    return ["SYSTEM.LOG_LEVEL", chosen_level(args)] if args.quiet or args.verbose else []
-
-
-def print_plan(cfg, force, stages, deep: bool) -> int:
-    print(cfg.dump())
-    print(format_plan(plan(cfg, force, stages, deep)))
-    return ExitCode.OK
-
-
 def main(argv=None, stages=STAGES) -> int:
     """``stages`` is for tests: the runner's mechanics with cheap stand-in stages, in a real process."""
     args = parse_args(argv)
     setup_logging(chosen_level(args, "INFO"))  # until the config says which level
+    # --quiet/--verbose override SYSTEM.LOG_LEVEL, so that the resolved config each stage reads carries the level
+    level_override = ["SYSTEM.LOG_LEVEL", chosen_level(args)] if args.quiet or args.verbose else []
     try:
-        cfg = load_config(args.config, args.opts + level_opts(args))
+        cfg = load_config(args.config, args.opts + level_override)
     except ConfigError as e:
         for problem in e.problems:
             print(f"config error: {problem}", file=sys.stderr)
         return ExitCode.CONFIG
     setup_logging(cfg.SYSTEM.LOG_LEVEL)
-    if args.dry_run:
-        run = partial(print_plan, cfg, args.force, stages, args.verify)
-    else:
-        run = partial(run_pipeline, cfg, args.force, stages, wait=not args.no_wait, deep=args.verify)
+
+    def dry_run() -> None:
+        print(cfg.dump())
+        print(format_plan(plan(cfg, args.force, stages, args.verify)))
+
+    run = dry_run if args.dry_run else partial(run_pipeline, cfg, args.force, stages, wait=not args.no_wait,
+                                               deep=args.verify)
     try:
         return run_reporting_errors(run)
     except KeyboardInterrupt:  # Ctrl-C outside a stage (e.g. while waiting for another run): nothing to stop

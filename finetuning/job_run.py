@@ -22,10 +22,10 @@ from finetuning.train_loop import TrainSettings
 from pipeline.defaults import SETTINGS_BY_KEY
 from pipeline.errors import DataError, first_line
 from pipeline.hub_publish import publish_folder
+from pipeline.init_checkpoint import input_positions
 from pipeline.manifest import write_json_atomic, write_text_atomic
 from pipeline.model_card import write_card
 from pipeline.model_files import check_weight_files, write_model_folder
-from pipeline.model_positions import input_positions
 from pipeline.tokenizer_loading import check_vocabulary
 
 log = logging.getLogger(__name__)

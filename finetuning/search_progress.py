@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from pipeline.durations import format_duration
+from pipeline.log_setup import format_duration
 from pipeline.manifest import read_json, write_json_atomic
 
 PROGRESS_FILE = "progress.json"

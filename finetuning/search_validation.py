@@ -11,7 +11,7 @@ from finetuning.search_tasks import search_task, task_name
 from pipeline.defaults import SETTINGS_BY_KEY, is_local_path
 from pipeline.errors import ConfigError
 from pipeline.hardware import fp16_problems, gpus_may_be_used
-from pipeline.model_positions import folder_positions
+from pipeline.init_checkpoint import folder_positions
 from pipeline.own_task_fields import DATA_FILE_FIELDS
 
 

@@ -1,11 +1,6 @@
 """Run the pipeline's stages in order: skip the complete ones, stream each stage's output to the console and to its
-log file, and stop at the first failure with a one-line summary naming the stage and its log.
-
-Two runs on one OUTPUT_ROOT take turns (``pipeline.locks``): a run holds its run folder's lock from start to end,
-and a stage whose folder is shared between runs (the dataset) holds that folder's lock, exclusively while it writes
-and shared for the rest of the run, since later stages read it. A run that had to wait asks the stage again before
-running it, so a dataset another run has just built is skipped. Before a stage runs, its folder must be writable
-and have room for the stage's estimate (``pipeline.disk``).
+log file, and stop at the first failure with a one-line summary naming the stage and its log. How two runs on one
+OUTPUT_ROOT take turns, and the disk checks before a stage: docs/interfaces.md.
 """
 import inspect
 import logging
@@ -39,10 +34,7 @@ def stage_status(stage: Stage, cfg, deep: bool = False) -> StageStatus:
 def forced_stages(force: list, stages=STAGES) -> set:
     """The stages ``--force`` redoes: each named stage and every stage after it (they depend on its output)."""
     names = [stage.name for stage in stages]
-    if not force:
-        return set()
-    first = min(names.index(name) for name in force)
-    return set(names[first:])
+    return set(names[min(map(names.index, force)):]) if force else set()
 
 
 def plan(cfg, force=(), stages=STAGES, deep: bool = False) -> list:
@@ -50,11 +42,8 @@ def plan(cfg, force=(), stages=STAGES, deep: bool = False) -> list:
     redo = forced_stages(list(force), stages)
     rows = []
     for stage in stages:
-        if not cfg[stage.section].ENABLED:
-            rows.append((stage, "disabled", None))
-            continue
-        status = stage_status(stage, cfg, deep)
-        rows.append((stage, _action(stage, status, redo), status))
+        status = stage_status(stage, cfg, deep) if cfg[stage.section].ENABLED else None
+        rows.append((stage, "disabled" if status is None else _action(stage, status, redo), status))
     return rows
 
 
@@ -65,13 +54,10 @@ def _action(stage: Stage, status: StageStatus, redo: set) -> str:
 def format_plan(rows) -> str:
     lines = ["Plan:"]
     for stage, action, status in rows:
-        if status is None:
-            lines.append(f"  [{action:8}] {stage.name}")
-            continue
-        lines.append(f"  [{action:8}] {stage.name}: {status.detail}")
-        if status.reads:
+        lines.append(f"  [{action:8}] {stage.name}" + (f": {status.detail}" if status else ""))
+        if status and status.reads:
             lines.append(f"               reads:  {', '.join(status.reads)}")
-        if status.writes:
+        if status and status.writes:
             lines.append(f"               writes: {', '.join(status.writes)}")
     return "\n".join(lines)
 

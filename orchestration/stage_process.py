@@ -1,26 +1,8 @@
-"""A stage's child process, both ends: the runner's side (``run_logged``) makes sure nothing outlives the runner and
-nothing the stage printed is lost; the child's side (``python -m orchestration.stage_process MODULE:FUNCTION
-RESOLVED_CONFIG.yaml [LOG_FILE]``) sets up logging at the config's SYSTEM.LOG_LEVEL (the records the console does
-not show go to LOG_FILE directly: ``pipeline.log_setup``) and calls the stage's entry function.
-
-Each stage runs in its own process so that DeepSpeed's launcher and GPU groups work, memory is returned between
-stages, and a crash in one stage cannot corrupt the runner's state.
-
-- The child starts in its own process group (together with everything it starts: DeepSpeed, finetune jobs,
-  dataset workers). SIGTERM, SIGINT or SIGHUP to the runner is passed on to that whole group as SIGTERM, the signal
-  every stage treats as "stop cleanly" (pretraining writes a checkpoint first); a second signal sends SIGKILL.
-  The runner then reads the group's output until the last process has closed it, so it returns only once they
-  are gone.
-- The child asks the kernel for SIGTERM should the runner die (even by SIGKILL), and passes that on to its group.
-  Before it ends by the signal it releases its worker pools' semaphores as a normal exit would, so that no
-  'leaked semaphore' warning follows an interrupt.
-- If the child itself dies while something it started still writes, that something is stopped too.
-- Output is copied to the console and to the log file chunk by chunk, unbuffered: a kill loses nothing that was
-  shown. A full disk turns the log off (one warning) instead of stopping the stage; a vanished console
-  (terminal closed) turns the console off.
-- The log's last line says why the stage stopped: done, failed with exit code N, interrupted by the signal the
-  runner received (SIGINT after Ctrl-C).
-- In the child, a full or read-only disk becomes one line and exit code 3.
+"""A stage's child process, both ends (docs/interfaces.md, "Stage processes, signals, logs"). The runner's side,
+``run_logged``, makes sure nothing outlives the runner and nothing the stage printed is lost; the child's side,
+``python -m orchestration.stage_process MODULE:FUNCTION RESOLVED_CONFIG.yaml [LOG_FILE]``, sets up logging and calls
+the stage's entry function. Each stage runs in its own process so that DeepSpeed's launcher and GPU groups work,
+memory is returned between stages, and a crash in one stage cannot corrupt the runner's state.
 """
 import ctypes
 import logging
@@ -70,11 +52,8 @@ class _Output:
             self.log = open(log_file, "ab", buffering=0)  # unbuffered: every chunk is a write(2)
         except OSError as e:
             self.log = None
-            self._warn(f"cannot open the log {log_file} ({e.strerror}); output goes to the console only")
+            log.warning(f"cannot open the log {log_file} ({e.strerror}); output goes to the console only")
         self.log_file = log_file
-
-    def _warn(self, text: str) -> None:
-        log.warning(text)
 
     def write(self, chunk: bytes, to_console: bool = True) -> None:
         if to_console and self.console is not None:
@@ -89,7 +68,7 @@ class _Output:
             except OSError as e:
                 self.log.close()
                 self.log = None
-                self._warn(f"stopped writing {self.log_file} ({e.strerror}); output goes to the console only")
+                log.warning(f"stopped writing {self.log_file} ({e.strerror}); output goes to the console only")
 
     def close(self) -> None:
         if self.log is not None:
@@ -216,11 +195,9 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     die_with_runner()
-    module_name, function_name = argv[0].split(":", 1)
     cfg = load_resolved_config(argv[1])
     setup_logging(cfg.SYSTEM.LOG_LEVEL, argv[2] if len(argv) == 3 else None)
-    entry = pkgutil.resolve_name(f"{module_name}:{function_name}")  # the one function named by a string: across
-    #                                                                    the process boundary, from stages.STAGES
+    entry = pkgutil.resolve_name(argv[0])  # the one function named by a string: across the process boundary
 
     def run_entry() -> int:
         entry(cfg)  # an entry returns facts for in-process callers (e.g. the manifest), not an exit code

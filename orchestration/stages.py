@@ -1,8 +1,5 @@
 """The pipeline's stages in order, and the config checked by all of them: the one module that imports every stage.
-
-Each stage is a record of its entry function (run in a child process), its status (complete or not, what it reads
-and writes), its config checks, the folder it writes and how much it may write there. The install stage has no
-package of its own: it is the check below that the environment holds every pinned requirement.
+The install stage has no package of its own: it is the check below that every pinned requirement is installed.
 """
 import logging
 import re
@@ -45,15 +42,9 @@ class InstallError(ExtremeBertError):
 
 def read_requirements(path=REQUIREMENTS) -> list:
     """(name, pinned_version or None) for each requirement line."""
-    out = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        match = re.match(r"^([A-Za-z0-9_.\-]+)\s*(?:==\s*([^\s;]+))?", line)
-        if match:
-            out.append((match.group(1), match.group(2)))
-    return out
+    lines = (line.split("#", 1)[0].strip() for line in Path(path).read_text(encoding="utf-8").splitlines())
+    matches = (re.match(r"^([A-Za-z0-9_.\-]+)\s*(?:==\s*([^\s;]+))?", line) for line in lines)
+    return [match.groups() for match in matches if match]
 
 
 def missing_requirements(path=REQUIREMENTS) -> list:

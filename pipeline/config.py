@@ -1,7 +1,6 @@
-"""Load a YAML config and ``--opts`` overrides onto the defaults, check every key, and resolve paths and IDs.
-
-All problems are collected and reported together (one line each) before any work starts; the CLI exits with
-code 2 when there are any. YAML is read with ``yaml.safe_load`` (no object construction).
+"""Load a YAML config (with ``yaml.safe_load``: no object construction) and ``--opts`` overrides onto the defaults,
+check every key, and resolve paths and IDs. Every problem is collected first and reported together, one line each,
+before any work starts (the CLI then exits with code 2).
 """
 import difflib
 import os
@@ -13,47 +12,35 @@ from yacs.config import CfgNode as CN
 from pipeline.defaults import (MAPPING_KEYS, NAME_OR_PATH_KEYS, PATH_KEYS, SETTINGS_BY_KEY, get_default_config, get_key,
                                is_local_path, leaf_items, set_key)
 from pipeline.errors import ConfigError
+from pipeline.hardware import num_workers
 from pipeline.init_checkpoint import apply_init_from
 from pipeline.own_task_fields import DATA_FILE_FIELDS, FIELDS_BY_NAME, OWN_TASKS_KEY, default_fields
+from pipeline.run_ids import derive_dataset_id, derive_pretrain_id
 from pipeline.validation import validate
 
-
-def _type_name(t) -> str:
-    return {bool: "true/false", int: "an integer", float: "a number", str: "a string", list: "a list"}.get(t, t.__name__)
+_TYPE_NAMES = {bool: "true/false", int: "an integer", float: "a number", str: "a string", list: "a list"}
 
 
 def _coerce(value, expected_type, key: str, problems: list):
-    """``value`` converted to ``expected_type`` where that is lossless, else a problem is recorded.
-
-    PyYAML reads ``1e-3`` as a string (YAML 1.1), so numeric strings are accepted for numeric keys.
-    """
-    if expected_type is bool:
-        if isinstance(value, bool):
-            return value
-    elif expected_type is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-    elif expected_type is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+    """``value`` converted to ``expected_type`` where that is lossless, else a problem is recorded. PyYAML reads
+    ``1e-3`` as a string (YAML 1.1), so numeric strings are accepted for numeric keys."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected_type is bool and isinstance(value, bool):
+        return value
+    if expected_type is int and number and (isinstance(value, int) or value.is_integer()):
+        return int(value)
+    if expected_type is float and (number or isinstance(value, str)):
+        try:
             return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif expected_type is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
-    elif expected_type in (list, tuple):
-        if isinstance(value, (list, tuple)):
-            return list(value)
+        except ValueError:
+            pass
+    if expected_type is str and (number or isinstance(value, str)):
+        return str(value)
+    if expected_type in (list, tuple) and isinstance(value, (list, tuple)):
+        return list(value)
     hint = " (YAML reads yes/no/on/off as true/false: quote it, e.g. 'yes')" if expected_type is str and isinstance(
         value, bool) else ""
-    problems.append(f"{key}: expected {_type_name(expected_type)}, got {value!r}{hint}")
+    problems.append(f"{key}: expected {_TYPE_NAMES.get(expected_type, expected_type.__name__)}, got {value!r}{hint}")
     return None
 
 
@@ -75,6 +62,15 @@ def _coerce_list(value, default: list, key: str, problems: list, element_type=No
     return out
 
 
+def _set_coerced(node, key: str, value, default, full: str, problems: list, element_type=None) -> None:
+    """``node[key]`` = ``value`` in the type of ``default`` (element by element for a list); a value that does not
+    convert is recorded in ``problems`` and leaves the old one."""
+    coerced = (_coerce_list(value, default, full, problems, element_type) if isinstance(default, list)
+               else _coerce(value, type(default), full, problems))
+    if coerced is not None:
+        node[key] = coerced
+
+
 def _merge_fields(task, fields, where: str, problems: list) -> None:
     """One own task's fields onto its current values (``FIELDS_BY_NAME`` says each field's type)."""
     for raw_key, value in fields.items():
@@ -83,14 +79,8 @@ def _merge_fields(task, fields, where: str, problems: list) -> None:
             match = difflib.get_close_matches(str(raw_key), list(FIELDS_BY_NAME), n=1, cutoff=0.6)
             hint = f" (did you mean {match[0]}?)" if match else f" (fields: {', '.join(FIELDS_BY_NAME)})"
             problems.append(f"unknown field {where}.{raw_key}{hint}")
-        elif isinstance(field.default, list):
-            coerced = _coerce_list(value, field.default, f"{where}.{field.key}", problems, field.element_type)
-            if coerced is not None:
-                task[field.key] = coerced
-        else:
-            coerced = _coerce(value, type(field.default), f"{where}.{field.key}", problems)
-            if coerced is not None:
-                task[field.key] = coerced
+            continue
+        _set_coerced(task, field.key, value, field.default, f"{where}.{field.key}", problems, field.element_type)
 
 
 def _merge_named_sections(node, mapping, full: str, problems: list) -> None:
@@ -109,44 +99,28 @@ def _merge_named_sections(node, mapping, full: str, problems: list) -> None:
         _merge_fields(node[name], fields, f"{full}.{name}", problems)
 
 
-def _merge_mapping(cfg, defaults, mapping: dict, prefix: str, problems: list) -> None:
+def merge_mapping(cfg, mapping: dict, problems: list, prefix: str = "") -> None:
+    """Merge a nested mapping of overrides onto ``cfg``: unknown keys and wrong types become ``problems``."""
     for raw_key, value in mapping.items():
         key = str(raw_key)
         full = f"{prefix}{key}"
-        if full in MAPPING_KEYS and key in defaults:
+        if full in MAPPING_KEYS and key in cfg:
             _merge_named_sections(cfg[key], value, full, problems)
             continue
-        if key not in defaults:
-            choices = [f"{prefix}{k}" for k in defaults.keys()]
-            match = difflib.get_close_matches(full, choices, n=1, cutoff=0.6)
-            if not match:
-                all_keys = [key for key, _ in leaf_items(get_default_config())]
-                match = difflib.get_close_matches(full, all_keys, n=1, cutoff=0.6)
+        if key not in cfg:
+            choices = [f"{prefix}{k}" for k in cfg.keys()]
+            match = (difflib.get_close_matches(full, choices, n=1, cutoff=0.6) or
+                     difflib.get_close_matches(full, [k for k, _ in leaf_items(get_default_config())], n=1, cutoff=0.6))
             hint = f" (did you mean {match[0]}?)" if match else ""
             problems.append(f"unknown config key {full}{hint}")
             continue
-        default = defaults[key]
-        if isinstance(default, CN):
+        if isinstance(cfg[key], CN):
             if not isinstance(value, dict):
                 problems.append(f"{full}: expected a section of keys, got {value!r}")
                 continue
-            _merge_mapping(cfg[key], default, value, full + ".", problems)
-        elif isinstance(default, list):
-            coerced = _coerce_list(value, default, full, problems)
-            if coerced is not None:
-                cfg[key] = coerced
+            merge_mapping(cfg[key], value, problems, full + ".")
         else:
-            coerced = _coerce(value, type(default), full, problems)
-            if coerced is not None:
-                cfg[key] = coerced
-
-
-def _parse_opt_value(text: str):
-    """A ``--opts`` value, read as a YAML scalar or flow list (``100``, ``False``, ``[1, 2]``, ``runs/x``)."""
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
+            _set_coerced(cfg, key, value, cfg[key], full, problems)
 
 
 def opts_to_mapping(opts, problems: list) -> dict:
@@ -164,7 +138,10 @@ def opts_to_mapping(opts, problems: list) -> dict:
                 problems.append(f"--opts: {key} conflicts with an earlier override")
                 break
         else:
-            node[last] = _parse_opt_value(text)
+            try:  # a YAML scalar or flow list: 100, False, [1, 2], runs/x
+                node[last] = yaml.safe_load(text)
+            except yaml.YAMLError:
+                node[last] = text
     return mapping
 
 
@@ -184,17 +161,10 @@ def load_yaml_file(path, problems: list) -> dict:
     except UnicodeDecodeError:
         problems.append(f"config file {path} is not UTF-8 text")
         return {}
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
+    if not isinstance(data, (dict, type(None))):
         problems.append(f"{path}: the top level of a config must be a mapping of sections, got {type(data).__name__}")
         return {}
-    return data
-
-
-def merge_mapping(cfg, mapping: dict, problems: list) -> None:
-    """Merge a nested mapping of overrides onto ``cfg``: unknown keys and wrong types become ``problems``."""
-    _merge_mapping(cfg, cfg, mapping, "", problems)
+    return data or {}
 
 
 def build_config(config_path=None, opts=(), base_dir=None, prepare_inputs=None, extra_checks=()):
@@ -238,10 +208,7 @@ def resolve_paths(cfg, base_dir=None) -> None:
     base = Path(base_dir or os.getcwd())
     for key in PATH_KEYS:
         value = get_key(cfg, key)
-        if isinstance(value, list):
-            set_key(cfg, key, [_absolute(v, base) for v in value])
-        else:
-            set_key(cfg, key, _absolute(value, base))
+        set_key(cfg, key, [_absolute(v, base) for v in value] if isinstance(value, list) else _absolute(value, base))
     for key in NAME_OR_PATH_KEYS:
         value = get_key(cfg, key)
         if value and is_local_path(value, base):
@@ -254,10 +221,7 @@ def resolve_paths(cfg, base_dir=None) -> None:
 def resolve_auto_values(cfg) -> None:
     """Fill the "auto" values: worker count, dataset and run IDs. GPU count stays -1 (= all visible) here;
     stages resolve it where they launch work, so that reading a config never initialises CUDA."""
-    from pipeline.run_ids import derive_dataset_id, derive_pretrain_id
-
-    if cfg.SYSTEM.NUM_WORKERS == 0:
-        cfg.SYSTEM.NUM_WORKERS = os.cpu_count() or 1
+    cfg.SYSTEM.NUM_WORKERS = num_workers(cfg)
     if not cfg.DATASET.ID:
         cfg.DATASET.ID = derive_dataset_id(cfg)
     if not cfg.PRETRAIN.ID:

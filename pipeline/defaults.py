@@ -1,13 +1,9 @@
-"""Every setting of ExtremeBERT, declared once: key, default, one-line meaning, allowed values, script flags.
-
-From this one table come the yacs defaults (``get_default_config``), the value checks (``pipeline.validation``),
-the flags of the stand-alone scripts (``pipeline.script_flags``: ``dataset/shard_data.py``,
-``dataset/generate_samples.py``, ``pretraining/run_pretraining.py``), which settings make a run's identity
-(``pipeline.run_ids``) and the README's config reference (``python -m pipeline.config_reference``). YAML files
-under ``configs/`` only override these keys; ``--opts KEY VALUE`` overrides them again; an unknown key is an error.
-See ``pipeline.setting.Setting`` for the fields. Relative paths (``PATH_KEYS``) resolve against the directory the
-command runs in.
+"""Every setting of ExtremeBERT, declared once: key, default, one-line meaning, allowed values, script flags and
+identity role. The config, its checks, the scripts' flags, the run IDs and the README's reference all come from this
+table (docs/architecture.md, "One declaration per setting"); YAML files and ``--opts`` only override its keys.
 """
+import copy
+from functools import reduce
 from pathlib import Path
 
 from yacs.config import CfgNode as CN
@@ -354,29 +350,6 @@ def is_local_path(value, base=None) -> bool:
 MAPPING_KEYS = tuple(setting.key for setting in SETTINGS if isinstance(setting.default, dict))
 
 
-def _build_tree() -> CN:
-    root = CN()
-    for setting in SETTINGS:
-        *sections, leaf = setting.key.split(".")
-        node = root
-        for section in sections:
-            if section not in node:
-                node[section] = CN()
-            node = node[section]
-        node[leaf] = CN() if isinstance(setting.default, dict) else list(setting.default) if isinstance(
-            setting.default, list) else setting.default
-    return root
-
-
-_C = _build_tree()
-
-
-def get_default_config() -> CN:
-    """A fresh, mutable copy of the default configuration."""
-    return _C.clone()
-
-
-# Walking a config tree by dotted keys ("PRETRAIN.ESD.RATIO").
 def leaf_items(node, prefix=""):
     """(dotted key, value) for every leaf of a config tree; a setting whose keys the user names (FINETUNE.OWN_TASKS)
     is one leaf."""
@@ -388,15 +361,29 @@ def leaf_items(node, prefix=""):
 
 
 def get_key(cfg, dotted: str):
-    node = cfg
-    for part in dotted.split("."):
-        node = node[part]
-    return node
+    return reduce(lambda node, part: node[part], dotted.split("."), cfg)
 
 
-def set_key(cfg, dotted: str, value) -> None:
+def set_key(cfg, dotted: str, value, make=None) -> None:
+    """Set a dotted key of a config tree (or of a nested dict); ``make`` (``dict``, ``CN``) creates the sections
+    that are missing, which are otherwise an error."""
     *parents, last = dotted.split(".")
     node = cfg
     for part in parents:
-        node = node[part]
+        node = node.setdefault(part, make()) if make else node[part]
     node[last] = value
+
+
+def _default_tree() -> CN:
+    root = CN()
+    for setting in SETTINGS:
+        set_key(root, setting.key, CN() if isinstance(setting.default, dict) else copy.copy(setting.default), make=CN)
+    return root
+
+
+_C = _default_tree()
+
+
+def get_default_config() -> CN:
+    """A fresh, mutable copy of the default configuration."""
+    return _C.clone()

@@ -1,9 +1,6 @@
-"""The edges of the disk: before a stage starts, its folder must be writable and have room for what the stage will
-write (an OSError saying the disk is full or read-only becomes one line and exit code 3: ``pipeline.errors``).
-
-A stage may declare an ``estimate`` (``cfg -> int``, in ``orchestration.stages.STAGES``), a rough upper bound of
-what it writes; stages without one get DEFAULT_ESTIMATE_BYTES. What the stage's folders already hold counts as
-written (a resumed stage mostly keeps it), and MARGIN_BYTES come on top.
+"""The edges of the disk: before a stage starts, its folder must be writable and have room for the stage's estimate
+(``orchestration.stages.STAGES``), less what its folders already hold (a resumed stage keeps most), plus MARGIN_BYTES.
+An OSError of a full or read-only disk becomes one line and exit code 3 (``pipeline.errors``).
 """
 import os
 import shutil

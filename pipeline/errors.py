@@ -38,9 +38,7 @@ class ConfigError(ExtremeBertError):
     exit_code = ExitCode.CONFIG
 
     def __init__(self, problems):
-        if isinstance(problems, str):
-            problems = [problems]
-        self.problems = list(problems)
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
         super().__init__("; ".join(self.problems))
 
 
@@ -50,13 +48,6 @@ class DataError(ExtremeBertError):
 
 def is_disk_error(error: BaseException) -> bool:
     return isinstance(error, OSError) and error.errno in DISK_REASONS
-
-
-def describe_disk_error(error: OSError) -> str:
-    """One line for a disk OSError: the path, what went wrong, how to get out of it."""
-    where = error.filename or "the output folder"
-    return (f"{where}: {DISK_REASONS[error.errno]}; free some space or fix the permissions (or set "
-            f"SYSTEM.OUTPUT_ROOT to another disk), then rerun: complete stages are skipped")
 
 
 def run_reporting_errors(call) -> int:
@@ -73,7 +64,9 @@ def run_reporting_errors(call) -> int:
     except OSError as e:
         if not is_disk_error(e):
             raise
-        print(f"error: {describe_disk_error(e)}", file=sys.stderr)
+        print(f"error: {e.filename or 'the output folder'}: {DISK_REASONS[e.errno]}; free some space or fix the"
+              f" permissions (or set SYSTEM.OUTPUT_ROOT to another disk), then rerun: complete stages are skipped",
+              file=sys.stderr)
         return ExitCode.DISK
 
 

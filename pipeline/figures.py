@@ -1,6 +1,5 @@
-"""Drawing figures on machines without a display, and writing them so that a reader never sees half a PNG.
-
-matplotlib is imported inside ``pyplot()`` (callers must import cheaply) with the Agg backend.
+"""Drawing figures on machines without a display (matplotlib, imported only to draw, on its Agg backend), and
+writing them so that a reader never sees half a PNG.
 """
 import os
 from pathlib import Path

@@ -1,13 +1,5 @@
-"""Uploading a model folder to the Hugging Face Hub: checked before any work, resumable, skipped when done.
-
-- **Checked first** (``publish_problems``): the repository name, a token (``$HF_TOKEN`` or the login cache, never
-  the config: a value that looks like a token is refused) and the network not switched off (``HF_HUB_OFFLINE``).
-  Commands run these checks when they read their settings, so that hours of training never end in "not logged in".
-- **Resumable, and skipped when done** (``files_to_upload``): the local files are compared with the repository's
-  listing, by sha256 for the files the Hub keeps in LFS (its listing gives their sha256) and by git's blob id for
-  the others; only the files that differ are uploaded. An interrupted upload is finished by running it again, and
-  a repository that already holds the same files gets no commit at all.
-- **One line when it fails** (``PublishError``): the Hub out of reach or refusing; the model folder is only read.
+"""Uploading a model folder to the Hugging Face Hub: checked before any work (``publish_problems``), resumable and
+skipped when done (``files_to_upload``); the README's "Model cards and publishing" says what users see.
 """
 import hashlib
 import re
@@ -29,22 +21,10 @@ def looks_like_token(value) -> bool:
     return isinstance(value, str) and bool(TOKEN_PATTERN.search(value))
 
 
-def hub_token():
-    """The token of ``$HF_TOKEN`` or of the login cache, or None."""
-    from huggingface_hub import get_token
-
-    return get_token()
-
-
-def hub_offline() -> bool:
-    from huggingface_hub import constants
-
-    return bool(constants.HF_HUB_OFFLINE)
-
-
 def publish_problems(repo: str, where: str) -> list:
     """Why an upload to ``repo`` (named by ``where``, a setting or flag) cannot start, one line each: cheap, local
     checks, run before any expensive work."""
+    from huggingface_hub import constants, get_token
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     if looks_like_token(repo):
@@ -57,10 +37,10 @@ def publish_problems(repo: str, where: str) -> list:
         validate_repo_id(repo)
     except HFValidationError as e:
         problems.append(f"{where} = {repo!r} is not a Hub repository name: {first_line(e)}")
-    if hub_token() is None:
+    if get_token() is None:  # $HF_TOKEN or the login cache
         problems.append(f"publishing to the Hub needs a Hugging Face token and none was found: {LOGIN_HINT}, then"
                         f" rerun")
-    if hub_offline():
+    if constants.HF_HUB_OFFLINE:
         problems.append("publishing uploads to the Hub but HF_HUB_OFFLINE=1 is set: unset it, then rerun")
     return problems
 
@@ -74,13 +54,9 @@ def local_files(folder) -> dict:
     """``{relative name: {"bytes", "sha256", "git_sha1"}}`` of every file under ``folder`` (hidden names, temporary
     or partial files, are left out)."""
     folder = Path(folder)
-    records = {}
-    for path in sorted(folder.rglob("*")):
-        name = path.relative_to(folder).as_posix()
-        if not path.is_file() or any(part.startswith(".") for part in name.split("/")):
-            continue
-        records[name] = _file_record(path)
-    return records
+    names = {path.relative_to(folder).as_posix(): path for path in sorted(folder.rglob("*")) if path.is_file()}
+    return {name: _file_record(path) for name, path in names.items()
+            if not any(part.startswith(".") for part in name.split("/"))}
 
 
 def _file_record(path: Path) -> dict:
@@ -110,17 +86,15 @@ def remote_files(entries) -> dict:
 def files_to_upload(local: dict, remote: dict) -> list:
     """The names of ``local`` that ``remote`` lacks or holds with another content: by sha256 where the Hub keeps
     the file in LFS, else by git blob id. Files only the Hub has stay (the card of another upload, .gitattributes)."""
-    differ = []
-    for name, mine in sorted(local.items()):
-        theirs = remote.get(name)
+
+    def differs(mine: dict, theirs) -> bool:
         if theirs is None or theirs.get("bytes") != mine["bytes"]:
-            differ.append(name)
-        elif theirs.get("sha256"):
-            if theirs["sha256"] != mine["sha256"]:
-                differ.append(name)
-        elif theirs.get("blob_id") != mine["git_sha1"]:
-            differ.append(name)
-    return differ
+            return True
+        if theirs.get("sha256"):
+            return theirs["sha256"] != mine["sha256"]
+        return theirs.get("blob_id") != mine["git_sha1"]
+
+    return [name for name, mine in sorted(local.items()) if differs(mine, remote.get(name))]
 
 
 def _network_errors() -> tuple:
@@ -141,12 +115,12 @@ def _network_errors() -> tuple:
 def publish_folder(folder, repo: str, private: bool, message: str) -> str:
     """Upload the files of ``folder`` that ``repo`` lacks or holds otherwise (creating it, ``private`` when new);
     returns one line saying what was done. Raises ``PublishError`` (one line) when the Hub is out of reach."""
-    from huggingface_hub import HfApi
+    from huggingface_hub import HfApi, get_token
 
     folder = Path(folder)
     if not folder.is_dir():
         raise PublishError(f"nothing to publish: {folder} does not exist")
-    token = hub_token()
+    token = get_token()
     if token is None:
         raise PublishError(f"publishing to {repo} needs a Hugging Face token and none was found: {LOGIN_HINT}")
     api = HfApi(token=token)

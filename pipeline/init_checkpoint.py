@@ -1,22 +1,15 @@
 """The starting checkpoint of PRETRAIN.INIT_FROM (``run_pretraining.py --model_name_or_path``), read without torch:
-where its files are, its architecture as our MODEL keys, and the problems of a config that contradicts it.
-
-Accepted: a Hugging Face model folder or hub name of model type ``bert`` (post-LN: stock BERT, our post-LN exports)
-or ``roberta-prelayernorm`` (pre-LN: our pre-LN exports), with the MLM head or without (``BertModel``); and a
-sentence-transformers folder, whose ``modules.json`` names the folder of its Transformer module (the top level or
-``0_Transformer/``). The weights themselves are read by ``pretraining.import_weights``.
-
-The checkpoint decides the architecture (``apply_init_from`` writes it into the MODEL keys; a MODEL key set to
-another value is a config error) and the tokenizer (TOKENIZER.NAME_OR_PATH becomes the checkpoint's; another
-tokenizer, or TOKENIZER.TRAIN, is a config error). huggingface_hub is imported only for hub names.
+where its files are, its architecture as our MODEL keys, and the problems of a config that contradicts it (what is
+accepted and what follows the checkpoint: the README, "Start from an existing BERT"). ``pretraining.import_weights``
+reads the weights.
 """
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from pipeline.defaults import MODEL_PRESETS, SETTINGS_BY_KEY, get_key, is_local_path, set_key
 from pipeline.errors import DataError, first_line
 from pipeline.manifest import read_json
-from pipeline.model_positions import input_positions
 
 KEY = "PRETRAIN.INIT_FROM"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -32,8 +25,27 @@ MODEL_FIELDS = {"MODEL.HIDDEN_SIZE": "hidden_size", "MODEL.NUM_HIDDEN_LAYERS": "
 HUB_FILES = ["*.json", "vocab.txt", "*/*.json", "*/vocab.txt"]
 HUB_WEIGHTS = ["model.safetensors", "*/model.safetensors"]
 HUB_LEGACY_WEIGHTS = ["pytorch_model.bin", "*/pytorch_model.bin"]
+# Model types whose position table has pad_token_id + 1 rows before the first position (RoBERTa's layout; our pre-LN
+# exports are roberta-prelayernorm, see pretraining.export_stock).
+OFFSET_POSITION_TYPES = ("roberta", "roberta-prelayernorm", "xlm-roberta", "camembert")
 
 
+def input_positions(config: dict) -> Optional[int]:
+    """The most tokens one input of a model with this ``config.json`` may have (None when it does not say): a longer
+    row indexes past the position table, an ``IndexError`` deep inside a job, so the finetune stage's checks and
+    ``run_glue.py`` compare their sequence lengths with it first."""
+    positions = config.get("max_position_embeddings")
+    if not isinstance(positions, int) or isinstance(positions, bool):
+        return None
+    if config.get("model_type") in OFFSET_POSITION_TYPES:
+        positions -= (config.get("pad_token_id") or 0) + 1
+    return positions
+
+
+def folder_positions(folder) -> Optional[int]:
+    """``input_positions`` of the model folder ``folder``; None without a readable config.json."""
+    config = read_json(Path(folder) / "config.json")
+    return input_positions(config) if isinstance(config, dict) else None
 
 
 def _hub_snapshot(name: str, with_weights: bool) -> Path:
@@ -94,10 +106,6 @@ class StartingCheckpoint:
         return checkpoint
 
     @property
-    def is_local(self) -> bool:
-        return is_local_path(self.name)
-
-    @property
     def weights_file(self):
         return next((self.folder / f for f in WEIGHT_FILES if (self.folder / f).is_file()), None)
 
@@ -116,16 +124,15 @@ class StartingCheckpoint:
         it has none."""
         for folder in dict.fromkeys((self.folder, self.root)):
             if any((folder / f).is_file() for f in TOKENIZER_FILES):
-                return self.name if folder == self.root and not self.is_local else str(folder)
+                return self.name if folder == self.root and not is_local_path(self.name) else str(folder)
         return ""
 
     def architecture_problems(self) -> list:
         """What in config.json our model cannot be (one line each)."""
-        problems = []
         if self.model_type not in LN_MODE_OF_MODEL_TYPE:
-            problems.append(f"{KEY}: {self.name} is a '{self.model_type}' model; this model is BERT ('bert', post-LN)"
-                            f" or 'roberta-prelayernorm' (pre-LN)")
-            return problems
+            return [f"{KEY}: {self.name} is a '{self.model_type}' model; this model is BERT ('bert', post-LN)"
+                    f" or 'roberta-prelayernorm' (pre-LN)"]
+        problems = []
         embedding = self.config.get("position_embedding_type", "absolute")
         if embedding != "absolute":
             problems.append(f"{KEY}: {self.name} uses position_embedding_type '{embedding}'; this model has"
@@ -141,10 +148,9 @@ class StartingCheckpoint:
 
     def model_keys(self) -> dict:
         """Our MODEL keys for this checkpoint's architecture (call after ``architecture_problems`` found none)."""
-        keys = {key: self.config[field] for key, field in MODEL_FIELDS.items()}
-        keys["MODEL.ENCODER_LN_MODE"] = LN_MODE_OF_MODEL_TYPE[self.model_type]
-        keys["MODEL.MAX_POSITION_EMBEDDINGS"] = input_positions(self.config)  # a pre-LN table has rows before ours
-        return keys
+        return {**{key: self.config[field] for key, field in MODEL_FIELDS.items()},
+                "MODEL.ENCODER_LN_MODE": LN_MODE_OF_MODEL_TYPE[self.model_type],
+                "MODEL.MAX_POSITION_EMBEDDINGS": input_positions(self.config)}  # a pre-LN table has rows before ours
 
 
 def _where(folder: Path, root: Path) -> str:
@@ -154,8 +160,7 @@ def _where(folder: Path, root: Path) -> str:
 def _contradictions(cfg, checkpoint: StartingCheckpoint, keys: dict) -> list:
     """The MODEL keys the config sets (off their defaults; a shape key left at 0 takes a MODEL.PRESET that is off
     its default) to something else than the checkpoint has."""
-    preset_default = SETTINGS_BY_KEY["MODEL.PRESET"].default
-    preset = cfg.MODEL.PRESET
+    preset, preset_default = cfg.MODEL.PRESET, SETTINGS_BY_KEY["MODEL.PRESET"].default
     problems = []
     for key, value in keys.items():
         given, source = get_key(cfg, key), key

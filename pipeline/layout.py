@@ -1,18 +1,6 @@
-"""Where each stage writes, in one place. Every path below is derived from a resolved config.
-
-    OUTPUT_ROOT/
-      datasets/<DATASET.ID>/          dataset stage (shared by every run that uses the same data and settings)
-        text_shards/                  train_*.txt / test_*.txt, one line per paragraph, blank line between articles
-        samples/                      train_*.hdf5 / test_*.hdf5
-        tokenizer/                    the Hugging Face tokenizer the samples were made with
-        manifest.json
-      runs/<PRETRAIN.ID>/             one pipeline run
-        config.yaml                   the fully resolved config of the last invocation
-        logs/<stage>.log              everything each stage printed
-        pretrain/                     checkpoints/, final_model/, metrics.jsonl, training_curves.png, manifest.json
-        finetune/                     <task>/<job>/ with eval_results.json, test predictions and a log per job
-        tensorboard/                  event files (SYSTEM.TENSORBOARD): pretrain/, finetune/<task>/<job>/
-        report.md, results.json, glue_submission.zip, results/   result collection
+"""Where each stage writes, in one place, derived from a resolved config: ``OUTPUT_ROOT/datasets/<DATASET.ID>/``,
+shared by every run of the same data and settings, and ``OUTPUT_ROOT/runs/<PRETRAIN.ID>/`` (the README's
+"Everything lands under runs/" table lists what each holds).
 """
 from pathlib import Path
 
@@ -41,12 +29,8 @@ def run_dir(cfg) -> Path:
     return output_root(cfg) / "runs" / cfg.PRETRAIN.ID
 
 
-def logs_dir(cfg) -> Path:
-    return run_dir(cfg) / "logs"
-
-
 def log_path(cfg, stage: str) -> Path:
-    return logs_dir(cfg) / f"{stage}.log"
+    return run_dir(cfg) / "logs" / f"{stage}.log"
 
 
 def pretrain_dir(cfg) -> Path:

@@ -1,14 +1,6 @@
-"""Advisory locks on the folders stages write, so that two runs on one OUTPUT_ROOT take turns instead of writing the
-same files at once.
-
-A folder's lock file lives in ``OUTPUT_ROOT/locks/`` (``runs/<ID>/`` has ``locks/runs--<ID>.lock``): outside the
-folder, so rebuilding or deleting it (``--force``) never removes a lock that a waiting run holds, and outside
-``runs/`` and ``datasets/``, which keep holding only runs and datasets. The lock itself is ``fcntl.flock``: the kernel
-drops it when the holding process ends, however it ends, so a killed run never leaves a stale lock behind. The
-file's text (PID, host, since when) only serves the message another run prints while it waits or refuses.
-
-A writer takes the lock exclusively; a run that only reads a folder (a dataset it trains on) holds it shared, which
-keeps writers out (``--force dataset`` in another run waits) but lets any number of readers in.
+"""Advisory locks (``fcntl.flock``, dropped by the kernel however their process ends) on the folders stages write, so
+that two runs on one OUTPUT_ROOT take turns: a writer holds a folder's lock exclusively, a reader shared. The lock
+files and messages are described in docs/interfaces.md ("Locks").
 """
 import fcntl
 import logging
@@ -28,13 +20,10 @@ class FolderBusy(ExtremeBertError):
     exit_code = ExitCode.BUSY
 
 
-LOCKS_DIRNAME = "locks"
-
-
 def lock_path(folder, output_root) -> Path:
     """The lock file of ``folder``, a folder under ``output_root``."""
     relative = Path(folder).resolve().relative_to(Path(output_root).resolve())
-    return Path(output_root) / LOCKS_DIRNAME / f"{'--'.join(relative.parts)}.lock"
+    return Path(output_root) / "locks" / f"{'--'.join(relative.parts)}.lock"
 
 
 def _holder(path: Path) -> str:
@@ -48,16 +37,13 @@ def _holder(path: Path) -> str:
 
 
 class FolderLock:
-    """A lock on one folder, taken with ``acquire`` and held until ``release`` or the end of the process.
-
-    ``wait`` chooses what happens when another run holds it: wait for it (printing one line), or raise FolderBusy.
-    """
+    """A lock on one folder, taken with ``acquire`` and held until ``release`` or the end of the process; ``wait``
+    says what to do when another run holds it: wait for it (printing one line), or raise FolderBusy."""
 
     def __init__(self, folder, output_root, wait: bool = True):
         self.folder = Path(folder)
         self.path = lock_path(folder, output_root)
         self.wait = wait
-        self.shared = False
         self._fd = None
 
     def acquire(self, shared: bool = False) -> bool:
@@ -80,14 +66,13 @@ class FolderLock:
         except BaseException:
             os.close(fd)
             raise
-        self._fd, self.shared = fd, shared
-        self._record_holder()
+        self._fd = fd
+        self._record_holder(shared)
         return waited
 
-    def _record_holder(self) -> None:
-        text = (f"PID {os.getpid()} on host {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}"
-                f"{' (reading)' if self.shared else ''}\n")
-        data = text.encode()
+    def _record_holder(self, shared: bool) -> None:
+        data = (f"PID {os.getpid()} on host {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+                f"{' (reading)' if shared else ''}\n").encode()
         try:  # write, then cut the rest: a waiting run reading it meanwhile never finds the file empty
             os.pwrite(self._fd, data, 0)
             os.ftruncate(self._fd, len(data))
@@ -98,10 +83,6 @@ class FolderLock:
         if self._fd is not None:
             os.close(self._fd)  # closing the only descriptor drops the flock
             self._fd = None
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
 
     def __enter__(self):
         return self

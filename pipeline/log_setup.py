@@ -1,21 +1,8 @@
-"""How every ExtremeBERT process logs: one format, one choice of level, and a stage's log file that keeps DEBUG.
-
-The format keeps the lines users and tests already read: an INFO line is the message alone, any other level is
-tagged as the error lines always were (``warning: ...``, ``error: ...``, ``debug: ...``); another library's record
-also names its logger (``debug: filelock: ...``). INFO and DEBUG go to stdout, WARNING and above to stderr.
-transformers, datasets, huggingface_hub and DeepSpeed print through handlers of their own, in their own format.
-
-The level is SYSTEM.LOG_LEVEL, or ``--quiet`` (WARNING: warnings, errors and the final summary) and ``--verbose``
-(DEBUG, the libraries' debug output included) on main.py and every script. The noise of transformers, datasets,
-huggingface_hub, DeepSpeed and torch stays at WARNING unless the level is DEBUG.
-
-Under main.py a stage's stdout is copied to the console and to ``logs/<stage>.log`` (orchestration.stage_process).
-The stage's records at the console level or above reach the log that way; those below it (DEBUG, or INFO under
---quiet) are appended to the same file by a FileHandler, so that the log keeps every line once. A FileHandler line
-can land a moment before console lines written just ahead of it, which still pass through the copy.
-
-The level and the log file are handed down through the environment (``LEVEL_ENV``, ``LOG_FILE_ENV``): DeepSpeed's
-ranks, worker processes and finetuning jobs start with what their parent chose, whatever their argument lists.
+"""How every ExtremeBERT process logs: an INFO line of ours is the message alone, any other is tagged (``warning:
+...``; a library's also names its logger), INFO and DEBUG go to stdout, WARNING and up to stderr. A stage's
+``logs/<stage>.log`` gets the console's copy from the runner and, from a FileHandler here, the records below the
+console's level. Level and log file are handed down through the environment, so that DeepSpeed's ranks, workers
+and finetuning jobs start with what their parent chose, whatever their argument lists.
 """
 import logging
 import os
@@ -61,23 +48,12 @@ class ConsoleHandler(logging.Handler):
             self.handleError(record)
 
 
-class _BelowLevel(logging.Filter):
-    """Lets through only the records the console does not show: the log file gets those from the console copy."""
-
-    def __init__(self, level: int):
-        super().__init__()
-        self.level = level
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno < self.level
-
-
 def chosen_level(args=None, configured: Optional[str] = None) -> str:
     """The level a process runs at: ``--quiet``/``--verbose`` when given, else ``configured`` (SYSTEM.LOG_LEVEL),
     else what the parent process handed down, else INFO."""
-    if args is not None and getattr(args, "quiet", False):
+    if getattr(args, "quiet", False):
         return "WARNING"
-    if args is not None and getattr(args, "verbose", False):
+    if getattr(args, "verbose", False):
         return "DEBUG"
     return configured or os.environ.get(LEVEL_ENV) or "INFO"
 
@@ -111,15 +87,15 @@ def setup_logging(level: str = "INFO", log_file=None) -> None:
     if log_file and console_level > logging.DEBUG:
         to_file = logging.FileHandler(log_file, mode="a", encoding="utf-8", delay=True)
         to_file.setLevel(logging.DEBUG)
-        to_file.addFilter(_BelowLevel(console_level))
+        # only what the console does not show: the file gets the rest from the console's copy
+        to_file.addFilter(lambda record: record.levelno < console_level)
         handlers.append(to_file)
     for handler in handlers:
         handler.setFormatter(LineFormatter())
         setattr(handler, _OURS, True)
         root.addHandler(handler)
-    ours = logging.DEBUG if len(handlers) > 1 else console_level
-    for name in OWN_LOGGERS:
-        logging.getLogger(name).setLevel(ours)
+    for name in OWN_LOGGERS:  # DEBUG when the log file takes what the console does not show
+        logging.getLogger(name).setLevel(logging.DEBUG if len(handlers) > 1 else console_level)
     _set_library_levels(library_level(level))
     root.setLevel(library_level(level))  # the loggers of other libraries (torch, urllib3, ...) inherit it
     _hand_down(level, log_file)
@@ -162,3 +138,16 @@ def warn_notes(logger: logging.Logger, notes: list) -> None:
     """The scripts' notes on flags that have no effect or were adjusted (``note: ...`` lines), as warnings."""
     for note in notes:
         logger.warning(note.removeprefix("note: "))
+
+
+def format_duration(seconds: float) -> str:
+    """A duration or an ETA on the console, the same in every long stage: ``45s``, ``3m12s``, ``2h05m``, ``3d04h``
+    (never more precise than an estimate deserves)."""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"

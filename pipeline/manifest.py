@@ -1,11 +1,5 @@
-"""Stage manifests: the small JSON record a stage writes when (and only when) it has completed.
-
-"Complete" means the manifest exists and its ``settings`` equal the settings the current config asks for; a stage
-may also check the outputs the manifest lists: ``file_records`` stores each output's size and sha256, and
-``changed_files`` compares them (sizes on every run, a ``stat`` per file; hashes with main.py --verify).
-Manifests are written atomically (temporary name, then rename) so an interrupted run never leaves a manifest that
-a later run would trust. What a stage reports about itself before running (``StageStatus``) is usually read off its
-manifest (``manifest_status``).
+"""Stage manifests, the small JSON record a stage writes when (and only when) it has completed (what "complete" means:
+docs/interfaces.md), and the atomic writes that keep an interrupted run from leaving a file a later run would trust.
 """
 import hashlib
 import json
@@ -64,9 +58,7 @@ def read_manifest(stage_dir):
 def manifest_matches(stage_dir, settings: dict) -> bool:
     """True when ``stage_dir`` holds a manifest whose settings equal ``settings`` (compared as JSON)."""
     manifest = read_manifest(stage_dir)
-    if manifest is None:
-        return False
-    return as_stored(manifest.get("settings")) == as_stored(settings)
+    return manifest is not None and as_stored(manifest.get("settings")) == as_stored(settings)
 
 
 def file_sha256(path) -> str:
@@ -80,30 +72,26 @@ def file_sha256(path) -> str:
 def file_records(root, files, known_sha256=None) -> dict:
     """``{path relative to root: {"bytes": size, "sha256": hash}}`` for ``files``; ``known_sha256`` (by relative
     path) holds hashes computed already, so that large outputs are not read twice."""
-    root, known = Path(root), known_sha256 or {}
-    records = {}
-    for path in sorted(map(Path, files)):
-        name = path.relative_to(root).as_posix()
-        records[name] = {"bytes": path.stat().st_size, "sha256": known.get(name) or file_sha256(path)}
-    return records
+    known = known_sha256 or {}
+    paths = {path.relative_to(root).as_posix(): path for path in sorted(map(Path, files))}
+    return {name: {"bytes": path.stat().st_size, "sha256": known.get(name) or file_sha256(path)}
+            for name, path in paths.items()}
 
 
 def changed_files(root, records: dict, deep: bool = False) -> list:
     """The recorded files under ``root`` that are missing or have another size than recorded, or with ``deep``
     another sha256. A record without "bytes" or "sha256" skips that comparison."""
-    changed = []
-    for name, record in sorted(records.items()):
-        path = Path(root) / name
+
+    def differs(path: Path, record: dict) -> bool:
         try:
             size = path.stat().st_size
         except OSError:
-            changed.append(name)
-            continue
+            return True
         if record.get("bytes", size) != size:
-            changed.append(name)
-        elif deep and record.get("sha256") and record["sha256"] != file_sha256(path):
-            changed.append(name)
-    return changed
+            return True
+        return bool(deep and record.get("sha256")) and record["sha256"] != file_sha256(path)
+
+    return [name for name, record in sorted(records.items()) if differs(Path(root) / name, record)]
 
 
 @dataclass

@@ -1,11 +1,6 @@
-"""Model cards: the ``README.md`` of an exported model folder, which the Hugging Face Hub shows and indexes.
-
-The front matter is what the Hub reads (``library_name``, ``pipeline_tag``, ``tags``, ``license``, ``datasets``
-and, for a finetuned model, a ``model-index`` with its dev results); the body says what the run recorded and how to
-load the model with stock ``transformers``. A card states only facts its caller read from the run's own records
-(manifests, ``metrics.jsonl``, ``eval_results.json``, the resolved config): a fact that is missing (None) leaves its
-line out rather than being guessed. Rendering is ``huggingface_hub.ModelCardData``, so that the Hub's own parser
-reads back what was written.
+"""Model cards: the ``README.md`` of an exported model folder, which the Hub shows and indexes (the README's "Model
+cards and publishing"). The front matter is rendered by ``huggingface_hub.ModelCardData``, so that the Hub's parser
+reads back what was written; a fact the caller did not record (None) leaves its line out rather than being guessed.
 """
 import shlex
 import sys
@@ -17,8 +12,6 @@ CARD_NAME = "README.md"
 CURVES_NAME = "training_curves.png"  # the pretraining curves, copied next to the weights so the Hub shows them
 LIBRARY = "transformers"
 TAGS = ["extremebert"]
-# The Hub's model-index names a GLUE task's dataset by its hub name and the task's config (lower case, "sst2").
-GLUE_HUB_DATASET = "nyu-mll/glue"
 
 
 def command_line(argv=None) -> str:
@@ -29,27 +22,22 @@ def command_line(argv=None) -> str:
 
 def _rows(pairs) -> str:
     """A two-column Markdown table of the (label, value) pairs whose value is known (not None, not "")."""
-    known = [(label, value) for label, value in pairs if value is not None and value != ""]
-    if not known:
-        return ""
-    return "| | |\n|---|---|\n" + "".join(f"| {label} | {str(value).replace('|', '&#124;')} |\n"
-                                          for label, value in known)
+    rows = "".join(f"| {label} | {str(value).replace('|', '&#124;')} |\n" for label, value in pairs
+                   if value is not None and value != "")
+    return "| | |\n|---|---|\n" + rows if rows else ""
 
 
-def _number(value, digits: int = 4):
+def _number(value):
     if value is None:
         return None
-    return f"{value:,}" if isinstance(value, int) else f"{value:.{digits}g}"
-
-
-def _section(title: str, text: str) -> str:
-    return f"## {title}\n\n{text.strip()}\n\n" if text and text.strip() else ""
+    return f"{value:,}" if isinstance(value, int) else f"{value:.4g}"
 
 
 def _render(data, title: str, sections: list) -> str:
     from huggingface_hub import ModelCard
 
-    body = f"# {title}\n\n" + "".join(_section(name, text) for name, text in sections)
+    body = f"# {title}\n\n" + "".join(f"## {name}\n\n{text.strip()}\n\n" for name, text in sections
+                                      if text and text.strip())
     return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body.rstrip()}\n"))
 
 

@@ -1,10 +1,8 @@
-"""A model folder's files: written in one step (``write_model_folder``), and checked before a library opens them,
-so that a damaged safetensors file is named.
+"""A model folder's files: written in one step (``write_model_folder``), and checked before a library opens them.
 
-A safetensors file is an 8-byte little-endian header length, a JSON header giving each tensor's byte range, then
-the tensor data. A file cut short (an interrupted copy or download, a full disk) holds fewer bytes than its header
-promises; safetensors then fails with "incomplete metadata" or "invalid header length", and says not which file.
-Reading the header costs one small read per file, so the check runs before every load.
+A safetensors file is an 8-byte little-endian header length, a JSON header of each tensor's byte range, then the
+data. One cut short (an interrupted copy, a full disk) holds fewer bytes than its header promises, and safetensors'
+own error ("incomplete metadata") names no file; reading the header is one small read, so it is checked every load.
 """
 import ctypes
 import json
@@ -51,10 +49,7 @@ def safetensors_problem(path) -> str:
 def check_weight_files(model_path) -> None:
     """DataError naming the first ``*.safetensors`` file of the folder ``model_path`` that is truncated or damaged.
     A hub name (no such folder) passes: the hub download checks its own files."""
-    folder = Path(model_path)
-    if not folder.is_dir():
-        return
-    for path in sorted(folder.glob("*.safetensors")):
+    for path in sorted(Path(model_path).glob("*.safetensors")):
         problem = safetensors_problem(path)
         if problem:
             raise DataError(f"{path} is truncated or damaged ({problem}): copy it again, or rerun what wrote it")

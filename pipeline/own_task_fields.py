@@ -1,9 +1,6 @@
-"""The fields of a task of one's own, ``FINETUNE.OWN_TASKS.<name>``: defaults, meaning and allowed values.
-
-``FINETUNE.OWN_TASKS`` is the one setting whose keys the user chooses (the task names); each task is a section of
-these fields. They are ``Setting`` rows like the table's, so the same value checks apply; the config loader merges a
-YAML (or ``--opts``) section field by field onto the task's current values, so ``--opts
-FINETUNE.OWN_TASKS.triage.METRIC accuracy`` changes one field of a task the YAML declared.
+"""The fields of a task of one's own, ``FINETUNE.OWN_TASKS.<name>`` (the one setting whose keys, the task names, the
+user chooses): ``Setting`` rows like the table's, with the same value checks. The config loader merges a section
+field by field, so ``--opts FINETUNE.OWN_TASKS.triage.METRIC accuracy`` changes one field of a task the YAML declared.
 """
 import re
 
@@ -68,18 +65,14 @@ def own_task_problems(own_tasks) -> list:
     problems = []
     for name, task in own_tasks.items():
         where = f"{OWN_TASKS_KEY}.{name}"
-        for field in FIELDS:
-            message = field.check_value(task[field.key])
-            if message:
-                problems.append(f"{where}.{message}")
+        problems += [f"{where}.{message}" for message in (field.check_value(task[field.key]) for field in FIELDS)
+                     if message]
         if not _TASK_NAME.match(name):
             problems.append(f"{where}: a task name is a folder name: letters, digits, '_', '-' and '.' only")
         if task.TYPE not in TASK_TYPES:
             continue
-        for key in ("TRAIN_FILE", "VALIDATION_FILE"):
-            if not task[key]:
-                problems.append(f"{where}.{key} is missing: the search trains on TRAIN_FILE and selects on"
-                                f" VALIDATION_FILE")
+        problems += [f"{where}.{key} is missing: the search trains on TRAIN_FILE and selects on VALIDATION_FILE"
+                     for key in ("TRAIN_FILE", "VALIDATION_FILE") if not task[key]]
         metric = metric_of(task)
         if metric not in METRICS[task.TYPE]:
             problems.append(f"{where}.METRIC = {metric} does not fit TYPE {task.TYPE}: use one of"

@@ -1,11 +1,9 @@
-"""Automatic dataset and run IDs, and the settings that define each stage's output.
+"""Automatic dataset and run IDs: a readable prefix plus a short hash of everything that changes the output, so that
+changed settings give a new folder and the same settings find the old one.
 
-An ID is a readable prefix plus a short hash of everything that changes the output, so changing any setting gives
-a new folder and rerunning with the same settings finds the old one. Settings that change only *how* the work is
-done (worker count, memory cap, logging intervals) are left out: they must not change the result. So is the run's
-horizon (PRETRAIN.NUM_STEPS, TOTAL_TRAINING_HOURS): raising it continues the same run rather than starting a new
-one (``horizon``). Run IDs derived before that (until issue 12) hashed the horizon too; those runs are found again
-only under a fixed PRETRAIN.ID.
+Left out of the hash: the settings that change only *how* the work is done (``OPERATIONAL``), and the horizon
+(PRETRAIN.NUM_STEPS, TOTAL_TRAINING_HOURS), so that raising it continues the same run (``horizon``). Run IDs
+derived until issue 12 hashed the horizon too; those runs are found again only under a fixed PRETRAIN.ID.
 """
 import glob
 import hashlib
@@ -13,7 +11,7 @@ import json
 import re
 from pathlib import Path
 
-from pipeline.defaults import SETTINGS, get_key
+from pipeline.defaults import SETTINGS, get_key, set_key
 from pipeline.init_checkpoint import TOKENIZER_FILES
 from pipeline.manifest import as_stored, read_manifest
 from pipeline.setting import HORIZON, RESULT, RESULT_IF_CHANGED
@@ -30,17 +28,11 @@ def in_identity(setting, value) -> bool:
 def identity_section(cfg, section: str) -> dict:
     """The settings of ``section`` that change its stage's output (``in_identity``), nested as in the config."""
     out: dict = {}
-    for setting in SETTINGS:
-        if not setting.key.startswith(section + "."):
-            continue
+    prefix = section + "."
+    for setting in (setting for setting in SETTINGS if setting.key.startswith(prefix)):
         value = as_stored(get_key(cfg, setting.key))
-        if not in_identity(setting, value):
-            continue
-        *parents, leaf = setting.key[len(section) + 1:].split(".")
-        node = out
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
+        if in_identity(setting, value):
+            set_key(out, setting.key[len(prefix):], value, make=dict)
     return out
 
 
@@ -61,9 +53,8 @@ def corpus_fingerprint(folders) -> list:
     entries = []
     for folder in folders:
         root = Path(folder)
-        for path in sorted(root.rglob("*.txt")):
-            if path.is_file():
-                entries.append(file_stamp(path, str(path.relative_to(root))))
+        entries += [file_stamp(path, str(path.relative_to(root))) for path in sorted(root.rglob("*.txt"))
+                    if path.is_file()]
         entries.append([str(root), None, None])
     return entries
 
@@ -98,12 +89,13 @@ def tokenizer_digests(folder) -> list:
     return [[f"{folder}/{name}", hashlib.sha256((path / name).read_bytes()).hexdigest()] for name in names]
 
 
-def path_stamps(value: str) -> list:
-    """The stamps of every file under ``value`` when it is a local folder, of the file when it is one, else none
-    (a hub name)."""
+def path_stamps(value: str, prefix=None) -> list:
+    """The stamps of every file under ``value`` when it is a local folder (named ``prefix``, default ``value/``, then
+    their path in it), of the file when it is one, else none (a hub name)."""
     path = Path(value)
+    prefix = f"{value}/" if prefix is None else prefix
     if path.is_dir():
-        return [file_stamp(f, f"{value}/{f.relative_to(path)}") for f in sorted(path.rglob("*")) if f.is_file()]
+        return [file_stamp(f, f"{prefix}{f.relative_to(path)}") for f in sorted(path.rglob("*")) if f.is_file()]
     return [file_stamp(path, value)] if path.is_file() else []
 
 
@@ -149,13 +141,11 @@ def pretrain_settings(cfg) -> dict:
     return settings
 
 
-HORIZON_KEYS = tuple(setting.key for setting in SETTINGS if setting.identity == HORIZON)
-
-
 def horizon(cfg) -> dict:
     """How long the run trains (the settings of role HORIZON): ``{"NUM_STEPS": 23000, "TOTAL_TRAINING_HOURS": 24.0}``.
     A pretrained model is complete once it was trained under a horizon at least this long in both."""
-    return {key.split(".")[-1]: as_stored(get_key(cfg, key)) for key in HORIZON_KEYS}
+    return {setting.key.split(".")[-1]: as_stored(get_key(cfg, setting.key)) for setting in SETTINGS
+            if setting.identity == HORIZON}
 
 
 def derive_pretrain_id(cfg) -> str:

@@ -1,12 +1,9 @@
 """The stand-alone scripts' flags, generated from the settings table (``pipeline/defaults.py``).
 
-A script declares which of ``setting.SCRIPTS`` it is; every setting that names that script gets its flags, with
-the setting's type, choices and meaning. Flags that are not given keep the table's default (the parser stores
-nothing for them), so a script's defaults are the config's by construction. ``config_from_flags`` turns the
-parsed flags into a checked config, the same tree the pipeline hands to a stage.
-
-Flags of the original ExtremeBERT / 24h-BERT scripts that mean nothing here are declared with
-``add_not_applicable``: they are accepted, and a given one prints a one-line note naming what to use instead.
+Every setting that names a script (``setting.SCRIPTS``) gives that script its flags, with the setting's type,
+choices and meaning. A flag not given stores nothing, so a script's defaults are the config's by construction;
+``config_from_flags`` turns the flags given into a checked config. Flags of the original ExtremeBERT / 24h-BERT
+scripts that mean nothing here are accepted (``add_not_applicable``) with a one-line note on what to use instead.
 """
 import argparse
 
@@ -46,10 +43,7 @@ class _SetSetting(argparse.Action):
 
     def __call__(self, parser, namespace, values, option_string=None):
         value = self.const if self.nargs == 0 else values
-        given = getattr(namespace, SETTINGS_ATTR, None)
-        if given is None:
-            given = {}
-            setattr(namespace, SETTINGS_ATTR, given)
+        given = vars(namespace).setdefault(SETTINGS_ATTR, {})
         earlier = given.get(self.dest)
         if earlier is not None and earlier[1] != value:
             parser.error(f"{option_string} contradicts {earlier[0]}: give at most one of them")
@@ -90,9 +84,8 @@ def add_setting_flags(parser: argparse.ArgumentParser, script: str) -> None:
 
 class _NotApplicable(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None):
-        notes = getattr(namespace, NOTES_ATTR, None) or []
-        notes.append(f"note: {option_string} has no effect here: {self.help.removeprefix('not applicable: ')}")
-        setattr(namespace, NOTES_ATTR, notes)
+        note = f"note: {option_string} has no effect here: {self.help.removeprefix('not applicable: ')}"
+        vars(namespace).setdefault(NOTES_ATTR, []).append(note)
 
 
 def add_not_applicable(parser, reason: str, *flags, takes_value: bool = True) -> None:

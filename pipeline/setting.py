@@ -1,8 +1,5 @@
 """What one configuration setting is: its key, default, meaning, allowed values, script flags and identity role.
-
-``pipeline/defaults.py`` declares every setting once as a ``Setting``; the yacs defaults, the value checks
-(``check_value``), the scripts' argparse flags (``pipeline.script_flags``), the run IDs (``identity``) and the
-README reference are all derived from that one table.
+``pipeline/defaults.py`` declares every setting once as a ``Setting``.
 """
 import math
 from dataclasses import dataclass
@@ -28,8 +25,9 @@ FINETUNE_SCRIPT = "finetune"
 
 @dataclass(frozen=True)
 class Interval:
-    """A numeric range such as ``[0, 1)``: bounds (None = unbounded) and whether each is included."""
+    """A numeric range as written (``[0, 1)``, ``(0, inf)``): its bounds (None = unbounded), whether each is in."""
 
+    text: str
     low: Any
     high: Any
     low_closed: bool
@@ -37,11 +35,11 @@ class Interval:
 
     @classmethod
     def parse(cls, text: str) -> "Interval":
-        left, right = text.strip()[0], text.strip()[-1]
-        low_text, high_text = (part.strip() for part in text.strip()[1:-1].split(","))
-        if left not in "[(" or right not in "])":
+        text = text.strip()
+        if text[0] not in "[(" or text[-1] not in "])":
             raise ValueError(f"bad interval {text!r}")
-        return cls(_bound(low_text), _bound(high_text), left == "[", right == "]")
+        low, high = (None if part.strip().endswith("inf") else float(part) for part in text[1:-1].split(","))
+        return cls(text, low, high, text[0] == "[", text[-1] == "]")
 
     def __contains__(self, value) -> bool:
         """NaN is in no interval, and an infinite value only in one closed at that end (``[0, inf]``): a range
@@ -56,16 +54,7 @@ class Interval:
         return ok_low and ok_high
 
     def __str__(self) -> str:
-        low = "-inf" if self.low is None else self.low
-        high = "inf" if self.high is None else self.high
-        return f"{'[' if self.low_closed else '('}{low}, {high}{']' if self.high_closed else ')'}"
-
-
-def _bound(text: str):
-    if text in ("inf", "-inf"):
-        return None
-    value = float(text)
-    return int(value) if value.is_integer() and "." not in text and "e" not in text else value
+        return self.text
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,5 @@
-"""TensorBoard event files: the scalars a run already records (pretraining's ``metrics.jsonl`` lines, a finetuning
-job's log history) written again as TensorBoard reads them, by rank 0 only. The pipeline puts them under
-``<run>/tensorboard/`` (``pipeline.layout.tensorboard_dir_of``), so that ``tensorboard --logdir <run>/tensorboard``
-shows the pretraining and every finetuning job side by side.
-
-A resumed run appends a new event file to the same folder. TensorBoard orders points by step and, when a later file
-writes a step again, drops the earlier file's points from that step on (its "orphaned data" rule): the steps a killed
-run logged after its last checkpoint do not show twice. A run that starts from scratch removes the folder's old event
-files first, as it starts ``metrics.jsonl`` afresh.
+"""TensorBoard event files: the scalars a run already records, written again by rank 0 as TensorBoard reads them
+(docs/interfaces.md, "TensorBoard"). A run from scratch removes its folder's old event files first.
 """
 from pathlib import Path
 
@@ -27,10 +20,9 @@ class ScalarWriter:
     def __init__(self, folder, from_scratch: bool):
         from torch.utils.tensorboard import SummaryWriter
 
-        self.folder = Path(folder)
         if from_scratch:
-            remove_event_files(self.folder)
-        self._writer = SummaryWriter(log_dir=str(self.folder), flush_secs=FLUSH_SECONDS)
+            remove_event_files(folder)
+        self._writer = SummaryWriter(log_dir=str(folder), flush_secs=FLUSH_SECONDS)
 
     def add(self, scalars: dict, step: int) -> None:
         for tag, value in scalars.items():

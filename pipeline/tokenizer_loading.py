@@ -1,14 +1,10 @@
 """The one way every stage and script loads a tokenizer, and the one set of errors when it cannot.
 
-Accepted: a folder holding only a BERT ``vocab.txt`` (the 24h-BERT / ExtremeBERT habit, e.g. Google's checkpoint
-folders), a folder holding a ``tokenizer.json`` (as the ``tokenizers`` library saves one), a folder saved by
-``save_pretrained`` (a tokenizer or a whole model: ``tokenizer_config.json`` beside the files), or a Hugging Face Hub
-name. Whatever cannot give a usable BERT-style tokenizer is a one-line ``DataError``: a missing folder, a folder
-with none of those files, the 5-token stub transformers 5 returns for a hub name it cannot fetch offline (instead of
-raising), a tokenizer without [PAD]/[CLS]/[SEP]/[MASK].
-
-transformers is imported inside the functions: pipeline modules are imported by light processes (the runner,
-status checks) that never load a tokenizer.
+Accepted: a folder with only a BERT ``vocab.txt`` (24h-BERT's habit), a folder with a ``tokenizer.json`` (as the
+``tokenizers`` library saves one), a ``save_pretrained`` folder (``tokenizer_config.json`` beside the files), or a
+hub name. Anything that gives no usable BERT-style tokenizer is a one-line ``DataError``, including the 5-token stub
+transformers 5 returns for a hub name it cannot fetch offline. transformers is imported inside the functions, so
+that light processes (the runner, status checks) can import this module.
 """
 import logging
 from pathlib import Path
@@ -56,18 +52,9 @@ def tokenizer_source(name_or_path) -> str:
     raise DataError(f"{name} holds no tokenizer: expected vocab.txt, tokenizer.json or tokenizer_config.json")
 
 
-def vocab_is_uncased(vocab_file) -> bool:
-    """True when lower-casing would change none of the vocabulary's ordinary tokens, as in an uncased BERT vocabulary
-    (whose text must then be lower-cased to match it); bracketed special tokens such as [CLS] do not count."""
-    with open(vocab_file, encoding="utf-8") as f:
-        tokens = (line.rstrip("\n") for line in f)
-        return not any(t != t.lower() for t in tokens if not (t.startswith("[") and t.endswith("]")))
-
-
 def lowercases(tokenizer) -> bool:
     """Whether ``tokenizer`` lower-cases its input (its Rust normaliser turns "A" into "a")."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    normalizer = backend.normalizer if backend is not None else None
+    normalizer = getattr(getattr(tokenizer, "backend_tokenizer", None), "normalizer", None)
     if normalizer is None:
         return bool(getattr(tokenizer, "do_lower_case", False))
     return normalizer.normalize_str("A") == "a"
@@ -77,8 +64,10 @@ def _load_vocab_folder(folder: Path, do_lower_case: Optional[bool]):
     from transformers import BertTokenizerFast
 
     vocab = folder / "vocab.txt"
-    if do_lower_case is None:
-        do_lower_case = vocab_is_uncased(vocab)
+    if do_lower_case is None:  # lower-case when that changes none of its ordinary tokens ([CLS] and such aside)
+        with open(vocab, encoding="utf-8") as f:
+            tokens = (line.rstrip("\n") for line in f)
+            do_lower_case = not any(t != t.lower() for t in tokens if not (t.startswith("[") and t.endswith("]")))
     # vocab=, not vocab_file=: transformers 5 silently ignores vocab_file and builds a 5-token tokenizer.
     return BertTokenizerFast(vocab=str(vocab), do_lower_case=do_lower_case)
 
@@ -113,16 +102,6 @@ def check_vocabulary(tokenizer, name: str, prefix: str = "") -> None:
                     f" without a cached copy gives such a stub); give a local tokenizer folder or go online")
 
 
-def check_tokenizer(tokenizer, name: str, setting: str = "") -> None:
-    """Raise ``DataError`` unless ``tokenizer`` has a real vocabulary and the BERT special tokens."""
-    prefix = f"{setting}: " if setting else ""
-    check_vocabulary(tokenizer, name, prefix)
-    missing = [f"[{t.upper()}]" for t in REQUIRED_TOKENS if getattr(tokenizer, f"{t}_token_id", None) is None]
-    if missing:
-        raise DataError(f"{prefix}tokenizer '{name}' has no {'/'.join(missing)} token; masked-LM pretraining and"
-                        f" BERT finetuning need a BERT-style tokenizer")
-
-
 def load_tokenizer(name_or_path, do_lower_case: Optional[bool] = None, *, setting: str = ""):
     """The tokenizer at ``name_or_path`` (any kind in the module docstring), checked to be usable.
 
@@ -151,7 +130,11 @@ def load_tokenizer(name_or_path, do_lower_case: Optional[bool] = None, *, settin
         where, hint = ("from the Hugging Face Hub", "; give a local tokenizer folder or go online") \
             if kind == HUB_NAME else (f"({kind})", "")
         raise DataError(f"{prefix}cannot load tokenizer '{name}' {where}: {first_line(e)}{hint}") from None
-    check_tokenizer(tokenizer, name, setting)
+    check_vocabulary(tokenizer, name, prefix)
+    missing = [f"[{t.upper()}]" for t in REQUIRED_TOKENS if getattr(tokenizer, f"{t}_token_id", None) is None]
+    if missing:
+        raise DataError(f"{prefix}tokenizer '{name}' has no {'/'.join(missing)} token; masked-LM pretraining and"
+                        f" BERT finetuning need a BERT-style tokenizer")
     own = lowercases(tokenizer)
     if do_lower_case is not None and kind != VOCAB_FOLDER and own != do_lower_case:
         log.warning(f"{prefix}do_lower_case = {do_lower_case} but tokenizer '{name}' "

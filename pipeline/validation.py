@@ -1,12 +1,10 @@
-"""Value checks on a merged config: each key's choices and range (from the settings table), cross-key rules and
-input folders, one line per problem.
-
-The stages add checks of their own (``validate_config(cfg)`` in each stage module);
-``orchestration.stages.load_config`` runs them after these.
+"""Value checks on a merged config, one line per problem: each key's choices and range (from the settings table),
+cross-key rules and input folders. Each stage's ``validate_config`` adds its own (``orchestration.stages``).
 """
 from pathlib import Path
 
 from pipeline.defaults import SETTINGS, get_key
+from pipeline.hardware import data_parallel_processes
 from pipeline.own_task_fields import own_task_problems
 
 
@@ -36,8 +34,6 @@ def recipe_problems(cfg) -> list:
 
 
 def _check_batch_sizes(cfg, problems):
-    from pipeline.hardware import data_parallel_processes
-
     processes = data_parallel_processes(cfg)
     per_step = cfg.PRETRAIN.MICRO_BATCH_SIZE_PER_GPU * processes
     if per_step < 1:  # a micro batch out of its range, reported as such

@@ -11,8 +11,8 @@ import time
 import numpy as np
 import torch
 
-from pipeline.durations import format_duration
 from pipeline.errors import ExitCode, ExtremeBertError
+from pipeline.log_setup import format_duration
 from pretraining.checkpointing import save_checkpoint
 from pretraining.data.loader import VALIDATION_SALT, SampleStream
 from pretraining.engine import all_reduce, loss_scale

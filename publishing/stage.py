@@ -1,14 +1,7 @@
-"""Pipeline stage "publish": the run's models to the Hugging Face Hub, after result collection (PUBLISH.*).
-
-What goes where (``publish_targets``): PUBLISH.WHAT pretrained sends ``pretrain/final_model/`` to PUBLISH.HUB_REPO;
-best_finetuned sends each task's best job (``finetuning.job_selection.choose_best``, the rule of the report and the
-zip) to ``HUB_REPO-<task>``; both does both. The finetune stage keeps the model of every job of the pretrained
-tree when best_finetuned is asked for (``finetuning.stage.tasks_keeping_models``), so that the best one is there.
-
-The token and the repository name are checked when the config is read (``validate_config``), before any stage
-runs; an upload resumes and is skipped when the Hub already holds the same files (``pipeline.hub_publish``). The
-stage's manifest (``publish/manifest.json`` in the run folder) records the repositories and the stamps of the files
-sent, so the stage is complete until a model changes. Light imports: the runner imports this module for status.
+"""Pipeline stage "publish": the run's models to the Hugging Face Hub after result collection (PUBLISH.*; the README's
+"Model cards and publishing"). A task's best job is ``choose_best``'s, the rule of the report and the zip; the finetune
+stage keeps every job's model when PUBLISH asks for them (``finetuning.stage.tasks_keeping_models``). The manifest
+records the repositories and the stamps of the files sent, so the stage is complete until a model changes.
 """
 import logging
 import re
@@ -23,7 +16,7 @@ from pipeline.defaults import get_key
 from pipeline.errors import DataError
 from pipeline.hub_publish import looks_like_token, publish_folder, publish_problems
 from pipeline.manifest import StageStatus, manifest_status, write_manifest
-from pipeline.run_ids import file_stamp
+from pipeline.run_ids import path_stamps
 
 log = logging.getLogger(__name__)
 PUBLISH_KEYS = ("PUBLISH.HUB_REPO", "PUBLISH.WHAT", "PUBLISH.LICENSE", "PUBLISH.PRIVATE")
@@ -35,8 +28,7 @@ def publish_dir(cfg) -> Path:
 
 
 def finetuned_repo(repo: str, task: str) -> str:
-    """The repository of ``task``'s best model: ``HUB_REPO-<task>`` in lower case, characters the Hub refuses as
-    ``-``."""
+    """The repository of ``task``'s best model: ``HUB_REPO-<task>``, lower case, characters the Hub refuses as ``-``."""
     return f"{repo}-{re.sub(r'[^A-Za-z0-9._-]+', '-', task).lower()}"
 
 
@@ -58,17 +50,11 @@ def publish_targets(cfg) -> list:
     return targets
 
 
-def _stamps(folder) -> list:
-    if folder is None or not Path(folder).is_dir():
-        return []
-    return [file_stamp(path, path.relative_to(folder).as_posix()) for path in sorted(Path(folder).rglob("*"))
-            if path.is_file()]
-
-
 def publish_settings(cfg) -> dict:
     """What the stage's output depends on: the PUBLISH settings and the stamps of every file it sends."""
     return {**{key: get_key(cfg, key) for key in PUBLISH_KEYS},
-            "models": {repo: [str(folder), _stamps(folder)] for _, folder, repo in publish_targets(cfg)}}
+            "models": {repo: [str(folder), path_stamps(folder, prefix="") if folder else []]
+                       for _, folder, repo in publish_targets(cfg)}}
 
 
 def publish_status(cfg) -> StageStatus:
@@ -108,7 +94,6 @@ def publish(cfg) -> None:
         raise DataError("; ".join(problems))
     done = {}
     for what, folder, repo in targets:
-        line = publish_folder(folder, repo, cfg.PUBLISH.PRIVATE, f"ExtremeBERT: {what} of run {cfg.PRETRAIN.ID}")
-        log.info(line)
+        log.info(publish_folder(folder, repo, cfg.PUBLISH.PRIVATE, f"ExtremeBERT: {what} of run {cfg.PRETRAIN.ID}"))
         done[repo] = str(folder)
     write_manifest(publish_dir(cfg), "publish", settings, published=done)
