@@ -13,7 +13,8 @@ LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LEVEL_FLAGS = ("--quiet", "--verbose")  # every script's, declared once by add_level_flags
 LEVEL_ENV = "EXTREMEBERT_LOG_LEVEL"
 LOG_FILE_ENV = "EXTREMEBERT_LOG_FILE"
-OWN_LOGGERS = ("main", "__main__", "pipeline", "dataset", "pretraining", "finetuning", "orchestration", "scripts")
+OWN_LOGGERS = ("main", "__main__", "pipeline", "dataset", "pretraining", "finetuning", "orchestration", "scripts",
+               "publishing", "quickstart")
 # Libraries that print with a handler of their own (they keep their format): their level is set here and, for the ones
 # not imported yet and for child processes, by the variable each reads when it is first imported.
 LIBRARY_VERBOSITY_ENV = {"transformers": "TRANSFORMERS_VERBOSITY", "datasets": "DATASETS_VERBOSITY",

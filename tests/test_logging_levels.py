@@ -75,3 +75,17 @@ def test_a_script_under_quiet_prints_its_warnings_and_its_result_line_only(tmp_p
     assert len(quiet.err.splitlines()) == 1 and quiet.err.startswith(f"warning: {corpus / 'photo.txt'}: ")
     assert quiet.out == loud.out.replace(str(tmp_path / "loud"), str(tmp_path / "quiet"))  # the result line alone
     assert quiet.out.count("\n") == 1 and " text shards, " in quiet.out
+
+
+def test_every_product_package_logs_its_info_lines_bare():
+    """A package left out of OWN_LOGGERS prints 'info: <logger>: ...' (the publish stage once did)."""
+    import logging
+    from pathlib import Path
+
+    from pipeline.log_setup import OWN_LOGGERS, LineFormatter
+
+    root = Path(main.__file__).parent
+    packages = {p.parent.name for p in root.glob("*/__init__.py")} - {"tests", "benchmarks"}
+    assert packages <= set(OWN_LOGGERS)
+    record = logging.LogRecord("publishing.stage", logging.INFO, __file__, 1, "uploaded", None, None)
+    assert LineFormatter().format(record) == "uploaded"
