@@ -1,19 +1,11 @@
 """Read raw corpora as a stream of articles (each a list of non-blank lines), in a fixed order.
 
-Two kinds of source:
-- ``custom``: every ``.txt`` under a folder, sorted by relative path so the order does not depend on the
-  filesystem. Articles are separated by blank lines (whitespace-only lines and CRLF endings count as blank); each
-  file's end also ends an article. Files are read as bytes so that a decoding error can name its byte offset.
-- ``hub``: a Hugging Face dataset, streamed (``datasets.load_dataset(..., split=split, streaming=True)`` with the
-  subset, split and revision of its ``DATASET.HUGGINGFACE_DATASETS`` entry, see ``dataset.hub_entries``); one
-  record is one article. The generic local builders (``json``, ``csv``, ``parquet``, ``text``) take a file path or
-  glob in place of the subset, and a local folder of data files stands in for a hub repo, which is how local data
-  (and the tests) use the same code path. With the ``text`` builder each record is a line and empty records
-  separate articles.
-
-Memory stays bounded whatever the input: a line longer than ``MAX_LINE_BYTES`` is cut (at whitespace when there
-is some), and an article longer than ``MAX_ARTICLE_CHARS`` is split into consecutive articles. Both limits are
-constants, not derived from the memory cap, so that the output never depends on the cap.
+A ``custom`` source is every ``.txt`` under a folder, sorted by relative path (not the filesystem's order); blank
+lines and each file's end end an article; files are read as bytes so that a decoding error can name its offset. A
+``hub`` source (``dataset.hub_entries``) is streamed with ``datasets``, one record per article (the ``text``
+builder: one line per record, empty records between articles); local data files take the same path.
+Memory stays bounded whatever the input: lines over ``MAX_LINE_BYTES`` are cut (at whitespace when there is some),
+and articles over ``MAX_ARTICLE_CHARS`` split. Both are constants, so the output never depends on the memory cap.
 """
 import logging
 import os
@@ -92,25 +84,8 @@ def _utf8_safe_cut(data: bytes) -> int:
     return end if needed == back + 1 else end - back - 1
 
 
-def _split_long_chunk(data: bytes) -> int:
-    """Where to cut a line that is too long: after its last space/tab (ASCII bytes never occur inside a UTF-8
-    character), else at a UTF-8 character boundary."""
-    cut = max(data.rfind(b" "), data.rfind(b"\t"))
-    return cut + 1 if cut > len(data) // 2 else _utf8_safe_cut(data)
-
-
-def _warn_if_mostly_replaced(path, replaced: int, chars: int) -> None:
-    """Under ``replace`` a few bad bytes are expected; more than ``SUSPICIOUS_REPLACED_FRACTION`` of the text means
-    another encoding or binary data, which would be tokenized into noise without a word."""
-    if chars and replaced > SUSPICIOUS_REPLACED_FRACTION * chars:
-        log.warning(f"{path}: {replaced:,} of {chars:,} characters ({100 * replaced / chars:.1f}%) are U+FFFD, bytes"
-                    f" that are not UTF-8 (ENCODING_ERRORS replace): is it text in another encoding, or binary data?"
-                    f" Convert it to UTF-8 or remove it")
-
-
 def iter_file_lines(path, encoding_errors: str = "strict", stats: dict = None):
     """Decoded lines of one file (line endings removed, surrounding whitespace stripped; blank lines yield "").
-    Under ``replace``, a file whose text is more than 1% replacement characters gets a printed warning.
     ``stats["bytes_read"]`` grows by each line's bytes as it is read (the sharding progress bar counts them)."""
     stats = {} if stats is None else stats
     offset = 0  # byte offset in the file of the first byte of ``pending``
@@ -126,7 +101,10 @@ def iter_file_lines(path, encoding_errors: str = "strict", stats: dict = None):
             if offset == 0 and data.startswith(_BOM):
                 data, offset = data[len(_BOM):], len(_BOM)
             if chunk and not chunk.endswith(b"\n") and len(chunk) == MAX_LINE_BYTES:
-                cut = _split_long_chunk(data)
+                # A line too long: cut after its last space/tab (ASCII bytes never occur inside a UTF-8 character),
+                # else at a UTF-8 character boundary.
+                cut = max(data.rfind(b" "), data.rfind(b"\t"))
+                cut = cut + 1 if cut > len(data) // 2 else _utf8_safe_cut(data)
                 data, pending = data[:cut], data[cut:]
             else:
                 pending = b""
@@ -139,8 +117,11 @@ def iter_file_lines(path, encoding_errors: str = "strict", stats: dict = None):
             chars += len(text)
             replaced += text.count(REPLACEMENT_CHARACTER)
             yield text.strip()
-    if encoding_errors == "replace":
-        _warn_if_mostly_replaced(path, replaced, chars)
+    # Under replace a few bad bytes are expected; many mean another encoding or binary data, tokenized into noise.
+    if encoding_errors == "replace" and chars and replaced > SUSPICIOUS_REPLACED_FRACTION * chars:
+        log.warning(f"{path}: {replaced:,} of {chars:,} characters ({100 * replaced / chars:.1f}%) are U+FFFD, bytes"
+                    f" that are not UTF-8 (ENCODING_ERRORS replace): is it text in another encoding, or binary data?"
+                    f" Convert it to UTF-8 or remove it")
 
 
 def _articles_from_lines(lines, stats: dict):
@@ -186,10 +167,7 @@ def _hub_lines(entry: HubEntry, stats: dict):
                                 f"{', '.join(record)}): give the text column as the third item")
             text = record[entry.text_column] or ""
             stats["bytes_read"] = stats.get("bytes_read", 0) + len(text.encode("utf-8", errors="replace"))
-            for line in text.split("\n"):
-                line = line.strip()
-                if line:
-                    yield line
+            yield from filter(None, (line.strip() for line in text.split("\n")))
             if entry.name != "text" or not text.strip():
                 yield ""
     except DataError:

@@ -17,8 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.errors import run_reporting_errors  # noqa: E402
-from pipeline.errors import ConfigError  # noqa: E402
+from pipeline.errors import ConfigError, run_reporting_errors  # noqa: E402
 from pipeline.hardware import num_workers  # noqa: E402
 from pipeline.log_setup import add_level_flags, progress_bars, setup_script_logging  # noqa: E402
 from pipeline.manifest import write_manifest  # noqa: E402
@@ -52,8 +51,7 @@ def generate(args) -> None:
     cfg = config_from_flags(args, SCRIPT)
     if args.model_name and "TOKENIZER.NAME_OR_PATH" not in given_settings(args):
         cfg.TOKENIZER.NAME_OR_PATH = args.model_name
-    problem = predictions_problem(cfg, ("--max_predictions_per_seq", "--max_seq_length"))
-    if problem:
+    if problem := predictions_problem(cfg, ("--max_predictions_per_seq", "--max_seq_length")):
         raise ConfigError(problem)
     memory.check_memory_cap(cfg.SYSTEM.MAX_MEMORY_IN_GB, "--max_memory")
     out_dir = Path(args.output_dir)

@@ -1,13 +1,7 @@
-"""Check every ``DATASET.HUGGINGFACE_DATASETS`` entry before any work starts: is it well formed, and can the pinned
-``datasets`` read it (the repo or folder exists, is not a loading script, has the subset, the split and the text
-column)?
-
-Local data (a generic builder's files, a local folder of data files) is always checked. Hub repos are checked only
-when the hub answers: with ``HF_HUB_OFFLINE``/``HF_DATASETS_OFFLINE`` set, or the hub unreachable, that part is
-skipped (a run may still read a cached copy) and ``skipped_note`` says so for the plan. The questions asked are
-the ones ``datasets`` itself asks when loading (``get_dataset_config_names``, ``get_dataset_config_info``), plus
-the repo's file list from ``huggingface_hub``, so that a failure names the entry and the fix instead of surfacing
-as a traceback in the middle of the dataset stage.
+"""Check every ``DATASET.HUGGINGFACE_DATASETS`` entry before any work starts, asking what ``datasets`` itself asks
+when loading (the repo or folder exists, is not a loading script, has the subset, the split and the text column), so
+that a failure names the entry and the fix instead of surfacing as a traceback in the middle of the dataset stage.
+Hub repos are checked only when the hub answers (a run may still read a cached copy); local data always is.
 """
 import difflib
 import functools
@@ -36,14 +30,10 @@ class _EntryProblem(Exception):
     """What is wrong with one entry (one line, without the key and entry, which the caller adds)."""
 
 
-def _truthy(value: str) -> bool:
-    return value.strip().upper() in ("1", "ON", "YES", "TRUE")
-
-
 def hub_offline_reason() -> str:
     """Why the hub cannot be asked now ("" when it can): an offline variable is set, or the hub does not answer."""
     for variable in OFFLINE_VARIABLES:
-        if _truthy(os.environ.get(variable, "")):
+        if os.environ.get(variable, "").strip().upper() in ("1", "ON", "YES", "TRUE"):
             return f"{variable} is set"
     from huggingface_hub import constants
 
@@ -104,8 +94,7 @@ def check_hub_entries(entries, offline_reason: str = None) -> list:
 
 def skipped_note(entries) -> str:
     """One line for the plan when hub entries were not checked against the hub ("" when there is nothing to say)."""
-    parsed, _ = _parsed(entries)
-    if not any(_needs_hub(entry) for _, entry in parsed):
+    if not any(_needs_hub(entry) for _, entry in _parsed(entries)[0]):
         return ""
     reason = hub_offline_reason()
     return f"hub datasets not checked against the hub ({reason})" if reason else ""

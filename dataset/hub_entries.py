@@ -1,24 +1,8 @@
-"""One entry of ``DATASET.HUGGINGFACE_DATASETS``, parsed here and only here: the reader, the config check and the
-dataset ID all see the same meaning.
-
-An entry is a list of strings (yacs holds lists, not mappings, so options are ``key=value`` strings):
-
-    [name, subset]                                e.g. [wikimedia/wikipedia, 20231101.en]
-    [name, subset, text_column]                   e.g. [lucadiliello/bookcorpusopen, "", text]
-    [name, subset, text_column, key=value, ...]   e.g. [user/data, "", text, split=validation, revision=v1.0]
-
-The first two items are always positional, so the two- and three-item entries of older configs mean what they
-meant. From the third item on, an item that starts with ``key=`` is an option; the options are
-
-- ``split``: the split to read (default ``train``);
-- ``revision``: a branch, tag or commit of the hub repo (default: its main branch).
-
-``name`` is a hub repo, a local folder of data files, or one of the generic builders of ``datasets`` (json, csv,
-parquet, text), which take the data file path or glob in place of the subset.
-
-``revision=refs/convert/parquet`` reads the hub's automatic Parquet export of a repo, which also exists for many
-script datasets that ``datasets`` >= 4 no longer runs. The export holds one folder per subset, so there the subset
-names that folder (passed as ``data_dir``) rather than a config.
+"""One entry of ``DATASET.HUGGINGFACE_DATASETS`` (its forms are in the README), parsed here and only here: the
+reader, the config check and the dataset ID all see the same meaning. Entries are lists of strings because yacs
+holds lists, not mappings, so options are ``key=value`` items; the first two items stay positional, so the two- and
+three-item entries of older configs mean what they meant. With ``revision=refs/convert/parquet`` (the hub's Parquet
+export, which also exists for script datasets) the subset names a folder of the export (``data_dir``), not a config.
 """
 import re
 from dataclasses import dataclass

@@ -1,15 +1,11 @@
-"""BERT's masked-LM corruption, vectorised over a block of samples.
+"""BERT's masked-LM corruption, vectorised over a block of samples (static masking; the pretraining loader applies
+the same rules on the fly for dynamic masking).
 
-Per sample: ``round(masked_lm_prob x text tokens)`` positions (at least 1, at most ``max_predictions_per_seq``)
-are drawn uniformly among the text tokens (never [CLS], [SEP] or [PAD]). Of those, 80% become [MASK], 10% a random
-ordinary token, 10% stay as they are. Positions are reported in increasing order, 0-padded, with the original
-token ids as labels (0-padded). This is the static mode; the pretraining loader applies the same rules on the fly
-in dynamic mode.
-
-With ``continuation`` given (the ids of WordPiece ``##`` pieces), the unit is the *word*, as in BERT-wwm: a word is
-a text token plus the ``##`` pieces that follow it. Words are taken in a random order, each whole, while the masked
-*tokens* stay within the same budget; a word that would overshoot it is skipped and smaller ones after it may still
-fit. The 80/10/10 choice is drawn once per word, so a word's pieces are all [MASK], all random, or all kept.
+Per sample, ``round(masked_lm_prob x text tokens)`` positions (at least 1, at most ``max_predictions_per_seq``) are
+drawn among the text tokens (never [CLS], [SEP] or [PAD]): 80% become [MASK], 10% a random ordinary token, 10% stay.
+With ``continuation`` (the ids of WordPiece ``##`` pieces) the unit is the *word*, as in BERT-wwm: words are taken
+whole in a random order while the masked *tokens* stay within the same budget (a word that would overshoot it is
+skipped, smaller ones after it may still fit), and the 80/10/10 choice is drawn once per word.
 """
 import re
 
@@ -39,25 +35,17 @@ def continuation_ids(vocab: dict) -> np.ndarray:
     return np.array(sorted(ids), dtype=np.int64)
 
 
-def _budget(eligible: np.ndarray, masked_lm_prob: float, max_predictions: int) -> np.ndarray:
-    """Tokens to mask per row: ``round(prob x text tokens)``, at least 1, at most ``max_predictions``."""
-    eligible_count = eligible.sum(axis=1)
-    wanted = np.rint(eligible_count * masked_lm_prob).astype(np.int64)
-    return np.minimum(np.minimum(np.maximum(wanted, 1), max_predictions), eligible_count)
-
-
 def mask_block(input_ids: np.ndarray, rng: np.random.Generator, *, masked_lm_prob: float, max_predictions: int,
                pad_id: int, cls_id: int, sep_id: int, mask_id: int, candidates: np.ndarray,
                continuation: np.ndarray = None):
-    """Mask a block ``[N, L]`` of token ids. Returns ``(masked_ids, positions [N, P], labels [N, P])``.
-
-    ``rng`` is consumed in a fixed pattern for a given block shape, which keeps the output deterministic.
-    ``continuation`` (ids of ``##`` pieces) switches to whole-word masking; None masks single tokens.
-    """
+    """Mask a block ``[N, L]`` of token ids into ``(masked_ids, positions [N, P], labels [N, P])``, by whole words
+    with ``continuation``; ``rng`` is consumed in a fixed pattern for a given block shape (a deterministic output)."""
     n, length = input_ids.shape
     p = max_predictions
     eligible = (input_ids != pad_id) & (input_ids != cls_id) & (input_ids != sep_id)
-    count = _budget(eligible, masked_lm_prob, p)
+    eligible_count = eligible.sum(axis=1)
+    wanted = np.rint(eligible_count * masked_lm_prob).astype(np.int64)
+    count = np.minimum(np.clip(wanted, 1, p), eligible_count)  # tokens to mask per row
     if continuation is not None:
         return _mask_words(input_ids, rng, eligible, count, p, mask_id, candidates, continuation)
 

@@ -1,11 +1,7 @@
-"""The dataset stage's RAM budget: how many worker processes fit under the cap, and what the process tree uses.
-
-The cap (``SYSTEM.MAX_MEMORY_IN_GB`` / ``--max_memory``) covers the whole stage: the main process plus every worker.
-Each phase keeps its memory bounded by construction (streaming with fixed-size buffers), so the budget is a sum of
-per-process figures measured on this code: a worker holds its interpreter, numpy/h5py/tokenizers, one tokenizer,
-one text batch with its encodings and one block of samples, none of which grows with the corpus.
-The figures below are RSS measured on Linux with margin; RSS counts shared library pages once per process, so the
-sum over-estimates the real footprint (the safe side).
+"""The dataset stage's RAM budget: how many worker processes fit under the cap (``SYSTEM.MAX_MEMORY_IN_GB`` /
+``--max_memory``: main process plus every worker), and what the process tree uses. Each phase keeps its memory
+bounded by construction (streaming with fixed-size buffers), so the budget is a sum of per-process figures, RSS
+measured on Linux with margin (RSS counts shared pages once per process: the sum over-estimates, the safe side).
 """
 import os
 import threading
@@ -34,13 +30,9 @@ WORKER_BYTES_PER_BATCH_CHAR = 24
 TEXT_BATCH_CHARS = 1 << 20
 
 
-def tokenizer_bytes(tokenizer_file_size: int) -> int:
-    """RAM a loaded Rust tokenizer takes, from the size of its tokenizer.json (a few times the file)."""
-    return 4 * tokenizer_file_size
-
-
 def worker_bytes(tokenizer_file_size: int = 1 * MB) -> int:
-    return WORKER_BASE_BYTES + WORKER_BYTES_PER_BATCH_CHAR * TEXT_BATCH_CHARS + tokenizer_bytes(tokenizer_file_size)
+    # A loaded Rust tokenizer takes a few times the size of its tokenizer.json.
+    return WORKER_BASE_BYTES + WORKER_BYTES_PER_BATCH_CHAR * TEXT_BATCH_CHARS + 4 * tokenizer_file_size
 
 
 def minimum_bytes(uses_hub: bool = False, tokenizer_file_size: int = 1 * MB) -> int:
@@ -86,25 +78,22 @@ def process_tree_rss(pid: int = None) -> int:
     """Resident memory of a process and all its descendants, added together (bytes)."""
     import psutil
 
+    def rss(process) -> int:
+        try:
+            return process.memory_info().rss
+        except psutil.NoSuchProcess:  # a worker that exited between the listing and the read
+            return 0
+
     try:
         root = psutil.Process(pid or os.getpid())
-        processes = [root] + root.children(recursive=True)
+        return sum(map(rss, [root] + root.children(recursive=True)))
     except psutil.NoSuchProcess:
         return 0
-    total = 0
-    for process in processes:
-        try:
-            total += process.memory_info().rss
-        except psutil.NoSuchProcess:  # a worker that exited between the listing and the read
-            pass
-    return total
 
 
 class PeakRssMonitor:
-    """Samples the process tree's total RSS in a background thread; ``peak`` is the largest sum seen.
-
-    Use as a context manager around the work to measure. ``pid`` defaults to this process.
-    """
+    """Around the work to measure (a context manager), samples the total RSS of the process tree of ``pid``
+    (default: this process) in a background thread; ``peak`` is the largest sum seen."""
 
     def __init__(self, pid: int = None, interval_s: float = 0.05):
         self.pid = pid

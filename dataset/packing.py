@@ -1,16 +1,9 @@
-"""Turn a text shard into fixed-length token sequences ``[CLS] tokens [SEP] [PAD]...``.
+"""Turn a text shard into fixed-length token sequences ``[CLS] tokens [SEP] [PAD]...``, one article per row
+(``document``) or the articles as one ``[SEP]``-separated stream (``full_sentences``): docs/interfaces.md.
 
-An article's lines are tokenized one by one and their tokens concatenated, which is the same as joining the lines
-with a space for a BERT pre-tokenizer (it splits on whitespace). How articles become rows (``PACKINGS``):
-
-- ``document``: each row holds consecutive text of one article (single segment, no next-sentence pairs); the tail
-  of an article becomes a shorter, padded row. Short documents leave rows mostly padding.
-- ``full_sentences`` (RoBERTa's FULL-SENTENCES): the articles form one stream with a ``[SEP]`` between two
-  articles, cut into full rows; an article longer than a row continues in the next one, and only the shard's last
-  row is padded. A separator that would open a row is left out (the row before already ends with ``[SEP]``).
-  Packed articles attend to each other, as in RoBERTa.
-Text is read and tokenized in batches of about ``batch_chars`` characters; the unfinished article is carried over
-from one batch to the next, so the sequences do not depend on the batch size.
+An article's lines are tokenized one by one and their tokens concatenated, the same as joining the lines with a
+space for a BERT pre-tokenizer (it splits on whitespace). Text is tokenized in batches of about ``batch_chars``
+characters; the unfinished article is carried over from one batch to the next, so the rows do not depend on it.
 """
 import numpy as np
 

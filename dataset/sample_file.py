@@ -1,13 +1,10 @@
 """One text shard -> one HDF5 sample shard (the job a sample worker runs). Format: docs/interfaces.md.
 
-static: ``input_ids`` (masked), ``input_mask``, ``segment_ids``, ``masked_lm_positions``, ``masked_lm_ids``, with
-``dup_factor`` differently-masked copies of every sequence (test shards get one copy: validation needs no more).
-dynamic: ``input_ids`` only; masks are drawn when the pretraining loader reads the samples.
-
 Sequences are masked in blocks of exactly ``MASK_BLOCK_ROWS`` rows with a generator seeded by (seed, split, shard
 index), so the output depends on neither the worker count, the text batch size nor the memory cap. The file is
 written under a temporary name and renamed when complete, with its sha256 computed from the final bytes.
 """
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +19,6 @@ from dataset.tokenizer_setup import raw_ids_tokenizer
 
 MASK_BLOCK_ROWS = 1024
 SPLIT_CODES = {"train": 0, "test": 1}
-_tokenizers = {}  # tokenizer.json path -> loaded tokenizer, reused across the jobs of one worker
 
 
 @dataclass(frozen=True)
@@ -49,17 +45,9 @@ class ShardJob:
     batch_chars: int
 
 
-def sample_file_name(split: str, index: int) -> str:
-    return f"{split}_shard_{index:05d}.hdf5"
-
-
 def partial_path(out_path) -> Path:
     out_path = Path(out_path)
     return out_path.with_name(f".{out_path.name}.partial")
-
-
-def ids_dtype(vocab_size: int):
-    return np.uint16 if vocab_size <= np.iinfo(np.uint16).max + 1 else np.int32
 
 
 # Attributes recorded only off the value every file written before them had (what a file without one reads as),
@@ -72,18 +60,10 @@ def shard_attributes(options: SampleOptions, info: dict) -> dict:
     ``masking_unit`` and ``packing`` only when off ``LEGACY_ATTRIBUTES``."""
     recorded_if_new = {name: getattr(options, name) for name, legacy in LEGACY_ATTRIBUTES.items()
                        if getattr(options, name) != legacy}
-    return {
-        "masking": options.masking,
-        "max_seq_length": options.max_seq_length,
-        "vocab_size": info["vocab_size"],
-        "pad_id": info["pad_id"],
-        "cls_id": info["cls_id"],
-        "sep_id": info["sep_id"],
-        "mask_id": info["mask_id"],
-        "masked_lm_prob": options.masked_lm_prob,
-        "max_predictions_per_seq": options.max_predictions_per_seq,
-        **recorded_if_new,
-    }
+    return {"masking": options.masking, "max_seq_length": options.max_seq_length,
+            **{name: info[name] for name in ("vocab_size", "pad_id", "cls_id", "sep_id", "mask_id")},
+            "masked_lm_prob": options.masked_lm_prob, "max_predictions_per_seq": options.max_predictions_per_seq,
+            **recorded_if_new}
 
 
 class RowSpool:
@@ -111,12 +91,10 @@ class RowSpool:
             handle.close()
         for name, (width, dtype) in self.fields.items():
             dataset = h5file.create_dataset(name, shape=(self.rows, width), dtype=dtype)
-            row_bytes = width * np.dtype(dtype).itemsize
             with open(self.paths[name], "rb") as f:
                 for start in range(0, self.rows, block_rows):
-                    count = min(block_rows, self.rows - start)
-                    dataset[start:start + count] = np.frombuffer(f.read(count * row_bytes), dtype=dtype) \
-                        .reshape(count, width)
+                    n = min(block_rows, self.rows - start)
+                    dataset[start:start + n] = np.fromfile(f, dtype=dtype, count=n * width).reshape(n, width)
 
     def remove(self) -> None:
         for name, handle in self.files.items():
@@ -124,41 +102,35 @@ class RowSpool:
             self.paths[name].unlink(missing_ok=True)
 
 
+@functools.lru_cache(maxsize=None)  # reused across the jobs of one worker
 def _load_tokenizer(path: str):
-    if path not in _tokenizers:
-        from tokenizers import Tokenizer
+    from tokenizers import Tokenizer
 
-        _tokenizers[path] = raw_ids_tokenizer(Tokenizer.from_file(path))
-    return _tokenizers[path]
+    return raw_ids_tokenizer(Tokenizer.from_file(path))
 
 
 class _BlockWriter:
     """Masks full blocks of rows (static) or passes them through (dynamic) and appends them to the file."""
 
-    def __init__(self, spool: RowSpool, job: ShardJob, candidates, continuation):
+    def __init__(self, spool: RowSpool, job: ShardJob, candidates, continuation, dtype):
         self.spool, self.options, self.info = spool, job.options, job.tokenizer_info
         self.copies = job.options.dup_factor if job.split == "train" else 1
         self.rng = np.random.default_rng([job.options.seed, SPLIT_CODES[job.split], job.shard_index])
         self.candidates = candidates
         self.continuation = continuation  # ids of ## pieces for whole-word masking, None for token masking
-        self.pending = []
-        self.pending_rows = 0
+        self.pending = np.zeros((0, job.options.max_seq_length), dtype=dtype)  # rows short of a full block
         self.tokens = 0
 
     def add(self, rows: np.ndarray) -> None:
-        if len(rows):
-            self.pending.append(rows)
-            self.pending_rows += len(rows)
-        while self.pending_rows >= MASK_BLOCK_ROWS:
-            block = np.concatenate(self.pending)
-            self._write(block[:MASK_BLOCK_ROWS])
-            rest = block[MASK_BLOCK_ROWS:]
-            self.pending, self.pending_rows = ([rest] if len(rest) else []), len(rest)
+        self.pending = np.concatenate([self.pending, rows])
+        while len(self.pending) >= MASK_BLOCK_ROWS:
+            self._write(self.pending[:MASK_BLOCK_ROWS])
+            self.pending = self.pending[MASK_BLOCK_ROWS:]
 
     def finish(self) -> None:
-        if self.pending_rows:
-            self._write(np.concatenate(self.pending))
-        self.pending, self.pending_rows = [], 0
+        if len(self.pending):
+            self._write(self.pending)
+        self.pending = self.pending[:0]
 
     def _write(self, block: np.ndarray) -> None:
         info = self.info
@@ -185,13 +157,13 @@ def write_shard(job: ShardJob) -> dict:
 
     options, info = job.options, job.tokenizer_info
     tokenizer = _load_tokenizer(job.tokenizer_file)
-    dtype = ids_dtype(info["vocab_size"])
+    dtype = np.uint16 if info["vocab_size"] <= np.iinfo(np.uint16).max + 1 else np.int32
     length, predictions = options.max_seq_length, options.max_predictions_per_seq
+    static = options.masking == "static"
     fields = {"input_ids": (length, dtype)}
-    if options.masking == "static":
+    if static:
         fields.update(input_mask=(length, np.uint8), segment_ids=(length, np.uint8),
                       masked_lm_positions=(predictions, np.uint16), masked_lm_ids=(predictions, dtype))
-    static = options.masking == "static"
     vocab = tokenizer.get_vocab(with_added_tokens=True) if static else None
     candidates = replacement_candidates(vocab, info["special_ids"]) if static else None
     continuation = continuation_ids(vocab) if static and options.masking_unit == "word" else None
@@ -202,7 +174,7 @@ def write_shard(job: ShardJob) -> dict:
     unk_id = info.get("unk_id")
     spool = RowSpool(out_path.parent, out_path.name, fields)
     try:
-        writer = _BlockWriter(spool, job, candidates, continuation)
+        writer = _BlockWriter(spool, job, candidates, continuation, dtype)
         for lines, starts in iter_line_batches(job.text_path, job.batch_chars):
             encodings = tokenizer.encode_batch_fast(lines, add_special_tokens=False)
             token_lists = [e.ids for e in encodings]

@@ -1,8 +1,5 @@
-"""Text shards -> HDF5 sample shards across worker processes, resuming where an earlier run stopped.
-
-Every text shard is one job; a job's output appears only when complete (see ``sample_file``), so a rerun redoes
-exactly the shards that are missing. The number of workers is the requested count, lowered until main process +
-workers fit under the memory cap.
+"""Text shards -> HDF5 sample shards across worker processes, one job per text shard. A job's output appears only
+when complete (``sample_file``), so a rerun redoes exactly the shards that are missing.
 """
 import logging
 import re
@@ -14,7 +11,7 @@ from pipeline.errors import ConfigError, DataError
 from dataset import memory
 from dataset.masking import continuation_ids
 from dataset.sample_file import SampleOptions, ShardJob, attributes_differing, existing_shard_entry, partial_path, \
-    sample_file_name, shard_attributes, write_shard
+    shard_attributes, write_shard
 from dataset.text_shards import list_text_shards
 from dataset.tokenizer_setup import read_tokenizer_info
 from dataset.workers import run_jobs
@@ -22,7 +19,6 @@ from dataset.workers import run_jobs
 log = logging.getLogger(__name__)
 
 SUSPICIOUS_UNK_FRACTION = 0.05
-log = logging.getLogger(__name__)
 
 
 def _natural_key(path: Path):
@@ -39,13 +35,11 @@ def plan_jobs(text_dir, out_dir, tokenizer_dir, options: SampleOptions) -> list:
     text_dir, out_dir = Path(text_dir), Path(out_dir)
     if not text_dir.is_dir():
         raise DataError(f"text shard folder does not exist: {text_dir}")
-    jobs = []
-    for split in ("train", "test"):
-        for index, text_path in enumerate(sorted(list_text_shards(text_dir, split), key=_natural_key)):
-            jobs.append(ShardJob(text_path=str(text_path), out_path=str(out_dir / sample_file_name(split, index)),
-                                 split=split, shard_index=index, tokenizer_file=str(Path(tokenizer_dir) /
-                                                                                    "tokenizer.json"),
-                                 tokenizer_info=info, options=options, batch_chars=memory.TEXT_BATCH_CHARS))
+    jobs = [ShardJob(text_path=str(text_path), out_path=str(out_dir / f"{split}_shard_{index:05d}.hdf5"), split=split,
+                     shard_index=index, tokenizer_file=str(Path(tokenizer_dir) / "tokenizer.json"),
+                     tokenizer_info=info, options=options, batch_chars=memory.TEXT_BATCH_CHARS)
+            for split in ("train", "test")
+            for index, text_path in enumerate(sorted(list_text_shards(text_dir, split), key=_natural_key))]
     if not any(job.split == "train" for job in jobs):
         raise DataError(f"no training text shards (*train*.txt) in {text_dir}: run the sharding step first")
     return jobs
@@ -100,29 +94,22 @@ def generate_samples(text_dir, out_dir, tokenizer_dir, options: SampleOptions, n
     jobs = plan_jobs(text_dir, out_dir, tokenizer_dir, options)
     tokenizer_size = (Path(tokenizer_dir) / "tokenizer.json").stat().st_size
     memory.check_memory_cap(max_memory_gb, memory_key, tokenizer_file_size=tokenizer_size)
-    entries, todo = [], []
-    for job in jobs:
-        entry = _finished_entry(job)
-        if entry:
-            entries.append(entry)
-        else:
-            todo.append(job)
+    finished = [_finished_entry(job) for job in jobs]
+    entries = [entry for entry in finished if entry]
+    todo = [job for job, entry in zip(jobs, finished) if not entry]
     if todo:
         workers = memory.plan_workers(max_memory_gb, n_processes, len(todo), memory_key, tokenizer_size)
         log.info(f"samples: {len(todo)} shard(s) to write ({len(entries)} already done), {workers} worker(s), "
                  f"{options.masking} masking")
         started, text_tokens = time.time(), 0
-        bar = tqdm(total=len(jobs), initial=len(entries), desc="tokenizing shards", unit=" shards",
-                   disable=not progress, mininterval=1.0)
-        try:
+        with tqdm(total=len(jobs), initial=len(entries), desc="tokenizing shards", unit=" shards",
+                  disable=not progress, mininterval=1.0) as bar:
             for job, entry in run_jobs(write_shard, todo, workers, lambda j: Path(j.text_path).name):
                 entries.append(entry)
                 warn_if_many_unknown(job.text_path, entry)
                 text_tokens += entry["text_tokens"]
                 bar.update(1)
                 bar.set_postfix_str(f"{text_tokens / max(time.time() - started, 1e-9) / 1e3:.0f}k tokens/s")
-        finally:
-            bar.close()
     for job in jobs:
         partial_path(job.out_path).unlink(missing_ok=True)
     entries = sorted(entries, key=lambda e: e["file"])

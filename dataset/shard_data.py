@@ -12,8 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.errors import run_reporting_errors  # noqa: E402
-from pipeline.errors import ExtremeBertError  # noqa: E402
+from pipeline.errors import ExtremeBertError, run_reporting_errors  # noqa: E402
 from pipeline.log_setup import add_level_flags, progress_bars, setup_script_logging  # noqa: E402
 from pipeline.script_flags import ScriptParser, add_setting_flags, config_from_flags  # noqa: E402
 

@@ -5,6 +5,8 @@ sharding is skipped when its record matches, the tokenizer when its folder match
 are written. Module top level stays light (the runner imports it for status and validation).
 """
 import logging
+import shutil
+from dataclasses import fields
 from pathlib import Path
 
 from pipeline import layout
@@ -27,43 +29,38 @@ SETTINGS_FILE = "settings.json"
 OUTPUT_FOLDERS = ("text_shards", "tokenizer", "samples")  # what the manifest's "files" records
 
 
+def _from_config(cls, section, **given):
+    """``cls`` with each field not ``given`` read from the key of the same name, in capitals, of config ``section``."""
+    return cls(**given, **{f.name: section[f.name.upper()] for f in fields(cls) if f.name not in given})
+
+
 def sharding_options(cfg):
     from dataset.text_shards import ShardingOptions
 
-    d = cfg.DATASET
-    return ShardingOptions(num_train_shards=d.NUM_TRAIN_SHARDS, num_test_shards=d.NUM_TEST_SHARDS,
-                           frac_test=d.FRAC_TEST, seed=cfg.SYSTEM.SEED, encoding_errors=d.ENCODING_ERRORS)
+    return _from_config(ShardingOptions, cfg.DATASET, seed=cfg.SYSTEM.SEED)
 
 
 def sample_options(cfg):
     from dataset.sample_file import SampleOptions
 
-    d = cfg.DATASET
-    return SampleOptions(max_seq_length=d.MAX_SEQ_LENGTH, masking=d.MASKING, masking_unit=d.MASKING_UNIT,
-                         masked_lm_prob=d.MASKED_LM_PROB,
-                         max_predictions_per_seq=d.MAX_PREDICTIONS_PER_SEQ, dup_factor=d.DUP_FACTOR,
-                         seed=cfg.SYSTEM.SEED, packing=d.PACKING)
+    return _from_config(SampleOptions, cfg.DATASET, seed=cfg.SYSTEM.SEED)
 
 
 def tokenizer_request(cfg):
     from dataset.tokenizer_setup import TokenizerRequest
 
-    t = cfg.TOKENIZER
-    return TokenizerRequest(name_or_path=t.NAME_OR_PATH, train=t.TRAIN, vocab_size=t.VOCAB_SIZE,
-                            min_frequency=t.MIN_FREQUENCY, train_max_chars=t.TRAIN_MAX_CHARS,
-                            do_lower_case=cfg.DATASET.DO_LOWER_CASE, add_domain_tokens=t.ADD_DOMAIN_TOKENS)
+    return _from_config(TokenizerRequest, cfg.TOKENIZER, do_lower_case=cfg.DATASET.DO_LOWER_CASE,
+                        key="TOKENIZER.NAME_OR_PATH")
 
 
 def _start_fresh_if_settings_changed(root: Path, settings: dict) -> None:
     """A fixed DATASET.ID reused with other settings: drop the old intermediate outputs instead of mixing them."""
-    import shutil
-
     saved = read_json(root / SETTINGS_FILE)
     current = as_stored(settings)
     if saved is not None and saved != current:
         log.info(f"dataset settings changed since {root} was written: starting it over")
         (root / "manifest.json").unlink(missing_ok=True)
-        for sub in ("text_shards", "samples", "tokenizer"):
+        for sub in OUTPUT_FOLDERS:
             shutil.rmtree(root / sub, ignore_errors=True)
     write_json_atomic(root / SETTINGS_FILE, current)
 
@@ -98,8 +95,7 @@ def prepare_dataset(cfg) -> dict:
                  f"held out)")
         if cfg.TOKENIZER.TRAIN:
             train_chars = sum(size for name, size in record["shards"].items() if name.startswith("train"))
-            if cfg.TOKENIZER.TRAIN_MAX_CHARS:
-                train_chars = min(train_chars, cfg.TOKENIZER.TRAIN_MAX_CHARS)
+            train_chars = min(train_chars, cfg.TOKENIZER.TRAIN_MAX_CHARS or train_chars)
             memory.check_tokenizer_training(cap, MEMORY_KEY, train_chars)
         info = run_in_child(prepare_tokenizer, layout.dataset_tokenizer_dir(cfg), tokenizer_request(cfg),
                             list_text_shards(text_dir, "train"), list_text_shards(text_dir, "test"))
@@ -110,18 +106,15 @@ def prepare_dataset(cfg) -> dict:
     log.info(f"dataset ready: {root} (peak RAM of the stage {peak_gb:.2f} GB, cap {cap:g} GB)")
     if peak_gb > cap:
         log.warning(f"peak RAM {peak_gb:.2f} GB exceeded {MEMORY_KEY} = {cap:g}")
-    return write_manifest(root, "dataset", settings, **manifest_outputs(info, options, entries),
-                          tokenizer_dir=str(layout.dataset_tokenizer_dir(cfg)), articles=record["articles"],
-                          peak_rss_gb=round(peak_gb, 3), files=_file_records(root, entries),
-                          **({"domain_tokens": info["domain_tokens"]} if "domain_tokens" in info else {}))
-
-
-def _file_records(root: Path, entries: list) -> dict:
-    """Size and sha256 of every output file (the sample shards' hashes are known from their entries); hidden names
-    are temporary or partial outputs."""
+    # Size and sha256 of every output file (the sample shards' hashes are known from their entries); hidden names
+    # are temporary or partial outputs.
     files = [path for sub in OUTPUT_FOLDERS for path in (root / sub).rglob("*")
              if path.is_file() and not any(part.startswith(".") for part in path.relative_to(root).parts)]
-    return file_records(root, files, {f"samples/{entry['file']}": entry["sha256"] for entry in entries})
+    records = file_records(root, files, {f"samples/{entry['file']}": entry["sha256"] for entry in entries})
+    return write_manifest(root, "dataset", settings, **manifest_outputs(info, options, entries),
+                          tokenizer_dir=str(layout.dataset_tokenizer_dir(cfg)), articles=record["articles"],
+                          peak_rss_gb=round(peak_gb, 3), files=records,
+                          **({"domain_tokens": info["domain_tokens"]} if "domain_tokens" in info else {}))
 
 
 def damaged_outputs(cfg, deep: bool = False) -> list:
@@ -152,8 +145,8 @@ def dataset_status(cfg, deep: bool = False):
     status = manifest_status(root, stage_settings(cfg), reads=reads, writes=[root],
                              outputs_ok=lambda: bool((read_manifest(root) or {}).get("shards")),
                              damaged=damaged_outputs(cfg, deep))
-    note = hub_check.skipped_note(cfg.DATASET.HUGGINGFACE_DATASETS) if not status.complete else ""
-    if note:  # the plan shows it: validation could not ask the hub about these entries
+    # The plan shows it: validation could not ask the hub about these entries.
+    if not status.complete and (note := hub_check.skipped_note(cfg.DATASET.HUGGINGFACE_DATASETS)):
         status.detail = f"{status.detail}; {note}"
     return status
 
@@ -196,8 +189,8 @@ def validate_config(cfg) -> list:
     if t.TRAIN and t.ADD_DOMAIN_TOKENS:
         problems.append("TOKENIZER.ADD_DOMAIN_TOKENS extends a loaded vocabulary, but TOKENIZER.TRAIN is True (a"
                         " trained vocabulary is the corpus's own already): set one of them")
-    if predictions_problem(cfg):
-        problems.append(predictions_problem(cfg))
+    if problem := predictions_problem(cfg):
+        problems.append(problem)
     if d.FRAC_TEST > 0 and d.NUM_TEST_SHARDS == 0:
         problems.append(f"DATASET.FRAC_TEST = {d.FRAC_TEST} needs DATASET.NUM_TEST_SHARDS >= 1 (or set FRAC_TEST 0)")
     try:

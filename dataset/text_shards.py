@@ -1,7 +1,5 @@
-"""Route a stream of articles into train/test text shards in one pass.
-
-Text shard format (what ``generate_samples`` reads): UTF-8, one line of an article per line, a blank line after
-every article; files ``train_NNNNN.txt`` and ``test_NNNNN.txt``. The folder is complete when ``sharding.json``
+"""Route a stream of articles into train/test text shards (``train_NNNNN.txt``, ``test_NNNNN.txt``: one line of an
+article per line, a blank line after every article) in one pass. The folder is complete when ``sharding.json``
 (written last) is present; shards are written under ``.partial/`` and moved into place only then.
 
 Routing is deterministic for a seed. An article goes to the test split with probability ``deficit / length``
@@ -37,10 +35,6 @@ class ShardingOptions:
     frac_test: float
     seed: int
     encoding_errors: str = "strict"
-
-
-def shard_file_name(split: str, index: int) -> str:
-    return f"{split}_{index:05d}.txt"
 
 
 class ArticleRouter:
@@ -100,15 +94,6 @@ def _fingerprint_sources(sources) -> list:
         corpus_fingerprint([s.name for s in sources if s.kind == "custom"])
 
 
-def sharding_complete(out_dir, sources, options: ShardingOptions) -> bool:
-    record = read_json(Path(out_dir) / SHARDING_RECORD)
-    if not record or record.get("options") != asdict(options):
-        return False
-    if record.get("sources") != as_stored(_fingerprint_sources(sources)):
-        return False
-    return all((Path(out_dir) / name).is_file() for name in record.get("shards", {}))
-
-
 def list_text_shards(text_dir, split: str) -> list:
     """The text shards of one split in a folder, sorted by name (``train``/``training`` or ``test``/``valid``)."""
     words = ("train",) if split == "train" else ("test", "valid")
@@ -117,15 +102,15 @@ def list_text_shards(text_dir, split: str) -> list:
 
 
 def shard_corpus(sources, out_dir, options: ShardingOptions, progress: bool = True) -> dict:
-    """Write the text shards of ``sources`` into ``out_dir``; returns the sharding record (also saved as JSON).
-
-    Does nothing (returns the saved record) when a completed sharding with the same inputs and options exists.
-    """
+    """Write the text shards of ``sources`` into ``out_dir``; returns the sharding record (also saved as JSON), the
+    saved one without doing anything when a completed sharding with the same inputs and options exists."""
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
-    if sharding_complete(out_dir, sources, options):
-        return read_json(out_dir / SHARDING_RECORD)
+    saved = read_json(out_dir / SHARDING_RECORD) or {}
+    if (saved.get("options") == asdict(options) and saved.get("sources") == as_stored(_fingerprint_sources(sources))
+            and all((out_dir / name).is_file() for name in saved.get("shards", {}))):
+        return saved
     check_sources(sources)
     (out_dir / SHARDING_RECORD).unlink(missing_ok=True)
     partial = out_dir / ".partial"
@@ -146,7 +131,7 @@ def shard_corpus(sources, out_dir, options: ShardingOptions, progress: bool = Tr
         for lines in iter_articles(sources, options.encoding_errors, stats):
             text = "\n".join(lines) + "\n\n"
             split, index = router.route(len(text))
-            files.write(shard_file_name(split, index), text)
+            files.write(f"{split}_{index:05d}.txt", text)
             articles += 1
             bar.update(stats.get("bytes_read", 0) - bar.n)
             if articles % 1000 == 0:

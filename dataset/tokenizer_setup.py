@@ -1,22 +1,13 @@
-"""The tokenizer the samples are made with: a new WordPiece vocabulary trained on the corpus, or a loaded one.
+"""The tokenizer the samples are made with: a new WordPiece vocabulary trained on the corpus, or a loaded one,
+saved as a Hugging Face fast-tokenizer folder next to the data with ``extremebert_tokenizer.json`` recording the
+request and the ids the sample writer needs. Workers load only its ``tokenizer.json`` with ``tokenizers``; the
+functions here that import transformers are meant to run in a child process (``workers.run_in_child``).
 
-Either way it is saved as a Hugging Face fast-tokenizer folder (``AutoTokenizer.from_pretrained`` loads it) next to
-the data, with ``extremebert_tokenizer.json`` recording what was asked for and the ids the sample writer needs.
-Workers then load only its ``tokenizer.json`` with the ``tokenizers`` library (no transformers import).
-Functions here that import transformers are meant to run in a child process (``workers.run_in_child``).
-
-A loaded vocabulary may be extended with the corpus words it splits most (TOKENIZER.ADD_DOMAIN_TOKENS). A general
-vocabulary cuts a domain's own words into pieces ("cardiomyopathy" -> card ##iom ##yo ##pathy): each
-piece takes one of the sample's positions, and the model has to assemble the word from them. The candidates are
-the words of the training text, as the tokenizer's own normaliser and pre-tokeniser cut them, that the vocabulary
-splits into k > 1 pieces (none of them [UNK]); adding one saves k - 1 tokens at each occurrence. The N words with
-the largest count x (k - 1) are appended to the WordPiece vocabulary as word-initial pieces, after every existing
-id (which keeps its own), so WordPiece's longest match gives each of them one token. Pretraining from
-PRETRAIN.INIT_FROM then starts each new embedding row as the mean of its pieces' rows
-(``pretraining.import_weights``).
-
-Tokens per word (pre-tokenizer words: a punctuation mark counts as one) is measured before and after on text the
-words were not chosen from (the held-out shards), so that the saving is not flattered.
+A loaded vocabulary may be extended with the corpus words it splits most (TOKENIZER.ADD_DOMAIN_TOKENS, README): a
+general vocabulary cuts a domain's words into pieces ("cardiomyopathy" -> card ##iom ##yo ##pathy), each taking a
+position of the sample. Words are as the tokenizer's own normaliser and pre-tokeniser cut them; the new pieces are
+word-initial and take ids after every existing one, so WordPiece's longest match gives each word one token. Tokens
+per word are measured on the held-out shards, text the words were not chosen from, so the saving is not flattered.
 """
 import json
 import logging
@@ -56,30 +47,23 @@ def iter_text_batches(text_files, max_chars: int):
     used, batch = 0, []
     for path in text_files:
         with open(path, encoding="utf-8", newline="\n") as f:
-            for line in f:
-                line = line.strip()
-                if not line:
-                    continue
+            for line in filter(None, map(str.strip, f)):
                 batch.append(line)
                 used += len(line)
-                if len(batch) == TRAIN_BATCH_LINES:
+                enough = max_chars and used >= max_chars
+                if enough or len(batch) == TRAIN_BATCH_LINES:
                     yield batch
                     batch = []
-                if max_chars and used >= max_chars:
-                    if batch:
-                        yield batch
+                if enough:
                     return
     if batch:
         yield batch
 
 
 def _canonical_vocab(vocab: dict) -> dict:
-    """``vocab`` renumbered: special tokens first (in SPECIAL_TOKENS order), then every other token sorted.
-
-    The Rust trainer assigns ids in hash-map order (the "##x" alphabet, and merges of equal count), which differs
-    from run to run although the set of tokens comes out the same; a WordPiece model does not depend on the
-    order of its ids, so sorting makes the ids, and hence the samples, reproducible.
-    """
+    """``vocab`` renumbered: special tokens first (in SPECIAL_TOKENS order), then every other token sorted. The Rust
+    trainer assigns ids in hash-map order, which differs from run to run although the tokens come out the same;
+    sorting makes the ids, and hence the samples, reproducible."""
     others = sorted(t for t in vocab if t not in SPECIAL_TOKENS)
     return {token: i for i, token in enumerate(list(SPECIAL_TOKENS) + others)}
 
@@ -142,11 +126,8 @@ def _words(backend, line: str) -> list:
 
 def count_words(backend, files, max_chars: int) -> Counter:
     """How often each word (normalised, pre-tokenised) occurs in the first ``max_chars`` characters of ``files``."""
-    counts = Counter()
-    for batch in iter_text_batches(files, max_chars):
-        for line in batch:
-            counts.update(_words(backend, line))
-    return counts
+    return Counter(word for batch in iter_text_batches(files, max_chars) for line in batch
+                   for word in _words(backend, line))
 
 
 def most_split_words(backend, counts: Counter, n: int) -> list:
@@ -181,34 +162,26 @@ def tokens_per_word(backend, files, max_chars: int = TOKENS_PER_WORD_CHARS) -> f
     return tokens / words if words else 0.0
 
 
-def add_domain_tokens(backend, n: int, train_files, held_out_files, max_chars: int) -> tuple:
-    """(the extended ``tokenizers.Tokenizer``, a record of what was added and the tokens per word before and after
-    on ``held_out_files``, or on ``train_files`` when there are none). The counts use raw ids (no padding or
-    truncation); the extended tokenizer keeps ``backend``'s settings."""
-    raw = raw_ids_tokenizer(backend)
-    words = most_split_words(raw, count_words(raw, train_files, max_chars), n)
-    longer = extended(backend, words)
-    measured_on = list(held_out_files) or list(train_files)
-    record = {"added": len(words), "first": words[:SHOWN],
-              "measured_on": "held-out text" if held_out_files else "training text",
-              "tokens_per_word": {"base": round(tokens_per_word(raw, measured_on), 4),
-                                  "extended": round(tokens_per_word(raw_ids_tokenizer(longer), measured_on), 4)}}
-    return longer, record
-
-
 def _with_domain_tokens(tokenizer, request: TokenizerRequest, train_files, held_out_files) -> tuple:
-    """(``tokenizer`` extended by ``request.add_domain_tokens`` corpus words, the record of what was added), or
-    ``(tokenizer, None)`` when none are asked for."""
+    """(``tokenizer`` extended by ``request.add_domain_tokens`` words of ``train_files``, a record of what was added
+    and the tokens per word before and after on ``held_out_files``, or on ``train_files`` when there are none), or
+    ``(tokenizer, None)`` when none are asked for. The counts use raw ids (no padding or truncation); the extended
+    tokenizer keeps the loaded one's settings."""
     if not request.add_domain_tokens:
         return tokenizer, None
     if not train_files:
         raise ConfigError("TOKENIZER.ADD_DOMAIN_TOKENS needs training text, but there are no train text shards")
-    backend, record = add_domain_tokens(tokenizer.backend_tokenizer, request.add_domain_tokens, train_files,
-                                        held_out_files, request.train_max_chars)
-    per_word = record["tokens_per_word"]
+    raw = raw_ids_tokenizer(tokenizer.backend_tokenizer)
+    words = most_split_words(raw, count_words(raw, train_files, request.train_max_chars), request.add_domain_tokens)
+    longer = extended(tokenizer.backend_tokenizer, words)
+    measured_on = list(held_out_files) or list(train_files)
+    per_word = {"base": round(tokens_per_word(raw, measured_on), 4),
+                "extended": round(tokens_per_word(raw_ids_tokenizer(longer), measured_on), 4)}
+    record = {"added": len(words), "first": words[:SHOWN], "tokens_per_word": per_word,
+              "measured_on": "held-out text" if held_out_files else "training text"}
     log.info(f"domain tokens: {record['added']} words added ({', '.join(record['first'][:8])}, ...); tokens per word"
              f" on {record['measured_on']} {per_word['base']:.4f} -> {per_word['extended']:.4f}")
-    return _wrap_trained(backend, lowercases(tokenizer)), record
+    return _wrap_trained(longer, lowercases(tokenizer)), record
 
 
 def tokenizer_info(tokenizer, request: TokenizerRequest) -> dict:
@@ -216,11 +189,7 @@ def tokenizer_info(tokenizer, request: TokenizerRequest) -> dict:
     return {
         "request": asdict(request),
         "vocab_size": len(tokenizer),
-        "pad_id": tokenizer.pad_token_id,
-        "cls_id": tokenizer.cls_token_id,
-        "sep_id": tokenizer.sep_token_id,
-        "mask_id": tokenizer.mask_token_id,
-        "unk_id": tokenizer.unk_token_id,
+        **{f"{name}_id": getattr(tokenizer, f"{name}_token_id") for name in ("pad", "cls", "sep", "mask", "unk")},
         "special_ids": sorted(set(tokenizer.all_special_ids)),
         "lowercases": lowercases(tokenizer),
     }
@@ -231,12 +200,8 @@ def read_tokenizer_info(tokenizer_dir):
 
 
 def prepare_tokenizer(tokenizer_dir, request: TokenizerRequest, train_files=(), held_out_files=()) -> dict:
-    """Train or load the tokenizer (a loaded one extended by ``request.add_domain_tokens`` words of ``train_files``,
-    its tokens per word measured on ``held_out_files``) and save it into ``tokenizer_dir``; returns its info.
-    Imports transformers.
-
-    Reuses a folder saved earlier for the same request. The folder appears complete or not at all.
-    """
+    """Train or load (and maybe extend) the tokenizer and save it into ``tokenizer_dir``, complete or not at all;
+    returns its info. Reuses a folder saved earlier for the same request. Imports transformers."""
     tokenizer_dir = Path(tokenizer_dir)
     info = read_tokenizer_info(tokenizer_dir)
     if info and info.get("request") == asdict(request) and (tokenizer_dir / "tokenizer.json").is_file():

@@ -1,8 +1,7 @@
-"""Worker processes whose every exit is checked.
-
-Workers are started with ``spawn`` so that each one holds only what it imports (a forked child would inherit, and
-be charged in RSS for, the parent's memory). A job that raises fails the stage with the job's name; a worker that
-dies outright (killed for memory, a crash in native code) does too, instead of hanging the pool.
+"""Worker processes whose every exit is checked. Workers are started with ``spawn`` so that each one holds only what
+it imports (a forked child would inherit, and be charged in RSS for, the parent's memory). A job that raises fails
+the stage with the job's name; a worker that dies outright (killed for memory, a crash in native code) does too,
+instead of hanging the pool.
 """
 import multiprocessing
 import os
@@ -21,11 +20,9 @@ def _init_worker():
 
 
 def run_jobs(function, jobs, workers: int, name_of):
-    """Run ``function(job)`` for every job on ``workers`` processes, yielding ``(job, result)`` as they finish.
-
-    At most ``workers`` jobs are in flight, so memory does not depend on the number of jobs. ``name_of(job)``
-    names a job in error messages (e.g. the shard file).
-    """
+    """Run ``function(job)`` for every job on ``workers`` processes, yielding ``(job, result)`` as they finish; at
+    most ``workers`` jobs are in flight, so memory does not depend on the number of jobs. ``name_of(job)`` names a
+    job in error messages (e.g. the shard file)."""
     jobs = list(jobs)
     if not jobs:
         return

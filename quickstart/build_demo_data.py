@@ -3,16 +3,13 @@
     OUTPUT_DIR/
       corpus/corpus_NNNNN.txt   customized-dataset format: one paragraph per line, a blank line after each article
       glue/CoLA/{train,dev,test}.tsv, glue/MRPC/{train,dev,test}.tsv, glue/demo_tasks.json
-      own/word_order/{train,dev,test}.csv, own/mentions/{train,dev,test}.conll   tasks of one's own (demo_own_tasks)
+      own/word_order/{train,dev,test}.csv, own/mentions/{train,dev,test}.conll   tasks of one's own (demo_tasks)
       manifest.json             written last: the settings and every output file with its size
 
-Usage: python -m quickstart.build_demo_data --output_dir DIR [--seed 42] [--target_corpus_mb 5]
-
-The build is deterministic (same machine and same installed packages give byte-identical files) and idempotent:
-when ``manifest.json`` matches the arguments and every file it lists is present with its size, nothing is read or
-written. Otherwise everything is rebuilt in ``OUTPUT_DIR/.staging`` and moved into place, then the manifest is
-written. Articles that feed the dev/test splits of the demo tasks are left out of the corpus, so pretraining never
-sees the sentences the tasks are evaluated on.
+The build is deterministic (the same installed packages give byte-identical files) and idempotent: nothing is done
+when the manifest matches and its files are there; otherwise everything is rebuilt in ``OUTPUT_DIR/.staging`` and
+moved into place, the manifest last. Articles that feed the dev/test splits of the demo tasks are left out of the
+corpus, so pretraining never sees the sentences the tasks are evaluated on.
 """
 import argparse
 import json
@@ -28,8 +25,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from pipeline.errors import ConfigError, DataError
 from pipeline.manifest import MANIFEST_NAME, changed_files, manifest_matches, read_manifest, write_manifest
 from quickstart.demo_corpus import collect_articles, default_source_roots, sources_fingerprint, write_corpus
-from quickstart.demo_own_tasks import OWN_DIR, write_own_demo_tasks
-from quickstart.demo_tasks import draw_demo_examples, split_articles, write_demo_tasks
+from quickstart.demo_tasks import OWN_DIR, draw_demo_examples, split_articles, write_demo_tasks, write_own_demo_tasks
 
 # Bump when the collection, filtering or task rules change: existing outputs then count as stale.
 DEMO_DATA_VERSION = 3  # 2: MRPC-format rows are a third label 1, 8000 training pairs; 3: the own tasks
@@ -39,15 +35,6 @@ DEFAULT_TARGET_CORPUS_MB = 5.0
 # sentences belong together is learnt far more slowly than word order (measured in BENCHMARKS.md).
 DEFAULT_COLA_SIZES = (2000, 400, 400)
 DEFAULT_MRPC_SIZES = (8000, 400, 400)
-
-
-def demo_data_settings(seed=42, target_corpus_mb=DEFAULT_TARGET_CORPUS_MB, cola_sizes=DEFAULT_COLA_SIZES,
-                       mrpc_sizes=DEFAULT_MRPC_SIZES, source_roots=None) -> dict:
-    """Everything that determines the output files (the worker count does not)."""
-    roots = [Path(r) for r in (source_roots if source_roots is not None else default_source_roots())]
-    return {"version": DEMO_DATA_VERSION, "seed": int(seed), "target_corpus_mb": float(target_corpus_mb),
-            "cola_sizes": [int(n) for n in cola_sizes], "mrpc_sizes": [int(n) for n in mrpc_sizes],
-            "sources": sources_fingerprint(roots)}
 
 
 def _check_arguments(target_corpus_mb, cola_sizes, mrpc_sizes, workers) -> None:
@@ -63,31 +50,24 @@ def _check_arguments(target_corpus_mb, cola_sizes, mrpc_sizes, workers) -> None:
         raise ConfigError(problems)
 
 
-def demo_data_complete(output_dir, settings: dict) -> bool:
-    """True when ``output_dir`` holds a finished build for ``settings``: manifest matches, every file is there."""
-    if not manifest_matches(output_dir, settings):
-        return False
-    files = read_manifest(output_dir).get("files", {})
-    return bool(files) and not changed_files(output_dir, {name: {"bytes": size} for name, size in files.items()})
-
-
 def build_demo_data(output_dir, seed=42, target_corpus_mb=DEFAULT_TARGET_CORPUS_MB, cola_sizes=DEFAULT_COLA_SIZES,
                     mrpc_sizes=DEFAULT_MRPC_SIZES, source_roots=None, workers=None) -> dict:
-    """Build (or find complete) the demo corpus and demo tasks in ``output_dir``; returns the manifest.
-
-    ``cola_sizes`` / ``mrpc_sizes`` are (train, dev, test) example counts. ``source_roots`` defaults to the
-    running interpreter's standard library and site-packages. ``workers`` parse source files in parallel
-    (default: up to 4 CPUs); it never changes the output.
-    """
+    """Build (or find complete) the demo data in ``output_dir``; returns the manifest. ``cola_sizes`` / ``mrpc_sizes``
+    are (train, dev, test) example counts; ``workers`` (default: up to 4 CPUs) never change the output."""
     _check_arguments(target_corpus_mb, cola_sizes, mrpc_sizes, workers)
     output_dir = Path(output_dir)
-    settings = demo_data_settings(seed, target_corpus_mb, cola_sizes, mrpc_sizes, source_roots)
-    if demo_data_complete(output_dir, settings):
-        return read_manifest(output_dir)
+    roots = [Path(r) for r in (source_roots if source_roots is not None else default_source_roots())]
+    # Everything that determines the output files (the worker count does not).
+    settings = {"version": DEMO_DATA_VERSION, "seed": int(seed), "target_corpus_mb": float(target_corpus_mb),
+                "cola_sizes": [int(n) for n in cola_sizes], "mrpc_sizes": [int(n) for n in mrpc_sizes],
+                "sources": sources_fingerprint(roots)}
+    if manifest_matches(output_dir, settings):  # a finished build if every file it lists is still there
+        files = read_manifest(output_dir).get("files", {})
+        if files and not changed_files(output_dir, {name: {"bytes": size} for name, size in files.items()}):
+            return read_manifest(output_dir)
 
     started = time.perf_counter()
     workers = workers or min(4, os.cpu_count() or 1)
-    roots = source_roots if source_roots is not None else default_source_roots()
     articles = collect_articles(int(target_corpus_mb * 1_000_000), roots, workers=workers)
     if not articles:
         raise DataError(f"no Python docstrings with prose were found under {', '.join(map(str, roots))}: "

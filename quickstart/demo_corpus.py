@@ -1,22 +1,14 @@
-"""A real English corpus that needs no download: the docstrings of the installed Python code.
+"""A real English corpus that needs no download: the docstrings of the installed Python code (tens of megabytes of
+hand-written English on every machine), read with ``ast`` (nothing is imported or executed), one article per module
+file, keeping the paragraphs that read as prose.
 
-Every machine that runs the toolkit holds tens of megabytes of hand-written English in the documentation strings of
-the standard library and the installed packages. This module reads the source files with ``ast`` (nothing is
-imported or executed), keeps the paragraphs that read as prose, and returns one article per module file.
-
-Paragraph rules (a block of a cleaned docstring between blank lines is kept only when all hold):
-- no line is indented, underlined, a bullet, a doctest (``>>>``) or a directive/field (``..``, ``:param``);
-- after stripping inline markup (``:class:`X```, ````x````, ``*x*``) it has at least ``MIN_PARAGRAPH_WORDS``
-  words, of which at least ``MIN_PROSE_WORD_SHARE`` look like plain words, and it ends like a sentence;
-- at most ``MAX_NON_ASCII_SHARE`` of its characters are non-ASCII; it has no URL and no license boilerplate;
-- it was not seen before (paragraphs are deduplicated across the whole corpus).
-
-Collection visits the top-level modules/packages round-robin, one file at a time, so a small target still samples
-many libraries, and stops once the target size is reached. The order is sorted everywhere, so the same machine
-with the same installed packages gives the same articles.
+A paragraph (a block of a docstring between blank lines) is kept when ``prose_paragraph`` finds prose in it and it
+was not seen before anywhere in the corpus. Collection takes the top-level modules/packages round-robin until the
+target size is reached; the order is sorted everywhere, so the same installed packages give the same articles.
 """
 import ast
 import hashlib
+import itertools
 import multiprocessing
 import os
 import re
@@ -64,13 +56,12 @@ class Article:
 
 def default_source_roots() -> list:
     """The standard library folder and the installed-package folders of the running interpreter, deduplicated."""
-    paths = sysconfig.get_paths()
-    roots = []
+    roots = {}
     for key in ("stdlib", "purelib", "platlib"):
-        root = Path(paths[key])
-        if root.is_dir() and root.resolve() not in [r.resolve() for r in roots]:
-            roots.append(root)
-    return roots
+        root = Path(sysconfig.get_paths()[key])
+        if root.is_dir():
+            roots.setdefault(root.resolve(), root)
+    return list(roots.values())
 
 
 def sources_fingerprint(roots) -> str:
@@ -121,26 +112,19 @@ def source_units(roots) -> list:
     return units
 
 
-def _clean_inline_markup(text: str) -> str:
-    text = _ROLE.sub(r"\1", text)
-    text = _LITERAL.sub(lambda m: m.group(1) or m.group(2), text)
-    text = _EMPHASIS.sub(r"\1", text)
-    text = _MD_LINK.sub(r"\1", text)
-    text = text.replace("::", ":")
-    return " ".join(text.split())
-
-
 def prose_paragraph(block: str):
-    """The block as one normalised line of prose, or None when it is code, markup, boilerplate or a fragment."""
-    lines = block.split("\n")
-    for line in lines:
-        if line[:1].isspace() or _UNDERLINE.match(line) or _BLOCK_LINE_START.match(line):
-            return None
-    text = _clean_inline_markup(block)
+    """The block as one normalised line of prose, or None when it is code, markup, boilerplate or a fragment: a line
+    indented, underlined, a bullet, a doctest or a directive; after stripping inline markup, fewer than
+    ``MIN_PARAGRAPH_WORDS`` words or too few plain ones, no sentence ending, non-ASCII, a URL or license text."""
+    if any(line[:1].isspace() or _UNDERLINE.match(line) or _BLOCK_LINE_START.match(line) for line in block.split("\n")):
+        return None
+    text = _LITERAL.sub(lambda m: m.group(1) or m.group(2), _ROLE.sub(r"\1", block))
+    text = _MD_LINK.sub(r"\1", _EMPHASIS.sub(r"\1", text)).replace("::", ":")
+    text = " ".join(text.split())
     words = text.split()
     if len(words) < MIN_PARAGRAPH_WORDS or not text[0].isupper() or text[-1] not in ".!?":
         return None
-    if "://" in text or "\t" in text or _BOILERPLATE.search(text):
+    if "://" in text or _BOILERPLATE.search(text):
         return None
     if sum(1 for ch in text if ord(ch) > 127) > MAX_NON_ASCII_SHARE * len(text):
         return None
@@ -190,21 +174,13 @@ def _file_paragraphs(path) -> list:
 
 def _round_robin(units):
     """``(root, file)`` pairs taking one file from each unit in turn: a small target still spans many libraries."""
-    queues = [(root, list(files)) for _name, root, files in units]
-    position = 0
-    while queues:
-        queues = [(root, files) for root, files in queues if len(files) > position]
-        for root, files in queues:
-            yield root, files[position]
-        position += 1
+    for turn in itertools.zip_longest(*[[(root, path) for path in files] for _name, root, files in units]):
+        yield from filter(None, turn)
 
 
 def collect_articles(target_bytes: int, roots=None, workers: int = 1) -> list:
-    """Articles (one per module file with enough prose) until their UTF-8 text reaches ``target_bytes``.
-
-    Files are parsed by ``workers`` processes but consumed in a fixed order, so the result does not depend on
-    ``workers``; paragraphs already seen anywhere are dropped.
-    """
+    """Articles (one per module file with enough prose) until their UTF-8 text reaches ``target_bytes``. Files are
+    parsed by ``workers`` processes but consumed in a fixed order, so the result does not depend on ``workers``."""
     roots = [Path(r) for r in (roots if roots is not None else default_source_roots())]
     order = list(_round_robin(source_units(roots)))
     seen = set()
@@ -246,28 +222,19 @@ def split_sentences(paragraph: str) -> list:
 
 
 def write_corpus(articles, corpus_dir, file_bytes: int = 1_000_000) -> list:
-    """Write ``articles`` as the customized-dataset format into ``corpus_dir`` (which must not exist yet).
-
-    Files ``corpus_NNNNN.txt``, UTF-8, one paragraph per line, one blank line after every article, a new file
-    started once the current one holds ``file_bytes``. Returns the file names in order.
-    """
+    """Write ``articles`` in the customized-dataset format into the new folder ``corpus_dir``, a new
+    ``corpus_NNNNN.txt`` started once the current one holds ``file_bytes``; returns the file names in order."""
     corpus_dir = Path(corpus_dir)
     corpus_dir.mkdir(parents=True)
-    names, chunk, size = [], [], 0
-
-    def flush():
-        name = f"corpus_{len(names):05d}.txt"
-        with open(corpus_dir / name, "w", encoding="utf-8", newline="\n") as f:
-            f.write("".join(chunk))
-        names.append(name)
-
+    chunks, size = [[]], 0
     for article in articles:
         block = article.text() + "\n\n"
-        chunk.append(block)
+        chunks[-1].append(block)
         size += len(block.encode("utf-8"))
         if size >= file_bytes:
-            flush()
-            chunk, size = [], 0
-    if chunk:
-        flush()
+            chunks.append([])
+            size = 0
+    names = [f"corpus_{i:05d}.txt" for i, chunk in enumerate(chunks) if chunk]  # only the last one may be empty
+    for name, chunk in zip(names, chunks):
+        (corpus_dir / name).write_text("".join(chunk), encoding="utf-8", newline="\n")
     return names

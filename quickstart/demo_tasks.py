@@ -1,26 +1,28 @@
-"""Demo classification tasks in the official GLUE file layout, derived from the demo corpus by fixed rules.
+"""Demo classification tasks in the official GLUE file layout, derived from the demo corpus by fixed rules
+(``TASK_DESCRIPTIONS``), so that finetuning and result collection run end to end with no download. They are not
+GLUE, and their scores say nothing about GLUE.
 
-They let the finetuning and result-collection stages run end to end with no download. They are not GLUE: the
-rules below are what a model has to learn, and their scores say nothing about GLUE.
-
-- CoLA format, "demo-shuffle": label 1 = a sentence as written; label 0 = a sentence whose interior words (all
-  but the first and the last) were randomly reordered. The first and last words stay in place so the capital
-  letter and the final full stop give nothing away: only word order does.
-- MRPC format, "demo-adjacent": label 1 = #2 is the sentence that directly follows #1 in the same article;
-  label 0 = #1 and #2 come from two different articles of the same split. A third of the rows are label 1, so that
-  MRPC's metric (F1 of label 1) rewards telling pairs apart: a model that answers "adjacent" to everything scores
-  F1 50 (it would score 66.7 on balanced rows, more than a briefly pretrained tiny BERT reaches), and one that
-  answers "not adjacent" to everything scores 0.
+- CoLA format, "demo-shuffle": the first and last words stay in place, so the capital letter and the final full stop
+  give nothing away: only word order does. Labels are balanced (the odd one out going to label 1).
+- MRPC format, "demo-adjacent": a third of the rows are label 1, so that MRPC's metric (F1 of label 1) rewards
+  telling pairs apart: answering "adjacent" to everything scores F1 50 (66.7 on balanced rows, more than a briefly
+  pretrained tiny BERT reaches), "not adjacent" 0. Sentence IDs are random numbers: they reveal nothing.
 
 Articles are split into train / dev / test before any example is drawn, so no article (and no sentence) feeds two
-splits. CoLA-format labels are balanced (half and half, the odd one out going to label 1). Sentence IDs of the MRPC
-files are random numbers, so they reveal nothing about the label.
+splits. ``demo_tasks.json`` in the GLUE_DIR (``{"tasks": {task: {name, rule, rows}}, "note"}``) marks the folders as
+demo tasks for the result collection, which must never report results on them as GLUE numbers.
 
-``demo_tasks.json`` in the GLUE_DIR marks the folders as demo tasks: ``{"tasks": {"CoLA": {"name": ..., "rule":
-...}, ...}, "note": ...}``, written here and read by the result collection, which must never report results on
-those folders as GLUE numbers.
+Tasks of one's own (``FINETUNE.OWN_TASKS``), from the same rows, in the formats a user brings (``OWN_DIR``):
+- ``word_order/{train,dev,test}.csv``, a classification: ``id``, ``text``, ``label`` (``original`` or ``shuffled``:
+  the CoLA-format rows); the test file has no label.
+- ``mentions/{train,dev,test}.conll``, an entity task (IOB2, ``token<TAB>tag``, a blank line between sentences): a
+  word is ``CODE`` when written as a Python name (``_``, a ``.`` between letters, or a capital after a lower-case
+  letter: ``max_length``, ``os.path``, ``camelCase``), ``NUM`` when all digits, else ``O``; every entity is one word,
+  so every tag is exact by construction. The test file is tagged too, as CoNLL test files are.
 """
+import csv
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,18 +41,19 @@ HELDOUT_MARGIN = 1.5
 # sentences from two different articles).
 MIN_HELDOUT_ARTICLES = 20
 
+OWN_DIR = "own"
+_WORD = re.compile(r"[\w.]*\w|[^\w\s]")  # a word (dots inside kept: os.path, 3.5) or one punctuation mark
+_CODE = re.compile(r"_|[a-z]\.[a-z]|[a-z][A-Z]")
+WORD_ORDER_LABELS = {1: "original", 0: "shuffled"}
+
 CORPUS_NOTE = "Demo tasks derived from the local corpus; not GLUE. Scores are not comparable to GLUE."
 TASK_DESCRIPTIONS = {
-    "CoLA": {
-        "name": "demo-shuffle (CoLA format)",
-        "rule": "label 1: a sentence as written in the corpus; label 0: the same kind of sentence with its interior "
-                "words (all but the first and last) randomly reordered",
-    },
-    "MRPC": {
-        "name": "demo-adjacent (MRPC format)",
-        "rule": "label 1 (a third of the rows): #2 is the sentence that directly follows #1 in the same article; "
-                "label 0: #1 and #2 come from two different articles",
-    },
+    "CoLA": {"name": "demo-shuffle (CoLA format)",
+             "rule": "label 1: a sentence as written in the corpus; label 0: the same kind of sentence with its "
+                     "interior words (all but the first and last) randomly reordered"},
+    "MRPC": {"name": "demo-adjacent (MRPC format)",
+             "rule": "label 1 (a third of the rows): #2 is the sentence that directly follows #1 in the same "
+                     "article; label 0: #1 and #2 come from two different articles"},
 }
 
 
@@ -60,6 +63,12 @@ class SplitPool:
     articles: list = field(default_factory=list)  # indices into the article list
     sentences: list = field(default_factory=list)  # (article, sentence)
     pairs: list = field(default_factory=list)  # (article, first sentence, next sentence)
+
+    def add(self, article_index: int, material) -> None:
+        sentences, pairs = material[article_index]
+        self.articles.append(article_index)
+        self.sentences.extend((article_index, s) for s in sentences)
+        self.pairs.extend((article_index, a, b) for a, b in pairs)
 
 
 def _eligible(sentence: str) -> bool:
@@ -106,23 +115,10 @@ def split_articles(articles, seed: int, sizes: dict) -> dict:
         pool = pools[split]
         while order and (len(pool.sentences) < need_sentences or len(pool.pairs) < need_pairs
                          or len(pool.articles) < MIN_HELDOUT_ARTICLES):
-            _add_article(pool, order.pop(), material)
+            pool.add(order.pop(), material)
     for article_index in sorted(order):
-        _add_article(pools["train"], article_index, material)
+        pools["train"].add(article_index, material)
     return pools
-
-
-def _add_article(pool: SplitPool, article_index: int, material) -> None:
-    sentences, pairs = material[article_index]
-    pool.articles.append(article_index)
-    pool.sentences.extend((article_index, s) for s in sentences)
-    pool.pairs.extend((article_index, a, b) for a, b in pairs)
-
-
-def _balanced_labels(n: int, rng: random.Random) -> list:
-    labels = [1] * (n - n // 2) + [0] * (n // 2)
-    rng.shuffle(labels)
-    return labels
 
 
 def mrpc_positives(n: int) -> int:
@@ -146,8 +142,10 @@ def cola_examples(pool: SplitPool, n: int, rng: random.Random, split: str) -> li
         raise DataError(f"the demo corpus has {len(pool.sentences)} usable {split} sentences, fewer than the {n} "
                         "CoLA-format examples asked for: raise target_corpus_mb or lower cola_sizes")
     chosen = rng.sample(pool.sentences, n)
+    labels = [1] * (n - n // 2) + [0] * (n // 2)
+    rng.shuffle(labels)
     return [(sentence if label else shuffle_interior(sentence, rng), label)
-            for (_article, sentence), label in zip(chosen, _balanced_labels(n, rng))]
+            for (_article, sentence), label in zip(chosen, labels)]
 
 
 def mrpc_examples(pool: SplitPool, n: int, rng: random.Random, split: str) -> list:
@@ -171,11 +169,9 @@ def mrpc_examples(pool: SplitPool, n: int, rng: random.Random, split: str) -> li
     if len(negatives) < n_negative:
         raise DataError(f"the demo corpus has too few {split} sentences from distinct articles for "
                         f"{n_negative} MRPC-format negatives: raise target_corpus_mb or lower mrpc_sizes")
-    rows = [(a, b) for _article, a, b in positives] + negatives
-    row_labels = [1] * n_positive + [0] * n_negative
-    order = list(range(n))
-    rng.shuffle(order)
-    return [(*rows[i], row_labels[i]) for i in order]
+    rows = [(a, b, 1) for _article, a, b in positives] + [(a, b, 0) for a, b in negatives]
+    rng.shuffle(rows)
+    return rows
 
 
 def _tsv(rows) -> str:
@@ -186,50 +182,47 @@ def _tsv(rows) -> str:
     return "".join("\t".join(str(v) for v in row) + "\n" for row in rows)
 
 
-def write_cola(task_dir, splits: dict) -> dict:
-    """Write CoLA-layout files: train/dev ``source, label, star, sentence`` with no header (``*`` marks label 0
-    as in the original), test ``index, sentence`` with a header. Returns rows per file."""
+def _write_tsvs(task_dir, tables: dict) -> dict:
+    """Write ``{split}.tsv`` for each ``{split: (header rows, rows)}``; returns the rows (headers aside) per file."""
     task_dir.mkdir(parents=True)
-    counts = {}
+    for split, (header, rows) in tables.items():
+        (task_dir / f"{split}.tsv").write_text(_tsv(header + rows), encoding="utf-8", newline="\n")
+    return {f"{split}.tsv": len(rows) for split, (_header, rows) in tables.items()}
+
+
+def write_cola(task_dir, splits: dict) -> dict:
+    """CoLA layout: train/dev ``source, label, star, sentence`` with no header (``*`` marks label 0 as in the
+    original), test ``index, sentence`` with a header."""
+    tables = {}
     for split, examples in splits.items():
         if split == "test":
-            rows = [("index", "sentence")] + [(i, s) for i, (s, _label) in enumerate(examples)]
+            tables[split] = ([("index", "sentence")], [(i, s) for i, (s, _label) in enumerate(examples)])
         else:
-            rows = [("demo", label, "" if label else "*", s) for s, label in examples]
-        (task_dir / f"{split}.tsv").write_text(_tsv(rows), encoding="utf-8", newline="\n")
-        counts[f"{split}.tsv"] = len(examples)
-    return counts
+            tables[split] = ([], [("demo", label, "" if label else "*", s) for s, label in examples])
+    return _write_tsvs(task_dir, tables)
 
 
 def write_mrpc(task_dir, splits: dict, rng: random.Random) -> dict:
-    """Write MRPC-layout files: train/dev with the official BOM header ``Quality, #1 ID, #2 ID, #1 String,
-    #2 String``, test ``index, #1 ID, #2 ID, #1 String, #2 String``. Returns rows per file."""
-    task_dir.mkdir(parents=True)
-    total = sum(len(examples) for examples in splits.values())
-    ids = iter(rng.sample(range(1_000_000, 10_000_000), 2 * total))
-    counts = {}
+    """MRPC layout: train/dev with the official BOM header ``Quality, #1 ID, #2 ID, #1 String, #2 String``, test
+    ``index, #1 ID, #2 ID, #1 String, #2 String``."""
+    ids = iter(rng.sample(range(1_000_000, 10_000_000), 2 * sum(map(len, splits.values()))))
+    tables = {}
     for split, examples in splits.items():
-        if split == "test":
-            rows = [("index", "#1 ID", "#2 ID", "#1 String", "#2 String")]
-            rows += [(i, next(ids), next(ids), a, b) for i, (a, b, _label) in enumerate(examples)]
-        else:
-            rows = [("\ufeffQuality", "#1 ID", "#2 ID", "#1 String", "#2 String")]
-            rows += [(label, next(ids), next(ids), a, b) for a, b, label in examples]
-        (task_dir / f"{split}.tsv").write_text(_tsv(rows), encoding="utf-8", newline="\n")
-        counts[f"{split}.tsv"] = len(examples)
-    return counts
+        test = split == "test"
+        firsts = [i if test else label for i, (_a, _b, label) in enumerate(examples)]
+        tables[split] = ([("index" if test else "\ufeffQuality", "#1 ID", "#2 ID", "#1 String", "#2 String")],
+                         [(first, next(ids), next(ids), a, b) for first, (a, b, _label) in zip(firsts, examples)])
+    return _write_tsvs(task_dir, tables)
 
 
 def draw_demo_examples(pools: dict, seed: int, sizes: dict) -> dict:
     """``{task: {split: rows}}`` drawn from ``pools`` for ``sizes`` (``{task: (train, dev, test)}``); raises
     DataError when a split has too little material."""
     # One generator per task, so changing one task's sizes leaves the other task's files unchanged.
-    cola_rng = random.Random(f"{seed}-CoLA")
-    mrpc_rng = random.Random(f"{seed}-MRPC")
-    return {
-        "CoLA": {split: cola_examples(pools[split], sizes["CoLA"][i], cola_rng, split) for i, split in enumerate(SPLITS)},
-        "MRPC": {split: mrpc_examples(pools[split], sizes["MRPC"][i], mrpc_rng, split) for i, split in enumerate(SPLITS)},
-    }
+    draws = {"CoLA": cola_examples, "MRPC": mrpc_examples}
+    rngs = {task: random.Random(f"{seed}-{task}") for task in draws}
+    return {task: {split: draw(pools[split], sizes[task][i], rngs[task], split) for i, split in enumerate(SPLITS)}
+            for task, draw in draws.items()}
 
 
 def write_demo_tasks(examples: dict, glue_dir, seed: int) -> dict:
@@ -257,18 +250,39 @@ def demo_tasks_problem(glue_dir) -> str:
     if not isinstance(data, dict) or not isinstance(data.get("tasks"), dict):
         return f"{path}: expected a JSON object with a \"tasks\" mapping (task -> {{name, rule}})"
     for task, entry in data["tasks"].items():
-        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not isinstance(
-                entry.get("rule"), str):
+        if not isinstance(entry, dict) or not all(isinstance(entry.get(key), str) for key in ("name", "rule")):
             return f"{path}: task {task!r} needs a \"name\" and a \"rule\" string"
     return ""
 
 
 def load_demo_tasks(glue_dir):
     """{"tasks": {task: {"name", "rule"}}, "note": str} when ``glue_dir`` holds demo tasks, else None."""
-    if not glue_dir or not demo_tasks_path(glue_dir).exists():
-        return None
-    problem = demo_tasks_problem(glue_dir)
-    if problem:
+    if problem := demo_tasks_problem(glue_dir):
         raise DataError(problem)
-    data = read_json(demo_tasks_path(glue_dir))
-    return {"tasks": data["tasks"], "note": str(data.get("note", ""))}
+    data = read_json(demo_tasks_path(glue_dir)) if glue_dir else None
+    return {"tasks": data["tasks"], "note": str(data.get("note", ""))} if data else None
+
+
+def word_tags(sentence: str) -> list:
+    """``(word, tag)`` for every word and punctuation mark of ``sentence`` (the rule in the module docstring)."""
+    return [(word, "B-NUM" if word.isdigit() else "B-CODE" if _CODE.search(word) else "O")
+            for word in _WORD.findall(sentence)]
+
+
+def write_own_demo_tasks(cola_examples: dict, own_dir: Path) -> dict:
+    """Write both tasks from the CoLA-format rows (``{split: [(sentence, label), ...]}``) into ``own_dir``;
+    returns ``{task: {file: rows}}``."""
+    counts = {"word_order": {}, "mentions": {}}
+    for task in counts:
+        (own_dir / task).mkdir(parents=True)
+    for split, examples in cola_examples.items():
+        labeled = split != "test"
+        rows = [(f"{split}-{i}", sentence, *[WORD_ORDER_LABELS[label]] * labeled)
+                for i, (sentence, label) in enumerate(examples)]
+        with open(own_dir / "word_order" / f"{split}.csv", "w", encoding="utf-8", newline="") as f:
+            csv.writer(f).writerows([("id", "text", *["label"] * labeled), *rows])
+        blocks = ["".join(f"{word}\t{tag}\n" for word, tag in word_tags(sentence)) for sentence, _label in examples]
+        (own_dir / "mentions" / f"{split}.conll").write_text("\n".join(blocks), encoding="utf-8", newline="\n")
+        counts["word_order"][f"{split}.csv"] = len(rows)
+        counts["mentions"][f"{split}.conll"] = len(blocks)
+    return counts

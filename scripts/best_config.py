@@ -1,14 +1,10 @@
-"""Each task's best hyperparameter configuration, the statistics the report shows for it, and the GLUE score.
-
-The choice itself is ``finetuning.job_selection.choose_best`` (best median over seeds, then its best seed): the same
-function picks the job STILT starts from, so the report names the job the STILT targets were trained from.
-
-The GLUE score is as the BERT paper reports it: the plain average of nine dev numbers (WNLI left out), each the
-median over seeds of the task's best configuration. When tasks are missing the average is taken over the ones
-present and the result says so, with both lists: a partial average is never passed off as the score.
+"""Each task's best hyperparameter configuration (``finetuning.job_selection.choose_best``, which also picks the job
+STILT starts from), the statistics the report shows for it, and the GLUE score as the BERT paper reports it: the
+plain average of nine dev numbers (WNLI left out), each the median over seeds of the task's best configuration. A
+partial average (tasks missing) says so, with both lists: it is never passed off as the score.
 """
 import statistics
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Optional
 
 from finetuning.glue_tasks import GLUE_SCORE_METRICS
@@ -99,28 +95,14 @@ def select_all(jobs_by_task: dict, tasks=None) -> dict:
 @dataclass
 class GlueScore:
     columns: list  # [{"label", "task", "metric", "value" (fraction or None)}] in GLUE_SCORE_METRICS order
-
-    @property
-    def covered(self) -> list:
-        return [c["label"] for c in self.columns if c["value"] is not None]
-
-    @property
-    def missing(self) -> list:
-        return [c["label"] for c in self.columns if c["value"] is None]
-
-    @property
-    def missing_tasks(self) -> list:
-        return list(dict.fromkeys(c["task"] for c in self.columns if c["value"] is None))
+    covered: list  # labels of the columns with a value
+    missing: list  # labels of the columns without one
+    missing_tasks: list  # the tasks behind the missing columns
+    score: Optional[float]  # the average (a fraction) over the covered columns; None when nothing is covered
 
     @property
     def complete(self) -> bool:
         return not self.missing
-
-    @property
-    def score(self):
-        """The average (a fraction) over the covered columns; None when nothing is covered."""
-        values = [c["value"] for c in self.columns if c["value"] is not None]
-        return sum(values) / len(values) if values else None
 
     def describe(self, name: str = "GLUE score") -> str:
         """One line for the console and the report, naming what the average covers when it is partial."""
@@ -133,15 +115,16 @@ class GlueScore:
                 f" (covered: {', '.join(self.covered)}; missing: {', '.join(self.missing)})")
 
     def as_dict(self) -> dict:
-        return {"score": self.score, "complete": self.complete, "covered": self.covered, "missing": self.missing,
-                "missing_tasks": self.missing_tasks, "columns": self.columns}
+        return {**asdict(self), "complete": self.complete}
 
 
 def glue_score(bests: dict) -> GlueScore:
     """The score over ``bests`` ({task: TaskBest}); a column is missing when its task has no best configuration."""
-    columns = []
-    for task, metric, label in GLUE_SCORE_METRICS:
-        best = bests.get(task)
-        value = best.config.median(metric) if best is not None else None
-        columns.append({"label": label, "task": task, "metric": metric, "value": value})
-    return GlueScore(columns)
+    columns = [{"label": label, "task": task, "metric": metric,
+                "value": bests[task].config.median(metric) if task in bests else None}
+               for task, metric, label in GLUE_SCORE_METRICS]
+    present = [c for c in columns if c["value"] is not None]
+    missing = [c for c in columns if c["value"] is None]
+    return GlueScore(columns, covered=[c["label"] for c in present], missing=[c["label"] for c in missing],
+                     missing_tasks=list(dict.fromkeys(c["task"] for c in missing)),
+                     score=sum(c["value"] for c in present) / len(present) if present else None)

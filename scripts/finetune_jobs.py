@@ -1,9 +1,6 @@
 """Read the finetune stage's job folders (``<root>/<TASK>/<JOB>/job.json`` and ``eval_results.json``), of GLUE
-tasks and of one's own (``FINETUNE.OWN_TASKS``) alike.
-
-Everything comes from the jobs' own result files, never from console logs. A job that cannot be used (no
-``job.json``, a ``completed`` job without dev metrics) is still listed, with the reason in ``problem``, so the
-summary tables show it instead of silently dropping it.
+tasks and own tasks alike, never console logs. A job that cannot be used (no ``job.json``, a ``completed`` job without
+dev metrics) is still listed, with the reason in ``problem``, so the tables show it instead of silently dropping it.
 """
 import hashlib
 import json
@@ -21,7 +18,9 @@ from pipeline.errors import DataError
 from pipeline.manifest import read_json
 from pipeline.run_ids import file_stamp
 
-
+# job.json's name -> (the folder name's, type) of each hyperparameter; the finetune stage writes both.
+_HYPERPARAMETERS = {"learning_rate": ("lr", float), "batch_size": ("bs", int), "epochs": ("ep", float),
+                    "seed": ("seed", int)}
 # Metrics are fractions, as scikit-learn computes them; MCC and correlations may be negative.
 _METRIC_RANGES = {"accuracy": (0.0, 1.0), "accuracy_mm": (0.0, 1.0), "f1": (0.0, 1.0), "macro_f1": (0.0, 1.0),
                   "precision": (0.0, 1.0), "recall": (0.0, 1.0),
@@ -75,17 +74,6 @@ def _number(value, kind):
         return None
 
 
-def _hyperparameters(job_info: dict, folder_name: str) -> dict:
-    """Hyperparameters from job.json, falling back to the folder name (both are written by the finetune stage)."""
-    parsed = parse_job_name(folder_name)
-    return {
-        "learning_rate": _number(job_info.get("learning_rate", parsed.get("lr")), float),
-        "batch_size": _number(job_info.get("batch_size", parsed.get("bs")), int),
-        "epochs": _number(job_info.get("epochs", parsed.get("ep")), float),
-        "seed": _number(job_info.get("seed", parsed.get("seed")), int),
-    }
-
-
 def _check_metrics(metrics: dict, path: Path) -> None:
     """A metric outside its range means the finetune stage wrote another scale (e.g. percentages): stop loudly."""
     for name, (low, high) in _METRIC_RANGES.items():
@@ -106,9 +94,12 @@ def read_job(task: str, job_dir: Path, primary_metric: str = "") -> JobResult:
     problem = ""
     if not isinstance(info, dict):
         info, problem = {}, "job.json missing or unreadable"
+    parsed = parse_job_name(job_dir.name)
+    hyperparameters = {name: _number(info.get(name, parsed.get(short)), kind)
+                       for name, (short, kind) in _HYPERPARAMETERS.items()}
     job = JobResult(task=task, name=job_dir.name, path=job_dir, status=str(info.get("status", "unknown")),
                     wall_time_s=_number(info.get("wall_time_s"), float), init_from=info.get("init_from"),
-                    error=info.get("error"), problem=problem, **_hyperparameters(info, job_dir.name))
+                    error=info.get("error"), problem=problem, **hyperparameters)
     metrics_path = job_dir / "eval_results.json"
     metrics = read_json(metrics_path)
     if isinstance(metrics, dict):
@@ -120,8 +111,7 @@ def read_job(task: str, job_dir: Path, primary_metric: str = "") -> JobResult:
             job.problem = "eval_results.json missing or unreadable"
         elif not isinstance(metrics.get(primary), (int, float)):
             job.problem = f"eval_results.json has no {primary!r}"
-        elif non_finite_metric(metrics):
-            name = non_finite_metric(metrics)
+        elif name := non_finite_metric(metrics):
             job.problem = f"eval_results.json has {name} = {metrics[name]}: the training diverged (or learnt nothing)"
         elif None in job.config:
             job.problem = "hyperparameters unknown (job.json lacks them and the folder name does not say)"
@@ -151,11 +141,8 @@ def load_jobs(root, tasks=None) -> dict:
 
 
 def jobs_fingerprint(root, tasks=None) -> str:
-    """A hash of every completed job under ``root`` (of ``tasks``, default ``result_tasks()``): its files' contents
-    (metrics) and its predictions' size/time.
-
-    It changes whenever a job completes, reruns or is removed, which is what makes result collection stale.
-    """
+    """A hash of every completed job under ``root`` (of ``tasks``, default ``result_tasks()``): its files and its
+    predictions' size/time, so that it changes whenever a job completes, reruns or is removed."""
     root = Path(root)
     digest = hashlib.sha256()
     for task, folder in _task_folders(root, tasks or result_tasks()):

@@ -1,9 +1,6 @@
-"""Per-task tables of every finetune job (hyperparameters, seed, every dev metric, wall time, status).
-
-Markdown for people (``results/<TASK>.md``, also printed) and CSV with raw values for spreadsheets
-(``results/<TASK>.csv``). Metrics are stored as fractions; the markdown shows them as percentages. A token task's
-per-entity-type figures are in its CSV only (four columns per type would bury the markdown's overall ones); the
-report shows them for the best job.
+"""Per-task tables of every finetune job (hyperparameters, seed, every dev metric, wall time, status): markdown in
+percentages for people (``results/<TASK>.md``, also printed), CSV with raw fractions for spreadsheets. A token task's
+per-entity-type figures are in its CSV only (four columns per type would bury the markdown's overall ones).
 """
 import csv
 import io
@@ -109,21 +106,13 @@ def task_markdown(task: SearchTask, jobs, title: str = "") -> str:
 def task_csv(task: SearchTask, jobs) -> str:
     headers, rows = task_rows(task, jobs, raw=True)
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(headers)
-    writer.writerows(rows)
+    csv.writer(buffer, lineterminator="\n").writerows([headers, *rows])
     return buffer.getvalue()
 
 
-def write_task_tables(jobs_by_task: dict, tasks: dict, out_dir, titles=None, suffix: str = "") -> list:
+def write_task_tables(jobs_by_task: dict, tasks: dict, out_dir: Path, titles: dict, suffix: str = "") -> None:
     """Write ``<TASK><suffix>.md`` and ``.csv`` for every task of ``jobs_by_task`` into ``out_dir`` (``tasks``:
-    {name: SearchTask}); returns the paths written."""
-    out_dir = Path(out_dir)
-    written = []
+    {name: SearchTask}, ``titles``: {name: the markdown's heading})."""
     for name, jobs in jobs_by_task.items():
-        task, title = tasks[name], (titles or {}).get(name, "")
-        for extension, text in (("md", task_markdown(task, jobs, title)), ("csv", task_csv(task, jobs))):
-            path = out_dir / f"{name}{suffix}.{extension}"
-            write_text_atomic(path, text)
-            written.append(path)
-    return written
+        write_text_atomic(out_dir / f"{name}{suffix}.md", task_markdown(tasks[name], jobs, titles[name]))
+        write_text_atomic(out_dir / f"{name}{suffix}.csv", task_csv(tasks[name], jobs))

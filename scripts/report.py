@@ -1,50 +1,81 @@
-"""What the result collection reports: the entries of ``results.json`` (everything the stage found, machine-readable:
-each task's best, the random-init baseline, the pretraining run), ``report.md`` rendered from it, and the report's
-figure of the spread over seeds (the pretraining curves are ``pretraining.metrics_log``'s, the one plot of
-``metrics.jsonl``).
-
-The markdown is rendered from the same dictionary that is written as JSON, so the two never disagree.
+"""What the result collection reports: the entries of ``results.json`` (each task's best, own tasks, the random-init
+baseline, the pretraining run), ``report.md`` rendered from that same dictionary, so the two never disagree, and the
+figure of the spread over seeds. Own tasks sit beside the GLUE tasks, not among them: the GLUE score and the zip are
+GLUE's alone, so an own task's random-init figures live in its own entry rather than in the GLUE baseline table.
 """
 import statistics
+from pathlib import Path
 
 from pipeline import layout
 from pipeline.figures import pyplot, save_figure
 from pipeline.manifest import read_json
 from pretraining.metrics_log import read_metrics, split_metrics
-from scripts.job_tables import format_duration, markdown_table, percent, seed_count
-from scripts.own_task_report import own_tasks_section
+from scripts.job_tables import ENTITY_FIGURES, entity_types, format_duration, markdown_table, percent, seed_count
 
 GLUE_NAME = "GLUE score"
 DEMO_NAME = "Demo score (demo tasks, NOT GLUE)"
 
 
+def _relative(path, run_dir) -> str:
+    return str(path.relative_to(run_dir)) if path.is_relative_to(run_dir) else str(path)
+
+
+def _config_entry(config) -> dict:
+    return {"learning_rate": config.learning_rate, "batch_size": config.batch_size, "epochs": config.epochs}
+
+
 def best_entry(best, run_dir) -> dict:
     """A TaskBest as plain data: the chosen configuration, its median and spread, and the submitted seed."""
-    config = best.config
     return {
         "primary_metric": best.metric,
-        "config": {"learning_rate": config.learning_rate, "batch_size": config.batch_size, "epochs": config.epochs},
+        "config": _config_entry(best.config),
         "median": best.median,
         "spread": best.spread,
-        "seeds": {str(job.seed): job.metrics[best.metric] for job in config.jobs},
+        "seeds": {str(job.seed): job.metrics[best.metric] for job in best.config.jobs},
         "median_metrics": best.median_metrics(),
         "best_seed": best.best_job.seed,
         "best_seed_metrics": dict(best.best_job.metrics),
-        "best_job": str(best.best_job.path.relative_to(run_dir)) if best.best_job.path.is_relative_to(run_dir)
-        else str(best.best_job.path),
+        "best_job": _relative(best.best_job.path, run_dir),
         "init_from": best.best_job.init_from,
         "configs_tried": best.configs_tried,
         "max_seeds": best.max_seeds,
     }
 
 
+def own_task_entry(best, random_best, random_run: bool, run_dir) -> dict:
+    """An own task's entry: a GLUE task's fields plus its ``type``, ``random_init`` (the random-init search's best
+    median on the same metric and what pretraining added; None when no random-init search ran), the best job's
+    ``test_predictions`` files and, for a token task, its ``entity_types`` table."""
+    random_init = {"median": None, "difference": None, "config": None, "best_seed": None, "best_job": None}
+    if random_best is not None:
+        random_init = {"median": random_best.median, "difference": best.median - random_best.median,
+                       "config": _config_entry(random_best.config), "best_seed": random_best.best_job.seed,
+                       "best_job": _relative(random_best.best_job.path, run_dir)}
+    predictions = sorted(best.best_job.path.glob("predictions_*"))
+    entry = {"type": best.search_task.type, **best_entry(best, run_dir),
+             "random_init": random_init if random_run else None,
+             "test_predictions": [_relative(path, run_dir) for path in predictions]}
+    if best.search_task.is_token_level:
+        metrics = best.best_job.metrics
+        entry["entity_types"] = {kind: {figure: metrics.get(f"{kind}_{figure}") for figure in ENTITY_FIGURES}
+                                 for kind in entity_types(metrics)}
+    return entry
+
+
+def failed_jobs(collection, run_dir) -> list:
+    """Every job of the configured search whose last run failed (both trees), with its error and log."""
+    trees = [("", collection.jobs), ("random init", collection.random_init_jobs or {})]
+    return [{"task": task, "job": job.name, "tree": tree, "error": job.error or "no error recorded",
+             "log": str(Path(_relative(job.path, run_dir)) / "job.log")}
+            for tree, jobs in trees for task, results in jobs.items() for job in results if job.status == "failed"]
+
+
 def baseline_comparison(pretrained: dict, random_init: dict) -> dict:
     """{task: {metric, pretrained, random_init, difference}} on the primary metric's best-configuration median."""
     rows = {}
-    for task in list(dict.fromkeys(list(pretrained) + list(random_init))):
+    for task in dict.fromkeys([*pretrained, *random_init]):
         ours, theirs = pretrained.get(task), random_init.get(task)
-        a = ours.median if ours else None
-        b = theirs.median if theirs else None
+        a, b = (ours.median if ours else None), (theirs.median if theirs else None)
         rows[task] = {"metric": (ours or theirs).metric, "pretrained": a, "random_init": b,
                       "difference": a - b if a is not None and b is not None else None}
     return rows
@@ -98,9 +129,7 @@ def summarize_pretraining(cfg) -> dict:
 
 
 def task_label(task: str, demo) -> str:
-    if demo and task in demo["tasks"]:
-        return f"{task} (demo: {demo['tasks'][task]['name']})"
-    return task
+    return f"{task} (demo: {demo['tasks'][task]['name']})" if demo and task in demo["tasks"] else task
 
 
 def _demo_section(demo) -> list:
@@ -164,13 +193,17 @@ def _failed_section(results) -> list:
     return lines + [""]
 
 
+def _points(difference) -> str:
+    """A difference of two fractions in percentage points, signed."""
+    return "" if difference is None else f"{100 * difference:+.2f}"
+
+
 def _baseline_section(results) -> list:
     baseline = results.get("random_init")
     if not baseline or not baseline["tasks"]:  # own tasks show theirs in their own table
         return []
     rows = [[task_label(task, results["demo"]), row["metric"], percent(row["pretrained"]) or "not run",
-             percent(row["random_init"]) or "not run",
-             "" if row["difference"] is None else f"{100 * row['difference']:+.2f}"]
+             percent(row["random_init"]) or "not run", _points(row["difference"])]
             for task, row in baseline["tasks"].items()]
     return ["## Pretrained vs random initialisation", "",
             "The same search and selection rule run on a randomly initialised model of the same shape"
@@ -189,8 +222,7 @@ def _submission_section(results) -> list:
     else:
         lines.append(f"Not written: {sub['reason']}")
     lines.append("")
-    for name, why in sub.get("missing", {}).items():
-        lines.append(f"- missing {name}.tsv: {why}")
+    lines += [f"- missing {name}.tsv: {why}" for name, why in sub.get("missing", {}).items()]
     lines += [f"- {note}" for note in sub.get("notes", [])]
     return lines + [""]
 
@@ -231,13 +263,60 @@ def _pretraining_section(results) -> list:
 
 
 def _plots_section(results) -> list:
-    plots = results["plots"]
-    if not plots:
-        return []
     titles = {"pretraining_curves": "Pretraining loss and learning rate", "seed_spread": "Spread over seeds"}
-    lines = ["## Plots", ""]
-    for key, path in plots.items():
+    lines = ["## Plots", ""] if results["plots"] else []
+    for key, path in results["plots"].items():
         lines += [f"![{titles.get(key, key)}]({path})", ""]
+    return lines
+
+
+def _entity_section(task: str, entry: dict) -> list:
+    rows = [[kind, percent(row["precision"]), percent(row["recall"]), percent(row["f1"]),
+             "" if row["number"] is None else f"{row['number']:g}"] for kind, row in entry["entity_types"].items()]
+    if not rows:
+        return [f"{task}: the best job reported no per-type figures.", ""]
+    return [f"### {task}: entity types", "", f"Best job `{entry['best_job']}` (entity-level, dev set):", "",
+            markdown_table(["entity type", "precision (%)", "recall (%)", "F1 (%)", "number"], rows), ""]
+
+
+def own_tasks_section(results: dict) -> list:
+    """report.md's section on own tasks: one row per task, then each token task's entity types."""
+    own, missing = results.get("own_tasks") or {}, results.get("own_tasks_without_results") or {}
+    if not own and not missing:
+        return []
+    with_random = any(entry["random_init"] is not None for entry in own.values())
+    with_stilt = any(entry["init_from"] for entry in own.values())
+    headers = ["task", "type", "metric", "pretrained (%)"]
+    headers += ["random init (%)", "difference (points)"] if with_random else []
+    headers += ["min to max (%)", "seeds", "lr", "batch", "epochs", "best seed"]
+    headers += (["STILT from"] if with_stilt else []) + ["all jobs"]
+    rows = []
+    for task, entry in own.items():
+        spread, config, random = entry["spread"], entry["config"], entry["random_init"] or {}
+        row = [task, entry["type"], entry["primary_metric"], percent(entry["median"])]
+        if with_random:
+            row += [percent(random.get("median")) or "not run", _points(random.get("difference"))]
+        row += [f"{percent(spread['min'])} to {percent(spread['max'])}", seed_count(spread, entry["max_seeds"]),
+                f"{config['learning_rate']:g}", config["batch_size"], f"{config['epochs']:g}", entry["best_seed"]]
+        row += [entry["init_from"] or ""] if with_stilt else []
+        rows.append(row + [f"[table]({results['tables'].get(task, '')})"])
+    lines = ["## Own tasks", "", "Tasks of one's own (FINETUNE.OWN_TASKS), chosen by the same rule as the GLUE tasks:"
+             " the configuration with the highest median over seeds of the task's metric, then its best seed."
+             " They are not part of the GLUE score or the submission zip.", ""]
+    if with_random:
+        lines += ["Random init: the same search on a randomly initialised model of the same shape; the difference is"
+                  " what pretraining bought.", ""]
+    lines += [markdown_table(headers, rows), ""]
+    if missing:
+        lines += [f"Own tasks without results: {'; '.join(f'{t}: {why}' for t, why in missing.items())}.", ""]
+    predictions = [f"{task}: " + ", ".join(f"`{path}`" for path in entry["test_predictions"])
+                   for task, entry in own.items() if entry["test_predictions"]]
+    if predictions:
+        lines += ["Test predictions of the best seed of each best configuration: " + "; ".join(predictions) + ".",
+                  ""]
+    for task, entry in own.items():
+        if "entity_types" in entry:
+            lines += _entity_section(task, entry)
     return lines
 
 
@@ -249,14 +328,10 @@ def render_report(results: dict) -> str:
     if results["demo"]:
         lines += _demo_section(results["demo"])
     if results["tasks"] or results["tasks_without_results"]:  # a run of own tasks alone has no GLUE section
-        lines += _score_section(results)
-        lines += _bests_section(results)
-    lines += own_tasks_section(results)
-    lines += _failed_section(results)
-    lines += _baseline_section(results)
-    lines += _submission_section(results)
-    lines += _pretraining_section(results)
-    lines += _plots_section(results)
+        lines += _score_section(results) + _bests_section(results)
+    for section in (own_tasks_section, _failed_section, _baseline_section, _submission_section, _pretraining_section,
+                    _plots_section):
+        lines += section(results)
     if results["tables"]:
         links = ", ".join(f"[{task_label(t, results['demo'])}]({p})" for t, p in results["tables"].items())
         lines += ["## Every job", "", f"Per-task tables of every job (also as CSV): {links}.", ""]
@@ -264,10 +339,8 @@ def render_report(results: dict) -> str:
 
 
 def plot_seed_spread(bests: dict, path, names=None):
-    """For each task, the primary metric (%) of every seed of its best configuration; None without tasks.
-
-    ``names`` optionally maps a task to the label shown under it (the demo tasks' own names).
-    """
+    """For each task, the primary metric (%) of every seed of its best configuration, labelled by ``names`` (the
+    demo tasks' own names) where given; None without tasks."""
     if not bests:
         return None
     plt = pyplot()

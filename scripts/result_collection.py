@@ -1,15 +1,10 @@
-"""Result collection stage: finetune job folders -> per-task tables, best configurations, GLUE score, report and
-the test-server zip. Tasks of one's own (``FINETUNE.OWN_TASKS``) go through the same tables and selection rule and
-get a report table of their own; the GLUE score and the zip are GLUE's alone.
-
-    collect_test_result(cfg)        the stage entry (runs everything below)
-    summarize_validation(cfg)       per-task tables of every job          (scripts/summarize_val.py)
-    collect_best_validation(cfg)    best configuration per task + score   (scripts/collect_best_val.py)
-    translate_test_result(cfg)      glue_submission.zip                   (scripts/translate_test_result.py)
-
-Outputs in the run folder: report.md, results.json, glue_submission.zip and results/ (tables, plots and this
-stage's manifest). Top-level imports stay light: the runner imports this module in its own process.
+"""Result collection stage (``collect_test_result``): finetune job folders -> per-task tables
+(``summarize_validation``, scripts/summarize_val.py), best configurations and GLUE score (``collect_best_validation``,
+scripts/collect_best_val.py), report and the test-server zip (``translate_test_result``,
+scripts/translate_test_result.py); outputs in docs/interfaces.md. Top-level imports stay light: the runner imports
+this module in its own process.
 """
+import argparse
 import logging
 import time
 from dataclasses import dataclass
@@ -20,9 +15,13 @@ from finetuning.glue_tasks import FINETUNED_TASKS, SUBMISSION_FILES
 from finetuning.search_plan import plan_task_jobs
 from finetuning.search_tasks import search_task, task_name
 from pipeline import layout
-from pipeline.errors import ConfigError, DataError
+from pipeline.config import build_config, load_resolved_config, merge_mapping, opts_to_mapping
+from pipeline.defaults import SETTINGS
+from pipeline.errors import ConfigError, DataError, run_reporting_errors
+from pipeline.log_setup import add_level_flags, setup_script_logging
 from pipeline.manifest import StageStatus, manifest_status, read_manifest, write_json_atomic, write_manifest
 from pipeline.run_ids import file_stamp
+from pipeline.validation import value_problems
 from quickstart.demo_tasks import demo_tasks_path, demo_tasks_problem, load_demo_tasks
 from scripts.best_config import glue_score, select_all
 from scripts.finetune_jobs import jobs_fingerprint, load_jobs, result_tasks
@@ -44,14 +43,9 @@ def submission_path(cfg) -> Path:
 
 
 def _outputs(cfg) -> list:
+    """What this stage writes, in this order (the status check takes the first two or three)."""
     top = layout.results_dir(cfg)
     return [top / "report.md", top / "results.json", submission_path(cfg), tables_dir(cfg)]
-
-
-def _test_file_stamps(glue_dir) -> list:
-    """Size and mtime of the test files the submission's row counts are checked against."""
-    paths = [test_file_path(glue_dir, name) for name in SUBMISSION_FILES]
-    return [file_stamp(path, str(path.relative_to(glue_dir))) for path in paths if path.is_file()]
 
 
 def has_glue_task(cfg) -> bool:
@@ -74,8 +68,9 @@ def _settings(cfg) -> dict:
         "tasks": list(cfg.FINETUNE.TASKS),
         "options": {k: v for k, v in cfg.RESULT_COLLECTION.items() if k != "ENABLED"},
     }
-    if glue_dir:
-        settings["test_files"] = _test_file_stamps(glue_dir)
+    if glue_dir:  # the test files the submission's row counts are checked against
+        tests = [test_file_path(glue_dir, name) for name in SUBMISSION_FILES]
+        settings["test_files"] = [file_stamp(path, str(path.relative_to(glue_dir))) for path in tests if path.is_file()]
     own = {task.name: dict(task.own) for task in tasks.values() if not task.is_glue}
     if own:  # only then: the settings of a GLUE-only run, and so its manifest, stay as they were
         settings["own_tasks"] = own
@@ -84,12 +79,9 @@ def _settings(cfg) -> dict:
 
 def result_collection_status(cfg) -> StageStatus:
     """Complete when the manifest's record of the completed jobs matches the jobs on disk and the outputs exist."""
-    def outputs_ok() -> bool:
-        manifest = read_manifest(tables_dir(cfg)) or {}
-        needed = [layout.results_dir(cfg) / "report.md", layout.results_dir(cfg) / "results.json"]
-        if manifest.get("submission_written"):
-            needed.append(submission_path(cfg))
-        return all(path.exists() for path in needed)
+    def outputs_ok() -> bool:  # report.md and results.json, and the zip when the manifest says it was written
+        zipped = (read_manifest(tables_dir(cfg)) or {}).get("submission_written")
+        return all(path.exists() for path in _outputs(cfg)[:3 if zipped else 2])
 
     reads = [layout.finetune_dir(cfg), layout.pretrain_dir(cfg) / "manifest.json"]
     if cfg.FINETUNE.GLUE_DIR:
@@ -109,8 +101,7 @@ def validate_config(cfg) -> list:
         # With finetuning enabled the general checks already report this.
         problems.append(f"FINETUNE.GLUE_DIR: folder does not exist: {glue_dir} (result collection counts the test"
                         " rows there)")
-    problem = demo_tasks_problem(glue_dir) if glue_dir and Path(glue_dir).is_dir() else ""
-    if problem:
+    if problem := demo_tasks_problem(glue_dir):
         problems.append(f"FINETUNE.GLUE_DIR: {problem}")
     for task in cfg.FINETUNE.TASKS:
         try:
@@ -165,10 +156,8 @@ def _require_jobs(cfg, collection: Collection) -> None:
 
 
 def summarize_validation(cfg, collection: Optional[Collection] = None) -> dict:
-    """Write results/<TASK>.md and .csv (and <TASK>_random_init.* for the baseline) and print the tables.
-
-    Returns {task: relative path of its markdown table}.
-    """
+    """Write results/<TASK>.md and .csv (and <TASK>_random_init.* for the baseline) and print the tables; returns
+    {task: relative path of its markdown table}."""
     from scripts.job_tables import task_markdown, write_task_tables
     from scripts.report import task_label
 
@@ -181,13 +170,12 @@ def summarize_validation(cfg, collection: Optional[Collection] = None) -> dict:
         for name in (f"{task}.md", f"{task}.csv", f"{task}_random_init.md", f"{task}_random_init.csv"):
             (out_dir / name).unlink(missing_ok=True)
     titles = {task: task_label(task, demo) for task in collection.jobs}
-    write_task_tables(collection.jobs, collection.tasks, out_dir, titles=titles)
+    write_task_tables(collection.jobs, collection.tasks, out_dir, titles)
     for task, jobs in collection.jobs.items():
-        log.info(task_markdown(collection.tasks[task], jobs, task_label(task, demo)))
-    random_jobs = collection.random_init_jobs
-    if random_jobs:
+        log.info(task_markdown(collection.tasks[task], jobs, titles[task]))
+    if random_jobs := collection.random_init_jobs:
         titles = {task: f"{task_label(task, demo)}, random initialisation" for task in random_jobs}
-        write_task_tables(random_jobs, collection.tasks, out_dir, titles=titles, suffix="_random_init")
+        write_task_tables(random_jobs, collection.tasks, out_dir, titles, suffix="_random_init")
     return {task: f"results/{task}.md" for task in collection.jobs}
 
 
@@ -219,37 +207,31 @@ def collect_best_validation(cfg, collection: Optional[Collection] = None) -> dic
     return collection.bests
 
 
-def _refusal(missing: dict) -> str:
-    listed = "; ".join(f"{name}.tsv ({why})" for name, why in missing.items())
-    return (f"glue_submission.zip not written: {len(missing)} submission files missing: {listed}. Finetune the"
-            " missing tasks, or set RESULT_COLLECTION.ALLOW_PARTIAL True to write a partial zip")
-
-
 def translate_test_result(cfg, collection: Optional[Collection] = None, allow_partial=None, output=None) -> dict:
-    """Check the best jobs' test predictions and write the submission zip; returns the submission record.
-
-    Refuses (DataError naming the missing files) when a file is missing, unless ``allow_partial`` (default:
-    RESULT_COLLECTION.ALLOW_PARTIAL). A stale zip from an earlier run is removed when a new one is refused.
-    """
+    """Check the best jobs' test predictions and write the submission zip; returns the submission record, refused
+    when a file is missing unless ``allow_partial`` (default: RESULT_COLLECTION.ALLOW_PARTIAL). A zip that is not
+    written now is removed, so that no stale one from an earlier run remains."""
     from scripts.submission import plan_submission, write_submission_zip
 
     collection = collection or gather(cfg)
     allow_partial = cfg.RESULT_COLLECTION.ALLOW_PARTIAL if allow_partial is None else allow_partial
     path = Path(output) if output else submission_path(cfg)
+    record = {"path": str(path), "written": False}
     if not has_glue_task(cfg):
+        record["reason"] = "FINETUNE.TASKS holds no GLUE task (the zip is for gluebenchmark.com: GLUE tasks only)"
         path.unlink(missing_ok=True)
-        return {"path": str(path), "written": False,
-                "reason": "FINETUNE.TASKS holds no GLUE task (the zip is for gluebenchmark.com: GLUE tasks only)"}
-    plan = plan_submission(collection.bests, cfg.FINETUNE.GLUE_DIR)
-    record = {"path": str(path), "written": False, **plan.as_dict()}
-    if plan.missing and not allow_partial:
-        path.unlink(missing_ok=True)
-        record["reason"] = _refusal(plan.missing)
-        record["refused"] = True
         return record
-    if not plan.files:
-        path.unlink(missing_ok=True)
+    plan = plan_submission(collection.bests, cfg.FINETUNE.GLUE_DIR)
+    record.update(plan.as_dict())
+    if plan.missing and not allow_partial:
+        listed = "; ".join(f"{name}.tsv ({why})" for name, why in plan.missing.items())
+        record.update(refused=True, reason=f"glue_submission.zip not written: {len(plan.missing)} submission files"
+                      f" missing: {listed}. Finetune the missing tasks, or set RESULT_COLLECTION.ALLOW_PARTIAL True"
+                      " to write a partial zip")
+    elif not plan.files:
         record["reason"] = "no task has test predictions"
+    if "reason" in record:
+        path.unlink(missing_ok=True)
         return record
     write_submission_zip(plan, path)
     record["written"] = True
@@ -265,20 +247,10 @@ def _tasks_without_results(cfg, collection: Collection, own: bool = False) -> di
     reasons = {}
     for task in (search_task(cfg, name) for name in cfg.FINETUNE.TASKS):
         kept = not task.is_glue if own else task.name in FINETUNED_TASKS  # AX has no jobs of its own
-        if not kept or task.name in collection.bests:
-            continue
-        jobs = collection.jobs.get(task.name, [])
-        reasons[task.name] = f"none of its {len(jobs)} jobs completed" if jobs else "no jobs"
+        if kept and task.name not in collection.bests:
+            jobs = collection.jobs.get(task.name, [])
+            reasons[task.name] = f"none of its {len(jobs)} jobs completed" if jobs else "no jobs"
     return reasons
-
-
-def failed_jobs(collection: Collection, run_dir: Path) -> list:
-    """Every job of the configured search whose last run failed (both trees), with its error and log."""
-    trees = [("", collection.jobs), ("random init", collection.random_init_jobs or {})]
-    return [{"task": task, "job": job.name, "tree": tree, "error": job.error or "no error recorded",
-             "log": str(job.path.relative_to(run_dir) / "job.log") if job.path.is_relative_to(run_dir)
-             else str(job.path / "job.log")}
-            for tree, jobs in trees for task, results in jobs.items() for job in results if job.status == "failed"]
 
 
 def _draw_plots(cfg, collection: Collection) -> dict:
@@ -296,8 +268,8 @@ def _draw_plots(cfg, collection: Collection) -> dict:
 
 def build_results(cfg, collection: Collection, tables: dict, submission: dict, plots: dict) -> dict:
     """The results.json dictionary (report.md is rendered from it)."""
-    from scripts.own_task_report import own_task_extras
-    from scripts.report import DEMO_NAME, GLUE_NAME, baseline_comparison, best_entry, summarize_pretraining
+    from scripts.report import (DEMO_NAME, GLUE_NAME, baseline_comparison, best_entry, failed_jobs, own_task_entry,
+                                summarize_pretraining)
 
     run_dir = layout.run_dir(cfg)
     score = glue_score(collection.bests)
@@ -313,9 +285,7 @@ def build_results(cfg, collection: Collection, tables: dict, submission: dict, p
         "tasks": {task: best_entry(best, run_dir) for task, best in glue_bests.items()},
         "tasks_without_results": _tasks_without_results(cfg, collection),
         # Beside the GLUE tasks, never in the GLUE score or the zip; each with its random-init figures.
-        "own_tasks": {task: {"type": best.search_task.type, **best_entry(best, run_dir),
-                             **own_task_extras(best, (random_bests or {}).get(task), random_bests is not None,
-                                               run_dir)}
+        "own_tasks": {task: own_task_entry(best, (random_bests or {}).get(task), random_bests is not None, run_dir)
                       for task, best in own_bests.items()},
         "own_tasks_without_results": _tasks_without_results(cfg, collection, own=True),
         "failed_jobs": failed_jobs(collection, run_dir),
@@ -337,10 +307,8 @@ def build_results(cfg, collection: Collection, tables: dict, submission: dict, p
 
 def collect_test_result(cfg) -> dict:
     """The stage: tables, bests, GLUE score, plots, report.md/results.json, the submission zip, then the manifest.
-
-    Prediction files are checked before anything is written. When the zip is refused for missing tasks the report
-    is still written (it says what is missing) and then DataError is raised, so the stage is not marked complete.
-    """
+    When the zip is refused for missing tasks the report is still written (it says what is missing) and then
+    DataError is raised, so the stage is not marked complete."""
     from pipeline.manifest import write_text_atomic
     from scripts.report import render_report
 
@@ -367,3 +335,56 @@ def collect_test_result(cfg) -> dict:
     write_manifest(tables_dir(cfg), STAGE, settings, submission_written=submission["written"],
                    glue_score=results["glue_score"]["score"], demo=bool(collection.demo))
     return results
+
+
+# The result-collection scripts' config: from ``--config`` (+ ``--opts``) like main.py, with the foundation's checks
+# and this stage's own (the other stages' concern inputs a finished run no longer reads), or from a run folder's own
+# ``config.yaml`` (``--run-dir``), which also works after the folder was moved.
+def make_parser(description: str) -> argparse.ArgumentParser:
+    """A parser with the config arguments every result-collection script takes; ``description`` is its docstring."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", help="the YAML file the pipeline ran with")
+    source.add_argument("--run-dir", "--run_dir", dest="run_dir",
+                        help="a run folder (OUTPUT_ROOT/runs/<PRETRAIN.ID>) holding config.yaml")
+    parser.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE",
+                        help="override config keys, e.g. --opts RESULT_COLLECTION.WRITE_PLOTS False")
+    add_level_flags(parser)
+    return parser
+
+
+def config_from_args(args):
+    """The resolved config named by ``--config`` or ``--run-dir``, with ``--opts`` applied."""
+    if args.config:
+        return build_config(args.config, args.opts, extra_checks=[validate_config])
+    run_dir = Path(args.run_dir).resolve()
+    config_path = run_dir / "config.yaml"
+    if not config_path.is_file():
+        raise ConfigError(f"--run-dir {run_dir}: no config.yaml there (the pipeline writes one into every run folder)")
+    if run_dir.parent.name != "runs":
+        raise ConfigError(f"--run-dir {run_dir}: a run folder lives at OUTPUT_ROOT/runs/<PRETRAIN.ID>; use --config"
+                          " for a folder elsewhere")
+    cfg = load_resolved_config(config_path)
+    cfg.defrost()
+    # The folder is where the user says it is, even if it was moved since the run.
+    cfg.SYSTEM.OUTPUT_ROOT = str(run_dir.parent.parent)
+    cfg.PRETRAIN.ID = run_dir.name
+    problems: list = []
+    merge_mapping(cfg, opts_to_mapping(list(args.opts), problems), problems)  # the same checked merge as main.py
+    problems += value_problems(cfg, SETTINGS)
+    if problems:
+        raise ConfigError(problems)
+    cfg.freeze()
+    return cfg
+
+
+def run_cli(parser: argparse.ArgumentParser, action, argv=None) -> int:
+    """Parse ``argv``, build the config and call ``action(cfg, args)``. A user's error is reported as main.py reports
+    it: one ``error:`` line per problem and the same exit code (2 for the config, 3 for the disk, 1 otherwise)."""
+    args = parser.parse_args(argv)
+    setup_script_logging(args)
+
+    def run() -> None:  # what ``action`` returns is not an exit code
+        action(config_from_args(args), args)
+
+    return run_reporting_errors(run)

@@ -1,9 +1,7 @@
-"""Build ``glue_submission.zip`` for gluebenchmark.com from the best seed of each task's best configuration.
-
-The server wants eleven files at the zip root (``CoLA.tsv`` ... ``AX.tsv``), each with the header
-``index\\tprediction`` and one row per test example in test-file order, labels spelled as in the task table and
-STS-B scores inside [0, 5]. Every file is checked here, before the zip is written, because the server's own error
-for a wrong row count or label arrives only after an upload.
+"""Build ``glue_submission.zip`` for gluebenchmark.com from the best seed of each task's best configuration: eleven
+files at the zip root, each with the header ``index\\tprediction`` and one row per test example in test-file order,
+labels spelled as in the task table, STS-B scores inside [0, 5]. Every file is checked before the zip is written,
+because the server's own error for a wrong row count or label arrives only after an upload.
 """
 import math
 import os
@@ -64,16 +62,11 @@ def read_predictions(path: Path) -> list:
     return rows
 
 
-def test_file_indices(path: Path) -> list:
-    """The ``index`` column of a GLUE test file, one entry per test example, in file order."""
-    lines = _data_lines(path)
-    if not lines or lines[0].split("\t")[0].strip().lower() != "index":
-        raise DataError(f"{path}: a GLUE test file must start with a header whose first column is 'index'")
-    return [_index(line.split("\t")[0]) for line in lines[1:]]
-
-
 def _check_rows_against_test_file(rows, predictions_path: Path, test_path: Path) -> None:
-    expected = test_file_indices(test_path)
+    lines = _data_lines(test_path)
+    if not lines or lines[0].split("\t")[0].strip().lower() != "index":
+        raise DataError(f"{test_path}: a GLUE test file must start with a header whose first column is 'index'")
+    expected = [_index(line.split("\t")[0]) for line in lines[1:]]  # one per test example, in file order
     if len(rows) != len(expected):
         raise DataError(f"{predictions_path}: {len(rows)} predictions but the test file {test_path} has"
                         f" {len(expected)} rows: the job read another version of that file; run the finetune stage"
@@ -150,11 +143,8 @@ def _plan_file(name: str, predictions_path: Path, glue_dir) -> SubmissionFile:
 
 
 def plan_submission(bests: dict, glue_dir) -> SubmissionPlan:
-    """Check and format every submission file that the best jobs (``{task: TaskBest}``) provide.
-
-    Raises DataError for a file that exists but is wrong (row count, order, label); a file that does not exist is
-    recorded in ``missing`` with the reason.
-    """
+    """Check and format every submission file that the best jobs (``{task: TaskBest}``) provide: DataError for a
+    file that is wrong (row count, order, label), a missing one recorded in ``missing`` with the reason."""
     plan = SubmissionPlan()
     for name in SUBMISSION_FILES:
         task = predicting_task(name)  # AX is predicted by the MNLI model

@@ -10,8 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scripts.cli_config import make_parser, run_cli  # noqa: E402
-from scripts.result_collection import summarize_validation  # noqa: E402
+from scripts.result_collection import make_parser, run_cli, summarize_validation  # noqa: E402
 
 
 def main(argv=None) -> int:

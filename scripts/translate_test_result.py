@@ -12,8 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.errors import DataError  # noqa: E402
-from scripts.cli_config import make_parser, run_cli  # noqa: E402
-from scripts.result_collection import translate_test_result  # noqa: E402
+from scripts.result_collection import make_parser, run_cli, translate_test_result  # noqa: E402
 
 
 def _translate(cfg, args) -> None:
