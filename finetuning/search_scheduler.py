@@ -94,7 +94,7 @@ def _read_own_task(cfg, task, tokenizer) -> tuple:
     argv = table_arguments(cfg) + task_flags(task) + ["--model_name_or_path", "-", "--output_dir", "-",
                                                       "--do_train", "--do_eval", *["--do_predict"] * predicts(task)]
     if task.is_token_level:
-        from finetuning.ner_arguments import NerArguments
+        from finetuning.arguments import NerArguments
         from finetuning.token_encoding import load_token_task_data
 
         model_args, data_args, args, ner_args, _ = parse_args(argv, extra_types=(NerArguments,))
