@@ -1,12 +1,6 @@
-"""Read one split of a GLUE task, from a local folder in the official layout or from ``nyu-mll/glue`` on the Hub.
-
-Both sources give the same ``GlueSplit``: the text columns, integer class ids (or floats for STS-B, ``None`` on
-test splits) and the row index the GLUE server expects in a submission. Class ids follow the order of the task
-table's ``labels``, which is also the Hub's integer order.
-
-Local TSVs are split at tabs and newlines only, with no quoting: GLUE sentences contain unbalanced quotes
-(``" the witness "``) that a CSV dialect would swallow across lines. ``utf-8-sig`` drops the BOM that starts MRPC's
-header. A row with the wrong number of columns is an error naming the file and line (nothing is dropped silently).
+"""Read one split of a GLUE task, from a local folder in the official layout or from ``nyu-mll/glue`` on the Hub,
+as a ``GlueSplit``: the text columns, class ids in the order of the task table's ``labels`` (the Hub's integer
+order; floats for STS-B, ``None`` on test splits) and the row index the GLUE server expects in a submission.
 """
 import logging
 from dataclasses import dataclass
@@ -88,7 +82,9 @@ def _column_positions(header: list, split: LocalSplit, path: Path) -> tuple:
 
 def _tsv_rows(path: Path):
     """(line number, cells) of every non-blank line. Lines end at '\\n' only (a stray '\\r' inside a sentence stays
-    in it), as the submission check counts them; cells are split at every tab, quotes are plain characters."""
+    in it), as the submission check counts them; cells are split at every tab, with no quoting: GLUE sentences hold
+    unbalanced quotes (``" the witness "``) that a CSV dialect would swallow across lines. ``utf-8-sig`` drops the
+    BOM that starts MRPC's header."""
     number = 0
     try:
         with open(path, encoding="utf-8-sig", newline="\n") as f:
@@ -115,11 +111,9 @@ def _malformed(path: Path, expected: int, bad: list, is_test: bool, mode: str) -
 
 
 def read_local_split(glue_dir, task: GlueTask, split: LocalSplit, malformed_rows: str = "error") -> GlueSplit:
-    """One TSV of the official layout as a ``GlueSplit``; a missing file or column is a one-line ``DataError``.
-
-    Every row must have the header's number of columns (a headerless file: the table's ``num_columns``); blank
-    lines and empty cells after the last column are ignored. Other rows are an error, or with ``malformed_rows``
-    ``skip`` dropped with a printed count (never in a test file)."""
+    """One TSV of the official layout as a ``GlueSplit``. Every row must have the header's number of columns (a
+    headerless file: the table's ``num_columns``; blank lines and empty cells after the last column are ignored):
+    nothing is dropped silently."""
     path = local_split_path(glue_dir, task, split)
     if not path.is_file():
         raise DataError(f"GLUE file not found: {path} (download GLUE into FINETUNE.GLUE_DIR in the official layout,"
@@ -175,9 +169,7 @@ def read_hub_split(task: GlueTask, split_name: str, labeled: bool, hub_path: str
     if missing:
         raise DataError(f"{hub_path} ({task.hub_config}, {split_name}): missing column(s) {', '.join(missing)}")
     columns = data.to_dict()
-    labels = None
-    if labeled:
-        labels = [float(v) for v in columns["label"]] if task.is_regression else [int(v) for v in columns["label"]]
+    labels = [(float if task.is_regression else int)(v) for v in columns["label"]] if labeled else None
     text_b = columns[task.hub_text_columns[1]] if len(task.hub_text_columns) > 1 else None
     return GlueSplit(columns[task.hub_text_columns[0]], text_b, labels, [str(i) for i in columns["idx"]])
 

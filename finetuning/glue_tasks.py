@@ -4,7 +4,7 @@ Labels are listed as the GLUE server spells them, in the order of the Hugging Fa
 so a hub label ``i`` and a local-file label ``labels[i]`` mean the same class. Regression tasks have no labels.
 """
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 from pipeline.errors import ConfigError
@@ -29,11 +29,12 @@ class GlueTask:
     labels: Optional[tuple]  # class names as the server expects them; None = regression
     metrics: tuple  # metric names this task reports in eval_results.json
     primary_metric: str  # what the hyperparameter search maximises
-    train: Optional[LocalSplit]
-    dev: dict  # eval name -> LocalSplit ("dev", or "dev_matched"/"dev_mismatched" for MNLI)
-    test: dict  # submission file name (without .tsv) -> LocalSplit
-    hub_dev: dict  # eval name -> hub split name
-    hub_test: dict  # submission file name -> hub split name
+    # The splits (none for a task of one's own or a token task, whose files come from their flags):
+    train: Optional[LocalSplit] = None
+    dev: dict = field(default_factory=dict)  # eval name -> LocalSplit ("dev", or "dev_matched"/"dev_mismatched")
+    test: dict = field(default_factory=dict)  # submission file name (without .tsv) -> LocalSplit
+    hub_dev: dict = field(default_factory=dict)  # eval name -> hub split name
+    hub_test: dict = field(default_factory=dict)  # submission file name -> hub split name
     also_predicts: tuple = ()  # tasks without training data whose test sets this task's model predicts
     positive_label: int = 1  # the class whose F1 is ``f1`` (1 = paraphrase / duplicate)
     tag_scheme: str = ""  # a token-classification task's tags (IOB2, BIOES, BILOU; finetuning.token_data); "" = none
@@ -93,7 +94,7 @@ GLUE_TASKS = {
     # AX has no training data: it is predicted with the MNLI model (same labels; see MNLI's also_predicts).
     "AX": GlueTask(
         "AX", "diagnostic", "ax", ("premise", "hypothesis"), _NLI_LABELS, (), "",
-        train=None, dev={}, test={"AX": LocalSplit("diagnostic.tsv", _PAIR)}, hub_dev={}, hub_test={"AX": "test"}),
+        test={"AX": LocalSplit("diagnostic.tsv", _PAIR)}, hub_test={"AX": "test"}),
 }
 
 # The nine tasks that are finetuned (AX rides along with MNLI).

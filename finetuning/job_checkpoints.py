@@ -1,10 +1,7 @@
-"""Resumable checkpoints of one finetuning run: ``OUTPUT_DIR/checkpoint-<step>/``, as the HF ``Trainer`` names them.
-
-Each holds the model as a Hugging Face folder (``from_pretrained`` opens it; the tokenizer is saved beside it), the
-loop's state (``training_state.pt``: optimizer, schedule, loss scaler, random state) and ``trainer_state.json``
-(step, log history, and the settings the run was started with). A checkpoint is written into a temporary folder
-and renamed into place, so a run killed while saving leaves the previous checkpoint as the newest. A run resumes
-only from a checkpoint of the same settings: anything else would silently train a different model.
+"""Resumable checkpoints of one finetuning run, ``OUTPUT_DIR/checkpoint-<step>/`` as the HF ``Trainer`` names them:
+the model as a Hugging Face folder, the loop's state (``training_state.pt``) and ``trainer_state.json`` (step, log
+history, the run's settings), written whole then renamed into place. A run resumes only from a checkpoint of the same
+settings: anything else would silently train a different model.
 """
 import json
 import re
@@ -34,8 +31,7 @@ def list_checkpoints(output_dir) -> list:
 
 
 def latest_checkpoint(output_dir) -> Optional[Path]:
-    checkpoints = list_checkpoints(output_dir)
-    return checkpoints[-1] if checkpoints else None
+    return next(reversed(list_checkpoints(output_dir)), None)
 
 
 def remove_checkpoints(output_dir) -> list:

@@ -1,9 +1,5 @@
-"""One finetuning job on disk: its ``job.json`` record, a claim, and its run as a child process.
-
-A job folder is claimed (``claimed``) while its job runs, so that two processes running the stage on one run folder
-never train the same job. The child's exit code decides the status: a job is ``completed`` only when
-``run_glue.py`` exited 0 and wrote its dev results; anything else is ``failed`` with the error line. A job that was
-killed or failed after writing a checkpoint can resume from it (``resumable_checkpoint``).
+"""One finetuning job on disk: its ``job.json`` record, a claim, and its run as a child process, ``completed`` only
+when the job script exited 0 and wrote its dev results; anything else is ``failed`` with the error line.
 """
 import fcntl
 import os
@@ -16,8 +12,9 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from finetuning.job_checkpoints import latest_checkpoint, remove_checkpoints
-from finetuning.search_progress import PROGRESS_FILE
 from finetuning.job_record import EVAL_FILE, JOB_FILE, records_match
+from finetuning.search_progress import PROGRESS_FILE
+from finetuning.search_tasks import RUN_GLUE, RUN_NER
 from pipeline.locks import try_lock
 from pipeline.log_setup import LEVEL_ENV, LOG_FILE_ENV
 from pipeline.manifest import read_json, write_json_atomic
@@ -25,7 +22,7 @@ from pipeline.manifest import read_json, write_json_atomic
 CLAIM_FILE = ".claim"
 LOG_FILE = "job.log"
 REPO_ROOT = Path(__file__).resolve().parents[1]
-JOB_SCRIPTS = (str(REPO_ROOT / "finetuning" / "run_glue.py"), str(REPO_ROOT / "finetuning" / "run_ner.py"))
+JOB_SCRIPTS = (str(RUN_GLUE), str(RUN_NER))
 
 
 def _now() -> str:
@@ -43,7 +40,8 @@ def resumable_checkpoint(job_dir: Path, expected: dict) -> Optional[Path]:
 
 @contextmanager
 def claimed(job_dir: Path):
-    """Hold ``job_dir`` for this process while the block runs; yields False when another process holds it.
+    """Hold ``job_dir`` for this process while the block runs, so that two processes running the stage on one run
+    folder never train the same job; yields False when another process holds it.
 
     The claim is an ``flock`` on ``.claim``: the kernel drops it when the holder ends, however it ends, so a killed
     run never leaves a claim that blocks the next one. The file itself stays: removing it would let a process that
@@ -69,7 +67,7 @@ def _last_run_lines(log_path: Path) -> list:
         lines = [line.rstrip() for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines()]
     except OSError:
         return []
-    starts = [i for i, line in enumerate(lines) if line.startswith("# ") and any(script in line for script in JOB_SCRIPTS)]
+    starts = [i for i, line in enumerate(lines) if line.startswith("# ") and any(s in line for s in JOB_SCRIPTS)]
     return [line for line in lines[starts[-1] if starts else 0:] if line.strip()]
 
 

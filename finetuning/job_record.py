@@ -1,10 +1,7 @@
 """What a job's ``job.json`` must hold to count as complete: its grid values, its model and STILT source, the
-FINETUNE settings that change its result, and the stamps of the files it read.
-
-The settings part is generated from the settings table (``pipeline/defaults.py``): every FINETUNE setting of role
-RESULT, and of role RESULT_IF_CHANGED when off its default (``pipeline.run_ids.in_identity``), under its key's
-last part in lower case (``MAX_SEQ_LENGTH`` -> ``max_seq_length``). A record written before a RESULT_IF_CHANGED
-setting left the record at its default still counts.
+FINETUNE settings that change its result, and the stamps of the files it read. The settings part comes from the
+settings table: every FINETUNE setting of role RESULT, and of RESULT_IF_CHANGED when off its default, under its
+key's last part in lower case; a record written before such a setting left the record at its default still counts.
 """
 import json
 from pathlib import Path
@@ -87,8 +84,5 @@ def records_match(record, expected: dict) -> bool:
 def is_completed(job_dir: Path, expected: dict) -> bool:
     """True when ``job_dir`` holds a completed job run with exactly the ``expected`` fields and its dev results."""
     record = read_json(Path(job_dir) / JOB_FILE)
-    if not isinstance(record, dict) or record.get("status") != "completed":
-        return False
-    if not (Path(job_dir) / EVAL_FILE).is_file():
-        return False
-    return records_match(record, expected)
+    return (isinstance(record, dict) and record.get("status") == "completed" and (Path(job_dir) / EVAL_FILE).is_file()
+            and records_match(record, expected))

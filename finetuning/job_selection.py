@@ -72,10 +72,6 @@ def choose_best(scored) -> Optional[Choice]:
 
 def best_job(task_dir: Path, jobs: list, primary_metric: str, is_done) -> Optional[Any]:
     """The job ``choose_best`` picks among ``jobs`` for which ``is_done(job)`` holds; None when there is none."""
-    scored = []
-    for job in jobs:
-        score = primary_score(Path(task_dir) / job.name, primary_metric) if is_done(job) else None
-        if score is not None:
-            scored.append(Scored(job.config_key, job.seed, score, job))
-    choice = choose_best(scored)
+    choice = choose_best(Scored(job.config_key, job.seed, primary_score(Path(task_dir) / job.name, primary_metric), job)
+                         for job in jobs if is_done(job))
     return choice.best.item if choice else None

@@ -15,10 +15,16 @@ stay exactly those of the stock model, so checkpoints, STILT sources and exporte
   and the next step page-faults all of it in again.
 """
 import ctypes
+import functools
 import types
 
 import torch
 from torch import nn
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.models.bert.modeling_bert import eager_attention_forward
 
 from pretraining.modeling import Dropout, cpu_dropout
 
@@ -28,14 +34,11 @@ ATTENTION = "extremebert_sdpa"  # SDPA, with the cheaper dropout mask when train
 CLS_ONLY = ("BertForSequenceClassification", "RobertaForSequenceClassification",
             "RobertaPreLayerNormForSequenceClassification")
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
-_registered = False
 
 
 def _attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, **kwargs):
     """transformers' SDPA attention, except in training on a CPU, where SDPA would fall back to unfused math with
     a per-element Bernoulli mask: the same math here, with ``cpu_dropout``'s mask."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
     if dropout == 0 or query.device.type != "cpu":
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
@@ -47,22 +50,14 @@ def _attention(module, query, key, value, attention_mask, dropout: float = 0.0, 
     return torch.matmul(probabilities, value).transpose(1, 2).contiguous(), None
 
 
+@functools.cache  # once per process
 def _register_attention() -> None:
-    global _registered
-    if not _registered:
-        from transformers import AttentionInterface
-        from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-
-        AttentionInterface.register(ATTENTION, _attention)
-        AttentionMaskInterface.register(ATTENTION, sdpa_mask)  # the masks SDPA takes
-        _registered = True
+    AttentionInterface.register(ATTENTION, _attention)
+    AttentionMaskInterface.register(ATTENTION, sdpa_mask)  # the masks SDPA takes
 
 
 def _first_token_layer(layer, hidden_states, attention_mask=None, *args, **kwargs):
     """``layer``'s output for row 0 only (shape [batch, 1, hidden]): keys and values from every row."""
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-    from transformers.models.bert.modeling_bert import eager_attention_forward
-
     attention = layer.attention
     normed = attention.LayerNorm(hidden_states) if hasattr(attention, "LayerNorm") else hidden_states  # pre-LN
     heads = attention.self
@@ -81,16 +76,11 @@ def _first_token_layer(layer, hidden_states, attention_mask=None, *args, **kwarg
     return layer.output(layer.intermediate(first), first)
 
 
-def first_token_only_applies(model) -> bool:
-    config = model.config
-    return (type(model).__name__ in CLS_ONLY and not config.is_decoder and not config.add_cross_attention
-            and not config.chunk_size_feed_forward)
-
-
 def make_lean(model) -> list:
     """Apply the changes above that fit ``model``, in place; returns what was applied, for the log."""
-    applied = []
-    if first_token_only_applies(model):
+    applied, config = [], model.config
+    if (type(model).__name__ in CLS_ONLY and not config.is_decoder and not config.add_cross_attention
+            and not config.chunk_size_feed_forward):
         last = model.base_model.encoder.layer[-1]
         last.forward = types.MethodType(_first_token_layer, last)
         applied.append("last layer on the first token only")

@@ -1,18 +1,12 @@
-"""GLUE dev metrics, computed with numpy by scikit-learn's and scipy's definitions (the ``evaluate`` hub metrics cannot
-load offline; a test checks every metric against scikit-learn and scipy).
+"""A job's dev metrics and result files.
 
-Names are those of the task table and of ``eval_results.json``: ``mcc``, ``accuracy``, ``f1``, ``pearson``,
-``spearman`` (``mse`` for a regression task of one's own); MNLI's mismatched accuracy is reported as
-``accuracy_mm`` by the caller. ``_HF_NAMES`` gives the name the Hugging Face GLUE metric uses where it differs.
-
-The result files of a job: those of the HF ``run_glue.py`` example plus the keys result collection reads.
-
-``eval_results.json`` holds the task's dev metrics under the task table's names (``accuracy``, ``f1``, ``mcc``,
-``accuracy_mm``, ... and ``eval_loss``: what ``scripts/finetune_jobs.py`` reads) and the HF example's view of the
-same evaluation (``eval_accuracy``, ``eval_f1``, ``eval_matthews_correlation``, ``eval_combined_score``,
-``eval_samples``, ``eval_runtime``, ..., MNLI's mismatched split with the suffix ``_mm``). ``train_results.json``
-holds ``train_loss``, ``train_runtime``, ``train_samples``, ``train_samples_per_second``,
-``train_steps_per_second`` and ``epoch``; ``all_results.json`` both.
+The metrics are computed with numpy by scikit-learn's and scipy's definitions (a test checks each against them): the
+``evaluate`` hub metrics cannot load offline, and importing scikit-learn costs each of a search's hundreds of short
+jobs about a second. ``eval_results.json`` holds them under the task table's names (``mcc``, ``accuracy``, ``f1``,
+``pearson``, ``spearman``, MNLI's ``accuracy_mm``, ``mse`` for an own regression task), with ``eval_loss``, and as
+the HF ``run_glue.py`` example names them (``eval_matthews_correlation``, ``eval_combined_score``, ``eval_samples``,
+``eval_runtime``, ..., MNLI's mismatched split with the suffix ``_mm``); ``train_results.json`` the training's
+numbers, ``all_results.json`` both.
 """
 from pathlib import Path
 
@@ -21,9 +15,6 @@ import numpy as np
 from pipeline.manifest import read_json, write_json_atomic
 
 
-# The classification metrics are computed here from the confusion counts, with scikit-learn's definitions (a test
-# checks them against scikit-learn): importing scikit-learn costs each job about a second, and a search runs
-# hundreds of short jobs.
 def _confusion(predictions, labels):
     """(classes, counts[true, predicted]) over the classes that occur in either."""
     predictions, labels = np.asarray(predictions), np.asarray(labels)

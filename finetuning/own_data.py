@@ -1,16 +1,8 @@
 """A task of one's own: data files (``--train_file`` ...: CSV, TSV, JSON lines, Parquet) or a hub dataset
-(``--dataset_name``), read the way the Hugging Face ``run_glue.py``/``run_classification.py`` examples read them.
-
-The label is the column ``--label_column_name`` (default ``label``): floats make a regression task (or
-``--task_type``), anything else (ints, strings, a ``ClassLabel``) a classification over the sorted distinct training
-labels. The text is ``--text_column_names`` when given, else ``sentence1``/``sentence2`` when both exist, else the
-first two text columns, else the first one (a numeric ``idx`` column is not text here, unlike in the example, which
-would tokenize it). The task it returns is a ``GlueTask`` whose labels, metrics and regression flag drive the job
-like a GLUE task's: accuracy, macro-F1 and MCC (and the positive class's F1 with ``--positive_label``), or
-Pearson, Spearman and MSE for regression; ``--metric_name`` comes first, as the one the search selects on.
-
-A problem (a missing file or column, an empty file, a row without a label, a dev label the training data does not
-have) is one line naming the file and, where there is one, the row.
+(``--dataset_name``), read as the Hugging Face ``run_glue.py``/``run_classification.py`` examples read them, into a
+``GlueTask`` whose labels, metrics and regression flag drive the job like a GLUE task's. Float labels make a
+regression task (or ``--task_type``), any others a classification over the sorted distinct training labels. A
+problem is one line naming the file and, where there is one, the row.
 """
 from pathlib import Path
 
@@ -101,7 +93,8 @@ def load_raw_splits(data_args, wanted: dict, cache_dir=None, token=None) -> dict
 
 def text_columns(data, where: str, label_column: str = LABEL_COLUMN, wanted: str = None) -> tuple:
     """``wanted`` (one name, or two separated by a comma) when given, else ``sentence1``/``sentence2`` when both
-    exist, else the first two text columns, else the first one."""
+    exist, else the first two text columns, else the first one (a numeric ``idx`` is not text, unlike in the HF
+    example, which would tokenize it)."""
     if wanted:
         return tuple(name.strip() for name in wanted.split(","))
     names = [name for name in data.column_names if name != label_column]
@@ -138,11 +131,13 @@ def _label_names(data, where: str, column: str, task_type):
 def _labels(data, where: str, column: str, names) -> list:
     values = _label_values(data, where, column)
     if names is None:
-        try:
-            return [float(value) for value in values]
-        except (TypeError, ValueError):
-            row = next(i for i, value in enumerate(values) if not _is_number(value))
-            raise DataError(f"{where}: row {row + 1}: label {values[row]!r} is not a number (a regression task)")
+        scores = []
+        for row, value in enumerate(values, start=1):
+            try:
+                scores.append(float(value))
+            except (TypeError, ValueError):
+                raise DataError(f"{where}: row {row}: label {value!r} is not a number (a regression task)") from None
+        return scores
     if hasattr(data.features[column], "names"):
         return [int(value) for value in values]
     ids = {value: i for i, value in enumerate(names)}
@@ -151,14 +146,6 @@ def _labels(data, where: str, column: str, names) -> list:
             raise DataError(f"{where}: row {row + 1}: label {value!r} does not occur in the training data (labels:"
                             f" {', '.join(map(str, names))})")
     return [ids[value] for value in values]
-
-
-def _is_number(value) -> bool:
-    try:
-        float(value)
-    except (TypeError, ValueError):
-        return False
-    return True
 
 
 def _to_split(data, where: str, columns: tuple, label_column: str, names, labeled: bool,
@@ -200,6 +187,5 @@ def own_task(data_args, wanted: dict, cache_dir=None, token=None) -> tuple:
     except ConfigError as e:
         raise DataError(f"{labeled[1]}: {e}") from None
     task = GlueTask(name=TASK_NAME, folder="", hub_config=data_args.dataset_name or "", hub_text_columns=columns,
-                    labels=labels, metrics=metrics, primary_metric=metrics[0], train=None, dev={}, test={},
-                    hub_dev={}, hub_test={}, positive_label=positive)
+                    labels=labels, metrics=metrics, primary_metric=metrics[0], positive_label=positive)
     return task, splits

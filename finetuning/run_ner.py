@@ -24,9 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repository's packages
 
-from finetuning.arguments import parse_args  # noqa: E402
+from finetuning.arguments import NerArguments, finalize_ner, parse_args  # noqa: E402
 from finetuning.job_run import run  # noqa: E402
-from finetuning.ner_arguments import NerArguments, finalize_ner  # noqa: E402
 from finetuning.run_glue import EPILOG  # noqa: E402
 from pipeline.errors import run_reporting_errors  # noqa: E402
 from pipeline.log_setup import warn_notes  # noqa: E402

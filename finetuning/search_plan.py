@@ -9,7 +9,7 @@ from pathlib import Path
 
 from finetuning.job_record import MODEL_SUBDIR, data_stamps, expected_record, is_completed, job_settings, model_stamps
 from finetuning.job_selection import best_job
-from finetuning.search_tasks import data_files, search_task, task_grid, task_name, task_record
+from finetuning.search_tasks import RESULT_FIELDS, data_files, search_task, task_grid, task_name
 from pipeline import layout
 
 
@@ -54,19 +54,6 @@ def plan_task_jobs(cfg, task: str) -> list:
             for lr in learning_rates for bs in batch_sizes for ep in epochs for seed in cfg.FINETUNE.SEEDS]
 
 
-def planned_tasks(cfg) -> list:
-    return [task_name(cfg, name) for name in cfg.FINETUNE.TASKS]
-
-
-def stilt_targets(cfg, tasks) -> set:
-    """Targets that start from the source model: only those being finetuned, and only with the source present."""
-    stilt = cfg.FINETUNE.STILT
-    source = task_name(cfg, stilt.SOURCE)
-    if not stilt.ENABLED or source not in tasks:
-        return set()
-    return {task_name(cfg, name) for name in stilt.TARGETS} & set(tasks) - {source}
-
-
 class SearchTree:
     """The planned jobs of one tree and the record each must carry to count as done."""
 
@@ -74,9 +61,12 @@ class SearchTree:
         self.cfg, self.root, self.random_init = cfg, Path(root), random_init
         self.model = layout.finetune_model_path(cfg)
         self.settings = job_settings(cfg, random_init)
-        self.tasks = planned_tasks(cfg)
-        self.targets = stilt_targets(cfg, self.tasks)
+        self.tasks = [task_name(cfg, name) for name in cfg.FINETUNE.TASKS]
         self.source = task_name(cfg, cfg.FINETUNE.STILT.SOURCE)
+        # The STILT targets start from the source's model: only those finetuned, and only with the source finetuned.
+        stilt = cfg.FINETUNE.STILT
+        self.targets = {task_name(cfg, name) for name in stilt.TARGETS} & set(self.tasks) - {self.source} \
+            if stilt.ENABLED and self.source in self.tasks else set()
         self.jobs = {task: plan_task_jobs(cfg, task) for task in self.tasks}
 
     def job_dir(self, job) -> Path:
@@ -93,25 +83,21 @@ class SearchTree:
         inputs = {"model": model_stamps(self.start_model(init_from)),
                   "data": data_stamps(data_files(self.cfg, task), self.cfg.FINETUNE.GLUE_DIR if task.is_glue else "")}
         if not task.is_glue:
-            inputs["task"] = task_record(task)
+            inputs["task"] = {field.lower(): task.own[field] for field in RESULT_FIELDS}
         return expected_record(job, self.model, init_from, self.settings, inputs)
 
     def is_done(self, job, init_from=None) -> bool:
         return is_completed(self.job_dir(job), self.expected(job, init_from))
 
-    def best_source(self):
-        """The best completed job of the STILT source's search (of STILT.SOURCE_CONFIG when set), or None."""
-        task = search_task(self.cfg, self.source)
-        wanted = tuple(self.cfg.FINETUNE.STILT.SOURCE_CONFIG)
-        jobs = [job for job in self.jobs[self.source] if not wanted or job.config_key == wanted]
-        return best_job(self.root / self.source, jobs, task.primary_metric, self.is_done)
-
     def stilt_init(self):
-        """``init_from`` for the targets (``SOURCE/JOB``): the best completed source job, or None when there is none.
+        """``init_from`` for the targets (``SOURCE/JOB``): the best completed source job (of STILT.SOURCE_CONFIG
+        when set), or None when there is none.
 
         The stage asks only once the source's jobs have all been tried; a source job that failed and later
         succeeds may change the best, and the targets then rerun from the new one."""
-        best = self.best_source()
+        wanted = tuple(self.cfg.FINETUNE.STILT.SOURCE_CONFIG)
+        jobs = [job for job in self.jobs[self.source] if not wanted or job.config_key == wanted]
+        best = best_job(self.root / self.source, jobs, search_task(self.cfg, self.source).primary_metric, self.is_done)
         return f"{best.task}/{best.name}" if best else None
 
     def pending(self, tasks, init_from=None) -> list:

@@ -1,16 +1,11 @@
 """What the console shows while the search runs: a line when each job starts and ends, and a periodic line inside a
-long job, all led by ``[k/N] TASK lr=… bs=… ep=… seed=…``.
+long job, all led by ``[k/N] TASK lr=… bs=… ep=… seed=…``. The child job (``run_glue.py --progress_file``) rewrites
+a small JSON file with its step count every few seconds, which the stage reads between waits.
 
-A job runs as a child process whose output goes to its ``job.log``. To let the stage see inside it, the child
-(``run_glue.py --progress_file``) rewrites a small JSON file with its step count every few seconds; the stage reads
-it between waits. The end line carries the dev metric, the time taken and an ETA for the rest of the search.
-
-The ETA predicts each job left as a fixed time plus its training: the fixed time is what a finished job spent
-outside its training steps (starting the process, loading the model and data, the final evaluation and
-predictions), the training its training rows x epochs at the finished jobs' seconds per row and epoch, counted from
-the progress file over the training steps alone. Both come from the task's own finished jobs once it has one (rows
-of different tasks differ in length, dev sets in size), else from all finished jobs. Were the start-up counted per
-row, the first estimates of a search whose first jobs are small would run high for its big tasks.
+The ETA predicts each job left as a fixed time (what a finished job spent outside its training steps: start-up,
+loading, the final evaluation) plus its training rows x epochs at the finished jobs' seconds per row and epoch, both
+from the task's own finished jobs once it has one (tasks differ in row length and dev size), else from all. Were
+the start-up counted per row, the first estimates of a search whose first jobs are small would run high.
 """
 import threading
 import time
@@ -78,12 +73,8 @@ class JobWatcher:
 
 
 class SearchProgress:
-    """Numbers the jobs of this run (``[k/N]``) and estimates the time the rest of the search needs.
-
-    Jobs are keyed by ``(job, random_init)`` (the random-init baseline repeats the grid). ``work`` gives each
-    key's size (training rows x epochs); a job's time is predicted as the fixed time per job plus its work at the
-    seconds per unit of work (``job_time``) of the finished jobs of its task, else of all finished jobs, and divided
-    over ``workers``."""
+    """Numbers the jobs of this run (``[k/N]``) and estimates the time the rest of the search needs, over ``workers``
+    side by side. ``work``: each ``(job, random_init)`` key's size (training rows x epochs)."""
 
     def __init__(self, work: dict, workers: int = 1):
         self.work, self.workers = dict(work), max(1, workers)
@@ -120,11 +111,14 @@ class SearchProgress:
                 self.finished[key] = (seconds, min(training_s, seconds), share)
 
     def _job_time(self, task: str) -> Optional[tuple]:
+        """(fixed seconds per job: the mean time outside training, seconds per unit of work trained) of the task's
+        finished jobs, else of all finished jobs; None before any."""
         timed = {key: times for key, times in self.finished.items() if times is not None}
         for keys in ([key for key in timed if key[0].task == task], list(timed)):
             units = sum(self.work[key] * timed[key][2] for key in keys)
             if units:
-                return job_time([timed[key] for key in keys], units)
+                fixed = sum(timed[key][0] - timed[key][1] for key in keys) / len(keys)
+                return fixed, sum(timed[key][1] for key in keys) / units
         return None
 
     def eta(self) -> Optional[float]:
@@ -145,10 +139,3 @@ class SearchProgress:
             return f"search: {done}/{self.total} jobs finished"
         when = "ETA after the first job" if eta is None else f"ETA {format_duration(eta)}"
         return f"search: {done}/{self.total} jobs finished, {when}"
-
-
-def job_time(finished: list, units: float) -> tuple:
-    """(fixed seconds per job, seconds per unit of work) of finished jobs given as (seconds, training seconds,
-    share trained), which together trained ``units``: the fixed time is their mean time outside training."""
-    fixed = sum(seconds - training_s for seconds, training_s, _ in finished) / len(finished)
-    return fixed, sum(training_s for _, training_s, _ in finished) / units

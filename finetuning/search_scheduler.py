@@ -8,16 +8,17 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from finetuning.arguments import TABLE_FLAGS
+from finetuning.arguments import TABLE_FLAGS, NerArguments, parse_args
 from finetuning.glue_data import glue_splits
 from finetuning.glue_tasks import GLUE_TASKS
-from finetuning.search_tasks import job_script, predicts, search_task, task_flags
+from finetuning.search_tasks import RUN_GLUE, RUN_NER, predicts, search_task, task_flags
 from finetuning.job_process import LOG_FILE, claimed, log_tail, resumable_checkpoint, run_job
 from finetuning.job_selection import primary_score
 from finetuning.search_progress import PROGRESS_FILE, JobWatcher, SearchProgress, format_duration, training_time
 from pipeline import layout
 from pipeline.defaults import get_key
 from pipeline.errors import ConfigError, DataError
+from pipeline.hardware import resolve_num_gpus
 from pipeline.manifest import read_json
 from pipeline.tensorboard_log import remove_event_files
 
@@ -48,8 +49,6 @@ def job_slots(cfg) -> list:
     groups = [list(group) for group in cfg.FINETUNE.MULTIPROCESS_GPU_LIST]
     if groups:
         return [(group, len(group)) for group in groups]
-    from pipeline.hardware import resolve_num_gpus
-
     gpus = resolve_num_gpus(cfg)
     if gpus > 1:
         return [([gpu], 1) for gpu in range(gpus)]
@@ -89,12 +88,9 @@ def pretokenize(cfg, tasks) -> dict:
 def _read_own_task(cfg, task, tokenizer) -> tuple:
     """Read and tokenize an own task's files as its jobs will (the same flags, the same reader), so that a problem
     in them stops the stage before any job; (training rows, the splits read)."""
-    from finetuning.arguments import parse_args
-
     argv = table_arguments(cfg) + task_flags(task) + ["--model_name_or_path", "-", "--output_dir", "-",
                                                       "--do_train", "--do_eval", *["--do_predict"] * predicts(task)]
     if task.is_token_level:
-        from finetuning.ner_arguments import NerArguments
         from finetuning.token_encoding import load_token_task_data
 
         model_args, data_args, args, ner_args, _ = parse_args(argv, extra_types=(NerArguments,))
@@ -127,7 +123,7 @@ def job_arguments(cfg, job, job_dir: Path, model: str, random_init: bool, save_m
     ft = cfg.FINETUNE
     task = search_task(cfg, job.task)
     per_device = job.batch_size // (processes * ft.GRADIENT_ACCUMULATION_STEPS)
-    arguments = [str(job_script(task))] + table_arguments(cfg) + task_flags(task) + [
+    arguments = [str(RUN_NER if task.is_token_level else RUN_GLUE)] + table_arguments(cfg) + task_flags(task) + [
         "--model_name_or_path", model, "--output_dir", str(job_dir),
         "--do_train", "--do_eval", *["--do_predict"] * predicts(task), "--per_device_train_batch_size", str(per_device),
         "--learning_rate", repr(job.learning_rate), "--num_train_epochs", str(job.epochs), "--seed", str(job.seed),
@@ -137,23 +133,17 @@ def job_arguments(cfg, job, job_dir: Path, model: str, random_init: bool, save_m
         arguments += ["--save_strategy", "steps", "--save_steps", str(ft.SAVE_STEPS), "--save_total_limit", "1"]
     else:
         arguments += ["--save_strategy", "no"]
-    if not resume:
-        arguments.append("--overwrite_output_dir")
+    arguments += ["--overwrite_output_dir"] * (not resume)
     reporters = ["wandb"] * cfg.WANDB.ENABLED + ["tensorboard"] * cfg.SYSTEM.TENSORBOARD
-    if reporters:
-        arguments += ["--report_to", *reporters]
+    arguments += ["--report_to", *reporters] if reporters else []
     if cfg.WANDB.ENABLED:
-        tree = " random-init" if random_init else ""
-        arguments += ["--run_name", f"{job.task}/{job.name}{tree}"]
+        arguments += ["--run_name", f"{job.task}/{job.name}{' random-init' if random_init else ''}"]
     if cfg.SYSTEM.TENSORBOARD:
         arguments += ["--logging_dir", str(layout.tensorboard_dir_of(cfg, job_dir))]
-    if random_init:
-        arguments.append("--random_init")
+    arguments += ["--random_init"] * random_init
     if save_model:
         arguments += ["--save_model", "--license", cfg.PUBLISH.LICENSE]  # the license its model card declares
-    if cfg.SYSTEM.NUM_GPUS == 0:
-        arguments.append("--use_cpu")
-    return arguments
+    return arguments + ["--use_cpu"] * (cfg.SYSTEM.NUM_GPUS == 0)
 
 
 def _wandb_env(cfg, search, task: str) -> dict:
@@ -179,7 +169,6 @@ class JobScheduler:
         self.free = queue.Queue()
         for slot in slots:
             self.free.put(slot)
-        self.workers = len(slots)
         self.failed = []  # (search, job, record) of jobs that failed every attempt
         self.finished = 0
 
@@ -196,7 +185,7 @@ class JobScheduler:
             finally:
                 self.free.put(slot)
 
-        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+        with ThreadPoolExecutor(max_workers=self.progress.workers) as pool:
             list(pool.map(one, jobs))
 
     def _run_one(self, search, job, model, init_from, save_model, slot) -> None:
@@ -247,4 +236,3 @@ class JobScheduler:
                 return record
             log.warning(f"{prefix} failed after {format_duration(record['wall_time_s'])}: {record['error']}; running"
                         f" it again")
-        return record

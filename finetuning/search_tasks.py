@@ -22,8 +22,8 @@ RUN_NER = FINETUNING / "run_ner.py"
 LARGE_TASK_ROWS = 100_000
 # The fields of an own task that change what its jobs compute (not its grid or METRIC, which only select): a job
 # records them, so that an edit reruns the task's jobs.
-_RESULT_FIELDS = ("TYPE", "TEXT_COLUMNS", "LABEL_COLUMN", "ID_COLUMN", "POSITIVE_LABEL", "LABEL_ALL_TOKENS",
-                  "MAX_SEQ_LENGTH")
+RESULT_FIELDS = ("TYPE", "TEXT_COLUMNS", "LABEL_COLUMN", "ID_COLUMN", "POSITIVE_LABEL", "LABEL_ALL_TOKENS",
+                 "MAX_SEQ_LENGTH")
 
 
 @dataclass(frozen=True)
@@ -70,17 +70,6 @@ def data_files(cfg, task: SearchTask) -> list:
     if task.is_glue:
         return local_task_files(cfg.FINETUNE.GLUE_DIR, GLUE_TASKS[task.name]) if cfg.FINETUNE.GLUE_DIR else []
     return [Path(task.own[field]) for field in DATA_FILE_FIELDS if task.own[field]]
-
-
-def task_record(task: SearchTask) -> Optional[dict]:
-    """The own task's fields that change its jobs' results (None for a GLUE task, whose table is fixed)."""
-    if task.is_glue:
-        return None
-    return {field.lower(): task.own[field] for field in _RESULT_FIELDS}
-
-
-def job_script(task: SearchTask) -> Path:
-    return RUN_NER if task.type == "token_classification" else RUN_GLUE
 
 
 def predicts(task: SearchTask) -> bool:

@@ -156,8 +156,7 @@ def validate_config(cfg) -> list:
     """Cheap checks of the FINETUNE section, one line per problem (no torch, no network)."""
     if not cfg.FINETUNE.ENABLED:
         return []
-    problems: list = []
-    problems += fp16_problems(cfg.FINETUNE.PRECISION, gpus_may_be_used(cfg), "FINETUNE.PRECISION")
+    problems = list(fp16_problems(cfg.FINETUNE.PRECISION, gpus_may_be_used(cfg), "FINETUNE.PRECISION"))
     tasks = _check_names(cfg, problems)
     _check_own_tasks(cfg, tasks, problems)
     stilt = cfg.FINETUNE.STILT

@@ -4,15 +4,9 @@
     finetune/<TASK>/.cache/              tokenized splits shared by the task's jobs
     finetune_random_init/<TASK>/<JOB>/   the same grid from random weights (FINETUNE.RANDOM_INIT_BASELINE)
 
-Jobs run one per GPU group of ``FINETUNE.MULTIPROCESS_GPU_LIST`` in parallel, else one per GPU of the node in
-parallel, else one at a time on the CPU (as ``SYSTEM.PROCESSES_PER_NODE`` processes when > 1): ``job_slots``.
-STILT targets wait for the source task's search and start from its best job (``job_selection.choose_best``). The
-console gets a line when each job starts and ends (``[k/N] TASK lr=… bs=… ep=… seed=…``, with the dev metric,
-the time and the search's ETA) and a progress line every FINETUNE.PROGRESS_SECONDS inside a job; the rest goes to
-the job's ``job.log``. A failed job runs again (FINETUNE.RETRIES) before it is recorded as failed; the stage fails
-only when a task is left without any completed job. A job killed mid-way resumes from its checkpoint
-(FINETUNE.SAVE_STEPS) on the next run. Top-level imports stay light: the runner imports this module for status and
-validation.
+STILT targets wait for the source task's search and start from its best job. A failed job runs again
+(FINETUNE.RETRIES) before it is recorded as failed; the stage fails only when a task is left without any completed
+job. Top-level imports stay light: the runner imports this module for status and validation.
 """
 import logging
 from pathlib import Path
@@ -68,7 +62,8 @@ def _finish(searches: list, scheduler: JobScheduler) -> None:
     if scheduler.failed:
         log.warning("\n".join([f"{len(scheduler.failed)} job(s) failed; they are recorded as failed (the report lists"
                                 f" them) and rerun by the next run of the same command:"]
-                               + [f"  {search.job_dir(job)}: {record['error']}" for search, job, record in scheduler.failed]))
+                               + [f"  {search.job_dir(job)}: {record['error']}"
+                                  for search, job, record in scheduler.failed]))
     hopeless = _tasks_without_success(searches, scheduler.failed)
     if hopeless:
         names = ", ".join(f"{task}{' (random init)' if search.random_init else ''}" for search, task in hopeless)
@@ -122,6 +117,5 @@ def finetune(cfg) -> None:
             continue
         if jobs:
             log.info(f"STILT: {', '.join(sorted(search.targets))} start from {init_from} ({len(jobs)} jobs to run)")
-            scheduler.run(search, jobs, init_from=init_from,
-                          save_tasks=tasks_keeping_models(cfg, search))
+            scheduler.run(search, jobs, init_from=init_from, save_tasks=tasks_keeping_models(cfg, search))
     _finish(searches, scheduler)

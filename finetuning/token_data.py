@@ -1,32 +1,18 @@
-"""Token-classification files (entity recognition, chunking), read the way the Hugging Face ``run_ner.py`` example
-reads them, with one-line errors that name the file and the line.
+"""Token-classification files (entity recognition, chunking), read as the Hugging Face ``run_ner.py`` example reads
+them, with one-line errors that name the file and the line. The file name tells the format:
 
-Two formats, told apart by the file name:
+- **JSON lines** (``.json``, ``.jsonl``): a token list (``--text_column_name``, default ``tokens``), a tag list
+  (``--label_column_name``, default ``tags``, else ``<task>_tags``, e.g. ``ner_tags``) and, as the sentence's id,
+  ``id``/``idx``/``index`` when there is one. Integer tags fit no tag scheme: such files need their tag names.
+- **CoNLL** (any other name): the token in the first column and its tag in the last (split at tabs when the line has
+  one, else at whitespace: CoNLL-2003's ``EU NNP B-NP B-ORG`` reads as ``EU``/``B-ORG``), a blank line between
+  sentences, ``-DOCSTART-`` skipped; a sentence's id is its number. A hub dataset with such columns works too
+  (``read_token_dataset``; a ``ClassLabel`` tag column reads as its names).
 
-- **JSON lines** (``.json``, ``.jsonl``): one object per line with a list of tokens (``--text_column_name``, default
-  ``tokens``) and a list of tags (``--label_column_name``, default ``tags``, else ``<task>_tags``, e.g.
-  ``ner_tags``). An ``id`` field (or ``idx``, ``index``) is kept as the sentence's id (the predictions file's
-  ``index``). Integer tags are read as their decimal strings, which fit no tag scheme: such files need their tag
-  names.
-- **CoNLL** (any other name): one token per line, the token in the first column and its tag in the last (columns
-  split by tabs when the line has one, else by whitespace, so CoNLL-2003's ``EU NNP B-NP B-ORG`` reads as ``EU`` /
-  ``B-ORG``), a blank line between sentences, ``-DOCSTART-`` lines skipped. A sentence's id is its number (from 0).
-
-A hub dataset (or a local dataset folder) with such columns works too (``read_token_dataset``); a ``ClassLabel``
-tag column is read as its names. A test file (``labeled=False``) needs tokens only; tags it has are ignored.
-
-**Tag schemes.** A tag is ``O`` or ``PREFIX-TYPE`` with PREFIX one of B, I (IOB1/IOB2), E, S (BIOES, a.k.a. IOBES)
-or L, U (BILOU); anything else, or BIOES mixed with BILOU, is an error. The scheme is read off every labeled file of
-the task together (``tag_scheme``):
-
-- B/I only: **IOB1 is converted to IOB2** on reading (``to_iob2``: an ``I-X`` that starts an entity, i.e. does not
-  follow ``B-X`` or ``I-X``, becomes ``B-X``; IOB2 stays as it is, and plain IO tags become IOB2 too), so the
-  model learns and predicts IOB2 and is scored in seqeval's strict IOB2 mode.
-- E or S present: **BIOES**, kept as it is and scored in seqeval's strict IOBES mode.
-- L or U present: **BILOU**, kept as it is and scored in seqeval's strict BILOU mode.
-
-In strict mode an entity counts only when its tags form a valid chunk of the scheme with the right type, so a
-predicted ``I-X`` with no ``B-X`` before it is not an entity (the conlleval script would start one there).
+**Tag schemes** (``tag_scheme``, over every labeled file of the task): a tag is ``O`` or ``PREFIX-TYPE``. B/I only
+is IOB1 or IOB2, read as IOB2 (``to_iob2``); with E or S it is BIOES, with L or U BILOU, each kept as it is. The
+scores use seqeval's strict mode for the scheme, where an ``I-X`` with no ``B-X`` before it is no entity (the
+conlleval script would start one there).
 """
 import json
 import re
@@ -34,7 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
-from finetuning.glue_data import INDEX_COLUMNS
+from finetuning.glue_data import INDEX_COLUMNS, open_dataset
 from pipeline.errors import DataError
 
 JSON_SUFFIXES = (".json", ".jsonl")
@@ -83,37 +69,29 @@ def _text(path: Path) -> str:
 
 def _read_conll(path: Path, text: str, labeled: bool) -> TokenSentences:
     tokens, tags, lines = [], [], []
-    words, word_tags = [], []
+    in_sentence = False
     for number, line in enumerate(text.splitlines(), start=1):
-        columns = [c.strip() for c in (line.split("\t") if "\t" in line else line.split())]
-        columns = [c for c in columns if c]
-        if columns and columns[0] != DOCSTART:
-            if not words:
-                lines.append(number)
-            if labeled and len(columns) < 2:
-                raise DataError(f"{path}:{number}: token {columns[0]!r} has no tag (expected token<TAB>tag, or"
-                                f" whitespace-separated columns with the tag last)")
-            words.append(columns[0])
-            word_tags.append(columns[-1])
+        columns = [c.strip() for c in (line.split("\t") if "\t" in line else line.split()) if c.strip()]
+        if not columns or columns[0] == DOCSTART:  # a blank line (or -DOCSTART-) ends the sentence
+            in_sentence = False
             continue
-        if words:  # a blank line (or -DOCSTART-) ends the sentence
-            tokens.append(words)
-            tags.append(word_tags)
-            words, word_tags = [], []
-    if words:
-        tokens.append(words)
-        tags.append(word_tags)
+        if labeled and len(columns) < 2:
+            raise DataError(f"{path}:{number}: token {columns[0]!r} has no tag (expected token<TAB>tag, or"
+                            f" whitespace-separated columns with the tag last)")
+        if not in_sentence:
+            tokens.append([])
+            tags.append([])
+            lines.append(number)
+            in_sentence = True
+        tokens[-1].append(columns[0])
+        tags[-1].append(columns[-1])
     return TokenSentences(str(path), tokens, tags if labeled else None, [str(i) for i in range(len(tokens))], lines,
                           one_token_per_line=True)
 
 
-def _label_column(row: dict, label_column: Optional[str], task: str) -> Optional[str]:
-    if label_column:
-        return label_column
-    for name in (DEFAULT_LABEL_COLUMN, f"{task}_tags"):
-        if name in row:
-            return name
-    return None
+def _label_column(names, label_column: Optional[str], task: str) -> str:
+    """--label_column_name, else ``tags``, else ``<task>_tags`` when ``names`` has it; "" when it has neither."""
+    return label_column or next((name for name in (DEFAULT_LABEL_COLUMN, f"{task}_tags") if name in names), "")
 
 
 def _string_list(value, what: str, where: str, names=None) -> list:
@@ -151,7 +129,7 @@ def sentences_of_rows(path: str, rows, labeled: bool, text_column: Optional[str]
         words = _string_list(row[text_column], f"{text_column!r}", where)
         if labeled:
             column = _label_column(row, label_column, task)
-            if column not in row:
+            if not column or column not in row:
                 wanted = repr(column) if column else f"{DEFAULT_LABEL_COLUMN!r} or {f'{task}_tags'!r}"
                 raise DataError(f"{where}: no {wanted} column (columns: {', '.join(row)}); set --label_column_name")
             word_tags = _string_list(row[column], f"{column!r}", where, tag_names)
@@ -186,11 +164,9 @@ def read_token_dataset(name: str, config: Optional[str], split: str, labeled: bo
     """The sentences of split ``split`` of a hub dataset (or a local dataset folder) with a token list column and
     a tag list column, the tags strings or a ``ClassLabel`` sequence (read as its names), as ``conll2003``'s
     ``tokens``/``ner_tags``. Messages name a sentence as ``NAME [SPLIT]:ROW`` (rows from 1)."""
-    from finetuning.glue_data import open_dataset
-
     where = f"{name}{f' ({config})' if config else ''} [{split}]"
     data = open_dataset(f"could not load {where}", name, config, split=split, **hub_options)
-    column = label_column or next((c for c in (DEFAULT_LABEL_COLUMN, f"{task}_tags") if c in data.column_names), "")
+    column = _label_column(data.column_names, label_column, task)
     tag_names = getattr(getattr(data.features.get(column), "feature", None), "names", None)
     sentences = sentences_of_rows(where, enumerate(data, start=1), labeled, text_column, label_column, task, tag_names)
     if not sentences.tokens:

@@ -1,22 +1,25 @@
-"""A token-classification job's data, tokenized: words split into pieces, each word's tag on its pieces, and the way
-back from the model's per-piece logits to one tag per word.
+"""A token-classification job's data and scores: words split into pieces, each word's tag on its pieces, the way back
+from per-piece logits to one tag per word, and seqeval's entity scores.
 
-Words are tokenized with ``is_split_into_words`` and cut at ``max_seq_length``. Only a word's first piece carries
-its tag; its other pieces and the special tokens get -100 (no loss), unless ``label_all_tokens``: then every piece
-carries the word's tag, except that a ``B-X`` word's later pieces get ``I-X`` (when ``I-X`` is a training tag), as
-the Hugging Face example does, so that no piece but the first starts an entity. Either way a word's tag is read
-off its first piece only.
+Words are tokenized with ``is_split_into_words`` and cut at ``max_seq_length``. Only a word's first piece carries its
+tag; its other pieces and the special tokens get -100 (no loss), unless ``label_all_tokens``: then every piece
+carries the word's tag, a ``B-X`` word's later pieces ``I-X``, as the Hugging Face example does, so that no piece
+but the first starts an entity. A word's tag is read off its first piece; a word cut off by truncation is predicted
+``O``, so that the predictions file tags every word and the dev score counts every gold entity.
 
-Words cut off by truncation (or a word the tokenizer turns into no piece at all) are predicted ``O``: the
-predictions file still has a tag for every word, and the dev score still counts every gold entity (an entity in
-the cut-off part is a miss).
+An entity is a typed chunk of words, right only when its type and both its ends match a gold entity. Precision,
+recall and F1 are micro-averaged over entities in seqeval's strict mode for the task's scheme; ``accuracy`` is the
+share of words tagged right; ``TYPE_precision``, ``_recall``, ``_f1`` and ``_number`` (gold entities) are per
+type, as the HF ``run_ner.py`` example names them with ``--return_entity_level_metrics``.
 """
 from typing import Optional
 
 import numpy as np
+from transformers import AutoConfig
 
 from finetuning.glue_tasks import GlueTask
-from finetuning.tokenized_data import EncodedSplit, TaskData
+from finetuning.metrics import hf_evaluation
+from finetuning.tokenized_data import TEST_NAME, EncodedSplit, TaskData
 from finetuning.token_data import (OUTSIDE, TokenSentences, as_scheme, check_known_tags, read_token_dataset,
                                    read_token_file, tag_scheme)
 from pipeline.errors import DataError
@@ -25,7 +28,7 @@ IGNORED = -100  # the label torch's cross-entropy skips
 _TOKENIZE_CHUNK = 1000  # sentences per call to the tokenizer
 TOKEN_METRICS = ("precision", "recall", "f1", "accuracy")
 TYPE_METRICS = ("precision", "recall", "f1", "number")
-TEST_NAME = "test"  # predictions_test.tsv
+_SEQEVAL_SCHEMES = {"IOB2": "IOB2", "BIOES": "IOBES", "BILOU": "BILOU"}
 
 
 def _continuation_ids(labels) -> dict:
@@ -51,7 +54,7 @@ def encode_sentences(tokenizer, sentences: TokenSentences, labels, max_seq_lengt
     label_id = {label: i for i, label in enumerate(labels)}
     continuation = _continuation_ids(labels) if label_all_tokens else {}
     tagged = sentences.tags is not None
-    ids, types, token_labels, word_index, lengths = [], [], [], [], []
+    ids, types, token_labels, word_index = [], [], [], []
     for start in range(0, len(sentences), _TOKENIZE_CHUNK):
         chunk = sentences.tokens[start:start + _TOKENIZE_CHUNK]
         encoded = tokenizer(chunk, is_split_into_words=True, truncation=True, max_length=max_seq_length,
@@ -69,15 +72,12 @@ def encode_sentences(tokenizer, sentences: TokenSentences, labels, max_seq_lengt
             ids.append(np.asarray(row_ids, dtype=np.int32))
             types.append(np.asarray(row_types, dtype=np.int8))
             word_index.append(firsts)
-            lengths.append(len(row_ids))
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    word_counts = np.asarray([len(words) for words in sentences.tokens], dtype=np.int64)
     gold = np.asarray([label_id[tag] for word_tags in sentences.tags for tag in word_tags], dtype=np.int64) \
         if tagged else None
-    return EncodedSplit(np.concatenate(ids), np.concatenate(types), offsets, gold, list(sentences.ids),
-                        token_labels=np.concatenate(token_labels) if tagged else None,
-                        word_index=np.concatenate(word_index), word_counts=word_counts)
+    return EncodedSplit.of_rows(ids, types, gold, sentences.ids,
+                                token_labels=np.concatenate(token_labels) if tagged else None,
+                                word_index=np.concatenate(word_index),
+                                word_counts=np.asarray([len(words) for words in sentences.tokens], dtype=np.int64))
 
 
 def word_predictions(encoded: EncodedSplit, logits_rows, labels) -> list:
@@ -100,11 +100,43 @@ def gold_tags(encoded: EncodedSplit, labels) -> list:
     return [[labels[i] for i in encoded.labels[end - count:end]] for end, count in zip(ends, encoded.word_counts)]
 
 
+def entity_scores(gold: list, predicted: list, scheme: str, types=()) -> dict:
+    """``precision``, ``recall``, ``f1``, ``accuracy`` and the per-type scores of each entity type in ``gold``,
+    ``predicted`` or ``types``, for one list of tags per sentence; a score that divides by zero is 0."""
+    import seqeval.scheme
+    from seqeval.metrics import accuracy_score, classification_report
+
+    words = sum(len(tags) for tags in gold)
+    scores = {"accuracy": float(accuracy_score(gold, predicted)) if words else 0.0}
+    report = {}
+    if any(tag != OUTSIDE for tags in gold + predicted for tag in tags):
+        report = classification_report(gold, predicted, mode="strict", zero_division=0, output_dict=True,
+                                       scheme=getattr(seqeval.scheme, _SEQEVAL_SCHEMES[scheme]))
+    micro = report.pop("micro avg", {})
+    scores.update(precision=float(micro.get("precision", 0.0)), recall=float(micro.get("recall", 0.0)),
+                  f1=float(micro.get("f1-score", 0.0)))
+    for entity in sorted(set(types) | {name for name in report if not name.endswith(" avg")}):
+        row = report.get(entity, {})
+        values = (row.get("precision", 0.0), row.get("recall", 0.0), row.get("f1-score", 0.0), row.get("support", 0))
+        scores.update({f"{entity}_{metric}": (int if metric == "number" else float)(value)
+                       for metric, value in zip(TYPE_METRICS, values)})
+    return scores
+
+
+def token_dev_metrics(task, encoded, logits_rows, loss, runtime_s: float, batches: int) -> tuple:
+    """(the task's metrics, the same as the HF example names them: ``eval_precision``, ..., ``eval_loss``,
+    ``eval_samples`` = sentences, ``eval_runtime``...) of one dev split, from the model's per-piece logits."""
+    types = sorted({label[2:] for label in task.labels if label != OUTSIDE})
+    scores = entity_scores(gold_tags(encoded, task.labels), word_predictions(encoded, logits_rows, task.labels),
+                           task.tag_scheme, types)
+    plain = {name: scores[name] for name in task.metrics}
+    named = {f"eval_{name}": value for name, value in plain.items()}
+    return plain, hf_evaluation(loss, named, len(encoded), runtime_s, batches)
+
+
 def _model_labels(model_args) -> Optional[tuple]:
     """The tags a finetuned token classifier was trained on (its config's id2label), or None for a model without
     named labels, so that evaluating or predicting without --do_train uses the model's own label order."""
-    from transformers import AutoConfig
-
     try:
         config = AutoConfig.from_pretrained(model_args.config_name or model_args.model_name_or_path,
                                             cache_dir=model_args.cache_dir, token=model_args.token)
@@ -122,8 +154,7 @@ def token_task(name: str, text_column: str, labels: tuple, scheme: str, entity_t
         types = sorted({label[2:] for label in labels if label != OUTSIDE})
         metrics += tuple(f"{entity}_{metric}" for entity in types for metric in TYPE_METRICS)
     return GlueTask(name=name, folder="", hub_config="", hub_text_columns=(text_column,), labels=labels,
-                    metrics=metrics, primary_metric="f1", train=None, dev={}, test={}, hub_dev={}, hub_test={},
-                    tag_scheme=scheme)
+                    metrics=metrics, primary_metric="f1", tag_scheme=scheme)
 
 
 def load_token_task_data(model_args, data_args, ner_args, args, tokenizer, log=print) -> TaskData:

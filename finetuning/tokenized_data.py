@@ -1,11 +1,7 @@
 """A job's data, tokenized: a GLUE task (local folder or the Hub) or a task of one's own (files, a dataset).
 
-``load_encoded`` tokenizes a GLUE split once and keeps it: every job of a task's search reuses the same token ids.
-Token ids are stored unpadded (flat arrays plus offsets), so batches are padded only to their own longest row.
-The cache key covers everything that changes the ids: the tokenizer's full definition, ``max_seq_length``, the
-data source (file size and modification time for local files), the row cap and what the reader does with a
-malformed row. ``load_task_data`` reads every split the job's flags need before any training, so that a data
-problem stops the job at once.
+Token ids are stored unpadded (flat arrays plus offsets), so that batches are padded only to their own longest row.
+``load_encoded`` tokenizes a GLUE split once for every job of the task, under a key of all that changes the ids.
 """
 import hashlib
 import os
@@ -17,6 +13,7 @@ import numpy as np
 
 from finetuning.glue_data import HUB_DATASET, glue_splits, load_split, local_split_path, locate_split
 from finetuning.glue_tasks import GlueTask, get_task, predicting_task
+from finetuning.own_data import own_task
 from pipeline.errors import DataError
 from pipeline.run_ids import short_hash
 
@@ -37,6 +34,13 @@ class EncodedSplit:
     word_index: Optional[np.ndarray] = None  # int32
     word_counts: Optional[np.ndarray] = None  # int64 [N]
 
+    @classmethod
+    def of_rows(cls, ids: list, types: list, labels, index, **token_fields) -> "EncodedSplit":
+        """The rows' ids and type ids (one array per row) back to back."""
+        offsets = np.concatenate([[0], np.cumsum([len(row) for row in ids], dtype=np.int64)])
+        return cls(np.concatenate(ids or [np.zeros(0, np.int32)]), np.concatenate(types or [np.zeros(0, np.int8)]),
+                   offsets, labels, list(index), **token_fields)
+
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
@@ -50,23 +54,16 @@ class EncodedSplit:
 
 
 def encode_split(tokenizer, split, max_seq_length: int, is_regression: bool) -> EncodedSplit:
-    ids, types, lengths = [], [], []
+    ids, types = [], []
     for start in range(0, len(split), _TOKENIZE_CHUNK):
         end = start + _TOKENIZE_CHUNK
         text_b = split.text_b[start:end] if split.text_b is not None else None
         encoded = tokenizer(split.text_a[start:end], text_b, truncation=True, max_length=max_seq_length,
                             return_token_type_ids=True, return_attention_mask=False)
-        for row_ids, row_types in zip(encoded["input_ids"], encoded["token_type_ids"]):
-            ids.append(np.asarray(row_ids, dtype=np.int32))
-            types.append(np.asarray(row_types, dtype=np.int8))
-            lengths.append(len(row_ids))
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    labels = None
-    if split.labels is not None:
-        labels = np.asarray(split.labels, dtype=np.float32 if is_regression else np.int64)
-    return EncodedSplit(np.concatenate(ids) if ids else np.zeros(0, np.int32),
-                        np.concatenate(types) if types else np.zeros(0, np.int8), offsets, labels, list(split.index))
+        ids += [np.asarray(row, dtype=np.int32) for row in encoded["input_ids"]]
+        types += [np.asarray(row, dtype=np.int8) for row in encoded["token_type_ids"]]
+    labels = None if split.labels is None else np.asarray(split.labels, np.float32 if is_regression else np.int64)
+    return EncodedSplit.of_rows(ids, types, labels, split.index)
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
@@ -88,11 +85,9 @@ def _save(path: Path, encoded: EncodedSplit) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     arrays = {"input_ids": encoded.input_ids, "token_type_ids": encoded.token_type_ids, "offsets": encoded.offsets,
-              "index": np.asarray(encoded.index, dtype=str)}
-    if encoded.labels is not None:
-        arrays["labels"] = encoded.labels
+              "index": np.asarray(encoded.index, dtype=str), "labels": encoded.labels}
     with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
+        np.savez(f, **{name: array for name, array in arrays.items() if array is not None})
     os.replace(tmp, path)  # concurrent writers produce identical files, so the last rename wins harmlessly
 
 
@@ -128,7 +123,7 @@ def load_encoded(task, kind: str, name: str, tokenizer, max_seq_length: int, dat
     return encoded
 
 
-OWN_TEST_NAME = "test"  # own data's predictions go to predictions_test.tsv
+TEST_NAME = "test"  # an own task's predictions go to predictions_test.tsv
 
 
 @dataclass
@@ -155,8 +150,6 @@ def _glue(data_args, args, tokenizer) -> TaskData:
 
 
 def _own(data_args, model_args, args, tokenizer) -> TaskData:
-    from finetuning.own_data import own_task
-
     if data_args.dataset_name:  # the training split also names the labels
         wanted = {"train": True, "validation": args.do_eval, "test": args.do_predict}
     else:
@@ -169,11 +162,12 @@ def _own(data_args, model_args, args, tokenizer) -> TaskData:
 
     return TaskData(task, encoded("train", data_args.max_train_samples) if args.do_train else None,
                     {"validation": encoded("validation", data_args.max_eval_samples)} if args.do_eval else {},
-                    {OWN_TEST_NAME: (task, encoded("test", data_args.max_predict_samples))} if "test" in splits else {})
+                    {TEST_NAME: (task, encoded("test", data_args.max_predict_samples))} if "test" in splits else {})
 
 
 def load_task_data(model_args, data_args, args, tokenizer) -> TaskData:
-    """The tokenized splits that ``--do_train``/``--do_eval``/``--do_predict`` need."""
+    """The tokenized splits that ``--do_train``/``--do_eval``/``--do_predict`` need, all read before any training,
+    so that a data problem stops the job at once."""
     if data_args.task_name:
         return _glue(data_args, args, tokenizer)
     return _own(data_args, model_args, args, tokenizer)

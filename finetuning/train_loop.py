@@ -8,9 +8,6 @@ One optimizer step takes ``batch_size x world_size x gradient_accumulation_steps
 each micro-batch's mean loss is weighted by its share of the step's rows, so a step's gradient is the mean over
 the step's rows however it is split (8 x 2 accumulation = a batch of 16). The data order of epoch ``e`` depends
 only on ``(seed, e)``, which is what lets a checkpoint resume mid-epoch to exactly the uninterrupted run.
-
-Between steps, ``TrainingMonitor`` logs the loss, evaluates and checkpoints at the intervals the flags ask
-(``StepInterval``: one of the HF strategies ``no``, ``steps`` every N steps, ``epoch``).
 """
 import contextlib
 import math
@@ -20,6 +17,7 @@ from typing import Callable, Optional
 
 import numpy as np
 import torch
+from transformers import get_scheduler
 
 from pipeline.errors import DataError, ExtremeBertError
 
@@ -81,10 +79,7 @@ def plan_steps(n_rows: int, settings: TrainSettings, world_size: int = 1) -> Ste
     if steps_per_epoch == 0:
         raise DataError(f"{n_rows} training rows give no step at {rows_per_step} rows per step (batch size x devices x"
                         f" gradient accumulation); use a smaller batch or more rows")
-    if settings.max_steps > 0:
-        total = settings.max_steps
-    else:
-        total = max(1, math.ceil(steps_per_epoch * settings.epochs))
+    total = settings.max_steps if settings.max_steps > 0 else max(1, math.ceil(steps_per_epoch * settings.epochs))
     warmup = settings.warmup_steps
     warmup = int(warmup) if warmup >= 1 else math.ceil((warmup or settings.warmup_ratio) * total)
     # At least one step after warmup: transformers' polynomial schedule divides by (total - warmup).
@@ -107,28 +102,24 @@ def epoch_steps(lengths, rows_per_step: int, seed: int, epoch: int, sampling: st
     return [rows for rows in steps if len(rows) >= min_rows]
 
 
-def collate(encoded, rows, pad_id: int, pad_multiple: int = 1, with_labels: bool = True, pad_to: int = 0) -> dict:
+def collate(encoded, rows, pad_id: int, pad_multiple: int = 1, pad_to: int = 0) -> dict:
     """Tensors for ``rows`` of an ``EncodedSplit``, padded to the longest row of this batch (or to ``pad_to``);
     a token split's per-token labels are padded with -100 (no loss)."""
     lengths = [int(encoded.offsets[i + 1] - encoded.offsets[i]) for i in rows]
-    width = max(max(lengths), pad_to)
-    width = -(-width // pad_multiple) * pad_multiple
+    width = -(-max(*lengths, pad_to) // pad_multiple) * pad_multiple
     input_ids = np.full((len(rows), width), pad_id, dtype=np.int64)
     token_type_ids = np.zeros((len(rows), width), dtype=np.int64)
-    attention_mask = np.zeros((len(rows), width), dtype=np.int64)
     token_labels = np.full((len(rows), width), -100, dtype=np.int64) if encoded.token_labels is not None else None
     for j, (i, n) in enumerate(zip(rows, lengths)):
-        ids, types = encoded.row(i)
-        input_ids[j, :n] = ids
-        token_type_ids[j, :n] = types
-        attention_mask[j, :n] = 1
+        input_ids[j, :n], token_type_ids[j, :n] = encoded.row(i)
         if token_labels is not None:
             token_labels[j, :n] = encoded.token_labels[encoded.offsets[i]:encoded.offsets[i + 1]]
+    attention_mask = (np.arange(width) < np.asarray(lengths)[:, None]).astype(np.int64)
     batch = {"input_ids": torch.from_numpy(input_ids), "token_type_ids": torch.from_numpy(token_type_ids),
              "attention_mask": torch.from_numpy(attention_mask)}
-    if with_labels and token_labels is not None:
+    if token_labels is not None:
         batch["labels"] = torch.from_numpy(token_labels)
-    elif with_labels and encoded.labels is not None:
+    elif encoded.labels is not None:
         batch["labels"] = torch.from_numpy(encoded.labels[np.asarray(rows)])
     return batch
 
@@ -157,26 +148,11 @@ def _optimizer(model, settings: TrainSettings, device: torch.device):
                              eps=settings.adam_epsilon, fused=device.type in ("cpu", "cuda"))
 
 
-def _rng_state() -> dict:
-    state = {"cpu": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["cpu"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 class _Step:
     """One optimizer step: forward/backward over the step's micro-batches, then clip, step and schedule."""
 
     def __init__(self, model, encoded, settings: TrainSettings, plan: StepPlan, device, pad_id: int, rank: int,
                  world_size: int):
-        from transformers import get_scheduler
-
         self.model, self.encoded, self.settings, self.device, self.pad_id = model, encoded, settings, device, pad_id
         self.rank, self.world_size = rank, world_size
         self.optimizer = _optimizer(model, settings, device)
@@ -184,19 +160,24 @@ class _Step:
                                        num_warmup_steps=plan.warmup_steps, num_training_steps=plan.total_steps,
                                        scheduler_specific_kwargs=settings.lr_scheduler_kwargs or None)
         self.dtype = autocast_dtype(settings.precision, device)
-        self.scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)  # off: passes calls through
         self.pad_multiple = 8 if device.type == "cuda" else 1
 
     def state_dict(self) -> dict:
+        rng = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
         return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "scaler": self.scaler.state_dict() if self.scaler is not None else None, "rng": _rng_state()}
+                "scaler": self.scaler.state_dict(), "rng": rng}
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        if self.scaler is not None and state.get("scaler"):
+        if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
-        _set_rng_state(state["rng"])
+        torch.set_rng_state(state["rng"]["cpu"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
 
     def _micro_batches(self, rows) -> list:
         chunks = np.array_split(rows, self.world_size * self.settings.gradient_accumulation_steps)
@@ -216,17 +197,13 @@ class _Step:
                 with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
                     # DDP averages gradients over ranks: scale by world_size so the result is the mean over rows.
                     loss = self.model(**batch).loss.float() * (len(chunk) * self.world_size / len(rows))
-                (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+                self.scaler.scale(loss).backward()
             total += loss.detach()
-        if self.scaler is not None:
-            self.scaler.unscale_(self.optimizer)
+        self.scaler.unscale_(self.optimizer)
         if self.settings.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.max_grad_norm)
-        if self.scaler is not None:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return total.item() / self.world_size
@@ -323,14 +300,10 @@ def format_metrics(metrics: dict) -> str:
 
 
 class TrainingMonitor:
-    """Called after every optimizer step (rank 0): logs, evaluates and checkpoints when due. It keeps the log history
-    (``trainer_state.json``'s ``log_history``, in the HF ``Trainer``'s keys: ``loss``, ``learning_rate``, ``epoch``,
-    ``step``, ``eval_*``) and the running loss, both of which a checkpoint saves and a resumed run restores, so a
-    resumed run logs what the uninterrupted one would have.
-
-    ``evaluate(step)`` returns ``eval_*`` metrics; ``save(step, training_state)`` writes a checkpoint; ``report(
-    metrics, step)`` forwards to wandb; ``log(line)`` prints. The evaluation due at the last step is left to the final
-    evaluation that follows training."""
+    """Called after every optimizer step (rank 0): logs, evaluates (``evaluate(step)``: ``eval_*`` metrics) and
+    checkpoints (``save(step, training_state)``) at the intervals the flags ask, the last step's evaluation left to
+    the final one. A checkpoint saves its log history (``trainer_state.json``'s, in the HF ``Trainer``'s keys) and
+    running loss, so that a resumed run logs what the uninterrupted one would have."""
 
     def __init__(self, plan: StepPlan, logging: StepInterval, evaluation: StepInterval, saving: StepInterval, *,
                  evaluate: Callable, save: Callable, report: Callable, log: Callable, logging_first_step: bool = False):

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from finetuning.entity_metrics import entity_scores
 from finetuning.run_ner import main
 from finetuning.token_data import as_scheme, read_token_file, tag_scheme
+from finetuning.token_encoding import entity_scores
 from tests.test_finetuning_fixtures import write_tiny_model
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz0123456789"
