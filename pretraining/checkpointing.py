@@ -1,28 +1,16 @@
 """Resumable DeepSpeed checkpoints under ``OUTPUT_DIR/checkpoints/``, and the training state saved with them.
 
-Layout: one folder per checkpoint, ``step00001000/`` (DeepSpeed's files: weights, optimizer, ZeRO partitions),
-and ``latest_step``, a one-line pointer to the newest *complete* checkpoint. The pointer is our own and is
-replaced atomically after every rank has finished writing, so a run killed in the middle of a save resumes from
-the previous checkpoint; folders the pointer does not cover are leftovers and are deleted.
+One folder per checkpoint, ``step00001000/``, and ``latest_step``, a pointer to the newest *complete* one, moved
+only after every rank has written: a run killed mid-save resumes from the previous checkpoint. Each folder's
+``signature.json`` is written last; it holds the run's signature, checked before DeepSpeed's pickles are opened
+(they can run any code: a run resumes only what it wrote), and each file's size, so a damaged checkpoint is set
+aside and the run resumes from the newest whole one (layout and healing: docs/interfaces.md, README). Sizes only:
+hashing gigabytes at every save costs too much.
 
-Checkpoints heal: ``signature.json`` is written last, after every rank's files, and records each file's size, so a
-folder that has it and whose sizes match is complete. A resume checks the sizes before DeepSpeed opens a file; a
-damaged checkpoint (a file cut short by a full disk or a crash) is renamed ``<tag>.damaged`` and the run resumes
-from the newest one that is whole. A pointer that is missing, or names a folder that is gone, is rebuilt from the
-complete folders rather than taken for a new run. Only sizes are recorded: hashing every checkpoint at each save
-would read gigabytes back, and ``main.py --verify`` does not reach the training script.
-
-Resuming trusts the checkpoint folder: DeepSpeed's files are pickles, and loading a pickle can run any code it
-holds. So each checkpoint also gets ``signature.json``, plain JSON with the run's signature, written by rank 0 after
-DeepSpeed's files; a checkpoint is loaded only when that file matches the resuming run's signature, and one without
-it (an older version's, or not ours) is refused with one line. This keeps a run from opening a checkpoint folder it
-did not write by mistake; it is no defence against someone who can write into the folder, and can forge the file.
-
-``TrainState`` travels inside the checkpoint as DeepSpeed's ``client_state``. It records only counters that are
-the same on every rank (data position in the global sample stream, applied/skipped steps, elapsed time), so the
-copy rank 0 writes is valid for all ranks, and for another number of ranks (``pretraining.data.loader``); dropout
-randomness is re-derived from the seed and the position rather than saved (see ``loop.seed_dropout``). Under ZeRO
-the optimizer state is split into one file per process, so such a checkpoint resumes only with as many processes.
+``TrainState`` travels as DeepSpeed's ``client_state``. It holds only counters that are the same on every rank, so
+rank 0's copy is valid for all ranks, and for another number of ranks (``pretraining.data.loader``); dropout is
+re-derived from the seed and the position (``loop.seed_dropout``). Under ZeRO the optimizer state is one file per
+process, so such a checkpoint resumes only with as many processes.
 """
 import os
 import pickle
@@ -34,7 +22,7 @@ from typing import Optional
 
 from pipeline.disk import MARGIN_BYTES, DiskError, human
 from pipeline.errors import ConfigError, DataError, first_line, is_disk_error
-from pipeline.manifest import as_stored, changed_files, read_json, write_json_atomic
+from pipeline.manifest import as_stored, changed_files, read_json, write_json_atomic, write_text_atomic
 
 CHECKPOINTS_DIRNAME = "checkpoints"
 POINTER_NAME = "latest_step"
@@ -97,15 +85,6 @@ def latest_tag(directory) -> Optional[str]:
     return tag if step_of_tag(tag) is not None and (Path(directory) / tag).is_dir() else None
 
 
-def _write_pointer(directory: Path, tag: str) -> None:
-    tmp = directory / f".{POINTER_NAME}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(tag + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, directory / POINTER_NAME)
-
-
 def _tags(directory: Path) -> list:
     """The checkpoint folders' tags, oldest first."""
     return sorted((t for t in os.listdir(directory) if step_of_tag(t) is not None), key=step_of_tag)
@@ -122,9 +101,7 @@ def damage(folder: Path) -> str:
     its files match its record. A checkpoint of an older version records no sizes and passes."""
     record = read_json(folder / SIGNATURE_NAME)
     files = record.get("files") if isinstance(record, dict) else None
-    if not isinstance(files, dict):
-        return ""
-    changed = changed_files(folder, files)
+    changed = changed_files(folder, files) if isinstance(files, dict) else []
     if not changed:
         return ""
     name = changed[0]
@@ -180,42 +157,26 @@ def save_checkpoint(engine, output_dir, state: TrainState, keep: int) -> str:
         free = shutil.disk_usage(directory).free
         shutil.rmtree(directory / tag, ignore_errors=True)
         if is_disk_error(e) or (isinstance(e, Exception) and free < MARGIN_BYTES):
-            raise DiskError(f"saving checkpoint {directory / tag} failed with {human(free)} left on the disk "
-                            f"({first_line(e)}); free some space and rerun to resume from the previous checkpoint") from e
+            raise DiskError(f"saving checkpoint {directory / tag} failed with {human(free)} left on the disk"
+                            f" ({first_line(e)}); free some space and rerun to resume from the previous"
+                            f" checkpoint") from e
         raise
     dist.barrier()  # the record is on disk before the pointer says the checkpoint is complete
     if engine.global_rank == 0:
-        _write_pointer(directory, tag)
+        write_text_atomic(directory / POINTER_NAME, tag + "\n")
         prune(directory, keep)
     dist.barrier()
     return tag
 
 
-def zero_partitions(folder) -> int:
-    """How many processes wrote the ZeRO optimizer partitions of a checkpoint folder (0: not a ZeRO checkpoint).
-    DeepSpeed names them ``[bf16_]zero_pp_rank_<rank>_mp_rank_00_optim_states.pt``."""
-    return len(list(Path(folder).glob("*zero_pp_rank_*_optim_states.pt")))
-
-
 def check_world_size(folder, zero_stage: int, world_size: int) -> None:
     """A ZeRO checkpoint holds one optimizer partition per process, which DeepSpeed cannot re-split: refuse to
     resume it with another number of processes (a ZeRO-0 checkpoint holds the whole state and resumes with any)."""
-    writers = zero_partitions(folder)
+    writers = len(list(Path(folder).glob("*zero_pp_rank_*_optim_states.pt")))  # DeepSpeed: one file per process
     if zero_stage and writers and writers != world_size:
         raise ConfigError(f"{folder} was written by {writers} processes under ZeRO stage {zero_stage}, which splits the"
                           f" optimizer state per process; resume it with {writers} processes"
                           f" (SYSTEM.PROCESSES_PER_NODE or SYSTEM.NUM_GPUS), or start over in a new output folder")
-
-
-def saved_signature(folder: Path) -> dict:
-    """The signature in a checkpoint's ``signature.json``; ConfigError when there is none (an older version wrote
-    the checkpoint, or something else did): its pickles are not loaded unchecked."""
-    record = read_json(folder / SIGNATURE_NAME)
-    if not isinstance(record, dict) or not isinstance(record.get("signature"), dict):
-        raise ConfigError(f"checkpoint {folder} has no {SIGNATURE_NAME}, so nothing says this run wrote it (an older"
-                          f" ExtremeBERT, or another program did), and loading its pickles can run any code they"
-                          f" hold; delete {folder.parent} to start over, or give this run {_NEW_FOLDER}")
-    return record["signature"]
 
 
 def resume_candidates(directory: Path) -> tuple:
@@ -247,7 +208,7 @@ def _set_aside(folder: Path) -> Path:
     return aside
 
 
-def choose_checkpoint(directory: Path, signature: dict, output_dir, rank: int, log) -> Optional[str]:
+def choose_checkpoint(directory: Path, signature: dict, rank: int, log) -> Optional[str]:
     """The newest checkpoint that is whole (its files' sizes match its record), checked before any pickle is
     opened; each damaged one on the way is set aside (rank 0) with one line, and the pointer is set to the one
     chosen. None when there is nothing to resume."""
@@ -256,7 +217,7 @@ def choose_checkpoint(directory: Path, signature: dict, output_dir, rank: int, l
     tags, lost_pointer = resume_candidates(directory)
     chosen, damaged = None, []
     for tag in tags:
-        check_signature(saved_signature(directory / tag), as_stored(signature), output_dir)
+        check_signature(directory / tag, as_stored(signature))
         problem = damage(directory / tag)
         if not problem:
             chosen = tag
@@ -273,18 +234,15 @@ def choose_checkpoint(directory: Path, signature: dict, output_dir, rank: int, l
     if lost_pointer and chosen:
         log(f"{lost_pointer}: resuming from the newest complete checkpoint, {chosen}")
     if chosen and latest_tag(directory) != chosen:
-        _write_pointer(directory, chosen)
+        write_text_atomic(directory / POINTER_NAME, chosen + "\n")
     return chosen
 
 
 def load_latest_checkpoint(engine, output_dir, signature: dict, log=print) -> Optional[TrainState]:
-    """Load the newest whole checkpoint into ``engine`` (weights, optimizer, loss scale); None if none.
-
-    Its ``signature.json`` is compared with ``signature`` first (``check_signature``), and its files' sizes with
-    the record there (``choose_checkpoint``): DeepSpeed's files are pickles, which run code when loaded, so only a
-    checkpoint that says it was written by this run is opened, and only once it is whole."""
+    """Load the newest whole checkpoint into ``engine`` (weights, optimizer, loss scale) once its signature and
+    sizes pass (``choose_checkpoint``); None if there is none."""
     directory = checkpoints_dir(output_dir)
-    tag = choose_checkpoint(directory, signature, output_dir, engine.global_rank, log)
+    tag = choose_checkpoint(directory, signature, engine.global_rank, log)
     if tag is None:
         return None
     check_world_size(directory / tag, engine.zero_optimization_stage(), engine.dp_world_size)
@@ -306,11 +264,18 @@ def _short(value, limit: int = 80) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def check_signature(saved: dict, current: dict, output_dir) -> None:
-    """A checkpoint may only continue the run that wrote it: the same model, data, recipe and seed. A key the saved
-    signature lacks (the checkpoint predates it) is not compared."""
-    changed = sorted(k for k in set(saved) | set(current) if k in saved and saved.get(k) != current.get(k))
+def check_signature(folder: Path, current: dict) -> None:
+    """A checkpoint may only continue the run that wrote it (the same model, data, recipe and seed), as its
+    ``signature.json`` says; without one (an older version wrote it, or something else did) its pickles are not
+    loaded. A key the saved signature lacks (the checkpoint predates it) is not compared."""
+    record = read_json(folder / SIGNATURE_NAME)
+    if not isinstance(record, dict) or not isinstance(record.get("signature"), dict):
+        raise ConfigError(f"checkpoint {folder} has no {SIGNATURE_NAME}, so nothing says this run wrote it (an older"
+                          f" ExtremeBERT, or another program did), and loading its pickles can run any code they"
+                          f" hold; delete {folder.parent} to start over, or give this run {_NEW_FOLDER}")
+    saved = record["signature"]
+    changed = sorted(k for k in saved if saved[k] != current.get(k))
     if changed:
-        details = ", ".join(f"{k}: {_short(saved.get(k))} -> {_short(current.get(k))}" for k in changed[:4])
-        raise ConfigError(f"{checkpoints_dir(output_dir)} holds checkpoints of a different run ({details}); give"
-                          f" this run {_NEW_FOLDER}, or delete that checkpoints folder to start over")
+        details = ", ".join(f"{k}: {_short(saved[k])} -> {_short(current.get(k))}" for k in changed[:4])
+        raise ConfigError(f"{folder.parent} holds checkpoints of a different run ({details}); give this run"
+                          f" {_NEW_FOLDER}, or delete that checkpoints folder to start over")

@@ -48,10 +48,13 @@ def cpu_has_bf16_math() -> bool:
     return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
 
 
-def choose_precision(requested: str, on_gpu: bool, bf16_supported: bool) -> str:
-    """fp16 needs a GPU; ``auto`` is bf16 where supported (no loss scaling, fp32 range), else fp16 on older GPUs.
-    On CPU ``auto`` is bf16 where the CPU has bf16 instructions (2x the fp32 throughput of bert-mini/small on an
-    AVX512-BF16 EPYC, BENCHMARKS.md), else fp32. DeepSpeed keeps fp32 master weights in every case."""
+def machine_precision(requested: str) -> str:
+    """The precision in effect on this machine. fp16 needs a GPU; ``auto`` is bf16 where supported (no loss
+    scaling, fp32 range), else fp16 on older GPUs. On CPU ``auto`` is bf16 where the CPU has bf16 instructions (2x
+    the fp32 throughput of bert-mini/small on an AVX512-BF16 EPYC, BENCHMARKS.md), else fp32. DeepSpeed keeps fp32
+    master weights in every case."""
+    on_gpu = torch.cuda.is_available()
+    bf16_supported = on_gpu and torch.cuda.is_bf16_supported()
     if requested == "fp16" and not on_gpu:
         raise ConfigError("fp16 needs a GPU (DeepSpeed has no fp16 on CPU); use --bf16 or --fp32 on this machine")
     if requested == "bf16" and on_gpu and not bf16_supported:
@@ -61,12 +64,6 @@ def choose_precision(requested: str, on_gpu: bool, bf16_supported: bool) -> str:
     if on_gpu:
         return "bf16" if bf16_supported else "fp16"
     return "bf16" if cpu_has_bf16_math() else "fp32"
-
-
-def machine_precision(requested: str) -> str:
-    """``choose_precision`` for this machine."""
-    on_gpu = torch.cuda.is_available()
-    return choose_precision(requested, on_gpu, on_gpu and torch.cuda.is_bf16_supported())
 
 
 def accumulation_steps(cfg, world_size: int) -> int:
@@ -84,12 +81,6 @@ def accumulation_steps(cfg, world_size: int) -> int:
     return steps
 
 
-def effective_zero_stage(requested: int, precision: str) -> int:
-    """Mixed precision runs under ZeRO >= 1 so that DeepSpeed keeps fp32 master weights with a mapping we can read
-    back for the export, and bf16 accumulates gradients in fp32 (with ZeRO 0, DeepSpeed would do so in bf16)."""
-    return requested if precision == "fp32" else max(1, requested)
-
-
 def deepspeed_config(cfg, precision: str, world_size: int) -> dict:
     """The DeepSpeed config of ``cfg``'s PRETRAIN section."""
     p = cfg.PRETRAIN
@@ -99,7 +90,9 @@ def deepspeed_config(cfg, precision: str, world_size: int) -> dict:
         "gradient_accumulation_steps": accumulation_steps(cfg, world_size),
         "gradient_clipping": p.GRADIENT_CLIPPING,
         "steps_per_print": 2 ** 62,  # we log ourselves
-        "zero_optimization": {"stage": effective_zero_stage(p.ZERO_STAGE, precision)},
+        # Mixed precision runs under ZeRO >= 1 so that DeepSpeed keeps fp32 master weights with a mapping we can read
+        # back for the export, and bf16 accumulates gradients in fp32 (with ZeRO 0, DeepSpeed would do so in bf16).
+        "zero_optimization": {"stage": p.ZERO_STAGE if precision == "fp32" else max(1, p.ZERO_STAGE)},
         "zero_allow_untested_optimizer": True,
     }
     if precision == "fp16":
@@ -117,11 +110,9 @@ OPTIMIZERS = {"adamw": torch.optim.AdamW}
 
 def optimizer_param_groups(model, weight_decay: float) -> list:
     """AdamW groups: no weight decay on biases and LayerNorm weights (all 1-D parameters), as in BERT."""
-    decay, no_decay = [], []
-    for param in model.parameters():
-        if param.requires_grad:
-            (no_decay if param.ndim < 2 else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    params = [param for param in model.parameters() if param.requires_grad]
+    return [{"params": [param for param in params if param.ndim >= 2], "weight_decay": weight_decay},
+            {"params": [param for param in params if param.ndim < 2], "weight_decay": 0.0}]
 
 
 @dataclass

@@ -1,22 +1,13 @@
-"""Our model as a stock transformers model: ``bert`` for post-LN, ``roberta-prelayernorm`` for pre-LN.
+"""Our model as a stock transformers model of the same maths, so an exported folder opens with plain
+``transformers``: ``BertForMaskedLM`` for post-LN, ``RobertaPreLayerNormForMaskedLM`` for pre-LN.
 
-Both are the same maths as ``pretraining.modeling`` under other parameter names, so an exported folder opens with
-plain ``transformers`` and no code from this repository:
-
-- post-LN is BERT itself (``BertForMaskedLM``).
-- pre-LN is ``RobertaPreLayerNormForMaskedLM``: LayerNorm before attention and before the feed-forward, a final
-  LayerNorm after the last block, the embedding LayerNorm and the token-type embeddings of BERT. Two things differ
-  in form, not in result: attention has separate query/key/value projections (our fused Q/K/V weight is split
-  row-wise), and positions are counted RoBERTa's way, from ``pad_token_id + 1`` over the non-padding tokens. We
-  count from 0, so the position table gets ``pad_token_id + 1`` zero rows in front (the row at ``pad_token_id``
-  is the one padding tokens read). For right-padded input, which BERT tokenizers produce, every real token then
-  reads the row it was trained with; padding tokens are masked out of attention either way.
-  Its MLM head applies GELU whatever ``hidden_act`` says (the feed-forward does follow ``hidden_act``), so the
-  MLM logits of a pre-LN model trained with another activation are only close to ours; the encoder, which
-  finetuning uses, is exact.
-
-The vocabulary padding rows (see ``pretraining.modeling``) are not part of the ``state`` given here:
-``config.vocab_size`` of the stock model is ``len(tokenizer)``, as transformers' tooling expects.
+roberta-prelayernorm differs from ours in form, not in result: separate query/key/value projections (our fused
+weight is split row-wise), and positions counted RoBERTa's way, from ``pad_token_id + 1`` over the non-padding
+tokens; the position table gets ``pad_token_id + 1`` zero rows in front, so every real token of right-padded input
+(what BERT tokenizers produce) reads the row it was trained with. Its MLM head applies GELU whatever ``hidden_act``
+says, so a pre-LN model trained with another activation exports MLM logits only close to ours; the encoder, which
+finetuning uses, is exact. ``state`` here has no vocabulary padding rows: the stock ``vocab_size`` is
+``len(tokenizer)``, as transformers' tooling expects.
 """
 import re
 import warnings

@@ -1,21 +1,14 @@
 """Starting weights (PRETRAIN.INIT_FROM) into our ``BertForPreTraining``: the inverse of ``pretraining.export_stock``,
 through its name tables.
 
-A checkpoint names its tensors as stock transformers does: ``bert.*`` and ``cls.*`` (model type ``bert``),
-``roberta_prelayernorm.*`` and ``lm_head.*`` (``roberta-prelayernorm``), or without the model prefix for a bare
-encoder (``BertModel``, a sentence-transformers module). Files converted from the original TF checkpoints name
-LayerNorm parameters ``gamma``/``beta``. Each of our parameters is looked up under its stock name(s): the query,
-key and value projections are concatenated into our fused one, and roberta-prelayernorm's position table loses
-the ``pad_token_id + 1`` rows it has in front of ours. Pooler, next-sentence head and ``position_ids`` buffers
-have no place in our model and are skipped.
-
-Two things may be missing, and are made up for (the log says so):
-- the MLM head, which an encoder-only checkpoint lacks: it keeps the fresh initialisation (dense N(0, 0.02),
-  LayerNorm identity, bias 0), and its decoder is the word-embedding matrix, as always in our model;
-- embedding rows of tokens the checkpoint does not know (TOKENIZER.ADD_DOMAIN_TOKENS appends them): each new row,
-  and its head bias, starts as the mean of the rows of the pieces the checkpoint's tokenizer splits it into.
-Anything else that does not fit (a missing or extra tensor, a shape, a tokenizer that is not the checkpoint's) is a
-one-line ``DataError`` naming the tensor or token, raised before the engine is built.
+A checkpoint names its tensors as stock transformers does (``bert.*``/``cls.*``, ``roberta_prelayernorm.*``/
+``lm_head.*``), or without the model prefix for a bare encoder (``BertModel``, a sentence-transformers module), and
+files converted from TF name LayerNorm parameters ``gamma``/``beta``. The query, key and value projections are
+concatenated into our fused one; roberta-prelayernorm's position table loses its ``pad_token_id + 1`` leading rows;
+pooler, next-sentence head and ``position_ids`` are skipped. Made up for, with a log line: a missing MLM head (fresh
+initialisation, decoder tied to the word embeddings) and embedding rows of tokens the checkpoint does not know
+(TOKENIZER.ADD_DOMAIN_TOKENS: each row and head bias starts as the mean of its pieces' rows). Anything else that
+does not fit is a one-line ``DataError`` naming the tensor or token, raised before the engine is built.
 """
 import re
 from dataclasses import dataclass, field
@@ -34,7 +27,8 @@ LAYOUTS = {"bert": (BERT_NAMES, "bert.", "cls."),
 SKIPPED = re.compile(r"(^|\.)position_ids$|^(bert|roberta_prelayernorm)\.pooler\.|^cls\.seq_relationship\.")
 DECODER_WEIGHTS = ("cls.predictions.decoder.weight", "lm_head.decoder.weight")  # tied: must equal the embeddings
 DECODER_BIASES = {"cls.predictions.decoder.bias": "cls.predictions.bias", "lm_head.decoder.bias": "lm_head.bias"}
-WORD_EMBEDDINGS, HEAD_BIAS, POSITIONS = "encoder.embeddings.word.weight", "head.bias", "encoder.embeddings.position.weight"
+WORD_EMBEDDINGS, HEAD_BIAS = "encoder.embeddings.word.weight", "head.bias"
+POSITIONS = "encoder.embeddings.position.weight"
 VOCABULARY_ROWS = (WORD_EMBEDDINGS, HEAD_BIAS)  # one row per token id (ours padded to a multiple of 64)
 
 

@@ -7,6 +7,7 @@ import math
 import shutil
 import signal
 import time
+from collections import Counter
 
 import numpy as np
 import torch
@@ -87,15 +88,8 @@ def held_out_loss(engine, test_shards, vocab, cfg, rank: int, world_size: int):
 
 def validation_sample_count(cfg, test_shards) -> int:
     """Samples one validation reads (all ranks together)."""
-    if not cfg.PRETRAIN.VALIDATE:
-        return 0
-    available = sum(shard.num_samples for shard in test_shards)
-    cap = cfg.PRETRAIN.VALIDATION_MAX_SAMPLES
-    return min(available, cap) if cap else available
-
-
-def _empty_window() -> dict:
-    return {"loss": 0.0, "micro": 0, "seconds": 0.0, "steps": 0, "predictions": 0, "real_tokens": 0}
+    available = sum(shard.num_samples for shard in test_shards) if cfg.PRETRAIN.VALIDATE else 0
+    return min(available, cfg.PRETRAIN.VALIDATION_MAX_SAMPLES or available)
 
 
 class TrainingLoop:
@@ -124,7 +118,8 @@ class TrainingLoop:
         started = time.monotonic()
         self.state.elapsed_s = self.clock.elapsed()
         self.state.scheduler = self.scheduler.state_dict()
-        save_checkpoint(self.parts.engine, self.run.paths.output_dir, self.state, self.run.cfg.PRETRAIN.KEEP_CHECKPOINTS)
+        run = self.run
+        save_checkpoint(self.parts.engine, run.paths.output_dir, self.state, run.cfg.PRETRAIN.KEEP_CHECKPOINTS)
         self.metrics.flush()
         self.budget.costs.record("checkpoint", time.monotonic() - started)
         self.last_checkpoint_step = self.state.step
@@ -267,7 +262,7 @@ class TrainingLoop:
                               run.cfg.SYSTEM.SEED, rank_share=p.MICRO_BATCH_SIZE_PER_GPU * run.accumulation,
                               start_sample=self.state.samples_consumed, pin_memory=torch.cuda.is_available())
         batches = iter(stream)
-        window = _empty_window()
+        window = Counter()  # sums over the steps since the last log line
         stuck_at_min_scale = 0
         try:
             while True:
@@ -283,14 +278,12 @@ class TrainingLoop:
                 self.state.step += 1
                 self.scheduler.step()
                 elapsed = time.monotonic() - started
-                window.update(loss=window["loss"] + loss_sum, micro=window["micro"] + run.accumulation,
-                              predictions=window["predictions"] + predictions, steps=window["steps"] + 1,
-                              seconds=window["seconds"] + elapsed, real_tokens=window["real_tokens"] + real_tokens)
+                window.update(loss=loss_sum, micro=run.accumulation, predictions=predictions, steps=1, seconds=elapsed,
+                              real_tokens=real_tokens)
                 self.budget.record_step(elapsed)
                 if self.state.step % p.LOG_EVERY_STEPS == 0:
-                    window["loss"] = float(window["loss"])
                     self.log_window(window)
-                    window = _empty_window()
+                    window = Counter()
                 if self.budget.rehearsal_due(self.clock.elapsed()):
                     self.rehearse_finish()
                 if p.VALIDATION_EVERY_STEPS and self.state.step % p.VALIDATION_EVERY_STEPS == 0:

@@ -1,10 +1,5 @@
-"""What a pretraining run reports: ``metrics.jsonl``, ``training_curves.png``, TensorBoard event files
-(SYSTEM.TENSORBOARD) and (optionally) Weights & Biases.
-
-Line formats are those of ``docs/interfaces.md``: training lines carry ``step, loss, lr, samples_per_s,
-tokens_per_s, real_tokens_per_s, loss_scale, elapsed_s`` (plus ``mfu`` on a GPU whose peak is known, and
-``skipped_steps``),
-validation lines ``step, val_loss, elapsed_s``. Only rank 0 writes.
+"""What a pretraining run reports: ``metrics.jsonl`` (its lines: ``docs/interfaces.md``), ``training_curves.png``,
+TensorBoard event files (SYSTEM.TENSORBOARD) and (optionally) Weights & Biases. Only rank 0 writes.
 """
 import hashlib
 import json
@@ -33,12 +28,8 @@ GPU_PEAK_FLOPS = (
 
 def gpu_peak_flops(device_name: str, precision: str):
     """Peak FLOP/s of the named GPU at 16-bit precision, or None when unknown (or fp32: no tensor-core peak)."""
-    if precision not in ("fp16", "bf16"):
-        return None
-    for marker, peak in GPU_PEAK_FLOPS:
-        if marker.lower() in device_name.lower():
-            return peak
-    return None
+    found = (peak for marker, peak in GPU_PEAK_FLOPS if marker.lower() in device_name.lower())
+    return next(found, None) if precision in ("fp16", "bf16") else None
 
 
 def read_metrics(path) -> list:
@@ -66,16 +57,11 @@ def split_metrics(rows) -> tuple:
     return train, val
 
 
-def _clean(value):
-    """JSON has no NaN/inf: write them as null so the file stays parseable."""
-    return None if isinstance(value, float) and not math.isfinite(value) else value
-
-
 class MetricsLog:
     """Appends metric lines, mirrors them to TensorBoard (into ``tensorboard_dir``, None = not) and wandb, and draws
     the curves. A no-op object on ranks other than 0."""
 
-    def __init__(self, output_dir, enabled: bool, resume_step: int = 0, wandb_settings=None, tensorboard_dir=None):
+    def __init__(self, output_dir, enabled: bool, resume_step: int = 0, wandb_cfg=None, tensorboard_dir=None):
         self.enabled = enabled
         self.path = Path(output_dir) / METRICS_NAME
         self.curves_path = Path(output_dir) / CURVES_NAME
@@ -90,8 +76,8 @@ class MetricsLog:
 
             self._tensorboard = ScalarWriter(tensorboard_dir, from_scratch=resume_step == 0)
         pyplot()  # now rather than at the end: the time budget's reserve then holds drawing time only
-        if wandb_settings and wandb_settings.get("enabled"):
-            self._wandb = _start_wandb(output_dir, wandb_settings)
+        if wandb_cfg is not None:
+            self._wandb = _start_wandb(output_dir, wandb_cfg)
 
     def _truncate_after(self, step: int) -> None:
         """Drop lines a killed run wrote after its last checkpoint: the resumed run writes those steps again."""
@@ -101,11 +87,14 @@ class MetricsLog:
     def log(self, row: dict) -> None:
         if not self.enabled:
             return
-        row = {k: _clean(v) for k, v in row.items() if v is not None or k in ("loss", "val_loss")}
+        # JSON has no NaN/inf: they are written as null, so that the file stays parseable
+        row = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()
+               if v is not None or k in ("loss", "val_loss")}
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
         if self._tensorboard is not None:
-            self._tensorboard.add({TENSORBOARD_TAGS[k]: v for k, v in row.items() if k in TENSORBOARD_TAGS}, row["step"])
+            tags = {TENSORBOARD_TAGS[k]: v for k, v in row.items() if k in TENSORBOARD_TAGS}
+            self._tensorboard.add(tags, row["step"])
         if self._wandb is not None:
             self._wandb.log({k: v for k, v in row.items() if k != "step" and v is not None}, step=row["step"])
 
@@ -128,15 +117,15 @@ class MetricsLog:
             self._wandb = None
 
 
-def _start_wandb(output_dir, settings: dict):
+def _start_wandb(output_dir, cfg):
     import wandb
 
     # A stable id from the output folder: a resumed run continues the same wandb run instead of starting another.
     run_id = hashlib.sha1(str(Path(output_dir).resolve()).encode()).hexdigest()[:16]
-    mode = settings.get("mode") or os.environ.get("WANDB_MODE") or "online"
-    return wandb.init(project=settings.get("project") or None, entity=settings.get("entity") or None,
-                      name=settings.get("name") or None, config=settings.get("config") or {}, id=run_id,
-                      resume="allow", mode=mode, dir=str(output_dir))
+    w = cfg.WANDB
+    return wandb.init(project=w.PROJECT or None, entity=w.ENTITY or None, name=cfg.PRETRAIN.ID or "pretraining",
+                      config=cfg, id=run_id, resume="allow", mode=w.MODE or os.environ.get("WANDB_MODE") or "online",
+                      dir=str(output_dir))
 
 
 def plot_training_curves(metrics_path, png_path):

@@ -1,21 +1,15 @@
 """The BERT we pretrain: a plain-PyTorch encoder with pre-LN or post-LN blocks and a sparse MLM head.
 
 Design choices, each for speed without changing the maths of BERT:
-- Attention goes through ``F.scaled_dot_product_attention`` (flash / memory-efficient kernels where available)
-  with one fused Q/K/V projection (one GEMM instead of three). On CPU in training, where SDPA has no fused kernel
-  with dropout, the same math is spelled out so it can use the cheaper dropout mask below.
-- Sparse prediction: the MLM head (dense, activation, LayerNorm, decoder) runs only on the positions that carry
-  a label (~15% of the tokens); the decoder is the largest GEMM of a small BERT (the 24h-BERT / ExtremeBERT
-  trick). Going one step further, the last block also computes its queries, attention output and feed-forward
-  only for those rows (its keys and values still cover every token): nothing else of its output is used.
-- Dropout on CPU draws its mask from 16-bit slices of 64-bit random words, ~4x cheaper than ``F.dropout``'s
-  per-element Bernoulli draws (GPUs keep ``F.dropout``, a fused kernel there).
-- The vocabulary is padded up to a multiple of 64 so the embedding/decoder GEMMs get tensor-core friendly shapes.
-  The padding rows never appear as inputs or labels, and the training loss gives their logits a bias of -inf
-  (probability 0 under the softmax), so they receive no gradient and can never be predicted. The exported
-  Hugging Face model (``pretraining.hf_model``) drops them again.
+- Attention goes through ``F.scaled_dot_product_attention`` with one fused Q/K/V projection (one GEMM, not three).
+- Sparse prediction: the MLM head, and the last block's queries, attention output and feed-forward, run only on the
+  ~15% of the positions that carry a label (``BertForPreTraining.forward``); the decoder is the largest GEMM of a
+  small BERT (the 24h-BERT / ExtremeBERT trick).
+- Dropout on CPU draws its mask ~4x cheaper than ``F.dropout`` (``cpu_dropout``).
+- The vocabulary is padded up to a multiple of 64 for tensor-core friendly GEMM shapes; the padding rows are never
+  input or label, the training loss gives their logits -inf (``MLMHead.forward``), and the export drops them.
 
-No ``transformers`` import here: the model is ours, the Hugging Face export lives in ``pretraining/hf_model.py``.
+No ``transformers`` import here: the Hugging Face export lives in ``pretraining/hf_model.py``.
 """
 from dataclasses import dataclass
 
@@ -324,13 +318,9 @@ class BertForPreTraining(nn.Module):
         return self.head(hidden, self.encoder.embeddings.word.weight)[..., :self.config.tokenizer_vocab_size]
 
     def forward(self, input_ids, attention_mask, labels, token_type_ids=None):
-        """Mean cross-entropy over the positions where ``labels != -100``.
-
-        Only the labelled positions (~15%) are computed past the last block's keys and values: the last block's
-        queries, attention output and feed-forward, the final LayerNorm and the MLM head run on those rows alone.
-        Every other position's last-block output would only be thrown away, so the loss is the same as the dense
-        computation's (a test checks it) at a fraction of the cost of the last block and the head.
-        """
+        """Mean cross-entropy over the positions where ``labels != -100``, computed past the last block's keys and
+        values on those rows alone: every other row's output would be thrown away, so the loss equals the dense
+        computation's (a test checks it)."""
         predicted = labels != IGNORE_INDEX
         counts = predicted.sum(dim=1)
         max_count = int(counts.max())  # one host sync per step, as any sparse gather needs
@@ -339,8 +329,7 @@ class BertForPreTraining(nn.Module):
             return self.encode(input_ids, attention_mask, token_type_ids).sum() * 0.0
         # Per sequence, the labelled positions first (stable sort keeps their order), then filler positions whose
         # results are dropped: a [B, P] query layout the attention kernel takes as is.
-        query_index = torch.sort(predicted.to(torch.uint8), dim=1, descending=True, stable=True).indices
-        query_index = query_index[:, :max_count]
+        query_index = torch.sort(predicted.to(torch.uint8), dim=1, descending=True, stable=True).indices[:, :max_count]
         valid = torch.arange(max_count, device=labels.device) < counts.unsqueeze(1)
         hidden = self.encoder(input_ids, attention_mask, token_type_ids, query_index=query_index)
         rows = self.encoder.final_norm(hidden[valid])
@@ -352,9 +341,7 @@ class BertForPreTraining(nn.Module):
 def maybe_compile(model: nn.Module, enabled: bool) -> nn.Module:
     """``torch.compile(model)`` when ``enabled`` (``MODEL.COMPILE``), else ``model`` unchanged. The sparse head
     gathers a data-dependent number of rows, so the graph is compiled with dynamic shapes."""
-    if not enabled:
-        return model
-    return torch.compile(model, dynamic=True)
+    return torch.compile(model, dynamic=True) if enabled else model
 
 
 def parameter_count(config: ModelConfig) -> int:

@@ -1,23 +1,16 @@
 """Learning-rate schedules for pretraining: a warmup, then one of the decay curves in ``CURVES``.
 
-Every schedule is a multiplier of the peak learning rate as a function of *progress* in [0, 1] over the whole
-horizon. The horizon is either the step budget (progress = step / num_steps) or the wall-clock budget
-(progress = elapsed / total_training_time); the trainer decides which and hands ``PretrainLRScheduler`` a
-``progress()`` callable, so one scheduler class serves both. No DeepSpeed import: DeepSpeed only needs the
-``step()``/``state_dict()`` protocol. No torch import either, so a config table can read ``CURVES`` cheaply.
+A schedule is a multiplier of the peak rate as a function of the *progress* in [0, 1] over the whole horizon: the
+step budget (step / num_steps) or the time budget (elapsed / total_training_time); the trainer hands
+``PretrainLRScheduler`` a ``progress()`` callable, so one scheduler serves both. No torch or DeepSpeed import, so
+a config table can read ``CURVES`` cheaply.
 
-The curves: ESD (the ExtremeBERT paper's), linear, cosine and constant, plus the ones the original scripts
-offer. 24h-BERT's ``run_pretraining.py`` (academic-budget-bert, ``pretraining/schedules.py``) has ``--curve
-linear|exp``; ExtremeBERT's adds ``--curve customized`` with a conf file whose curves include inverse-time,
-polynomial ("poly_remain_time_decay") and step decay (``pretraining/customized_lr_curves.py``). Each curve here is
-a function of the post-warmup progress ``t`` in [0, 1]; the ones that count in steps (exp, inverse_time) also take
-``decay_horizon``, the length of the post-warmup horizon in the horizon's unit (steps, or hours for a time budget,
-which is what the originals count in then too), so that ``t * decay_horizon`` is the originals' step count.
-
-The originals' ``--lr_schedule`` picks the horizon and how warmup is measured: ``step`` (``--max_steps``, warmup
-``--warmup_proportion`` of it), ``time`` (``--total_training_time`` hours, warmup the same proportion of it) and
-``constant_step``: the step horizon with a warmup of a fixed number of steps, ``--num_warmup_steps`` (default 1000),
-ignoring ``--warmup_proportion`` (their ``FixedWarmupScheduler``). ``warmup_fraction`` turns either into one number.
+The curves: ESD (the ExtremeBERT paper's), linear, cosine and constant, and those of the original scripts:
+24h-BERT's ``--curve exp`` and ExtremeBERT's conf-file curves (inverse-time, polynomial, step decay). Each is a
+function of the post-warmup progress ``t``; those that count in steps (exp, inverse_time) also take
+``decay_horizon``, the post-warmup horizon in the horizon's unit (steps, or hours, as the originals count then), so
+that ``t * decay_horizon`` is the originals' step count. The originals' ``--lr_schedule constant_step`` (a warmup of
+``--num_warmup_steps``, default 1000, instead of ``--warmup_proportion``) is ``warmup_fraction``'s second form.
 """
 import inspect
 import math
@@ -29,12 +22,12 @@ DEFAULT_ESD_RATIO = 2 ** -0.5
 DEFAULT_ESD_START_INTERVAL = 6
 
 
-def esd_multiplier(t: float, ratio: float = DEFAULT_ESD_RATIO,
-                   start_interval: int = DEFAULT_ESD_START_INTERVAL) -> float:
+def esd_multiplier(t: float, *, esd_ratio: float = DEFAULT_ESD_RATIO,
+                   esd_start_interval: int = DEFAULT_ESD_START_INTERVAL) -> float:
     r"""Elastic Step Decay, the ExtremeBERT paper's eq. (1), as a multiplier of the peak rate :math:`\eta_0`.
 
-    With ``t`` the post-warmup progress in [0, 1] (fraction of the post-warmup horizon T), r = ``ratio`` and
-    l = ``start_interval``::
+    With ``t`` the post-warmup progress in [0, 1] (fraction of the post-warmup horizon T), r = ``esd_ratio`` and
+    l = ``esd_start_interval``::
 
         eta(t) = eta_0                              for t in [0, 1 - r^l]
         eta(t) = eta_0 * (1 / (2 r))^(i - l)        for t in (1 - r^(i-1), 1 - r^i],  i >= l + 1
@@ -43,41 +36,19 @@ def esd_multiplier(t: float, ratio: float = DEFAULT_ESD_RATIO,
     (87.5% with the defaults r = 2^(-1/2), l = 6), then drops by a factor 1/(2r) (= r = 0.7071 with the defaults)
     at each interval edge while the intervals shrink geometrically by r towards t = 1, where the rate reaches 0.
     """
-    if not 0.0 < ratio < 1.0:
-        raise ValueError(f"ESD ratio must be in (0, 1), got {ratio}")
-    if start_interval < 0:
-        raise ValueError(f"ESD start_interval must be >= 0, got {start_interval}")
+    if not 0.0 < esd_ratio < 1.0:
+        raise ValueError(f"ESD ratio must be in (0, 1), got {esd_ratio}")
+    if esd_start_interval < 0:
+        raise ValueError(f"ESD start_interval must be >= 0, got {esd_start_interval}")
     t = min(max(float(t), 0.0), 1.0)
     if t >= 1.0:
         return 0.0  # the limit of the geometric decay: the horizon's end has an empty interval
     # Interval index: the smallest i with t <= 1 - r^i, i.e. i >= log(1 - t) / log(r). The tolerance keeps a point
     # that sits on an edge 1 - r^i (up to rounding) inside interval i, as the closed right end of the equation says.
-    interval = math.ceil(math.log1p(-t) / math.log(ratio) - 1e-9)
-    if interval <= start_interval:
+    interval = math.ceil(math.log1p(-t) / math.log(esd_ratio) - 1e-9)
+    if interval <= esd_start_interval:
         return 1.0
-    return (1.0 / (2.0 * ratio)) ** (interval - start_interval)
-
-
-def _esd_curve(t: float, *, esd_ratio: float = DEFAULT_ESD_RATIO,
-               esd_start_interval: int = DEFAULT_ESD_START_INTERVAL) -> float:
-    """ESD under the registry's parameter names (``esd_multiplier`` holds the equation)."""
-    return esd_multiplier(t, esd_ratio, esd_start_interval)
-
-
-def linear_multiplier(t: float) -> float:
-    """Straight down to 0 at the end of the horizon: 24h-BERT's ``LinearCurve``, whose
-    ``(total - current) / (total - total_warmup)`` is ``1 - t``."""
-    return 1.0 - t
-
-
-def cosine_multiplier(t: float) -> float:
-    """Half a cosine period from the peak down to 0."""
-    return 0.5 * (1.0 + math.cos(math.pi * t))
-
-
-def constant_multiplier(t: float) -> float:
-    """The peak rate until the end."""
-    return 1.0
+    return (1.0 / (2.0 * esd_ratio)) ** (interval - esd_start_interval)
 
 
 def exp_multiplier(t: float, *, decay_horizon: float, decay_rate: float = 0.99, decay_step: float = 1000) -> float:
@@ -128,10 +99,10 @@ def step_multiplier(t: float, *, step_decay_rate: float = 10.0, step_num_interva
 
 
 CURVES: dict = {
-    "esd": _esd_curve,
-    "linear": linear_multiplier,
-    "cosine": cosine_multiplier,
-    "constant": constant_multiplier,
+    "esd": esd_multiplier,
+    "linear": lambda t: 1.0 - t,  # 24h-BERT's LinearCurve: its (total - current) / (total - total_warmup) is 1 - t
+    "cosine": lambda t: 0.5 * (1.0 + math.cos(math.pi * t)),  # half a cosine period from the peak down to 0
+    "constant": lambda t: 1.0,
     "exp": exp_multiplier,
     "inverse_time": inverse_time_multiplier,
     "poly": poly_multiplier,
@@ -157,27 +128,6 @@ CURVE_PARAMETERS = {name: {k: v for k, v in _keywords(f).items() if k not in _CO
 _ALL_PARAMETERS = {k for params in CURVE_PARAMETERS.values() for k in params}
 
 
-def decay_multiplier(t: float, curve: str, *, decay_horizon: Optional[float] = None, peak_lr: Optional[float] = None,
-                     **params) -> float:
-    """``curve``'s multiplier at post-warmup progress ``t`` in [0, 1]. ``params`` may hold any curve's parameters
-    (see ``CURVE_PARAMETERS``): those of other curves are ignored, so one call site can pass every setting."""
-    if curve not in CURVES:
-        raise ValueError(f"unknown curve {curve!r}; choose one of {', '.join(CURVES)}")
-    unknown = sorted(set(params) - _ALL_PARAMETERS)
-    if unknown:
-        raise ValueError(f"unknown curve parameter(s) {', '.join(unknown)}; "
-                         f"known: {', '.join(sorted(_ALL_PARAMETERS))}")
-    function = CURVES[curve]
-    accepted = _keywords(function)
-    kwargs = {k: v for k, v in params.items() if k in accepted}
-    for name, value in (("decay_horizon", decay_horizon), ("peak_lr", peak_lr)):
-        if name in accepted:
-            if value is None:
-                raise ValueError(f"curve {curve!r} {_CONTEXT[name]}")
-            kwargs[name] = value
-    return function(min(max(float(t), 0.0), 1.0), **kwargs)
-
-
 def warmup_fraction(warmup_proportion: float = 0.0, num_warmup_steps: Optional[int] = None,
                     num_steps: Optional[int] = None) -> float:
     """The warmup as a fraction of the horizon: ``warmup_proportion``, or ``num_warmup_steps`` out of a step horizon
@@ -194,33 +144,44 @@ def warmup_fraction(warmup_proportion: float = 0.0, num_warmup_steps: Optional[i
     return fraction
 
 
-def lr_multiplier(progress: float, curve: str, warmup_proportion: float = 0.0, esd_ratio: float = DEFAULT_ESD_RATIO,
-                  esd_start_interval: int = DEFAULT_ESD_START_INTERVAL, *, num_warmup_steps: Optional[int] = None,
-                  horizon: Optional[float] = None, peak_lr: Optional[float] = None, **curve_params) -> float:
+def lr_multiplier(progress: float, curve: str, warmup_proportion: float = 0.0, *,
+                  num_warmup_steps: Optional[int] = None, horizon: Optional[float] = None,
+                  peak_lr: Optional[float] = None, **curve_params) -> float:
     """Multiplier of the peak rate at ``progress`` in [0, 1] of the whole horizon: a ramp from 0 to 1 over the warmup
     (linear; quadratic for ``exp``), then ``curve`` over the rest (rescaled to [0, 1]).
 
     ``horizon`` is the whole horizon's length in its unit (``max_steps``, or hours for a time budget): needed with
     ``num_warmup_steps`` (a step horizon) and by the curves that count in steps. ``peak_lr`` is needed by
-    ``inverse_time``; ``curve_params`` are the curves' own parameters (``CURVE_PARAMETERS``).
+    ``inverse_time``. ``curve_params`` may hold any curve's parameters (``CURVE_PARAMETERS``): those of other curves
+    are ignored, so one call site can pass every setting.
     """
+    if curve not in CURVES:
+        raise ValueError(f"unknown curve {curve!r}; choose one of {', '.join(CURVES)}")
+    unknown = sorted(set(curve_params) - _ALL_PARAMETERS)
+    if unknown:
+        raise ValueError(f"unknown curve parameter(s) {', '.join(unknown)}; "
+                         f"known: {', '.join(sorted(_ALL_PARAMETERS))}")
     warmup = warmup_fraction(warmup_proportion, num_warmup_steps, horizon)
     progress = min(max(float(progress), 0.0), 1.0)
     if progress < warmup:
         return (progress / warmup) ** WARMUP_EXPONENT.get(curve, 1)
-    t = (progress - warmup) / (1.0 - warmup)
-    decay_horizon = None if horizon is None else horizon * (1.0 - warmup)
-    return decay_multiplier(t, curve, decay_horizon=decay_horizon, peak_lr=peak_lr, esd_ratio=esd_ratio,
-                            esd_start_interval=esd_start_interval, **curve_params)
+    function = CURVES[curve]
+    accepted = _keywords(function)
+    kwargs = {k: v for k, v in curve_params.items() if k in accepted}
+    context = {"decay_horizon": None if horizon is None else horizon * (1.0 - warmup), "peak_lr": peak_lr}
+    for name, value in context.items():
+        if name in accepted:
+            if value is None:
+                raise ValueError(f"curve {curve!r} {_CONTEXT[name]}")
+            kwargs[name] = value
+    return function(min(max((progress - warmup) / (1.0 - warmup), 0.0), 1.0), **kwargs)
 
 
 class PretrainLRScheduler:
-    """Sets every parameter group's rate to ``base_lr * multiplier(progress())``.
-
-    Speaks the protocol ``deepspeed.initialize(lr_scheduler=...)`` and checkpointing use: ``step()`` after each
-    optimizer step, ``get_last_lr()``, ``get_lr()``, ``state_dict()`` and ``load_state_dict()``. It deliberately
-    is not callable (DeepSpeed would take a callable for a scheduler factory). The position in the schedule lives
-    with the trainer (``progress``), so resuming the trainer's step counter / elapsed time resumes the schedule.
+    """Sets every parameter group's rate to ``base_lr * multiplier(progress())`` at construction and after each
+    optimizer step (``step()``), with ``get_last_lr()``, ``state_dict()`` and ``load_state_dict()``. It is not
+    callable: DeepSpeed takes a callable for a scheduler factory. The position in the schedule lives with the
+    trainer (``progress``), so resuming the trainer's step counter / elapsed time resumes the schedule.
     """
 
     def __init__(self, optimizer, multiplier: Callable[[float], float], progress: Callable[[], float]):
@@ -233,12 +194,7 @@ class PretrainLRScheduler:
             group.setdefault("initial_lr", group["lr"])
         self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
         self.last_step = 0
-        self._last_lr = self._apply()  # the very first optimizer step already uses the warmup rate
-
-    def get_lr(self) -> list:
-        """The rates the current progress asks for (not applied)."""
-        factor = self.multiplier(self.progress())
-        return [base * factor for base in self.base_lrs]
+        self._apply()  # the very first optimizer step already uses the warmup rate
 
     def get_last_lr(self) -> list:
         """The rates last written into the optimizer."""
@@ -246,13 +202,13 @@ class PretrainLRScheduler:
 
     def step(self) -> None:
         self.last_step += 1
-        self._last_lr = self._apply()
+        self._apply()
 
-    def _apply(self) -> list:
-        lrs = self.get_lr()
-        for group, lr in zip(self.optimizer.param_groups, lrs):
+    def _apply(self) -> None:
+        factor = self.multiplier(self.progress())
+        self._last_lr = [base * factor for base in self.base_lrs]
+        for group, lr in zip(self.optimizer.param_groups, self._last_lr):
             group["lr"] = lr
-        return lrs
 
     def state_dict(self) -> dict:
         return {"base_lrs": list(self.base_lrs), "last_lr": list(self._last_lr), "last_step": self.last_step}
@@ -264,5 +220,4 @@ class PretrainLRScheduler:
         self.last_step = int(state["last_step"])
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["initial_lr"] = base
-        self._last_lr = self._apply()
-
+        self._apply()

@@ -1,15 +1,10 @@
 """Pipeline stage "pretrain": run ``pretraining/run_pretraining.py`` on the dataset stage's samples.
 
 The stage writes the resolved config into the pretrain folder and hands the script that file (``--config``), so
-the script trains on exactly the pipeline's settings and paths. The script runs in its own process(es): under the
-DeepSpeed launcher with ``--num_gpus N`` on a GPU machine or with ``SYSTEM.PROCESSES_PER_NODE`` > 1 on CPU
-(``--hostfile`` for several nodes; README "Several GPUs, several machines"), else as one plain ``python``
-process. Its output goes straight to this process's stdout, which the runner copies to the console and the stage
-log. Rerunning resumes from the newest checkpoint, because the script does so whenever its
-output folder holds one. The script writes ``manifest.json`` (with ``stage_settings``) last, so a crashed run is
-never complete.
-
-Top-level imports stay light (no torch): the runner imports this module for status and validation.
+the script trains on exactly the pipeline's settings and paths, in its own process(es) (the DeepSpeed launcher for
+several GPUs or CPU ranks, else one plain ``python``), its output on this process's stdout. Rerunning resumes from
+the newest checkpoint; the script writes ``manifest.json`` (with ``stage_settings``) last, so a crashed run is
+never complete. Top-level imports stay light (no torch): the runner imports this module for status and validation.
 """
 import logging
 import os
@@ -20,7 +15,7 @@ from pathlib import Path
 from pipeline import layout
 from pipeline.disk import DiskError
 from pipeline.errors import ConfigError, DataError, ExitCode, ExtremeBertError
-from pipeline.hardware import data_parallel_processes, fp16_problems, free_port, gpus_may_be_used
+from pipeline.hardware import data_parallel_processes, fp16_problems, free_port, gpus_may_be_used, resolve_num_gpus
 from pipeline.manifest import (StageStatus, changed_files, file_records, manifest_status, read_manifest,
                                write_text_atomic)
 from pipeline.run_ids import horizon, pretrain_settings, samples_identity
@@ -32,12 +27,6 @@ SCRIPT = "pretraining/run_pretraining.py"
 CONFIG_FILE = "config.yaml"  # in the pretrain folder: the resolved config the script runs with
 
 
-def _deepspeed_launcher() -> list:
-    """The ``deepspeed`` launcher of this interpreter's environment."""
-    script = Path(sys.executable).parent / "deepspeed"
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "deepspeed.launcher.runner"]
-
-
 def launch_command(cfg, num_gpus: int, config_file) -> list:
     """The argument list that runs pretraining: the DeepSpeed launcher with one process per GPU (or
     SYSTEM.PROCESSES_PER_NODE of them, gloo ranks on CPU; ``--hostfile`` for several nodes), else one plain python
@@ -46,11 +35,10 @@ def launch_command(cfg, num_gpus: int, config_file) -> list:
     processes = data_parallel_processes(cfg, num_gpus)
     if num_gpus <= 0 and processes == 1 and not cfg.SYSTEM.HOSTFILE:
         return [sys.executable] + script_args
-    command = _deepspeed_launcher() + ["--num_gpus", str(processes)]
-    if cfg.SYSTEM.HOSTFILE:
-        command += ["--hostfile", cfg.SYSTEM.HOSTFILE]
-    command += ["--master_port", str(cfg.SYSTEM.MASTER_PORT or free_port())]
-    return command + script_args
+    launcher = Path(sys.executable).parent / "deepspeed"  # the one of this interpreter's environment
+    command = [str(launcher)] if launcher.is_file() else [sys.executable, "-m", "deepspeed.launcher.runner"]
+    command += ["--num_gpus", str(processes)] + (["--hostfile", cfg.SYSTEM.HOSTFILE] if cfg.SYSTEM.HOSTFILE else [])
+    return command + ["--master_port", str(cfg.SYSTEM.MASTER_PORT or free_port())] + script_args
 
 
 # torch.distributed variables a parent process may carry (a job scheduler's, or a process group of its own): the
@@ -81,8 +69,6 @@ def _too_many_processes(cfg, num_gpus: int) -> str:
 
 def pretrain(cfg) -> None:
     """Run (or resume) pretraining; returns when ``final_model/`` and ``manifest.json`` are written."""
-    from pipeline.hardware import resolve_num_gpus
-
     samples, out = layout.samples_dir(cfg), layout.pretrain_dir(cfg)
     if not samples.is_dir():
         raise DataError(f"no samples at {samples}: run the dataset stage first (DATASET.ENABLED True)")
@@ -110,11 +96,6 @@ def pretrain(cfg) -> None:
         raise ExtremeBertError(f"pretraining finished but {out} holds no matching manifest/final_model")
 
 
-def _final_model_ok(cfg) -> bool:
-    final = layout.final_model_dir(cfg)
-    return (final / "config.json").is_file() and any(final.glob("*.safetensors"))
-
-
 def final_model_records(pretrain_dir) -> dict:
     """Size and sha256 of every file of ``final_model/`` (keyed ``final_model/<name>``): the manifest's ``files``."""
     final = Path(pretrain_dir) / layout.FINAL_MODEL
@@ -126,9 +107,8 @@ def damaged_outputs(cfg, deep: bool = False) -> list:
     too with ``deep``): the runner deletes it, and the stage, resuming from the newest checkpoint (at its end),
     exports it again without training."""
     records = (read_manifest(layout.pretrain_dir(cfg)) or {}).get("files")
-    if not isinstance(records, dict) or not changed_files(layout.pretrain_dir(cfg), records, deep):
-        return []
-    return [layout.FINAL_MODEL]
+    changed = isinstance(records, dict) and changed_files(layout.pretrain_dir(cfg), records, deep)
+    return [layout.FINAL_MODEL] if changed else []
 
 
 def stage_settings(cfg, samples_dir=None) -> dict:
@@ -148,7 +128,7 @@ def horizon_shortfall(asked: dict, trained: dict) -> str:
 
 
 def pretrain_status(cfg, deep: bool = False) -> StageStatus:
-    settings = stage_settings(cfg)
+    settings, final = stage_settings(cfg), layout.final_model_dir(cfg)
     manifest = read_manifest(layout.pretrain_dir(cfg)) or {}
     saved = manifest.get("settings") or {}
     if saved and "DATA" not in saved:  # a model from before the samples' identity was recorded: judge it without
@@ -156,8 +136,8 @@ def pretrain_status(cfg, deep: bool = False) -> StageStatus:
     status = manifest_status(layout.pretrain_dir(cfg), settings,
                              reads=[layout.samples_dir(cfg), layout.dataset_tokenizer_dir(cfg)]
                              + ([cfg.PRETRAIN.INIT_FROM] if cfg.PRETRAIN.INIT_FROM else []),
-                             writes=[layout.pretrain_dir(cfg)], outputs_ok=lambda: _final_model_ok(cfg),
-                             damaged=damaged_outputs(cfg, deep))
+                             writes=[layout.pretrain_dir(cfg)], damaged=damaged_outputs(cfg, deep),
+                             outputs_ok=lambda: (final / "config.json").is_file() and any(final.glob("*.safetensors")))
     shortfall = horizon_shortfall(horizon(cfg), manifest.get("horizon") or {}) if status.complete else ""
     if shortfall:
         status.complete, status.detail = False, shortfall
@@ -166,11 +146,10 @@ def pretrain_status(cfg, deep: bool = False) -> StageStatus:
 
 def validate_config(cfg) -> list:
     """Pretraining checks that need neither torch nor the data."""
-    problems = []
     p = cfg.PRETRAIN
     if not p.ENABLED:
-        return problems
-    problems += fp16_problems(p.PRECISION, gpus_may_be_used(cfg), "PRETRAIN.PRECISION")
+        return []
+    problems = fp16_problems(p.PRECISION, gpus_may_be_used(cfg), "PRETRAIN.PRECISION")
     if 0 < cfg.SYSTEM.NUM_GPUS < cfg.SYSTEM.PROCESSES_PER_NODE:
         problems.append(_too_many_processes(cfg, cfg.SYSTEM.NUM_GPUS))
     if not cfg.DATASET.ENABLED and cfg.DATASET.ID and not layout.samples_dir(cfg).is_dir():

@@ -1,13 +1,6 @@
-"""Pretraining, top to bottom: ``train(cfg, paths)``.
-
-1. checks that need no engine (the batch split, the tokenizer, every data file against the tokenizer, the starting
-   weights of PRETRAIN.INIT_FROM against the model), so bad input fails in seconds with a one-line error
-   (``prepare_run``);
-2. the DeepSpeed engine (``pretraining.engine``), filled with the starting weights (``pretraining.import_weights``),
-   and the resume from the newest checkpoint (``pretraining.checkpointing``), also under a raised horizon;
-3. the loop (``pretraining.loop``), bounded by the steps and the time budget (``pretraining.budget``);
-4. the end: checkpoint, validation, ``final_model/`` (``pretraining.hf_model``), curves, and
-   ``manifest.json`` last, so that a crashed run is never complete.
+"""Pretraining, top to bottom: ``train(cfg, paths)``: the checks that need no engine, cheapest first, so that bad
+input fails in seconds (``prepare_run``); the engine and the resume; the loop; the end (checkpoint, validation,
+``final_model/``, curves, and ``manifest.json`` last, so that a crashed run is never complete).
 """
 import dataclasses
 import logging
@@ -28,7 +21,7 @@ from pretraining.checkpointing import TrainState, checkpoints_dir, load_latest_c
 from pretraining.data.shards import MaskingDefaults, Vocabulary, describe_dataset, list_sample_files
 from pretraining.engine import (accumulation_steps, build_engine, ensure_distributed_env, machine_precision,
                                 node_report)
-from pretraining.final_card import write_final_card
+from pretraining.hf_model import write_final_card
 from pretraining.import_weights import read_initial_weights
 from pretraining.loop import StopSignal, TrainingLoop, validation_sample_count
 from pretraining.metrics_log import MetricsLog, gpu_peak_flops
@@ -142,10 +135,11 @@ def resume_state(run: RunSetup, engine) -> TrainState:
     return dataclasses.replace(state, world_size=run.world_size, horizon=asked)
 
 
-def schedule_multiplier(cfg):
-    """progress in [0, 1] of the horizon -> multiplier of the peak rate, for ``cfg``'s PRETRAIN schedule."""
+def make_scheduler(cfg, optimizer, state: TrainState, clock: RunClock) -> PretrainLRScheduler:
+    """Warmup then the configured curve, over NUM_STEPS or TOTAL_TRAINING_HOURS; the position in it is that of
+    the *next* optimizer step (the scheduler sets the rate that step will use)."""
     p = cfg.PRETRAIN
-    on_steps = p.SCHEDULE_BASIS != "time"
+    on_time = p.SCHEDULE_BASIS == "time"
     warmup_steps = p.WARMUP_STEPS or (CONSTANT_STEP_WARMUP if p.SCHEDULE_BASIS == "constant_step" else 0)
     curve_parameters = dict(esd_ratio=p.ESD.RATIO, esd_start_interval=p.ESD.START_INTERVAL,
                             decay_rate=p.EXP.DECAY_RATE, decay_step=p.EXP.DECAY_STEP,
@@ -154,34 +148,16 @@ def schedule_multiplier(cfg):
 
     def multiplier(progress: float) -> float:
         return lr_multiplier(progress, p.SCHEDULER, p.WARMUP_PROPORTION, num_warmup_steps=warmup_steps or None,
-                             horizon=p.NUM_STEPS if on_steps else p.TOTAL_TRAINING_HOURS, peak_lr=p.LEARNING_RATE,
+                             horizon=p.TOTAL_TRAINING_HOURS if on_time else p.NUM_STEPS, peak_lr=p.LEARNING_RATE,
                              **curve_parameters)
 
-    return multiplier
-
-
-def make_scheduler(cfg, optimizer, state: TrainState, clock: RunClock) -> PretrainLRScheduler:
-    """Warmup then the configured curve, over NUM_STEPS or TOTAL_TRAINING_HOURS; the position in it is that of
-    the *next* optimizer step (the scheduler sets the rate that step will use)."""
-    p = cfg.PRETRAIN
-
     def progress() -> float:
-        if p.SCHEDULE_BASIS == "time":
-            return clock.elapsed() / (3600.0 * p.TOTAL_TRAINING_HOURS)
-        return (state.step + 1) / p.NUM_STEPS
+        return clock.elapsed() / (3600.0 * p.TOTAL_TRAINING_HOURS) if on_time else (state.step + 1) / p.NUM_STEPS
 
-    scheduler = PretrainLRScheduler(optimizer, schedule_multiplier(cfg), progress)
+    scheduler = PretrainLRScheduler(optimizer, multiplier, progress)
     if state.scheduler:
         scheduler.load_state_dict(state.scheduler)
     return scheduler
-
-
-def _metrics_log(run: RunSetup, state: TrainState) -> MetricsLog:
-    cfg = run.cfg
-    wandb_settings = {"enabled": cfg.WANDB.ENABLED, "mode": cfg.WANDB.MODE, "project": cfg.WANDB.PROJECT,
-                      "entity": cfg.WANDB.ENTITY, "name": cfg.PRETRAIN.ID or "pretraining", "config": cfg}
-    tensorboard = run.paths.tensorboard_dir if cfg.SYSTEM.TENSORBOARD else None
-    return MetricsLog(run.paths.output_dir, run.rank == 0, state.step, wandb_settings, tensorboard)
 
 
 def _describe_run(run: RunSetup, parts, device_name: str) -> str:
@@ -192,7 +168,7 @@ def _describe_run(run: RunSetup, parts, device_name: str) -> str:
             f" {run.accumulation} | {len(run.train_shards)} train files, seq {run.seq_length}")
 
 
-def finish(loop: TrainingLoop, reason: str):
+def finish(loop: TrainingLoop, reason: str, device_name: str):
     """Checkpoint, validate, export, plot, then write the manifest (rank 0); returns it (None on other ranks)."""
     run, state = loop.run, loop.state
     if loop.last_checkpoint_step != state.step:
@@ -206,12 +182,11 @@ def finish(loop: TrainingLoop, reason: str):
     hours = loop.clock.elapsed() / 3600
     samples = state.step * run.cfg.PRETRAIN.BATCH_SIZE
     outputs = dict(steps=state.step, hours=hours, final_val_loss=state.last_val_loss,
-                   tokens_seen=samples * run.seq_length, samples_per_s=samples / (hours * 3600) if hours else 0.0, skipped_steps=state.skipped_steps,
-                   stop_reason=reason, precision=run.precision, world_size=run.world_size,
-                   model=describe(run.model_config), horizon=horizon(run.cfg))
-    on_gpu = torch.cuda.is_available()
-    write_final_card(run, outputs, torch.cuda.get_device_name(run.local_rank) if on_gpu else "cpu",
-                     loop.metrics.curves_path)  # before the manifest, which records its hash with the model's files
+                   tokens_seen=samples * run.seq_length, samples_per_s=samples / (hours * 3600) if hours else 0.0,
+                   skipped_steps=state.skipped_steps, stop_reason=reason, precision=run.precision,
+                   world_size=run.world_size, model=describe(run.model_config), horizon=horizon(run.cfg))
+    # the card before the manifest, which records its hash with the model's files
+    write_final_card(run, outputs, device_name, loop.metrics.curves_path)
     manifest = write_manifest(run.paths.output_dir, "pretrain", run.settings, **outputs,
                               files=final_model_records(run.paths.output_dir))
     _log(run, f"done: {state.step} steps in {hours:.4f} h ({reason}); final model in"
@@ -235,15 +210,15 @@ def train(cfg, paths: PretrainPaths) -> dict:
     p = cfg.PRETRAIN
     budget = TimeBudget(budget_seconds(cfg), p.BATCH_SIZE, validation_sample_count(cfg, run.test_shards),
                         p.VALIDATION_EVERY_STEPS, p.CHECKPOINT_EVERY_STEPS)
-    on_gpu = torch.cuda.is_available()
-    device_name = torch.cuda.get_device_name(run.local_rank) if on_gpu else "cpu"
-    metrics = _metrics_log(run, state)
+    device_name = torch.cuda.get_device_name(run.local_rank) if torch.cuda.is_available() else "cpu"
+    metrics = MetricsLog(run.paths.output_dir, run.rank == 0, state.step, cfg if cfg.WANDB.ENABLED else None,
+                         run.paths.tensorboard_dir if cfg.SYSTEM.TENSORBOARD else None)
     _log(run, _describe_run(run, parts, device_name))
     if run.local_rank == 0:
         log.info(node_report(run.rank, run.local_rank))  # one write with its newline: ranks share a pipe
     stop_signal = StopSignal()
     loop = TrainingLoop(run, parts, state, scheduler, clock, budget, metrics, stop_signal,
-                        gpu_peak_flops(device_name, run.precision) if on_gpu else None)
+                        gpu_peak_flops(device_name, run.precision))  # None on a CPU
     try:
         if initial and state.step == 0:
             loop.validation_step()  # the starting model on this data: the baseline the run improves on (step 0)
@@ -251,7 +226,7 @@ def train(cfg, paths: PretrainPaths) -> dict:
         if reason == "interrupted":
             loop.checkpoint()
             raise Interrupted(f"interrupted at step {state.step}; checkpoint saved, rerun the same command to resume")
-        return finish(loop, reason)
+        return finish(loop, reason, device_name)
     finally:
         stop_signal.restore()
         metrics.close()

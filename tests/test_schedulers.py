@@ -45,11 +45,11 @@ def test_esd_every_edge_belongs_to_the_interval_it_closes():
 
 def test_esd_other_ratio_and_start_interval():
     # r = 1/2, l = 2: peak until 1 - 1/4 = 0.75, then (1/(2*0.5))^k = 1: a flat line, by the equation.
-    assert esd_multiplier(0.9, ratio=0.5, start_interval=2) == pytest.approx(1.0)
+    assert esd_multiplier(0.9, esd_ratio=0.5, esd_start_interval=2) == pytest.approx(1.0)
     # r = 0.8, l = 1: peak until 0.2; t = 0.3 lies in (1 - 0.8, 1 - 0.64] -> i = 2 -> (1/1.6)^1.
-    assert esd_multiplier(0.2, ratio=0.8, start_interval=1) == 1.0
-    assert esd_multiplier(0.3, ratio=0.8, start_interval=1) == pytest.approx(1 / 1.6)
-    assert esd_multiplier(0.4, ratio=0.8, start_interval=1) == pytest.approx(1 / 1.6 ** 2)  # 1-0.8^3 = 0.488
+    assert esd_multiplier(0.2, esd_ratio=0.8, esd_start_interval=1) == 1.0
+    assert esd_multiplier(0.3, esd_ratio=0.8, esd_start_interval=1) == pytest.approx(1 / 1.6)
+    assert esd_multiplier(0.4, esd_ratio=0.8, esd_start_interval=1) == pytest.approx(1 / 1.6 ** 2)  # 1-0.8^3 = 0.488
 
 
 def test_esd_is_non_increasing():
@@ -59,9 +59,9 @@ def test_esd_is_non_increasing():
 
 def test_esd_rejects_bad_parameters():
     with pytest.raises(ValueError, match="ratio"):
-        esd_multiplier(0.5, ratio=1.0)
+        esd_multiplier(0.5, esd_ratio=1.0)
     with pytest.raises(ValueError, match="start_interval"):
-        esd_multiplier(0.5, start_interval=-1)
+        esd_multiplier(0.5, esd_start_interval=-1)
 
 
 @pytest.mark.parametrize("scheduler", ["esd", "linear", "cosine", "constant"])

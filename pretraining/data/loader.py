@@ -14,6 +14,7 @@ Every rank reads each file whole (one sequential read; the ranks of a node share
 own rows, so that masks never depend on which rank reads a row. To resume, a rank skips files before the resume
 position without reading them. Loading and masking run in a background thread, a few batches ahead.
 """
+import contextlib
 import queue
 import threading
 
@@ -52,12 +53,6 @@ def dynamic_mask(input_ids: np.ndarray, rng: np.random.Generator, *, masked_lm_p
                                         sep_id=sep_id, mask_id=mask_id, candidates=replacement_ids,
                                         continuation=continuation)
     return static_labels(masked, positions, ids)
-
-
-def rank_takes(positions: np.ndarray, rank: int, world_size: int, share: int) -> np.ndarray:
-    """Which global-stream ``positions`` belong to ``rank``: of every ``world_size * share`` consecutive samples
-    (counted from the stream's start), rank ``r`` takes the ``share`` that start at ``r * share``."""
-    return (positions // share) % world_size == rank
 
 
 class SampleStream:
@@ -125,13 +120,14 @@ class SampleStream:
             attention_mask = arrays["input_mask"][rows].astype(bool)
         else:
             raw = arrays["input_ids"][rows]
+            vocab = self.vocab
             input_ids, labels = dynamic_mask(
                 raw, np.random.default_rng(rng_key), masked_lm_prob=shard.masked_lm_prob,
-                max_predictions_per_seq=shard.max_predictions_per_seq, pad_id=shard.pad_id, cls_id=shard.cls_id,
-                sep_id=shard.sep_id, mask_id=shard.mask_id, replacement_ids=self._replacement_ids,
+                max_predictions_per_seq=shard.max_predictions_per_seq, pad_id=vocab.pad_id, cls_id=vocab.cls_id,
+                sep_id=vocab.sep_id, mask_id=vocab.mask_id, replacement_ids=self._replacement_ids,
                 continuation=self._continuation if shard.masking_unit == "word" else None)
             rows, raw, input_ids, labels = rows[keep], raw[keep], input_ids[keep], labels[keep]
-            attention_mask = raw != shard.pad_id
+            attention_mask = raw != vocab.pad_id
         block = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
         if self.with_segments:
             block["token_type_ids"] = (arrays["segment_ids"][rows].astype(np.int64) if shard.has_segment_ids
@@ -139,7 +135,8 @@ class SampleStream:
         return block
 
     def _kept(self, positions: np.ndarray) -> np.ndarray:
-        keep = rank_takes(positions, self.rank, self.world_size, self.rank_share) & (positions >= self.start_sample)
+        # of every world_size x rank_share consecutive samples, rank r takes the rank_share that start at r x rank_share
+        keep = ((positions // self.rank_share) % self.world_size == self.rank) & (positions >= self.start_sample)
         return keep & (positions < self.max_samples) if self.max_samples else keep
 
     def _blocks(self):
@@ -185,11 +182,11 @@ class SampleStream:
 
     def _to_torch(self, batch: dict) -> dict:
         out = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
-        out.setdefault("token_type_ids", None)
-        num_predictions = int((batch["labels"] != IGNORE_INDEX).sum())
         if self.pin_memory:
-            out = {k: (v.pin_memory() if v is not None else None) for k, v in out.items()}
-        out["num_predictions"] = num_predictions  # a plain int, counted here so the training loop never syncs for it
+            out = {k: v.pin_memory() for k, v in out.items()}
+        out.setdefault("token_type_ids", None)
+        # a plain int, counted here so the training loop never syncs for it
+        out["num_predictions"] = int((batch["labels"] != IGNORE_INDEX).sum())
         return out
 
     # -- iteration with prefetch --------------------------------------------------------------------------------
@@ -207,11 +204,9 @@ class SampleStream:
                 for batch in self._numpy_batches():
                     item = self._to_torch(batch)
                     while not stop.is_set():
-                        try:
+                        with contextlib.suppress(queue.Full):
                             items.put(item, timeout=0.1)
                             break
-                        except queue.Full:
-                            continue
                     if stop.is_set():
                         return
                 items.put(done)

@@ -6,7 +6,7 @@ Formats are those of ``docs/interfaces.md``: a file is *static* when it holds ``
 Everything here reads only shapes, attributes and a few rows, so checking a large dataset takes seconds.
 """
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -57,7 +57,7 @@ class MaskingDefaults:
 
 @dataclass(frozen=True)
 class Shard:
-    """One HDF5 file and everything needed to turn its rows into training batches."""
+    """One HDF5 file and what it takes, besides the vocabulary, to turn its rows into training batches."""
 
     path: Path
     num_samples: int
@@ -65,11 +65,7 @@ class Shard:
     static: bool
     masked_lm_prob: float
     max_predictions_per_seq: int
-    mask_id: int
-    pad_id: int
-    cls_id: int
-    sep_id: int
-    has_segment_ids: bool = field(default=False)
+    has_segment_ids: bool = False
     masking_unit: str = "token"  # dynamic files: token | word (the file's attribute; absent = token)
 
 
@@ -131,7 +127,6 @@ def describe_shard(path: Path, vocab: Vocabulary, defaults: MaskingDefaults) -> 
                      masked_lm_prob=float(_attr(attrs, "masked_lm_prob", defaults.masked_lm_prob)),
                      max_predictions_per_seq=int(_attr(attrs, "max_predictions_per_seq",
                                                        defaults.max_predictions_per_seq)),
-                     mask_id=vocab.mask_id, pad_id=vocab.pad_id, cls_id=vocab.cls_id, sep_id=vocab.sep_id,
                      has_segment_ids=static and "segment_ids" in f, masking_unit=unit)
 
 
