@@ -60,7 +60,7 @@ def _reproduce(command: str, config_text: str) -> str:
 
 def pretrained_card(facts: dict) -> str:
     """The card of a pretraining ``final_model/``. ``facts`` holds what the run recorded (see
-    ``pretraining.trainer.card_facts``); every key is optional."""
+    ``pretraining.hf_model.card_facts``); every key is optional."""
     from huggingface_hub import ModelCardData
 
     f = facts.get
