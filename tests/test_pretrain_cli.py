@@ -1,10 +1,12 @@
 """The script as users run it: the flags of the seed paper, one-line errors, and a 2-process run under the
 DeepSpeed launcher on CPU (gloo)."""
 import json
+import os
 import re
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -111,6 +113,8 @@ def test_two_processes_under_the_deepspeed_launcher_train_on_different_samples(t
     assert manifest["tokens_seen"] == 6 * 8 * 32  # 8 samples per step = 2 per micro-batch x 2 ranks x 2 accumulation
     assert [r["step"] for r in read_metrics(out / "metrics.jsonl") if "loss" in r] == [3, 6]
     assert (out / "final_model" / "model.safetensors").is_file()
+    # DeepSpeed's CPU all-reduce files in /dev/shm (66 MiB of RAM each) are gone with the run
+    assert not list(Path("/dev/shm").glob(f"deepspeed_allreduce_buffer_{os.getuid()}_*_{port}_*"))
 
 
 @pytest.mark.parametrize("bad", [["--optimizer_type", "lamb"], ["--no_such_flag", "1"], ["--lr", "fast"]])
