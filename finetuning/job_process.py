@@ -1,8 +1,16 @@
 """One finetuning job on disk: its ``job.json`` record, a claim, and its run as a child process, ``completed`` only
 when the job script exited 0 and wrote its dev results; anything else is ``failed`` with the error line.
+
+On a machine without a GPU, a one-process job is forked from a server that has imported torch and transformers
+once for the whole stage (``multiprocessing``'s forkserver): a fresh interpreter spends several seconds on those
+imports, most of a small task's job. Elsewhere a job starts a fresh interpreter: a process whose imports may have
+asked CUDA for its devices cannot safely fork, and torchrun starts its own.
 """
 import fcntl
+import io
+import multiprocessing
 import os
+import runpy
 import shutil
 import subprocess
 import sys
@@ -15,6 +23,7 @@ from finetuning.job_checkpoints import latest_checkpoint, remove_checkpoints
 from finetuning.job_record import EVAL_FILE, JOB_FILE, records_match
 from finetuning.search_progress import PROGRESS_FILE
 from finetuning.search_tasks import RUN_GLUE, RUN_NER
+from pipeline.hardware import machine_has_gpu
 from pipeline.locks import try_lock
 from pipeline.log_setup import LEVEL_ENV, LOG_FILE_ENV
 from pipeline.manifest import read_json, write_json_atomic
@@ -79,6 +88,49 @@ def _error_line(log_path: Path, returncode: int) -> str:
     return f"exit code {returncode}: {message[:500]}"
 
 
+START_METHODS = multiprocessing.get_all_start_methods()
+PRELOADED = ["finetuning.job_run", "transformers.models.bert.modeling_bert"]  # what every job script imports
+
+
+def _run_script(arguments: list, log_path: str, env: dict, cwd: str) -> None:
+    """In the forked child: what ``python SCRIPT FLAGS`` would do, with its output appended to the job's log.
+    The script's exit code (``sys.exit``) is the child's; an uncaught exception prints its traceback and is 1."""
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stdout, sys.stderr = (io.TextIOWrapper(io.FileIO(n, "w", closefd=False), encoding="utf-8",
+                                               errors="backslashreplace", write_through=True) for n in (1, 2))
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(env)
+    sys.argv = list(arguments)
+    sys.path[:0] = [str(Path(arguments[0]).resolve().parent), str(REPO_ROOT)]
+    runpy.run_path(arguments[0], run_name="__main__")
+
+
+class ForkedJob:
+    """The part of ``subprocess.Popen`` that ``_wait`` uses, for a job forked from the preloaded server."""
+
+    def __init__(self, arguments: list, log_path: Path, env: dict, cwd: Path):
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(PRELOADED)
+        self.process = context.Process(target=_run_script, args=(arguments, str(log_path), env, str(cwd)))
+        self.process.start()
+
+    def wait(self, timeout: Optional[float] = None) -> int:
+        self.process.join(timeout)
+        if self.process.exitcode is None:
+            raise subprocess.TimeoutExpired(self.process.name, timeout)
+        return self.process.exitcode
+
+    def poll(self) -> Optional[int]:
+        return self.process.exitcode
+
+    def terminate(self) -> None:
+        self.process.terminate()
+
+
 def job_command(arguments: list, processes: int) -> list:
     """The child command for ``arguments`` (the job script, run_glue.py or run_ner.py, then its flags); a job of
     several processes (a GPU group, or CPU ranks) runs under torchrun."""
@@ -136,7 +188,10 @@ def run_job(job_dir: Path, record: dict, arguments: list, gpus: Optional[list], 
     with open(log_path, "ab" if resume else "wb") as log:
         log.write(f"# {_now()} {' '.join(command)}\n".encode())
         log.flush()
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=child_env, cwd=REPO_ROOT)
+        if gpus is None and processes == 1 and not machine_has_gpu() and "forkserver" in START_METHODS:
+            process = ForkedJob(arguments, log_path, child_env, REPO_ROOT)
+        else:
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=child_env, cwd=REPO_ROOT)
         returncode = _wait(process, watch, poll_s)
     ok = returncode == 0 and (job_dir / EVAL_FILE).is_file()
     record.update(status="completed" if ok else "failed", finished_at=_now(),

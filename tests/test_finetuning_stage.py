@@ -158,6 +158,20 @@ def test_crashed_job_is_failed_not_complete_and_retried_with_the_random_init_bas
     assert finetune_status(cfg).complete and str(layout.random_init_finetune_dir(cfg)) in finetune_status(cfg).writes
 
 
+def test_a_cpu_job_is_forked_with_torch_imported_and_keeps_a_fresh_scripts_output_env_and_exit_code(tmp_path):
+    from finetuning.job_process import REPO_ROOT, run_job
+
+    probe = tmp_path / "probe.py"
+    probe.write_text("import os, sys\nprint('torch imported:', 'torch' in sys.modules)\n"
+                     "print('env', os.environ['PROBE'], os.getcwd(), sys.argv[1:], file=sys.stderr)\n"
+                     "raise SystemExit(int(sys.argv[1]))\n")
+    job_dir = tmp_path / "job"
+    job_dir.mkdir()
+    record = run_job(job_dir, {}, [str(probe), "3"], gpus=None, env={"PROBE": "x"})
+    assert (record["status"], record["error"]) == ("failed", f"exit code 3: env x {REPO_ROOT} ['3']")
+    assert "torch imported: True" in (job_dir / "job.log").read_text()  # a fresh interpreter has not
+
+
 def test_pre_ln_model_from_the_pretrain_stage_finetunes_and_serves_as_a_stilt_source(tmp_path, model):
     """A pretrain final_model (pre-LN, saved as stock roberta-prelayernorm) loads with
     AutoModelForSequenceClassification, trains, and its saved model restarts on a task with another head size."""
