@@ -19,8 +19,9 @@ if str(REPO_ROOT) not in sys.path:
 
 # The test files that take a minute or more, longest first. pytest-xdist hands whole files to its workers in
 # collection order (pytest.ini: --dist loadfile --no-loadscope-reorder), so collecting these first keeps both
-# workers busy until the end instead of leaving one of them alone with a long file that came last.
-LONGEST_FILES = ("test_own_tasks_end_to_end.py", "test_quickstart_end_to_end.py", "test_distributed.py",
+# workers busy until the end instead of leaving one of them alone with a long file that came last. The two files
+# that need the quickstart's demo data are not the first two: the worker without them would wait for its build.
+LONGEST_FILES = ("test_distributed.py", "test_quickstart_end_to_end.py", "test_own_tasks_end_to_end.py",
                  "test_pretrain_training.py", "test_bench_time_to_quality.py", "test_finetuning_stage.py",
                  "test_configs_dry_run.py", "test_finetuning_search_run.py")
 
