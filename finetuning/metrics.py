@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from finetuning.job_checkpoints import TRAINER_STATE
+from finetuning.job_record import EVAL_FILE
 from pipeline.manifest import read_json, write_json_atomic
 
 
@@ -102,7 +104,7 @@ def task_dev_metrics(task, dev_name: str, predictions, labels) -> dict:
     return compute_metrics(names, predictions, labels, task.positive_label)
 
 
-RESULT_FILES = ("all_results.json", "train_results.json", "eval_results.json", "trainer_state.json")
+RESULT_FILES = ("all_results.json", "train_results.json", EVAL_FILE, TRAINER_STATE)
 
 
 def hf_evaluation(loss, scores: dict, samples: int, runtime_s: float, batches: int) -> dict:
@@ -139,7 +141,7 @@ def write_results(out: Path, train: dict = None, evaluation: dict = None) -> Non
     if train:
         write_json_atomic(out / "train_results.json", train)
     if evaluation:
-        write_json_atomic(out / "eval_results.json", evaluation)
+        write_json_atomic(out / EVAL_FILE, evaluation)
     combined = read_json(out / "all_results.json")
     write_json_atomic(out / "all_results.json", {**(combined if isinstance(combined, dict) else {}), **(train or {}),
                                                  **(evaluation or {})})

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 from finetuning.glue_tasks import FINETUNED_TASKS, GLUE_TASKS
+from finetuning.job_record import EVAL_FILE, JOB_FILE
 from finetuning.job_selection import non_finite_metric
 from finetuning.search_plan import parse_job_name
 from finetuning.search_tasks import search_task
@@ -90,7 +91,7 @@ def _check_metrics(metrics: dict, path: Path) -> None:
 def read_job(task: str, job_dir: Path, primary_metric: str = "") -> JobResult:
     """The job in ``job_dir``, counted when it has ``primary_metric`` (default: the GLUE task's); raises DataError
     only for metrics on the wrong scale."""
-    info = read_json(job_dir / "job.json")
+    info = read_json(job_dir / JOB_FILE)
     problem = ""
     if not isinstance(info, dict):
         info, problem = {}, "job.json missing or unreadable"
@@ -100,7 +101,7 @@ def read_job(task: str, job_dir: Path, primary_metric: str = "") -> JobResult:
     job = JobResult(task=task, name=job_dir.name, path=job_dir, status=str(info.get("status", "unknown")),
                     wall_time_s=_number(info.get("wall_time_s"), float), init_from=info.get("init_from"),
                     error=info.get("error"), problem=problem, **hyperparameters)
-    metrics_path = job_dir / "eval_results.json"
+    metrics_path = job_dir / EVAL_FILE
     metrics = read_json(metrics_path)
     if isinstance(metrics, dict):
         _check_metrics(metrics, metrics_path)
@@ -128,7 +129,7 @@ def _task_folders(root: Path, tasks):
 
 def _job_folders(task_dir: Path):
     return sorted(p for p in task_dir.iterdir()
-                  if p.is_dir() and ((p / "job.json").exists() or (p / "eval_results.json").exists()))
+                  if p.is_dir() and ((p / JOB_FILE).exists() or (p / EVAL_FILE).exists()))
 
 
 def load_jobs(root, tasks=None) -> dict:
@@ -147,11 +148,11 @@ def jobs_fingerprint(root, tasks=None) -> str:
     digest = hashlib.sha256()
     for task, folder in _task_folders(root, tasks or result_tasks()):
         for job_dir in _job_folders(folder):
-            info = read_json(job_dir / "job.json")
+            info = read_json(job_dir / JOB_FILE)
             if not isinstance(info, dict) or info.get("status") != "completed":
                 continue
             digest.update(f"{task}/{job_dir.name}\n".encode())
-            for name in ("job.json", "eval_results.json"):
+            for name in (JOB_FILE, EVAL_FILE):
                 path = job_dir / name
                 digest.update(path.read_bytes() if path.exists() else b"-")
             for path in sorted(job_dir.glob("predictions_*.tsv")):

@@ -20,7 +20,8 @@ def seed_count(spread: dict, max_seeds: int) -> str:
     return f"{spread['seeds']}" + (f" (of {max_seeds})" if spread["seeds"] < max_seeds else "")
 
 
-def format_duration(seconds) -> str:
+def clock_duration(seconds) -> str:
+    """A job's wall time in a table: ``H:MM:SS`` (the console's durations are ``pipeline.log_setup``'s)."""
     if seconds is None:
         return ""
     seconds = int(round(seconds))
@@ -88,7 +89,7 @@ def task_rows(task: SearchTask, jobs, raw: bool = False):
                 row.append("" if value is None else value)
             else:
                 row.append(f"{value:.4f}" if name == "eval_loss" or name not in task.metrics else percent(value))
-        row.append(job.wall_time_s if raw else format_duration(job.wall_time_s))
+        row.append(job.wall_time_s if raw else clock_duration(job.wall_time_s))
         row.append(_status(job))
         rows.append(row)
     return headers, rows

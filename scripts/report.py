@@ -10,7 +10,7 @@ from pipeline import layout
 from pipeline.figures import pyplot, save_figure
 from pipeline.manifest import read_json
 from pretraining.metrics_log import read_metrics, split_metrics
-from scripts.job_tables import ENTITY_FIGURES, entity_types, format_duration, markdown_table, percent, seed_count
+from scripts.job_tables import ENTITY_FIGURES, entity_types, clock_duration, markdown_table, percent, seed_count
 
 GLUE_NAME = "GLUE score"
 DEMO_NAME = "Demo score (demo tasks, NOT GLUE)"
@@ -245,7 +245,7 @@ def _pretraining_section(results) -> list:
     if not info["complete"]:
         lines += ["Pretraining has no manifest (it did not finish): the numbers come from its metrics.jsonl.", ""]
     rows = [["steps", _number(info["steps"], "d")],
-            ["hours", _number(info["hours"], ".2f") + (f" ({format_duration(info['hours'] * 3600)})"
+            ["hours", _number(info["hours"], ".2f") + (f" ({clock_duration(info['hours'] * 3600)})"
                                                       if info["hours"] is not None else "")],
             ["final validation loss", _number(info["final_val_loss"], ".4f")],
             ["final training loss", _number(info["final_train_loss"], ".4f")],
