@@ -9,6 +9,7 @@ asked CUDA for its devices cannot safely fork, and torchrun starts its own.
 import fcntl
 import io
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import runpy
 import shutil
@@ -101,6 +102,7 @@ def _run_script(arguments: list, log_path: str, env: dict, cwd: str) -> None:
     os.close(fd)
     sys.stdout, sys.stderr = (io.TextIOWrapper(io.FileIO(n, "w", closefd=False), encoding="utf-8",
                                                errors="backslashreplace", write_through=True) for n in (1, 2))
+    multiprocessing.set_start_method(None, force=True)  # a fresh interpreter's default, not the server's method
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)
@@ -109,13 +111,26 @@ def _run_script(arguments: list, log_path: str, env: dict, cwd: str) -> None:
     runpy.run_path(arguments[0], run_name="__main__")
 
 
+def forks(gpus: Optional[list], processes: int) -> bool:
+    """Whether a job on ``gpus`` (None: no GPU group) as ``processes`` processes is forked from the preloaded
+    server."""
+    return gpus is None and processes == 1 and not machine_has_gpu() and "forkserver" in START_METHODS
+
+
+def start_job_server():
+    """The preloaded server's context, the server started: called before the stage's own work, its imports run
+    alongside that work instead of before the first job."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOADED)
+    multiprocessing.forkserver.ensure_running()
+    return context
+
+
 class ForkedJob:
     """The part of ``subprocess.Popen`` that ``_wait`` uses, for a job forked from the preloaded server."""
 
     def __init__(self, arguments: list, log_path: Path, env: dict, cwd: Path):
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(PRELOADED)
-        self.process = context.Process(target=_run_script, args=(arguments, str(log_path), env, str(cwd)))
+        self.process = start_job_server().Process(target=_run_script, args=(arguments, str(log_path), env, str(cwd)))
         self.process.start()
 
     def wait(self, timeout: Optional[float] = None) -> int:
@@ -188,7 +203,7 @@ def run_job(job_dir: Path, record: dict, arguments: list, gpus: Optional[list], 
     with open(log_path, "ab" if resume else "wb") as log:
         log.write(f"# {_now()} {' '.join(command)}\n".encode())
         log.flush()
-        if gpus is None and processes == 1 and not machine_has_gpu() and "forkserver" in START_METHODS:
+        if forks(gpus, processes):
             process = ForkedJob(arguments, log_path, child_env, REPO_ROOT)
         else:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=child_env, cwd=REPO_ROOT)

@@ -12,8 +12,9 @@ import logging
 from pathlib import Path
 
 from finetuning.glue_data import HUB_DATASET
+from finetuning.job_process import forks, start_job_server
 from finetuning.search_plan import search_trees
-from finetuning.search_scheduler import JobScheduler, pretokenize
+from finetuning.search_scheduler import JobScheduler, job_slots, pretokenize
 from finetuning.search_validation import validate_config  # noqa: F401 (the stage's config checks, for the runner)
 from pipeline import layout
 from pipeline.defaults import is_local_path
@@ -95,6 +96,8 @@ def finetune(cfg) -> None:
     later = {search.root: search.pending(sorted(search.targets), search.stilt_init()) if search.targets else []
              for search in searches}
     pending_tasks = sorted({job.task for jobs in [*first.values(), *later.values()] for job in jobs})
+    if pending_tasks and any(forks(gpus, processes) for gpus, processes in job_slots(cfg)):
+        start_job_server()  # its imports overlap the tokenizing
     rows = pretokenize(cfg, pending_tasks) if pending_tasks else {}
     scheduler = JobScheduler(cfg, {**_work(searches, first, rows), **_work(searches, later, rows)})
     progress = scheduler.progress

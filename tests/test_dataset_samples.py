@@ -229,8 +229,8 @@ def test_memory_cap_too_small_is_an_up_front_error_stating_the_minimum():
 
 
 def test_worker_pool_is_sized_so_that_workers_fit_under_the_cap():
-    main = memory.main_process_bytes()
-    for cap in (1.0, 2.0, 16.0):
+    main = memory.main_process_bytes()  # this test process and its children, e.g. a finetuning job server
+    for cap in (main / memory.GB + extra for extra in (0.5, 1.0, 15.0)):
         workers = memory.plan_workers(cap, requested=64, jobs=1000, key="k")
         assert workers >= 1 and main + workers * memory.worker_bytes() <= cap * memory.GB + memory.MB
     assert memory.plan_workers(16.0, requested=8, jobs=3, key="k") == 3

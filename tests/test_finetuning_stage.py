@@ -162,14 +162,18 @@ def test_a_cpu_job_is_forked_with_torch_imported_and_keeps_a_fresh_scripts_outpu
     from finetuning.job_process import REPO_ROOT, run_job
 
     probe = tmp_path / "probe.py"
-    probe.write_text("import os, sys\nprint('torch imported:', 'torch' in sys.modules)\n"
+    # The start method as in a fresh interpreter (unset): under the server's, a tqdm bar's lock is a named
+    # semaphore that a job stopped by Ctrl-C leaves to multiprocessing's tracker, which warns about it.
+    probe.write_text("import multiprocessing, os, sys\nprint('torch imported:', 'torch' in sys.modules)\n"
+                     "print('start method:', multiprocessing.get_start_method(allow_none=True))\n"
                      "print('env', os.environ['PROBE'], os.getcwd(), sys.argv[1:], file=sys.stderr)\n"
                      "raise SystemExit(int(sys.argv[1]))\n")
     job_dir = tmp_path / "job"
     job_dir.mkdir()
     record = run_job(job_dir, {}, [str(probe), "3"], gpus=None, env={"PROBE": "x"})
     assert (record["status"], record["error"]) == ("failed", f"exit code 3: env x {REPO_ROOT} ['3']")
-    assert "torch imported: True" in (job_dir / "job.log").read_text()  # a fresh interpreter has not
+    log = (job_dir / "job.log").read_text()
+    assert "torch imported: True" in log and "start method: None" in log  # a fresh interpreter has not imported it
 
 
 def test_pre_ln_model_from_the_pretrain_stage_finetunes_and_serves_as_a_stilt_source(tmp_path, model):
